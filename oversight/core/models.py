@@ -1,0 +1,362 @@
+"""The study's record: who saw what, chose what, and when.
+
+Row rules live here (`Trial.is_expired`); workflows that touch several rows live in `core/services/`.
+"""
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from oversight.banks.models import Bank, Item
+
+
+def new_token() -> str:
+    # 32 bytes of randomness: a participant is addressed only by this, so it must be unguessable.
+    return secrets.token_urlsafe(32)
+
+
+class ModelEndpoint(models.Model):
+    """Where a model is served: used by assisted conditions and by model-alone baselines."""
+
+    class Kind(models.TextChoices):
+        TGI = "tgi", "Text Generation Inference"
+        OPENAI = "openai", "OpenAI-compatible (vLLM, llama.cpp, …)"
+        SIMULATED = "simulated", "Simulated assistant (no model)"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    base_url = models.URLField(blank=True)
+    token = models.CharField(max_length=500, blank=True)
+    model_label = models.CharField(max_length=200, blank=True, help_text="Model id sent to the server / shown")
+    request_timeout_s = models.FloatField(default=60)
+    max_concurrency = models.PositiveIntegerField(default=32)
+    # Simulated assistant knobs: accuracy, seed, ttft_ms, tokens_per_s, sycophancy, quote_rate.
+    simulation = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (simulated)" if self.kind == self.Kind.SIMULATED else self.name
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        LIVE = "live", "Live"
+        CLOSED = "closed", "Closed"
+
+    class Design(models.TextChoices):
+        WITHIN = "within", "Within-subject (every participant does every condition)"
+        BETWEEN = "between", "Between-subject (each participant does one condition)"
+
+    class Order(models.TextChoices):
+        FIXED = "fixed", "Fixed order (as listed)"
+        COUNTERBALANCED = "counterbalanced", "Counterbalanced across participants"
+
+    class ConfidenceFormat(models.TextChoices):
+        LIKERT = "likert", "5-point scale (25/42/60/80/100%)"
+        SLIDER = "slider", "Slider 5–95%"
+        DISTRIBUTION = "distribution", "Probability over all options"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="owned_studies"
+    )
+    consent_text = models.TextField(blank=True)
+    instructions = models.TextField(blank=True)
+    completion_message = models.TextField(blank=True)
+
+    design = models.CharField(max_length=8, choices=Design.choices, default=Design.WITHIN)
+    order = models.CharField(max_length=16, choices=Order.choices, default=Order.FIXED)
+    disjoint_samples = models.BooleanField(default=True, help_text="Each condition gets its own items (as in the paper)")
+    sample_seed = models.BigIntegerField(default=0)
+    randomise_item_order = models.BooleanField(default=True)
+    confidence_format = models.CharField(
+        max_length=16, choices=ConfidenceFormat.choices, default=ConfidenceFormat.LIKERT
+    )
+    reveal_gold = models.BooleanField(default=False, help_text="Show the correct option after each answer")
+    catch_pass_threshold = models.FloatField(default=1.0, help_text="Share of catch items to get right")
+
+    # Recruitment.
+    completion_code = models.CharField(max_length=64, blank=True)
+    screenout_code = models.CharField(max_length=64, blank=True)
+    prolific_completion_url = models.URLField(blank=True)
+    allow_external_id_export = models.BooleanField(default=False)
+    blind_collaborators = models.BooleanField(default=False)
+
+    # Frozen at launch: the full design, the exact items per condition, prompts and endpoint settings.
+    manifest = models.JSONField(null=True, blank=True)
+    manifest_hash = models.CharField(max_length=64, blank=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_live(self) -> bool:
+        return self.status == self.Status.LIVE
+
+
+class Collaborator(models.Model):
+    class Role(models.TextChoices):
+        EDITOR = "editor", "Editor"
+        VIEWER = "viewer", "Viewer"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="collaborators")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collaborations")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.VIEWER)
+    blind = models.BooleanField(default=False, help_text="Hide accuracy while the study runs")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "user"], name="collaborator_unique")]
+
+
+class Task(models.Model):
+    """A bank, how many items to draw from it per condition, and the per-item time limit."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="tasks")
+    bank = models.ForeignKey(Bank, on_delete=models.PROTECT, related_name="tasks")
+    name = models.CharField(max_length=100)
+    position = models.PositiveSmallIntegerField(default=0)
+    sample_size = models.PositiveIntegerField()
+    practice_size = models.PositiveIntegerField(default=0)
+    time_limit_s = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit")
+    splits = models.JSONField(default=list, blank=True)
+    subjects = models.JSONField(default=list, blank=True)
+    difficult_only = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Condition(models.Model):
+    class Kind(models.TextChoices):
+        UNAIDED = "unaided", "Unaided"
+        ASSISTED = "assisted", "Assisted"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="conditions")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=100)
+    position = models.PositiveSmallIntegerField(default=0)
+    endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.PROTECT, null=True, blank=True)
+    system_prompt = models.TextField(blank=True)
+    sampling = models.JSONField(default=dict, blank=True, help_text="temperature, top_p, max_tokens, seed")
+    inject_passage = models.BooleanField(default=True, help_text="QuALITY: the passage opens the model's context")
+    send_question = models.BooleanField(default=False, help_text="Send question and options to the model")
+    max_message_chars = models.PositiveIntegerField(default=2000)
+    max_turns = models.PositiveIntegerField(default=40)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConditionItem(models.Model):
+    """The frozen sample: exactly which items a condition shows, fixed when the study goes live."""
+
+    class Role(models.TextChoices):
+        SCORED = "scored", "Scored"
+        PRACTICE = "practice", "Practice"
+        CATCH = "catch", "Catch"
+
+    condition = models.ForeignKey(Condition, on_delete=models.CASCADE, related_name="condition_items")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="condition_items")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.SCORED)
+    # For catch items: the option an attentive participant picks (they are written to be unambiguous).
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["condition", "position"]
+        constraints = [models.UniqueConstraint(fields=["condition", "item"], name="condition_item_unique")]
+
+
+class Participant(models.Model):
+    class Status(models.TextChoices):
+        CONSENT = "consent", "Not yet consented"
+        DECLINED = "declined", "Declined consent"
+        ACTIVE = "active", "In progress"
+        COMPLETED = "completed", "Completed"
+        SCREENED_OUT = "screened_out", "Screened out"
+        RETURNED = "returned", "Returned / abandoned"
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="participants")
+    token = models.CharField(max_length=64, unique=True, default=new_token)
+    # "prolific:<PID>", "mturk:<workerId>", "pid:<pid>"; empty for anonymous joins.
+    external_id = models.CharField(max_length=300, blank=True)
+    recruitment = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONSENT)
+    condition_order = models.JSONField(default=list, blank=True)  # condition ids, in the order done
+    order_seed = models.BigIntegerField(default=0)
+    is_pilot = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="participant_unique_external_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"P{self.pk}"
+
+
+class Trial(models.Model):
+    """One participant × one item. The deadline is stored the first time the item is shown."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Not shown yet"
+        SHOWN = "shown", "In progress"
+        ANSWERED = "answered", "Answered"
+        TIMED_OUT = "timed_out", "Timed out"
+
+    class SubmitKind(models.TextChoices):
+        MANUAL = "manual", "Submitted by the participant"
+        AUTO = "auto", "Auto-submitted by the page at the deadline"
+        SERVER = "server", "Finalised by the server at the deadline"
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="trials")
+    condition = models.ForeignKey(Condition, on_delete=models.PROTECT, related_name="trials")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
+    role = models.CharField(max_length=8, choices=ConditionItem.Role.choices, default=ConditionItem.Role.SCORED)
+    position = models.PositiveIntegerField()
+    time_limit_s = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    shown_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The last selection the server saw (sent as it changes, so a closed browser still has it recorded).
+    selected_choice = models.PositiveSmallIntegerField(null=True, blank=True)
+    selected_confidence = models.FloatField(null=True, blank=True)
+    choice = models.PositiveSmallIntegerField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    # For the "probability over all options" format: the full distribution.
+    distribution = models.JSONField(null=True, blank=True)
+    correct = models.BooleanField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    submit_kind = models.CharField(max_length=8, choices=SubmitKind.choices, blank=True)
+
+    class Meta:
+        ordering = ["participant", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "position"], name="trial_unique_position"),
+            models.UniqueConstraint(fields=["participant", "condition", "item"], name="trial_unique_item"),
+        ]
+        indexes = [models.Index(fields=["status", "deadline_at"])]
+
+    def __str__(self) -> str:
+        return f"Trial {self.pk} ({self.participant}, #{self.position})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in {self.Status.ANSWERED, self.Status.TIMED_OUT}
+
+    def is_expired(self, now) -> bool:
+        return self.deadline_at is not None and now >= self.deadline_at
+
+    def seconds_left(self, now) -> float | None:
+        if self.deadline_at is None:
+            return None
+        return max(0.0, (self.deadline_at - now).total_seconds())
+
+    def deadline_for(self, shown_at):
+        return shown_at + timedelta(seconds=self.time_limit_s) if self.time_limit_s else None
+
+
+class Event(models.Model):
+    """Everything a researcher would want to replay, with the server's clock."""
+
+    class Kind(models.TextChoices):
+        JOINED = "joined"
+        RESUMED = "resumed"
+        CONSENTED = "consented"
+        DECLINED = "declined"
+        ITEM_SHOWN = "item_shown"
+        SELECTION = "selection_changed"
+        CONFIDENCE = "confidence_changed"
+        SUBMITTED = "submitted"
+        TIMED_OUT = "timed_out"
+        LATE_POST = "late_post"
+        PAGE_HIDDEN = "page_hidden"
+        PAGE_VISIBLE = "page_visible"
+        RECONNECT = "reconnect"
+        COMPLETED = "completed"
+        SCREENED_OUT = "screened_out"
+        CHAT_SENT = "chat_sent"
+        CHAT_RESET = "chat_reset"
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="events")
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class Exclusion(models.Model):
+    """A researcher's decision to leave a participant out of analysis. Reversible; never deleted."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="exclusions")
+    reason = models.TextField()
+    rule = models.CharField(max_length=32, blank=True, help_text="manual, catch, outlier, too_fast, incomplete")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+
+class Job(models.Model):
+    """One pattern for every long researcher action: create a job → background task → progress partial."""
+
+    class Kind(models.TextChoices):
+        IMPORT = "import", "Bank import"
+        EXPORT = "export", "Data export"
+        BASELINE = "baseline", "Model baseline"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs")
+    params = models.JSONField(default=dict, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ParticipantConfig(AppConfig):
+    name = "oversight.participant"
+    label = "participant"
