@@ -9,8 +9,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from oversight.realtime.routing import websocket_urlpatterns  # noqa: E402
+
+if settings.DEADLINE_SWEEPER:
+    from oversight.core.sweeper import start_sweeper
+
+    start_sweeper()
 
 application = ProtocolTypeRouter(
     {

@@ -75,7 +75,8 @@ class Study(models.Model):
 
     design = models.CharField(max_length=8, choices=Design.choices, default=Design.WITHIN)
     order = models.CharField(max_length=16, choices=Order.choices, default=Order.FIXED)
-    disjoint_samples = models.BooleanField(default=True, help_text="Each condition gets its own items (as in the paper)")
+    # Each condition gets its own items, as in the paper.
+    disjoint_samples = models.BooleanField(default=True)
     sample_seed = models.BigIntegerField(default=0)
     randomise_item_order = models.BooleanField(default=True)
     confidence_format = models.CharField(
@@ -123,16 +124,29 @@ class Collaborator(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "user"], name="collaborator_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) on {self.study}"
+
 
 class Task(models.Model):
-    """A bank, how many items to draw from it per condition, and the per-item time limit."""
+    """A bank, how many items to draw from it per condition, and the per-item time limit.
+
+    A `scored` task is sampled per condition (disjointly if the study says so). A `practice` task's items are
+    shown once, unscored, before the first condition; a `catch` task's items (attention checks) are spread
+    over the participant's conditions at seeded positions and decide screen-outs.
+    """
+
+    class Role(models.TextChoices):
+        SCORED = "scored", "Scored items"
+        PRACTICE = "practice", "Practice items (not scored)"
+        CATCH = "catch", "Catch items (attention checks)"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="tasks")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.SCORED)
     bank = models.ForeignKey(Bank, on_delete=models.PROTECT, related_name="tasks")
     name = models.CharField(max_length=100)
     position = models.PositiveSmallIntegerField(default=0)
-    sample_size = models.PositiveIntegerField()
-    practice_size = models.PositiveIntegerField(default=0)
+    sample_size = models.PositiveIntegerField(help_text="Items per condition (scored) or in total (practice, catch)")
     time_limit_s = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit")
     splits = models.JSONField(default=list, blank=True)
     subjects = models.JSONField(default=list, blank=True)
@@ -177,16 +191,24 @@ class ConditionItem(models.Model):
         PRACTICE = "practice", "Practice"
         CATCH = "catch", "Catch"
 
-    condition = models.ForeignKey(Condition, on_delete=models.CASCADE, related_name="condition_items")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="condition_items")
+    # Null for practice and catch items, which belong to the study rather than one condition.
+    condition = models.ForeignKey(
+        Condition, on_delete=models.CASCADE, null=True, blank=True, related_name="condition_items"
+    )
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="condition_items")
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
     role = models.CharField(max_length=8, choices=Role.choices, default=Role.SCORED)
-    # For catch items: the option an attentive participant picks (they are written to be unambiguous).
     position = models.PositiveIntegerField()
 
     class Meta:
-        ordering = ["condition", "position"]
-        constraints = [models.UniqueConstraint(fields=["condition", "item"], name="condition_item_unique")]
+        ordering = ["study", "condition", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "condition", "role", "item"], name="condition_item_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} item {self.item_id} #{self.position}"
 
 
 class Participant(models.Model):
@@ -317,6 +339,9 @@ class Event(models.Model):
     class Meta:
         ordering = ["at", "id"]
 
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.at:%H:%M:%S}"
+
 
 class Exclusion(models.Model):
     """A researcher's decision to leave a participant out of analysis. Reversible; never deleted."""
@@ -330,6 +355,13 @@ class Exclusion(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Exclusion of {self.participant}: {self.reason[:40]}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
 
 
 class Job(models.Model):
@@ -360,3 +392,6 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} job {self.pk} ({self.status})"

@@ -1,0 +1,190 @@
+"""Writing a parsed bank: one transaction, bulk statements, idempotent by content hash."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django.db import transaction
+from django.utils import timezone
+
+from oversight.banks.models import Bank, Item, Passage
+
+from .base import BankImportError, ImportResult, ParsedBank, ProgressCallback, no_progress
+
+# Rows per INSERT/UPDATE statement. Django lowers it further where the backend needs (SQLite's bound
+# parameter limit); 500 keeps PostgreSQL statements well under a megabyte even with long passages.
+BATCH_SIZE = 500
+
+_ITEM_FIELDS = [
+    "passage",
+    "subject",
+    "split",
+    "text",
+    "options",
+    "gold_index",
+    "difficult",
+    "metadata",
+    "content_hash",
+    "updated_at",
+]
+_PASSAGE_FIELDS = ["title", "author", "text", "metadata", "content_hash"]
+
+
+def write_bank(
+    *,
+    bank_name: str,
+    parsed: ParsedBank,
+    source: str,
+    progress: ProgressCallback | None = None,
+) -> ImportResult:
+    """Create, update or skip each passage and item of `parsed` in the bank named `bank_name`.
+
+    Rows are matched by external id and compared by content hash. Rows missing from `parsed` are kept:
+    trials may reference them, and a partial import (one split) must not delete the others.
+    """
+    progress = progress or no_progress
+    name_max = Bank._meta.get_field("name").max_length
+    if not bank_name.strip() or len(bank_name) > name_max:
+        raise BankImportError(source, None, f"the bank name must have 1 to {name_max} characters")
+    _check_unique(parsed, source)
+    item_hashes = [item.hash() for item in parsed.items]
+    passage_hashes = [passage.hash() for passage in parsed.passages]
+
+    with transaction.atomic():
+        # The row lock makes two concurrent imports into one bank (two Celery jobs) run one after the
+        # other instead of racing on the unique constraints.
+        bank, created = Bank.objects.select_for_update().get_or_create(
+            name=bank_name, defaults={"format": parsed.format}
+        )
+        if bank.format != parsed.format:
+            raise BankImportError(
+                source,
+                None,
+                f"bank {bank_name!r} holds {bank.get_format_display()} items; "
+                f"import {dict(Bank.Format.choices)[parsed.format]} items into another bank (--bank NAME)",
+            )
+        result = ImportResult(bank=bank, bank_created=created, warnings=list(parsed.warnings))
+        result.split_counts = dict(Counter(item.split for item in parsed.items))
+        result.subject_count = len({item.subject for item in parsed.items})
+
+        stored_passages = {
+            ext: (pk, digest)
+            for ext, pk, digest in Passage.objects.filter(bank=bank).values_list("external_id", "pk", "content_hash")
+        }
+        for passage_id, origin in parsed.external_passage_refs.items():
+            if passage_id not in stored_passages:
+                raise BankImportError(
+                    origin, None, f"passage {passage_id!r} is neither defined in the file nor stored in the bank"
+                )
+        stored_items = {
+            ext: (pk, digest)
+            for ext, pk, digest in Item.objects.filter(bank=bank).values_list("external_id", "pk", "content_hash")
+        }
+
+        new_passages, changed_passages = [], []
+        for passage, digest in zip(parsed.passages, passage_hashes, strict=True):
+            stored = stored_passages.get(passage.external_id)
+            if stored is None:
+                new_passages.append(_passage_row(bank, passage, digest))
+            elif stored[1] != digest:
+                changed_passages.append(_passage_row(bank, passage, digest, pk=stored[0]))
+                result.updated_passage_ids.append(passage.external_id)
+            else:
+                result.passages_unchanged += 1
+        result.passages_new = len(new_passages)
+        result.passages_updated = len(changed_passages)
+
+        new_items, changed_items = [], []
+        now = timezone.now()
+        for item, digest in zip(parsed.items, item_hashes, strict=True):
+            stored = stored_items.get(item.external_id)
+            if stored is None:
+                new_items.append(_item_row(bank, item, digest))
+            elif stored[1] != digest:
+                row = _item_row(bank, item, digest, pk=stored[0])
+                row.updated_at = now  # bulk_update does not run auto_now
+                changed_items.append(row)
+                result.updated_item_ids.append(item.external_id)
+            else:
+                result.items_unchanged += 1
+        result.items_new = len(new_items)
+        result.items_updated = len(changed_items)
+        result.items_not_in_import = len(stored_items.keys() - {item.external_id for item in parsed.items})
+
+        total = len(new_passages) + len(changed_passages) + len(new_items) + len(changed_items)
+        done = 0
+        if total:
+            progress("write", 0, total)
+        for start in range(0, len(new_passages), BATCH_SIZE):
+            chunk = new_passages[start : start + BATCH_SIZE]
+            Passage.objects.bulk_create(chunk)
+            done += len(chunk)
+            progress("write", done, total)
+        for start in range(0, len(changed_passages), BATCH_SIZE):
+            chunk = changed_passages[start : start + BATCH_SIZE]
+            Passage.objects.bulk_update(chunk, _PASSAGE_FIELDS)
+            done += len(chunk)
+            progress("write", done, total)
+
+        if new_items or changed_items:
+            # One query for the passage ids instead of relying on bulk_create returning primary keys.
+            passage_pks = dict(Passage.objects.filter(bank=bank).values_list("external_id", "pk"))
+            for row in (*new_items, *changed_items):
+                ext = row._passage_external_id
+                row.passage_id = None if ext is None else passage_pks[ext]
+        for start in range(0, len(new_items), BATCH_SIZE):
+            chunk = new_items[start : start + BATCH_SIZE]
+            Item.objects.bulk_create(chunk)
+            done += len(chunk)
+            progress("write", done, total)
+        for start in range(0, len(changed_items), BATCH_SIZE):
+            chunk = changed_items[start : start + BATCH_SIZE]
+            Item.objects.bulk_update(chunk, _ITEM_FIELDS)
+            done += len(chunk)
+            progress("write", done, total)
+
+        if total and not created:
+            bank.save(update_fields=["updated_at"])
+    return result
+
+
+def _check_unique(parsed: ParsedBank, source: str) -> None:
+    # The parsers report duplicates with their line numbers; this catches any parser that does not.
+    for kind, ids in (
+        ("item", [item.external_id for item in parsed.items]),
+        ("passage", [passage.external_id for passage in parsed.passages]),
+    ):
+        duplicates = [ext for ext, count in Counter(ids).items() if count > 1]
+        if duplicates:
+            raise BankImportError(source, None, f"{kind} id {duplicates[0]!r} occurs more than once")
+
+
+def _passage_row(bank: Bank, passage, digest: str, pk: int | None = None) -> Passage:
+    return Passage(
+        pk=pk,
+        bank=bank,
+        external_id=passage.external_id,
+        title=passage.title,
+        author=passage.author,
+        text=passage.text,
+        metadata=passage.metadata,
+        content_hash=digest,
+    )
+
+
+def _item_row(bank: Bank, item, digest: str, pk: int | None = None) -> Item:
+    row = Item(
+        pk=pk,
+        bank=bank,
+        external_id=item.external_id,
+        subject=item.subject,
+        split=item.split,
+        text=item.text,
+        options=item.options,
+        gold_index=item.gold_index,
+        difficult=item.difficult,
+        metadata=item.metadata,
+        content_hash=digest,
+    )
+    row._passage_external_id = item.passage_id
+    return row

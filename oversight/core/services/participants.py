@@ -1,0 +1,197 @@
+"""Joining, consent, condition assignment and completion."""
+
+import random
+import secrets
+from collections.abc import Mapping
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from oversight.core.models import Condition, ConditionItem, Event, Participant, Study, Trial
+
+# Recruitment parameters we keep, per platform. The first key of each platform is its participant id.
+RECRUITMENT_KEYS = {
+    "prolific": ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"),
+    "mturk": ("workerId", "assignmentId", "hitId"),
+    "pid": ("pid",),
+}
+MAX_PARAM_LENGTH = 200
+
+
+def recruitment_from_params(params: Mapping[str, str]) -> tuple[str, dict]:
+    """(`external_id`, recruitment dict) from a join link's query string; ("", {}) for an anonymous join."""
+    for source, keys in RECRUITMENT_KEYS.items():
+        participant_id = (params.get(keys[0]) or "").strip()[:MAX_PARAM_LENGTH]
+        if participant_id:
+            recruitment = {"source": source}
+            recruitment.update({k: (params.get(k) or "").strip()[:MAX_PARAM_LENGTH] for k in keys})
+            return f"{source}:{participant_id}", recruitment
+    return "", {}
+
+
+def participant_for_external_id(*, study: Study, external_id: str) -> Participant | None:
+    if not external_id:
+        return None
+    return Participant.objects.filter(study=study, external_id=external_id).first()
+
+
+def participant_join(
+    *, study: Study, params: Mapping[str, str], consent: bool, is_pilot: bool = False, now=None
+) -> Participant:
+    """Enrol (or resume) a participant after they answered the consent form.
+
+    The same external id always resumes the same participant: a second tab, a returning Prolific worker or
+    a double-clicked consent button must never create a second enrolment.
+    """
+    now = now or timezone.now()
+    external_id, recruitment = recruitment_from_params(params)
+    try:
+        with transaction.atomic():
+            participant = participant_for_external_id(study=study, external_id=external_id)
+            if participant is None:
+                participant = Participant.objects.create(
+                    study=study,
+                    external_id=external_id,
+                    recruitment=recruitment,
+                    is_pilot=is_pilot,
+                    order_seed=secrets.randbits(62),
+                )
+                Event.objects.create(participant=participant, kind=Event.Kind.JOINED, at=now, data=recruitment)
+            else:
+                Event.objects.create(participant=participant, kind=Event.Kind.RESUMED, at=now)
+    except IntegrityError:
+        # Two simultaneous first joins with one id: the other request won; resume theirs.
+        participant = Participant.objects.get(study=study, external_id=external_id)
+    return participant_consent(participant=participant, consent=consent, now=now)
+
+
+@transaction.atomic
+def participant_consent(*, participant: Participant, consent: bool, now=None) -> Participant:
+    now = now or timezone.now()
+    participant = Participant.objects.select_for_update().get(pk=participant.pk)
+    if participant.status not in {Participant.Status.CONSENT, Participant.Status.DECLINED}:
+        return participant  # already started: consenting again is a no-op
+    if not consent:
+        participant.status = Participant.Status.DECLINED
+        participant.save(update_fields=["status"])
+        Event.objects.create(participant=participant, kind=Event.Kind.DECLINED, at=now)
+        return participant
+    participant.status = Participant.Status.ACTIVE
+    participant.consented_at = now
+    participant.condition_order = assign_conditions(participant)
+    participant.save(update_fields=["status", "consented_at", "condition_order"])
+    Event.objects.create(participant=participant, kind=Event.Kind.CONSENTED, at=now)
+    create_trials(participant)
+    return participant
+
+
+def assign_conditions(participant: Participant) -> list[int]:
+    """The conditions this participant does, in order.
+
+    Within-subject: every condition, either in the study's fixed order or counterbalanced by rotating the
+    order by enrolment number (a Latin square over the conditions). Between-subject: the condition with the
+    fewest enrolled participants so far, so groups stay balanced whatever the dropout.
+    """
+    study = participant.study
+    conditions = list(study.conditions.order_by("position", "id").values_list("id", flat=True))
+    enrolled = Participant.objects.filter(study=study, is_pilot=participant.is_pilot).exclude(
+        Q(pk=participant.pk) | Q(consented_at__isnull=True)
+    )
+    if study.design == Study.Design.BETWEEN:
+        counts = {cid: 0 for cid in conditions}
+        for order in enrolled.values_list("condition_order", flat=True):
+            for cid in order[:1]:
+                if cid in counts:
+                    counts[cid] += 1
+        return [min(conditions, key=lambda cid: (counts[cid], conditions.index(cid)))]
+    if study.order == Study.Order.COUNTERBALANCED and conditions:
+        shift = enrolled.count() % len(conditions)
+        return conditions[shift:] + conditions[:shift]
+    return conditions
+
+
+def create_trials(participant: Participant) -> list[Trial]:
+    """Lay out the participant's whole sequence up front, so what they will see is fixed and auditable."""
+    study = participant.study
+    rng = random.Random(participant.order_seed)
+    items = list(
+        ConditionItem.objects.filter(study=study)
+        .select_related("task", "item")
+        .order_by("role", "condition_id", "position")
+    )
+    conditions = {c.pk: c for c in study.conditions.all()}
+    order = [cid for cid in participant.condition_order if cid in conditions]
+
+    blocks: list[list[ConditionItem]] = []
+    for cid in order:
+        block = [ci for ci in items if ci.condition_id == cid and ci.role == ConditionItem.Role.SCORED]
+        if study.randomise_item_order:
+            rng.shuffle(block)
+        blocks.append(block)
+    # Catch items are spread over the conditions and placed at seeded random points within each block.
+    catch = [ci for ci in items if ci.role == ConditionItem.Role.CATCH]
+    for i, ci in enumerate(catch):
+        block = blocks[i % len(blocks)]
+        block.insert(rng.randint(0, len(block)), ci)
+    practice = [ci for ci in items if ci.role == ConditionItem.Role.PRACTICE]
+
+    sequence: list[tuple[ConditionItem, int]] = [(ci, order[0]) for ci in practice]
+    for cid, block in zip(order, blocks, strict=True):
+        sequence += [(ci, cid) for ci in block]
+
+    trials = [
+        Trial(
+            participant=participant,
+            condition_id=cid,
+            item_id=ci.item_id,
+            role=ci.role,
+            position=position,
+            time_limit_s=ci.task.time_limit_s,
+        )
+        for position, (ci, cid) in enumerate(sequence)
+    ]
+    return Trial.objects.bulk_create(trials)
+
+
+def current_trial(participant: Participant) -> Trial | None:
+    """The first trial not yet answered: the only one the participant may work on."""
+    return (
+        participant.trials.exclude(status__in=[Trial.Status.ANSWERED, Trial.Status.TIMED_OUT])
+        .select_related("item", "item__passage", "condition")
+        .order_by("position")
+        .first()
+    )
+
+
+def catch_pass_rate(participant: Participant) -> float | None:
+    stats = participant.trials.filter(role=ConditionItem.Role.CATCH).aggregate(
+        n=Count("id"), right=Count("id", filter=Q(correct=True))
+    )
+    return None if not stats["n"] else stats["right"] / stats["n"]
+
+
+@transaction.atomic
+def participant_complete(*, participant: Participant, now=None) -> Participant:
+    """Close the participant's record once every trial is final; screen out failed attention checks."""
+    now = now or timezone.now()
+    participant = Participant.objects.select_for_update().get(pk=participant.pk)
+    if participant.status != Participant.Status.ACTIVE:
+        return participant
+    if participant.trials.exclude(status__in=[Trial.Status.ANSWERED, Trial.Status.TIMED_OUT]).exists():
+        raise ValueError("participant still has unanswered trials")
+    rate = catch_pass_rate(participant)
+    if rate is not None and rate < participant.study.catch_pass_threshold:
+        participant.status = Participant.Status.SCREENED_OUT
+        kind = Event.Kind.SCREENED_OUT
+    else:
+        participant.status = Participant.Status.COMPLETED
+        kind = Event.Kind.COMPLETED
+    participant.completed_at = now
+    participant.save(update_fields=["status", "completed_at"])
+    Event.objects.create(participant=participant, kind=kind, at=now, data={"catch_pass_rate": rate})
+    return participant
+
+
+def condition_label(condition: Condition) -> str:
+    return "With the AI assistant" if condition.kind == Condition.Kind.ASSISTED else "On your own"

@@ -1,0 +1,224 @@
+"""Study lifecycle: validate a design, launch it (draw the samples, freeze the manifest), close, clone."""
+
+import hashlib
+import json
+
+from django.db import transaction
+from django.utils import timezone
+
+from oversight.banks.sampling import sample_disjoint, sample_items
+from oversight.core.models import Condition, ConditionItem, Study, Task
+
+
+class StudyDesignError(ValueError):
+    """A design that cannot run; the message says what to change."""
+
+
+def study_design_problems(study: Study) -> list[str]:
+    """Everything that would stop `study_launch`, in words a researcher can act on."""
+    problems = []
+    conditions = list(study.conditions.select_related("endpoint"))
+    tasks = list(study.tasks.select_related("bank"))
+    if not conditions:
+        problems.append("Add at least one condition.")
+    if not any(t.role == Task.Role.SCORED for t in tasks):
+        problems.append("Add at least one task with scored items.")
+    for condition in conditions:
+        if condition.kind == Condition.Kind.ASSISTED and condition.endpoint is None:
+            problems.append(f"The assisted condition “{condition.name}” needs a model endpoint.")
+    for task in tasks:
+        filters = _filters(task)
+        available = task.bank.items.filter(**_orm_filters(filters)).count()
+        if task.role == Task.Role.SCORED and study.disjoint_samples and conditions:
+            needed = task.sample_size * len(conditions)
+            if needed > available:
+                problems.append(
+                    f"Task “{task.name}”: {len(conditions)} disjoint samples of {task.sample_size} need "
+                    f"{needed} items but the bank has {available} matching items."
+                )
+        elif task.sample_size > available:
+            problems.append(
+                f"Task “{task.name}”: a sample of {task.sample_size} is larger than the {available} matching "
+                f"items in “{task.bank.name}”."
+            )
+    return problems
+
+
+def _filters(task: Task) -> dict:
+    return {
+        "splits": task.splits or None,
+        "subjects": task.subjects or None,
+        "difficult": True if task.difficult_only else None,
+        # Only items with a gold answer can be scored (QuALITY's test split has none).
+        "labeled": True,
+    }
+
+
+def _orm_filters(filters: dict) -> dict:
+    orm = {"gold_index__isnull": False}
+    if filters["splits"]:
+        orm["split__in"] = filters["splits"]
+    if filters["subjects"]:
+        orm["subject__in"] = filters["subjects"]
+    if filters["difficult"] is not None:
+        orm["difficult"] = filters["difficult"]
+    return orm
+
+
+@transaction.atomic
+def study_launch(*, study: Study, now=None) -> Study:
+    """Draw every sample, freeze the manifest and go live. Items are fixed from here on."""
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != Study.Status.DRAFT:
+        raise StudyDesignError("Only a draft study can be launched.")
+    problems = study_design_problems(study)
+    if problems:
+        raise StudyDesignError(" ".join(problems))
+
+    conditions = list(study.conditions.all())
+    study.condition_items.all().delete()
+    rows = []
+    for index, task in enumerate(study.tasks.select_related("bank")):
+        # Each task gets its own seed stream so adding a task does not reshuffle the others.
+        seed = study.sample_seed * 1000 + index
+        filters = _filters(task)
+        if task.role == Task.Role.SCORED:
+            if study.disjoint_samples:
+                samples = sample_disjoint(bank=task.bank, sizes=[task.sample_size] * len(conditions), seed=seed,
+                                          **filters)
+            else:
+                shared = sample_items(bank=task.bank, n=task.sample_size, seed=seed, **filters)
+                samples = [shared] * len(conditions)
+            for condition, items in zip(conditions, samples, strict=True):
+                rows += [
+                    ConditionItem(study=study, condition=condition, task=task, item=item, role=task.role, position=i)
+                    for i, item in enumerate(items)
+                ]
+        else:
+            items = sample_items(bank=task.bank, n=task.sample_size, seed=seed, **filters)
+            rows += [
+                ConditionItem(study=study, condition=None, task=task, item=item, role=task.role, position=i)
+                for i, item in enumerate(items)
+            ]
+    ConditionItem.objects.bulk_create(rows)
+
+    study.manifest = build_manifest(study)
+    study.manifest_hash = manifest_hash(study.manifest)
+    study.status = Study.Status.LIVE
+    study.launched_at = now or timezone.now()
+    study.save(update_fields=["manifest", "manifest_hash", "status", "launched_at"])
+    return study
+
+
+def build_manifest(study: Study) -> dict:
+    """The full configuration as it was at launch: what a paper's methods section must be able to cite."""
+
+    def endpoint_settings(condition: Condition):
+        e = condition.endpoint
+        if e is None:
+            return None
+        return {
+            "name": e.name,
+            "kind": e.kind,
+            "base_url": e.base_url,
+            "model_label": e.model_label,
+            "request_timeout_s": e.request_timeout_s,
+            "max_concurrency": e.max_concurrency,
+            "simulation": e.simulation,
+        }
+
+    items = study.condition_items.select_related("item", "task").order_by("condition_id", "role", "position")
+    by_condition: dict = {}
+    for ci in items:
+        key = str(ci.condition_id) if ci.condition_id else ci.role
+        by_condition.setdefault(key, []).append(
+            {"item_id": ci.item_id, "external_id": ci.item.external_id, "task": ci.task.name,
+             "content_hash": ci.item.content_hash}
+        )
+    return {
+        "schema": 1,
+        "study": {
+            "slug": study.slug,
+            "title": study.title,
+            "design": study.design,
+            "order": study.order,
+            "disjoint_samples": study.disjoint_samples,
+            "sample_seed": study.sample_seed,
+            "randomise_item_order": study.randomise_item_order,
+            "confidence_format": study.confidence_format,
+            "reveal_gold": study.reveal_gold,
+            "catch_pass_threshold": study.catch_pass_threshold,
+            "consent_text": study.consent_text,
+            "instructions": study.instructions,
+        },
+        "tasks": [
+            {
+                "name": t.name,
+                "role": t.role,
+                "bank": t.bank.name,
+                "sample_size": t.sample_size,
+                "time_limit_s": t.time_limit_s,
+                "splits": t.splits,
+                "subjects": t.subjects,
+                "difficult_only": t.difficult_only,
+            }
+            for t in study.tasks.select_related("bank")
+        ],
+        "conditions": [
+            {
+                "id": c.pk,
+                "name": c.name,
+                "kind": c.kind,
+                "position": c.position,
+                "system_prompt": c.system_prompt,
+                "sampling": c.sampling,
+                "inject_passage": c.inject_passage,
+                "send_question": c.send_question,
+                "max_message_chars": c.max_message_chars,
+                "max_turns": c.max_turns,
+                "endpoint": endpoint_settings(c),
+            }
+            for c in study.conditions.select_related("endpoint")
+        ],
+        "items": by_condition,
+    }
+
+
+def manifest_hash(manifest: dict) -> str:
+    blob = json.dumps(manifest, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def study_close(*, study: Study, now=None) -> Study:
+    updated = Study.objects.filter(pk=study.pk, status=Study.Status.LIVE).update(
+        status=Study.Status.CLOSED, closed_at=now or timezone.now()
+    )
+    if not updated:
+        raise StudyDesignError("Only a live study can be closed.")
+    study.refresh_from_db()
+    return study
+
+
+@transaction.atomic
+def study_clone(*, study: Study, slug: str, title: str | None = None, owner=None) -> Study:
+    """A new draft with the same design (not the same participants or samples)."""
+    tasks = list(study.tasks.all())
+    conditions = list(study.conditions.all())
+    study.pk = None
+    study.id = None
+    study.slug = slug
+    study.title = title or f"{study.title} (copy)"
+    study.status = Study.Status.DRAFT
+    study.manifest = None
+    study.manifest_hash = ""
+    study.launched_at = None
+    study.closed_at = None
+    if owner is not None:
+        study.owner = owner
+    study.save()
+    for obj in [*tasks, *conditions]:
+        obj.pk = None
+        obj.id = None
+        obj.study = study
+        obj.save()
+    return study

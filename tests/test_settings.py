@@ -1,0 +1,119 @@
+"""The settings module: the embedded default, the switches to production parts, and the deploy checklist.
+
+Each case imports the settings in a subprocess with exactly the environment it names, so nothing leaks in
+from the shell that runs the tests (or from pytest-django's own set-up).
+"""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SHOW_SETTINGS = """
+import json
+from django.conf import settings
+from oversight.celery import app
+print(json.dumps({
+    "DEBUG": settings.DEBUG,
+    "db_engine": settings.DATABASES["default"]["ENGINE"],
+    "db_name": str(settings.DATABASES["default"]["NAME"]),
+    "db_host": settings.DATABASES["default"].get("HOST", ""),
+    "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "channel_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts"),
+    "cache": settings.CACHES["default"]["BACKEND"],
+    "celery_eager": app.conf.task_always_eager,
+    "celery_broker": app.conf.broker_url,
+}))
+"""
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    """Run Python in a clean environment: only PATH/HOME plus what the test names."""
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    clean["DJANGO_SETTINGS_MODULE"] = "oversight.settings"
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=BASE_DIR, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+def show_settings(**env: str) -> dict:
+    result = run(["-c", SHOW_SETTINGS], **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def production_env(**extra: str) -> dict:
+    return {"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(60), "ALLOWED_HOSTS": "example.org", **extra}
+
+
+def test_it_passes_the_deploy_checklist_with_no_warnings_in_production():
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **production_env())
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "System check identified no issues" in output
+    assert "WARNINGS" not in output
+
+
+def test_it_refuses_to_start_in_production_without_a_secret_key():
+    result = run(["manage.py", "check"], DEBUG="0", ALLOWED_HOSTS="example.org")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "SECRET_KEY must be set when DEBUG=0" in result.stderr
+
+
+def test_it_rejects_a_boolean_it_cannot_read():
+    result = run(["-c", "import oversight.settings"], DEBUG="maybe")
+    assert result.returncode != 0
+    assert "DEBUG='maybe': expected one of 1/0" in result.stderr
+
+
+def test_it_runs_embedded_with_no_environment_at_all():
+    values = show_settings()
+    assert values["DEBUG"] is True
+    assert values["db_engine"] == "django.db.backends.sqlite3"
+    assert values["channel_layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["cache"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert values["celery_eager"] is True
+    assert values["celery_broker"] == "memory://"
+
+
+def test_it_switches_to_postgresql_with_database_url():
+    values = show_settings(DATABASE_URL="postgres://oversight:pw@db.internal:5432/oversight")
+    assert values["db_engine"] == "django.db.backends.postgresql"
+    assert (values["db_name"], values["db_host"]) == ("oversight", "db.internal")
+    # The database alone does not bring a broker: Celery stays eager.
+    assert values["celery_eager"] is True
+
+
+def test_it_switches_to_redis_layer_cache_and_a_real_broker_with_redis_url():
+    url = "redis://redis.internal:6379/3"
+    values = show_settings(REDIS_URL=url)
+    assert values["channel_layer"] == "channels_redis.core.RedisChannelLayer"
+    assert values["channel_hosts"] == [url]
+    assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert values["celery_eager"] is False
+    assert values["celery_broker"] == url
+
+
+def settings_env_names() -> set[str]:
+    source = (BASE_DIR / "oversight" / "settings.py").read_text()
+    names = set(re.findall(r"\benv_(?:str|bool|int|list)\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+    names |= set(re.findall(r"os\.environ(?:\.get)?[(\[]\s*\"([A-Z][A-Z0-9_]*)\"", source))
+    return names - {"DJANGO_SETTINGS_MODULE"}
+
+
+@pytest.mark.parametrize("doc", ["deploy/.env.example", "README.md"])
+def test_it_documents_every_environment_variable_it_reads(doc):
+    names = settings_env_names()
+    assert {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "TGI_URL"} <= names
+    text = (BASE_DIR / doc).read_text()
+    missing = sorted(name for name in names if not re.search(rf"\b{name}\b", text))
+    assert not missing, f"{doc} does not document: {', '.join(missing)}"
