@@ -28,3 +28,9 @@ def bob(django_user_model):
 @pytest.fixture
 def charlie(django_user_model):
     return django_user_model.objects.create_user("charlie", "charlie@example.org", "charlie-password-1")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness is for attackers, not for the test suite.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
