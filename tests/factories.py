@@ -22,8 +22,8 @@ def make_bank(name="Unit bank", n=12, subjects=("physics", "history"), split="va
 
 
 def make_study(*, slug="unit", n_items=3, time_limit_s=None, launch=True, endpoint=True, catch=0,
-               practice=0, reveal_gold=False, owner=None, **study_fields) -> Study:
-    bank = make_bank(name=f"{slug} bank", n=max(12, n_items * 2))
+               practice=0, reveal_gold=False, owner=None, passage=None, **study_fields) -> Study:
+    bank = make_bank(name=f"{slug} bank", n=max(12, n_items * 2), passage=passage)
     study = Study.objects.create(slug=slug, title=f"Study {slug}", completion_code="DONE-123",
                                  screenout_code="SCREEN-9", reveal_gold=reveal_gold, owner=owner,
                                  consent_text="Please agree.", **study_fields)

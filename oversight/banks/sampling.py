@@ -79,7 +79,8 @@ def sample_disjoint(
     total = sum(sizes)
     if total > len(pool):
         what = f"{total} items" if len(sizes) == 1 else f"{total} items ({' + '.join(map(str, sizes))})"
-        raise ValueError(f"asked for {what} but only {len(pool)} match ({_describe(bank, splits, subjects, difficult, labeled, excluded)})")
+        scope = _describe(bank, splits, subjects, difficult, labeled, excluded)
+        raise ValueError(f"asked for {what} but only {len(pool)} match ({scope})")
 
     picked = [pk for _, pk in _draw(pool, total, seed)]
     rows = Item.objects.in_bulk(picked)

@@ -11,12 +11,17 @@ _started = threading.Event()
 
 
 def _run(interval_s: float) -> None:
+    from oversight.assistant.services import interrupt_stale_generations
     from oversight.core.services.trials import finalize_expired_trials
 
+    rounds = 0
     while True:
         time.sleep(interval_s)
+        rounds += 1
         try:
             finalize_expired_trials()
+            if rounds % 10 == 0:
+                interrupt_stale_generations()
         except Exception:  # noqa: BLE001 - a transient DB error must not kill the sweeper
             log.exception("deadline sweep failed")
         finally:

@@ -1,5 +1,6 @@
 """The participant's pages. Thin: fetch the participant by token (404 otherwise), call one service."""
 
+import re
 from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -124,6 +125,20 @@ def trial_page(request: HttpRequest, token: str, position: int) -> HttpResponse:
     return render(request, "participant/trial.html", _trial_context(participant, trial, total, now))
 
 
+_BLOCK = re.compile(r"(?:(?!\n[ \t]*\n).)+", re.S)
+
+
+def passage_paragraphs(text: str) -> list[tuple[int, str]]:
+    """Paragraphs with their offsets in the passage, so a verified quote's span can be found in the page."""
+    paragraphs = []
+    for match in _BLOCK.finditer(text):
+        block = match.group()
+        stripped = block.strip()
+        if stripped:
+            paragraphs.append((match.start() + len(block) - len(block.lstrip()), stripped))
+    return paragraphs
+
+
 def _trial_context(participant: Participant, trial: Trial, total: int, now, error: str = "") -> dict:
     study = participant.study
     item = trial.item
@@ -134,6 +149,7 @@ def _trial_context(participant: Participant, trial: Trial, total: int, now, erro
         "item": item,
         "options": list(zip(item.letters, item.options, strict=True)),
         "passage": item.passage,
+        "paragraphs": passage_paragraphs(item.passage.text) if item.passage_id else [],
         "seconds_left": trial.seconds_left(now),
         "number": trial.position + 1,
         "total": total,

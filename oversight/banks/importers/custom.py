@@ -30,9 +30,20 @@ _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 OPTION_COLUMNS = tuple(f"option_{letter.lower()}" for letter in LETTERS[:MAX_OPTIONS])
 CSV_REQUIRED = ("id", "question", "option_a", "option_b")
-CSV_OPTIONAL = (*OPTION_COLUMNS[2:], "answer", "subject", "split", "difficult", "passage_id", "passage_title", "passage_text")
+CSV_OPTIONAL = (
+    *OPTION_COLUMNS[2:],
+    "answer",
+    "subject",
+    "split",
+    "difficult",
+    "passage_id",
+    "passage_title",
+    "passage_text",
+)
 META_PREFIX = "meta_"
-JSONL_KEYS = frozenset({"id", "question", "options", "answer", "subject", "split", "difficult", "passage", "passage_id", "metadata"})
+JSONL_KEYS = frozenset(
+    {"id", "question", "options", "answer", "subject", "split", "difficult", "passage", "passage_id", "metadata"}
+)
 
 _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no"}

@@ -67,9 +67,7 @@ def split_from_filename(filename: str) -> str | None:
     return suffix if suffix in SPLITS else None
 
 
-def parse_quality(
-    *, path: Path, split: str | None = None, progress: ProgressCallback | None = None
-) -> ParsedBank:
+def parse_quality(*, path: Path, split: str | None = None, progress: ProgressCallback | None = None) -> ParsedBank:
     progress = progress or no_progress
     fallback_split = (split or "").strip() or UNKNOWN_SPLIT
     if len(fallback_split) > SPLIT_MAX:

@@ -9,7 +9,15 @@ from django.utils import timezone
 
 from oversight.banks.models import Bank, Item, Passage
 
-from .base import BankImportError, ImportResult, ParsedBank, ProgressCallback, no_progress
+from .base import (
+    BankImportError,
+    ImportResult,
+    ParsedBank,
+    ParsedItem,
+    ParsedPassage,
+    ProgressCallback,
+    no_progress,
+)
 
 # Rows per INSERT/UPDATE statement. Django lowers it further where the backend needs (SQLite's bound
 # parameter limit); 500 keeps PostgreSQL statements well under a megabyte even with long passages.
@@ -94,16 +102,14 @@ def write_bank(
         result.passages_new = len(new_passages)
         result.passages_updated = len(changed_passages)
 
+        # Items are only classified here: their rows need the passages' primary keys, known after writing.
         new_items, changed_items = [], []
-        now = timezone.now()
         for item, digest in zip(parsed.items, item_hashes, strict=True):
             stored = stored_items.get(item.external_id)
             if stored is None:
-                new_items.append(_item_row(bank, item, digest))
+                new_items.append((item, digest, None))
             elif stored[1] != digest:
-                row = _item_row(bank, item, digest, pk=stored[0])
-                row.updated_at = now  # bulk_update does not run auto_now
-                changed_items.append(row)
+                changed_items.append((item, digest, stored[0]))
                 result.updated_item_ids.append(item.external_id)
             else:
                 result.items_unchanged += 1
@@ -111,41 +117,43 @@ def write_bank(
         result.items_updated = len(changed_items)
         result.items_not_in_import = len(stored_items.keys() - {item.external_id for item in parsed.items})
 
-        total = len(new_passages) + len(changed_passages) + len(new_items) + len(changed_items)
-        done = 0
-        if total:
-            progress("write", 0, total)
-        for start in range(0, len(new_passages), BATCH_SIZE):
-            chunk = new_passages[start : start + BATCH_SIZE]
-            Passage.objects.bulk_create(chunk)
-            done += len(chunk)
-            progress("write", done, total)
-        for start in range(0, len(changed_passages), BATCH_SIZE):
-            chunk = changed_passages[start : start + BATCH_SIZE]
-            Passage.objects.bulk_update(chunk, _PASSAGE_FIELDS)
-            done += len(chunk)
-            progress("write", done, total)
-
+        batches = _Batches(
+            total=len(new_passages) + len(changed_passages) + len(new_items) + len(changed_items), progress=progress
+        )
+        batches.run(new_passages, Passage.objects.bulk_create)
+        batches.run(changed_passages, lambda chunk: Passage.objects.bulk_update(chunk, _PASSAGE_FIELDS))
         if new_items or changed_items:
             # One query for the passage ids instead of relying on bulk_create returning primary keys.
             passage_pks = dict(Passage.objects.filter(bank=bank).values_list("external_id", "pk"))
-            for row in (*new_items, *changed_items):
-                ext = row._passage_external_id
-                row.passage_id = None if ext is None else passage_pks[ext]
-        for start in range(0, len(new_items), BATCH_SIZE):
-            chunk = new_items[start : start + BATCH_SIZE]
-            Item.objects.bulk_create(chunk)
-            done += len(chunk)
-            progress("write", done, total)
-        for start in range(0, len(changed_items), BATCH_SIZE):
-            chunk = changed_items[start : start + BATCH_SIZE]
-            Item.objects.bulk_update(chunk, _ITEM_FIELDS)
-            done += len(chunk)
-            progress("write", done, total)
+            now = timezone.now()  # bulk_update does not run auto_now
+            new_rows = [_item_row(bank, item, digest, passage_pks) for item, digest, _ in new_items]
+            changed_rows = [
+                _item_row(bank, item, digest, passage_pks, pk=pk, updated_at=now) for item, digest, pk in changed_items
+            ]
+            batches.run(new_rows, Item.objects.bulk_create)
+            batches.run(changed_rows, lambda chunk: Item.objects.bulk_update(chunk, _ITEM_FIELDS))
 
-        if total and not created:
+        if batches.total and not created:
             bank.save(update_fields=["updated_at"])
     return result
+
+
+class _Batches:
+    """Writes rows BATCH_SIZE at a time, reporting the running count over all of an import's writes."""
+
+    def __init__(self, *, total: int, progress: ProgressCallback) -> None:
+        self.total = total
+        self.done = 0
+        self.progress = progress
+        if total:
+            progress("write", 0, total)
+
+    def run(self, rows: list, write) -> None:
+        for start in range(0, len(rows), BATCH_SIZE):
+            chunk = rows[start : start + BATCH_SIZE]
+            write(chunk)
+            self.done += len(chunk)
+            self.progress("write", self.done, self.total)
 
 
 def _check_unique(parsed: ParsedBank, source: str) -> None:
@@ -159,7 +167,7 @@ def _check_unique(parsed: ParsedBank, source: str) -> None:
             raise BankImportError(source, None, f"{kind} id {duplicates[0]!r} occurs more than once")
 
 
-def _passage_row(bank: Bank, passage, digest: str, pk: int | None = None) -> Passage:
+def _passage_row(bank: Bank, passage: ParsedPassage, digest: str, pk: int | None = None) -> Passage:
     return Passage(
         pk=pk,
         bank=bank,
@@ -172,10 +180,13 @@ def _passage_row(bank: Bank, passage, digest: str, pk: int | None = None) -> Pas
     )
 
 
-def _item_row(bank: Bank, item, digest: str, pk: int | None = None) -> Item:
+def _item_row(
+    bank: Bank, item: ParsedItem, digest: str, passage_pks: dict[str, int], pk: int | None = None, updated_at=None
+) -> Item:
     row = Item(
         pk=pk,
         bank=bank,
+        passage_id=None if item.passage_id is None else passage_pks[item.passage_id],
         external_id=item.external_id,
         subject=item.subject,
         split=item.split,
@@ -186,5 +197,6 @@ def _item_row(bank: Bank, item, digest: str, pk: int | None = None) -> Item:
         metadata=item.metadata,
         content_hash=digest,
     )
-    row._passage_external_id = item.passage_id
+    if updated_at is not None:
+        row.updated_at = updated_at
     return row

@@ -16,9 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path")
         parser.add_argument("--bank", help="bank name (default: the file name without its extension)")
-        parser.add_argument(
-            "--format", choices=FORMATS, help="default: from the extension (.csv; .jsonl or .ndjson)"
-        )
+        parser.add_argument("--format", choices=FORMATS, help="default: from the extension (.csv; .jsonl or .ndjson)")
 
     def handle(self, *args, path, bank, format, **options):
         bank_name = bank or Path(path).stem

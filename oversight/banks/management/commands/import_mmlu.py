@@ -30,6 +30,4 @@ class Command(BaseCommand):
         parser.add_argument("--bank", default=DEFAULT_BANK, help=f"bank name (default: {DEFAULT_BANK})")
 
     def handle(self, *args, path, splits, bank, **options):
-        run_import(
-            self, lambda progress: import_mmlu(path=path, bank_name=bank, splits=splits, progress=progress)
-        )
+        run_import(self, lambda progress: import_mmlu(path=path, bank_name=bank, splits=splits, progress=progress))

@@ -34,6 +34,4 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, path, bank, split, **options):
-        run_import(
-            self, lambda progress: import_quality(path=path, bank_name=bank, split=split, progress=progress)
-        )
+        run_import(self, lambda progress: import_quality(path=path, bank_name=bank, split=split, progress=progress))

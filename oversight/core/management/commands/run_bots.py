@@ -1,0 +1,96 @@
+"""Simulated participants against a running server (see docs/bots.md and oversight/core/bots.py)."""
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from oversight.core.bots import BotConfig, check_run, format_summary, run_bots
+
+
+def _fraction(value: str) -> float:
+    x = float(value)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return x
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return n
+
+
+class Command(BaseCommand):
+    help = (
+        "Run N bot participants through a study over the real HTTP interface of a running server (same "
+        "database as this command), then check the database. Exits non-zero on any error."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug", help="the live study's slug (e.g. demo)")
+        parser.add_argument("--participants", "-n", type=_positive, required=True, help="number of bots")
+        parser.add_argument("--accuracy", type=_fraction, default=0.6,
+                            help="probability of choosing the gold option (catch items: always) [0.6]")
+        parser.add_argument("--seed", type=int, default=0, help="bots are bot-<seed>-<i>; decisions are seeded")
+        parser.add_argument("--concurrency", "-c", type=_positive, default=10, help="bots working at once [10]")
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="the running server")
+        parser.add_argument("--timeout-rate", type=_fraction, default=0.05,
+                            help="share of timed items left to run out with a selection made [0.05]")
+        parser.add_argument("--think-ms", type=float, default=0.0, help="mean thinking time per item [0]")
+        parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds per HTTP request")
+        parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                            help="verify the bots' records in the database afterwards [on]")
+        parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON to this file")
+
+    def handle(self, *args, **options):
+        from oversight.core.models import Study
+
+        slug = options["slug"]
+        study = Study.objects.filter(slug=slug).first()
+        if study is None:
+            raise CommandError(f"No study {slug!r} in this database (is the server using the same one?)")
+        if not study.is_live:
+            self.stderr.write(self.style.WARNING(f"Study {slug!r} is {study.status}: bots will be turned away."))
+        config = BotConfig(
+            slug=slug,
+            participants=options["participants"],
+            accuracy=options["accuracy"],
+            seed=options["seed"],
+            concurrency=options["concurrency"],
+            base_url=options["base_url"].rstrip("/"),
+            timeout_rate=options["timeout_rate"],
+            think_ms=options["think_ms"],
+            request_timeout_s=options["request_timeout"],
+        )
+        report = asyncio.run(run_bots(config))
+        check = check_run(report) if options["check"] else None
+
+        for error in report.errors:
+            self.stderr.write(self.style.ERROR(f"ERROR {error}"))
+        if check is not None:
+            for problem in check.problems:
+                self.stderr.write(self.style.ERROR(f"CHECK {problem}"))
+        for line in format_summary(report, check):
+            self.stdout.write(line)
+
+        if options["summary_json"]:
+            summary = report.summary()
+            summary["check"] = None if check is None else {
+                "ok": check.ok, "problems": check.problems, "statuses": dict(check.statuses),
+                "trials": check.trials,
+            }
+            summary["error_details"] = [str(e) for e in report.errors]
+            options["summary_json"].write_text(json.dumps(summary, indent=2))
+
+        failures = []
+        if report.errors:
+            failures.append(f"{len(report.errors)} bot error(s)")
+        if check is not None and not check.ok:
+            failures.append(f"{len(check.problems)} consistency problem(s)")
+        if failures:
+            raise CommandError("; ".join(failures))
+        self.stdout.write(self.style.SUCCESS("All bots finished without errors."))
