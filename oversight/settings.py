@@ -181,6 +181,7 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "oversight")
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "sweep-expired-trials": {"task": "oversight.core.tasks.sweep_expired_trials", "schedule": 1.0},
+    "sweep-stale-generations": {"task": "oversight.assistant.tasks.sweep_stale_generations", "schedule": 5.0},
 }
 # The in-process deadline sweeper runs in the web process when there is no broker (embedded default).
 DEADLINE_SWEEPER = env_bool("DEADLINE_SWEEPER", CELERY_TASK_ALWAYS_EAGER)

@@ -26,7 +26,7 @@ def study_list(request: HttpRequest) -> HttpResponse:
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_study_for_user(request.user, slug)
     by_status = dict(
-        study.participants.filter(is_pilot=False).values_list("status").annotate(n=Count("id")).values_list("status", "n")
+        study.participants.filter(is_pilot=False).values("status").annotate(n=Count("id")).values_list("status", "n")
     )
     conditions = study.conditions.select_related("endpoint").annotate(
         n_items=Count("condition_items", distinct=True),

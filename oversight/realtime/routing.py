@@ -1,2 +1,7 @@
-# Websocket routes; the participant chat and the researcher monitor register here.
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from oversight.realtime import consumers
+
+websocket_urlpatterns = [
+    path("ws/chat/<str:token>/<int:position>/", consumers.ChatConsumer.as_asgi()),
+]

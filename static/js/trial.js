@@ -47,7 +47,8 @@
         submitted = true;
         document.getElementById("auto-flag").value = "1";
         form.querySelectorAll("input[required]").forEach(function (el) { el.required = false; });
-        form.submit();
+        // Not form.submit(): the button with id="submit" shadows that method on the form element.
+        HTMLFormElement.prototype.submit.call(form);
         return;
       }
       setTimeout(tick, 200);

@@ -1,0 +1,199 @@
+"""Model backends behind one streaming interface: TGI / OpenAI-compatible servers, and the simulated assistant.
+
+TGI and OpenAI-compatible servers are reached with huggingface_hub's AsyncInferenceClient through the
+Messages API. Every failure is turned into an AssistantError carrying a short message for the participant
+and the detail for the researcher; TGI reports most of them *inside* a 200 stream (tgi-protocol README).
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from huggingface_hub import AsyncInferenceClient
+from huggingface_hub import errors as hf_errors
+
+from oversight.assistant.simulated import SimulatedItem, SimulationSettings, stream_simulated
+
+HUMAN_MESSAGES = {
+    "unavailable": "The assistant is not reachable right now.",
+    "timeout": "The assistant took too long to answer.",
+    "busy": "The assistant is busy with other people right now.",
+    "too_long": "This conversation is too long for the assistant. Press Reset to start a fresh conversation.",
+    "generation": "The assistant ran into a problem while answering.",
+    "bad_response": "The assistant sent a reply we could not read.",
+}
+
+
+class AssistantError(Exception):
+    def __init__(self, kind: str, detail: str = "", status: int | None = None):
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+
+    @property
+    def human(self) -> str:
+        return HUMAN_MESSAGES.get(self.kind, HUMAN_MESSAGES["generation"])
+
+
+@dataclass
+class Chunk:
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    model_id: str | None = None
+
+
+@dataclass
+class GenerationRequest:
+    kind: str  # ModelEndpoint.Kind value
+    base_url: str = ""
+    token: str = ""
+    model_label: str = ""
+    timeout_s: float = 60.0
+    messages: list[dict] = field(default_factory=list)
+    sampling: dict = field(default_factory=dict)
+    simulation: dict = field(default_factory=dict)
+    item: SimulatedItem | None = None
+
+
+_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "frequency_penalty", "presence_penalty", "stop")
+
+
+def stream_reply(request: GenerationRequest) -> AsyncIterator[Chunk]:
+    if request.kind == "simulated":
+        return _stream_simulated(request)
+    return _stream_messages_api(request)
+
+
+async def _stream_simulated(request: GenerationRequest) -> AsyncIterator[Chunk]:
+    settings = SimulationSettings.from_dict(request.simulation)
+    conversation = [m for m in request.messages if m["role"] != "system"]
+    n = 0
+    async for token in stream_simulated(item=request.item, settings=settings, conversation=conversation):
+        n += 1
+        yield Chunk(text=token)
+    prompt_words = sum(len(m["content"].split()) for m in request.messages)
+    yield Chunk(finish_reason="stop", prompt_tokens=prompt_words, completion_tokens=n, model_id="simulated")
+
+
+def client_for(request: GenerationRequest) -> AsyncInferenceClient:
+    return AsyncInferenceClient(base_url=request.base_url, api_key=request.token or None, timeout=request.timeout_s)
+
+
+async def _stream_messages_api(request: GenerationRequest) -> AsyncIterator[Chunk]:
+    client = client_for(request)
+    params = {k: v for k, v in request.sampling.items() if k in _SAMPLING_KEYS and v is not None}
+    completion_tokens = 0
+    try:
+        stream = await client.chat_completion(
+            request.messages,
+            model=request.model_label or None,
+            stream=True,
+            stream_options={"include_usage": True},
+            **params,
+        )
+        async for chunk in stream:
+            usage = getattr(chunk, "usage", None)
+            if usage:
+                yield Chunk(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                            model_id=getattr(chunk, "model", None))
+            for choice in chunk.choices or []:
+                text = (choice.delta.content or "") if choice.delta else ""
+                if text:
+                    completion_tokens += 1
+                if text or choice.finish_reason:
+                    yield Chunk(text=text, finish_reason=choice.finish_reason, model_id=getattr(chunk, "model", None),
+                                completion_tokens=completion_tokens if choice.finish_reason else None)
+    except AssistantError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a participant-safe AssistantError
+        raise classify(exc) from exc
+    finally:
+        await _close(client)
+
+
+async def _close(client: AsyncInferenceClient) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):  # closing must not mask the real outcome
+            await close()
+
+
+def classify(exc: BaseException) -> AssistantError:
+    """Map a client exception to a kind the participant's message and the researcher's record are built from."""
+    detail = f"{type(exc).__name__}: {exc}"[:2000]
+    text = str(exc).lower()
+    if isinstance(exc, hf_errors.OverloadedError) or "overloaded" in text:
+        return AssistantError("busy", detail, 429)
+    if isinstance(exc, hf_errors.ValidationError) or "validation error" in text or "must be <=" in text:
+        return AssistantError("too_long" if "token" in text else "generation", detail, 422)
+    # huggingface_hub's HTTP layer (httpx2 in 2.x, httpx before) is matched by class name, not imported.
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError) or names & {"TimeoutException", "InferenceTimeoutError"}:
+        return AssistantError("timeout", detail)
+    if isinstance(exc, ConnectionError) or names & {"ConnectError", "RemoteProtocolError", "NetworkError"}:
+        return AssistantError("unavailable", detail)
+    status = _status_of(exc)
+    if status == 429:
+        return AssistantError("busy", detail, status)
+    if status == 422:
+        return AssistantError("too_long" if "token" in text else "generation", detail, status)
+    if status is not None and (status == 424 or status >= 500):
+        return AssistantError("unavailable" if status in (502, 503, 504) else "generation", detail, status)
+    if isinstance(exc, ValueError | KeyError | TypeError) or "json" in text:
+        return AssistantError("bad_response", detail, status)
+    return AssistantError("generation", detail, status)
+
+
+def _status_of(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _get(url: str, timeout: float) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - researcher-configured URL
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def probe(request: GenerationRequest) -> dict:
+    """Health, /info and a one-line chat with latency: what a researcher sees when testing an endpoint."""
+    if request.kind == "simulated":
+        return {"healthy": True, "info": {"model_id": "simulated"}, "reply": "(simulated)", "latency_ms": 0.0,
+                "error": None}
+    result: dict = {"healthy": False, "info": None, "reply": None, "latency_ms": None, "error": None}
+    base = request.base_url.rstrip("/")
+    timeout = min(request.timeout_s, 10)
+    try:
+        status, _ = await asyncio.to_thread(_get, f"{base}/health", timeout)
+        result["healthy"] = status == 200
+        status, body = await asyncio.to_thread(_get, f"{base}/info", timeout)
+        if status == 200:
+            result["info"] = json.loads(body)
+    except (OSError, ValueError) as exc:
+        result["error"] = classify(exc).human
+        return result
+    started = time.monotonic()
+    probe_request = dataclasses.replace(
+        request, messages=[{"role": "user", "content": "Reply with one short sentence: are you there?"}],
+        sampling={"max_tokens": 20},
+    )
+    try:
+        reply = ""
+        async for chunk in stream_reply(probe_request):
+            reply += chunk.text
+        result["reply"] = reply
+        result["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
+    except AssistantError as exc:
+        result["error"] = f"{exc.human} ({exc.detail[:200]})"
+    return result

@@ -1,0 +1,64 @@
+from django.db import models
+from django.utils import timezone
+
+
+class ChatMessage(models.Model):
+    """One turn of a trial's chat, persisted before it is shown.
+
+    A participant's message is stored before generation starts; the assistant's reply is stored as a
+    placeholder, grows while it streams (flushed every half second) and is finalised with its metrics.
+    `reset` rows mark where the model's context was emptied: the history stays visible, the model forgets.
+    """
+
+    class Role(models.TextChoices):
+        USER = "user", "Participant"
+        ASSISTANT = "assistant", "Assistant"
+        RESET = "reset", "Reset"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", "Complete"
+        STREAMING = "streaming", "Streaming"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        INTERRUPTED = "interrupted", "Interrupted (server stopped mid-reply)"
+
+    trial = models.ForeignKey("core.Trial", on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField()
+    role = models.CharField(max_length=10, choices=Role.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)
+    content = models.TextField(blank=True)
+    # Sent by the page with each message so a resend after a dropped socket is not stored twice.
+    client_id = models.CharField(max_length=64, blank=True)
+    reply_to = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    # Assistant replies: what produced them and how it went.
+    endpoint = models.ForeignKey("core.ModelEndpoint", on_delete=models.SET_NULL, null=True, blank=True)
+    model_id = models.CharField(max_length=200, blank=True)
+    sampling = models.JSONField(default=dict, blank=True)
+    # Ids of the messages that were in the model's context, and whether the passage was injected.
+    context = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    total_ms = models.FloatField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    error_kind = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    quotes = models.JSONField(default=list, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["trial", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "seq"], name="chat_message_seq_unique"),
+            models.UniqueConstraint(
+                fields=["trial", "client_id"], condition=~models.Q(client_id=""), name="chat_message_client_id_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.seq} of trial {self.trial_id}"

@@ -1,0 +1,88 @@
+"""Websocket consumers: they authenticate, join groups and relay. The work happens in services."""
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
+
+from oversight.assistant.generation import start_generation
+from oversight.assistant.services import (
+    ChatRejected,
+    chat_group,
+    chat_history,
+    chat_open,
+    chat_reset,
+    chat_retry,
+    chat_send,
+    interrupt_stale_generations,
+    message_payload,
+)
+from oversight.core.models import Condition, Event, Trial
+
+
+def _trial_for(token: str, position: int) -> Trial | None:
+    return (
+        Trial.objects.select_related("participant__study", "condition")
+        .filter(participant__token=token, position=position, condition__kind=Condition.Kind.ASSISTED)
+        .first()
+    )
+
+
+def _history(trial: Trial, reconnect: bool) -> dict:
+    interrupt_stale_generations(trial_id=trial.pk)
+    trial.refresh_from_db()
+    if reconnect:
+        Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.RECONNECT)
+    return {"type": "history", "messages": chat_history(trial), "open": chat_open(trial, timezone.now())}
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One participant's chat for one trial, at /ws/chat/<token>/<position>/."""
+
+    async def connect(self):
+        kwargs = self.scope["url_route"]["kwargs"]
+        self.trial = await database_sync_to_async(_trial_for)(kwargs["token"], int(kwargs["position"]))
+        if self.trial is None:
+            await self.close(code=4404)
+            return
+        self.group = chat_group(self.trial.pk)
+        # Join before reading the history, so no frame falls between the snapshot and the live stream.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code):
+        if getattr(self, "trial", None) is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        kind = content.get("type") if isinstance(content, dict) else None
+        try:
+            if kind == "hello":
+                await self.send_json(await database_sync_to_async(_history)(self.trial, bool(content.get("reconnect"))))
+            elif kind == "send":
+                user, placeholder = await database_sync_to_async(chat_send)(
+                    trial_id=self.trial.pk, text=str(content.get("text", ""))[:100_000],
+                    client_id=str(content.get("client_id", ""))[:64])
+                await self._publish(user)
+                if placeholder is not None:
+                    await self._publish(placeholder)
+                    start_generation(placeholder.pk)
+            elif kind == "reset":
+                await self._publish(await database_sync_to_async(chat_reset)(trial_id=self.trial.pk))
+            elif kind == "retry":
+                placeholder = await database_sync_to_async(chat_retry)(trial_id=self.trial.pk)
+                await self._publish(placeholder)
+                start_generation(placeholder.pk)
+            else:
+                await self.send_json({"type": "error", "message": "Unknown request."})
+        except ChatRejected as exc:
+            await self.send_json({"type": "error", "message": str(exc)})
+
+    async def _publish(self, message) -> None:
+        payload = await database_sync_to_async(message_payload)(message)
+        await self.channel_layer.group_send(self.group, {"type": "chat.message", "message": payload})
+
+    async def chat_message(self, event):
+        await self.send_json({"type": "message", "message": event["message"]})
+
+    async def chat_delta(self, event):
+        await self.send_json({"type": "delta", "id": event["id"], "offset": event["offset"], "text": event["text"]})

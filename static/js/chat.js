@@ -1,0 +1,197 @@
+// The assisted trial's chat pane. The server is the source of truth: on every (re)connect it sends the whole
+// history, including the text so far of a reply still being generated, and then live frames. Frames carry the
+// offset of their text, so overlap between the snapshot and the stream is dropped, never duplicated.
+(function () {
+  "use strict";
+  const pane = document.getElementById("chat");
+  if (!pane) return;
+  const log = document.getElementById("chat-log");
+  const form = document.getElementById("chat-form");
+  const input = document.getElementById("chat-input");
+  const sendButton = document.getElementById("chat-send");
+  const resetButton = document.getElementById("chat-reset");
+  const errorBox = document.getElementById("chat-error");
+  const proto = window.location.protocol === "https:" ? "wss://" : "ws://";
+  const url = proto + window.location.host + pane.dataset.wsPath;
+
+  let socket = null;
+  let connectedBefore = false;
+  let backoff = 500;
+  let open = true;
+  let generating = false;
+  const pending = []; // messages typed while the socket was down: resent with the same client_id
+
+  function newId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(36) + Math.random().toString(36).slice(2);
+  }
+
+  function showError(text) {
+    errorBox.textContent = text || "";
+    errorBox.hidden = !text;
+  }
+
+  function updateControls() {
+    const disabled = !open || generating;
+    input.disabled = !open;
+    sendButton.disabled = disabled;
+    resetButton.disabled = disabled;
+    if (!open) input.placeholder = "The chat is closed for this question.";
+  }
+
+  function element(message) {
+    let el = log.querySelector('[data-id="' + message.id + '"]');
+    if (!el) {
+      el = document.createElement("div");
+      el.dataset.id = message.id;
+      el.dataset.seq = message.seq;
+      // Keep the log in server order even if frames arrive out of order.
+      const later = Array.from(log.children).find(function (c) {
+        return c.dataset.seq && parseInt(c.dataset.seq, 10) > message.seq;
+      });
+      log.insertBefore(el, later || null);
+    }
+    return el;
+  }
+
+  function render(message) {
+    const el = element(message);
+    el.className = "";
+    el.textContent = "";
+    if (message.role === "reset") {
+      el.className = "reset-marker";
+      el.textContent = "Conversation reset — the assistant no longer sees the messages above";
+      return;
+    }
+    el.classList.add("msg", message.role, message.status);
+    const body = document.createElement("div");
+    body.className = "body";
+    if (message.html !== undefined) {
+      body.innerHTML = message.html; // sanitised on the server (markdown-it + nh3)
+    } else {
+      body.textContent = message.text || "";
+    }
+    el.appendChild(body);
+    el.dataset.length = (message.text || "").length;
+    if (message.notice) {
+      const notice = document.createElement("div");
+      notice.className = "notice";
+      notice.textContent = message.notice + " ";
+      const retry = document.createElement("button");
+      retry.type = "button";
+      retry.className = "secondary small retry";
+      retry.textContent = "Retry";
+      retry.addEventListener("click", function () { send({ type: "retry" }); });
+      notice.appendChild(retry);
+      el.appendChild(notice);
+    }
+    // Only the newest failed reply can be retried.
+    log.querySelectorAll(".retry").forEach(function (b, i, all) { b.hidden = i !== all.length - 1; });
+  }
+
+  function applyDelta(frame) {
+    const el = log.querySelector('[data-id="' + frame.id + '"]');
+    if (!el || !el.classList.contains("streaming")) return;
+    const body = el.querySelector(".body");
+    const have = body.textContent.length;
+    if (frame.offset > have) { send({ type: "hello", reconnect: false }); return; } // a gap: resync
+    body.textContent += frame.text.slice(have - frame.offset);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function refreshGenerating() {
+    generating = !!log.querySelector(".msg.assistant.streaming");
+    updateControls();
+  }
+
+  function send(payload) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(payload));
+      return true;
+    }
+    return false;
+  }
+
+  function connect() {
+    socket = new WebSocket(url);
+    socket.addEventListener("open", function () {
+      backoff = 500;
+      send({ type: "hello", reconnect: connectedBefore });
+      connectedBefore = true;
+      while (pending.length) send(pending.shift());
+    });
+    socket.addEventListener("message", function (ev) {
+      const data = JSON.parse(ev.data);
+      if (data.type === "history") {
+        log.textContent = "";
+        data.messages.forEach(render);
+        open = data.open;
+        showError("");
+      } else if (data.type === "message") {
+        render(data.message);
+      } else if (data.type === "delta") {
+        applyDelta(data);
+      } else if (data.type === "error") {
+        showError(data.message);
+      }
+      refreshGenerating();
+      log.scrollTop = log.scrollHeight;
+    });
+    socket.addEventListener("close", function (ev) {
+      if (ev.code === 4404) { showError("The assistant is not available for this question."); return; }
+      showError("Connection lost — reconnecting… Your answer is safe; you can still submit it.");
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 5000);
+    });
+  }
+
+  form.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    const text = input.value.trim();
+    if (!text || !open) return;
+    const payload = { type: "send", text: text, client_id: newId() };
+    if (!send(payload)) pending.push(payload);
+    input.value = "";
+    showError("");
+  });
+  input.addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit(); }
+  });
+  resetButton.addEventListener("click", function () { send({ type: "reset" }); });
+
+  // A verified quote scrolls the story to the quoted passage and highlights it.
+  log.addEventListener("click", function (ev) {
+    const mark = ev.target.closest("mark.quote.verified");
+    if (!mark || mark.dataset.start === undefined) return;
+    highlight(parseInt(mark.dataset.start, 10), parseInt(mark.dataset.end, 10));
+  });
+
+  function highlight(start, end) {
+    const passage = document.getElementById("passage");
+    if (!passage) return;
+    passage.querySelectorAll("mark.hit").forEach(function (m) { m.replaceWith(document.createTextNode(m.textContent)); });
+    passage.normalize();
+    const para = Array.from(passage.querySelectorAll("p[data-start]")).find(function (p) {
+      const s = parseInt(p.dataset.start, 10);
+      return start >= s && start < s + p.textContent.length;
+    });
+    if (!para) return;
+    const s = parseInt(para.dataset.start, 10);
+    const node = para.firstChild;
+    const range = document.createRange();
+    range.setStart(node, start - s);
+    range.setEnd(node, Math.min(end - s, node.textContent.length));
+    const mark = document.createElement("mark");
+    mark.className = "hit";
+    range.surroundContents(mark);
+    mark.scrollIntoView({ behavior: "smooth", block: "center" });
+  }
+
+  // When the question's time is up the chat becomes read-only (the server enforces it too).
+  const answerForm = document.getElementById("answer-form");
+  if (answerForm && answerForm.dataset.secondsLeft !== undefined) {
+    setTimeout(function () { open = false; updateControls(); },
+               parseFloat(answerForm.dataset.secondsLeft) * 1000);
+  }
+  connect();
+})();

@@ -1,0 +1,335 @@
+"""The chat consumer end to end: a real websocket app, the real huggingface_hub client, a wire-exact fake TGI."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
+from django.utils import timezone
+
+from oversight.assistant.models import ChatMessage
+from oversight.assistant.services import STALE_AFTER_S
+from oversight.core.models import Condition, Event, ModelEndpoint, Trial
+from oversight.core.services.participants import participant_join
+from oversight.core.services.trials import Answer, trial_show, trial_submit
+from oversight.devtools.faketgi import AsyncFakeTGI
+from oversight.realtime.routing import websocket_urlpatterns
+from tests.factories import make_study
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+PASSAGE = (
+    "The survey ship Halcyon carried four crew.\n\nOn the ninth day the quartermaster cut the water ration "
+    "to two point four liters. Nobody could say why the machine had done it."
+)
+APP = URLRouter(websocket_urlpatterns)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()  # rate-limit counters and live buffers must not leak between tests
+
+
+def _setup(base_url: str, *, kind="tgi", time_limit_s=300, timeout_s=5.0, **condition_fields) -> Trial:
+    study = make_study(slug="chat", n_items=1, time_limit_s=time_limit_s, launch=False, passage=PASSAGE)
+    endpoint = ModelEndpoint.objects.create(name="fake", kind=kind, base_url=base_url, request_timeout_s=timeout_s,
+                                            model_label="tgi", simulation={"ttft_ms": 0, "tokens_per_s": 0})
+    Condition.objects.filter(study=study, kind="assisted").update(endpoint=endpoint, system_prompt="Be helpful.",
+                                                                  sampling={"max_tokens": 200}, **condition_fields)
+    from oversight.core.services.studies import study_launch
+
+    study_launch(study=study)
+    participant = participant_join(study=study, params={"pid": "chatter"}, consent=True)
+    trial = participant.trials.get(condition__kind="assisted", role="scored")
+    return trial_show(trial=trial)
+
+
+async def setup(base_url, **kw) -> Trial:
+    return await sync_to_async(_setup)(base_url, **kw)
+
+
+async def connect(trial: Trial, reconnect=False) -> tuple[WebsocketCommunicator, dict]:
+    token = await sync_to_async(lambda: trial.participant.token)()
+    ws = WebsocketCommunicator(APP, f"/ws/chat/{token}/{trial.position}/")
+    connected, _ = await ws.connect()
+    assert connected
+    await ws.send_json_to({"type": "hello", "reconnect": reconnect})
+    history = await ws.receive_json_from(timeout=5)
+    assert history["type"] == "history"
+    return ws, history
+
+
+async def until_final(ws, text="", timeout=10) -> tuple[str, dict]:
+    """Collect deltas (applying offsets as the page does) until the reply's final message arrives."""
+    while True:
+        frame = await ws.receive_json_from(timeout=timeout)
+        if frame["type"] == "delta":
+            assert frame["offset"] <= len(text), "a gap in the stream"
+            text += frame["text"][len(text) - frame["offset"]:]
+        elif frame["type"] == "message" and frame["message"]["role"] == "assistant" \
+                and frame["message"]["status"] != "streaming":
+            return text, frame["message"]
+
+
+async def send(ws, text, client_id="") -> None:
+    await ws.send_json_to({"type": "send", "text": text, "client_id": client_id})
+
+
+async def messages(trial) -> list[ChatMessage]:
+    return await sync_to_async(lambda: list(ChatMessage.objects.filter(trial=trial).order_by("seq")))()
+
+
+async def test_it_streams_a_reply_progressively_and_persists_it_with_its_metrics():
+    async with AsyncFakeTGI(ttft_ms=20, tokens_per_s=200, reply="The ration fell because of a fifth share.") as tgi:
+        trial = await setup(tgi.url)
+        ws, history = await connect(trial)
+        assert history["messages"] == [] and history["open"] is True
+        await send(ws, "Why was the ration cut?")
+        user = await ws.receive_json_from(timeout=5)
+        assert user["message"]["role"] == "user" and user["message"]["text"] == "Why was the ration cut?"
+        placeholder = await ws.receive_json_from(timeout=5)
+        assert placeholder["message"]["status"] == "streaming"
+        first = await ws.receive_json_from(timeout=5)
+        assert first["type"] == "delta" and first["offset"] == 0
+        # The participant's message was stored before the first token reached the page.
+        stored = await messages(trial)
+        assert stored[0].role == "user" and stored[0].content == "Why was the ration cut?"
+        text, final = await until_final(ws, text=first["text"])
+        assert text == "The ration fell because of a fifth share."
+        assert final["status"] == "complete"
+        assert "fifth share" in final["html"]
+        reply = (await messages(trial))[1]
+        assert reply.content == "The ration fell because of a fifth share."
+        assert reply.finish_reason in {"stop", "length", "eos_token"}
+        assert reply.completion_tokens and reply.completion_tokens > 3
+        assert reply.prompt_tokens and reply.ttft_ms is not None and reply.total_ms >= reply.ttft_ms
+        assert reply.sampling == {"max_tokens": 200}
+        await ws.disconnect()
+
+
+async def test_a_reconnect_mid_stream_shows_the_history_and_the_reply_continues_without_loss():
+    reply = " ".join(f"word{i}" for i in range(60))
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=100, reply=reply) as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await send(ws, "Tell me a long story.")
+        seen = ""
+        while len(seen) < 40:
+            frame = await ws.receive_json_from(timeout=5)
+            if frame["type"] == "delta":
+                seen += frame["text"]
+        await ws.disconnect()  # the page is refreshed mid-stream
+        await asyncio.sleep(0.2)
+        ws2, history = await connect(trial, reconnect=True)
+        streaming = history["messages"][-1]
+        assert streaming["status"] == "streaming" and streaming["text"].startswith(seen[:40])
+        text = streaming["text"]
+        while True:
+            frame = await ws2.receive_json_from(timeout=10)
+            if frame["type"] == "delta":
+                assert frame["offset"] <= len(text)
+                text += frame["text"][len(text) - frame["offset"]:]
+            elif frame["type"] == "message" and frame["message"]["status"] == "complete":
+                break
+        assert text == reply
+        assert (await messages(trial))[1].content == reply
+        assert await sync_to_async(Event.objects.filter(trial=trial, kind=Event.Kind.RECONNECT).count)() == 1
+        await ws2.disconnect()
+
+
+async def test_after_a_reset_the_models_context_holds_only_later_turns_plus_the_passage():
+    async with AsyncFakeTGI(reply="Noted.") as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await send(ws, "First question about the ship?")
+        await until_final(ws)
+        await ws.send_json_to({"type": "reset"})
+        reset = await ws.receive_json_from(timeout=5)
+        assert reset["message"]["role"] == "reset"
+        await send(ws, "A fresh question.")
+        await until_final(ws)
+        first, second = [r.json["messages"] for r in tgi.requests if r.path == "/v1/chat/completions"]
+        assert first[0] == {"role": "system", "content": "Be helpful."}
+        assert second[0] == {"role": "system", "content": "Be helpful."}
+        assert len(second) == 2 and second[1]["role"] == "user"
+        assert second[1]["content"].startswith("Here is a story:\n\nThe survey ship Halcyon")
+        assert second[1]["content"].endswith("A fresh question.")
+        assert "First question" not in str(second)
+        # The question itself is not sent unless the condition says so.
+        assert "Question number" not in str(second)
+        roles = [m.role for m in await messages(trial)]
+        assert roles == ["user", "assistant", "reset", "user", "assistant"]
+        await ws.disconnect()
+
+
+FAULTS = [
+    ("refused", {"down": True}, "unavailable", "not reachable"),
+    ("hang", {"hang": True}, "timeout", "took too long"),
+    ("422", {"http_status": 422}, None, None),
+    ("424", {"http_status": 424}, "generation", "ran into a problem"),
+    ("429", {"http_status": 429}, "busy", "busy"),
+    ("500", {"http_status": 500}, "generation", "ran into a problem"),
+    ("503", {"http_status": 503}, "unavailable", "not reachable"),
+    ("mid-stream", {"stream_error_after": 3}, "generation", "ran into a problem"),
+    ("mid-stream-legacy", {"stream_error_after": 3, "chat_error_shape": "legacy"}, "generation", "ran into a problem"),
+    ("overloaded-in-stream", {"stream_error_after": 0, "stream_error_type": "overloaded"}, "busy", "busy"),
+    ("malformed", {"malformed_json_after": 2}, None, None),
+]
+
+
+@pytest.mark.parametrize("name,fault,kind,human", FAULTS, ids=[f[0] for f in FAULTS])
+async def test_a_tgi_fault_shows_a_human_message_with_retry_and_the_answer_can_still_be_submitted(
+    name, fault, kind, human
+):
+    async with AsyncFakeTGI(reply="A perfectly good reply with several words in it.", tokens_per_s=0) as tgi:
+        trial = await setup(tgi.url, timeout_s=1.0)
+        await tgi.configure(**fault)
+        ws, _ = await connect(trial)
+        await send(ws, "Help?")
+        _, final = await until_final(ws, timeout=10)
+        assert final["status"] == "failed"
+        assert "try again" in final["notice"]
+        if human:
+            assert human in final["notice"]
+        stored = (await messages(trial))[1]
+        assert stored.status == "failed" and stored.error
+        if kind:
+            assert stored.error_kind == kind
+        # Retry after the fault clears gets a reply.
+        await tgi.configure(reset=True, reply="Recovered.")
+        await ws.send_json_to({"type": "retry"})
+        _, again = await until_final(ws)
+        assert again["status"] == "complete" and "Recovered." in again["html"]
+        # The question can still be answered.
+        answered = await sync_to_async(trial_submit)(trial=trial, answer=Answer(choice=1, confidence=60))
+        assert answered.status == Trial.Status.ANSWERED
+        await ws.disconnect()
+
+
+async def test_a_reply_with_html_payloads_renders_inert():
+    payload = 'Look: <script>alert(1)</script> and <img src=x onerror="alert(2)"> and [x](javascript:alert(3))'
+    async with AsyncFakeTGI(reply=payload) as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await send(ws, "Show me HTML")
+        _, final = await until_final(ws)
+        html = final["html"].lower()
+        assert "<script" not in html and "<img" not in html and "onerror" not in html and "javascript:" not in html
+        assert "&lt;script&gt;" in html  # still visible, as text
+        await ws.disconnect()
+
+
+async def test_a_verified_quote_is_marked_with_its_place_in_the_passage():
+    quote = "the quartermaster cut the water ration to two point four liters"
+    async with AsyncFakeTGI(reply=f'The story says "{quote}." And also "the moon was made of green cheese".') as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await send(ws, "Quote it")
+        _, final = await until_final(ws)
+        verified = [q for q in final["quotes"] if q["verified"]]
+        unverified = [q for q in final["quotes"] if not q["verified"]]
+        assert len(verified) == 1 and len(unverified) == 1
+        assert PASSAGE[verified[0]["start"]:verified[0]["end"]].lower().startswith("the quartermaster cut")
+        assert 'class="quote verified"' in final["html"] and 'class="quote unverified"' in final["html"]
+        await ws.disconnect()
+
+
+async def test_it_enforces_the_message_cap_the_turn_cap_and_one_generation_at_a_time():
+    async with AsyncFakeTGI(ttft_ms=300, reply="ok") as tgi:
+        trial = await setup(tgi.url, max_message_chars=20, max_turns=2)
+        ws, _ = await connect(trial)
+        await send(ws, "x" * 21)
+        error = await ws.receive_json_from(timeout=5)
+        assert error == {"type": "error", "message": "Your message is 21 characters long; the limit is 20. "
+                                                     "Please shorten it."}
+        await send(ws, "one")
+        await ws.receive_json_from(timeout=5)  # user
+        await ws.receive_json_from(timeout=5)  # placeholder
+        await send(ws, "two")
+        busy = await ws.receive_json_from(timeout=5)
+        assert busy["message"] == "Please wait for the assistant to finish its reply."
+        await until_final(ws)
+        await send(ws, "two")
+        await until_final(ws)
+        await send(ws, "three")
+        capped = await ws.receive_json_from(timeout=5)
+        assert capped["message"] == "You have used all 2 messages for this question."
+        assert [m.content for m in await messages(trial) if m.role == "user"] == ["one", "two"]
+        await ws.disconnect()
+
+
+async def test_a_resent_message_with_the_same_client_id_is_stored_once():
+    async with AsyncFakeTGI(reply="ok") as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await send(ws, "hello", client_id="abc")
+        await until_final(ws)
+        await send(ws, "hello", client_id="abc")
+        await ws.receive_json_from(timeout=5)
+        await ws.receive_nothing(0.3)
+        assert [m.role for m in await messages(trial)] == ["user", "assistant"]
+        await ws.disconnect()
+
+
+async def test_the_deadline_cancels_a_running_generation_and_closes_the_chat():
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=5, reply=" ".join(["slow"] * 50)) as tgi:
+        trial = await setup(tgi.url, time_limit_s=300)
+        await sync_to_async(Trial.objects.filter(pk=trial.pk).update)(deadline_at=timezone.now() + timedelta(seconds=1))
+        ws, _ = await connect(trial)
+        await send(ws, "Take your time")
+        _, final = await until_final(ws, timeout=10)
+        assert final["status"] == "cancelled" and "time ran out" in final["notice"]
+        stored = (await messages(trial))[1]
+        assert stored.error_kind == "deadline" and stored.content.startswith("slow")
+        await send(ws, "Anyone there?")
+        closed = await ws.receive_json_from(timeout=5)
+        assert closed["message"] == "Time is up for this question: the chat is now read-only."
+        await ws.disconnect()
+
+
+async def test_a_reply_whose_process_died_is_marked_interrupted_keeping_its_partial_text():
+    async with AsyncFakeTGI(reply="Fresh answer.") as tgi:
+        trial = await setup(tgi.url)
+
+        def orphan():
+            user = ChatMessage.objects.create(trial=trial, seq=1, role="user", content="Hi")
+            old = timezone.now() - timedelta(seconds=STALE_AFTER_S + 5)
+            return ChatMessage.objects.create(trial=trial, seq=2, role="assistant", status="streaming",
+                                              content="Half an ans", reply_to=user, heartbeat_at=old)
+
+        await sync_to_async(orphan)()
+        ws, history = await connect(trial, reconnect=True)
+        last = history["messages"][-1]
+        assert last["status"] == "interrupted" and "interrupted" in last["notice"]
+        assert (await messages(trial))[1].content == "Half an ans"
+        await ws.send_json_to({"type": "retry"})
+        _, final = await until_final(ws)
+        assert final["status"] == "complete"
+        await ws.disconnect()
+
+
+async def test_an_unknown_token_or_an_unaided_trial_gets_no_chat():
+    async with AsyncFakeTGI() as tgi:
+        trial = await setup(tgi.url)
+        ws = WebsocketCommunicator(APP, f"/ws/chat/nope/{trial.position}/")
+        connected, code = await ws.connect()
+        assert not connected and code == 4404
+        unaided = await sync_to_async(lambda: trial.participant.trials.filter(condition__kind="unaided").first())()
+        token = await sync_to_async(lambda: trial.participant.token)()
+        ws = WebsocketCommunicator(APP, f"/ws/chat/{token}/{unaided.position}/")
+        connected, code = await ws.connect()
+        assert not connected and code == 4404
+
+
+async def test_the_simulated_assistant_answers_without_a_server():
+    trial = await setup("", kind="simulated")
+    ws, _ = await connect(trial)
+    await send(ws, "Which answer is right?")
+    text, final = await until_final(ws)
+    assert final["status"] == "complete" and len(text) > 10
+    stored = (await messages(trial))[1]
+    assert stored.model_id and stored.completion_tokens
+    await ws.disconnect()
