@@ -64,6 +64,12 @@ class GenerationRequest:
     item: SimulatedItem | None = None
 
 
+def request_for_endpoint(endpoint, **fields) -> "GenerationRequest":
+    return GenerationRequest(kind=endpoint.kind, base_url=endpoint.base_url, token=endpoint.token,
+                             model_label=endpoint.model_label, timeout_s=endpoint.request_timeout_s,
+                             simulation=dict(endpoint.simulation or {}), **fields)
+
+
 _SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "frequency_penalty", "presence_penalty", "stop")
 
 
@@ -139,7 +145,11 @@ def classify(exc: BaseException) -> AssistantError:
     names = {cls.__name__ for cls in type(exc).__mro__}
     if isinstance(exc, asyncio.TimeoutError | TimeoutError) or names & {"TimeoutException", "InferenceTimeoutError"}:
         return AssistantError("timeout", detail)
-    if isinstance(exc, ConnectionError) or names & {"ConnectError", "RemoteProtocolError", "NetworkError"}:
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, TimeoutError):
+        return AssistantError("timeout", detail)
+    if isinstance(exc, ConnectionError | urllib.error.URLError) or names & {
+        "ConnectError", "RemoteProtocolError", "NetworkError"
+    }:
         return AssistantError("unavailable", detail)
     status = _status_of(exc)
     if status == 429:

@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.utils import timezone
 
-from oversight.assistant.backends import AssistantError, GenerationRequest, stream_reply
+from oversight.assistant.backends import AssistantError, request_for_endpoint, stream_reply
 from oversight.assistant.models import ChatMessage
 from oversight.assistant.services import (
     chat_group,
@@ -46,15 +46,10 @@ def _load(message_id: int):
     messages, context = model_context(message)
     ChatMessage.objects.filter(pk=message_id).update(context=context)
     item = trial.item
-    request = GenerationRequest(
-        kind=endpoint.kind,
-        base_url=endpoint.base_url,
-        token=endpoint.token,
-        model_label=endpoint.model_label,
-        timeout_s=endpoint.request_timeout_s,
+    request = request_for_endpoint(
+        endpoint,
         messages=messages,
         sampling=dict(trial.condition.sampling or {}),
-        simulation=dict(endpoint.simulation or {}),
         item=SimulatedItem(item_key=f"{item.bank_id}:{item.external_id}", question=item.text, options=item.options,
                            gold_index=item.gold_index, passage=item.passage.text if item.passage_id else None),
     )

@@ -1,0 +1,30 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from oversight.core.models import ModelEndpoint
+from oversight.devtools.faketgi import FakeTGI
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_shows_the_served_model_its_limits_and_a_reply(capsys):
+    with FakeTGI(reply="Yes, I am here.", max_total_tokens=8192) as tgi:
+        ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url)
+        call_command("check_endpoint", "gpu")
+    out = capsys.readouterr().out
+    assert "healthy:  True" in out
+    assert '"max_total_tokens": 8192' in out and "faketgi/" in out
+    assert "'Yes, I am here.'" in out
+
+
+def test_it_fails_clearly_when_the_server_is_down():
+    with FakeTGI(down=True) as tgi:
+        ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=2)
+        with pytest.raises(CommandError, match="not reachable"):
+            call_command("check_endpoint", "gpu")
+
+
+def test_it_names_the_known_endpoints_for_an_unknown_one():
+    ModelEndpoint.objects.create(name="sim", kind="simulated")
+    with pytest.raises(CommandError, match="No endpoint named 'nope' \\(known: sim\\)"):
+        call_command("check_endpoint", "nope")
