@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async as sync_to_async
 from django.db import connection
 
 from oversight.assistant.models import ChatMessage
