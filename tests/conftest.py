@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from tests.fixtures_worker import celery_worker  # noqa: F401 - real Celery worker fixture
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 

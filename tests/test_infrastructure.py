@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from oversight.core.models import Condition, Participant, Study, Trial
 from oversight.core.tasks import finalize_trial
-from tests.fixtures_worker import celery_worker  # noqa: F401 - the fixture, until conftest imports it
 
 # --- Redis channel layer -----------------------------------------------------------------------------------
 
@@ -71,7 +70,7 @@ def make_expired_trial() -> Trial:
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_it_runs_a_task_sent_through_the_broker_in_a_real_worker(celery_worker):  # noqa: F811
+def test_it_runs_a_task_sent_through_the_broker_in_a_real_worker(celery_worker):
     trial = make_expired_trial()
 
     result = finalize_trial.apply_async((trial.pk,), queue=celery_worker.queue)

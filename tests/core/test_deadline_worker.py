@@ -12,13 +12,12 @@ from oversight.core.services.participants import participant_join
 from oversight.core.services.trials import Answer, trial_select, trial_show
 from oversight.core.tasks import sweep_expired_trials
 from tests.factories import make_study
-from tests.fixtures_worker import celery_worker  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def default_queue_is_private(celery_worker):  # noqa: F811
+def default_queue_is_private(celery_worker):
     # trial_show enqueues on the default queue; point it at the test worker's private queue.
     previous = app.conf.task_default_queue
     app.conf.task_default_queue = celery_worker.queue
@@ -53,7 +52,7 @@ def test_the_deadline_task_finalises_an_abandoned_trial_within_two_seconds(defau
     assert (trial.choice, trial.confidence, trial.submit_kind) == (2, 60, Trial.SubmitKind.SERVER)
 
 
-def test_the_periodic_sweep_finalises_a_trial_whose_deadline_task_was_lost(celery_worker):  # noqa: F811
+def test_the_periodic_sweep_finalises_a_trial_whose_deadline_task_was_lost(celery_worker):
     # The deadline task went to a queue nobody consumes (as if lost with a killed worker).
     trial = abandoned_trial(time_limit_s=60)
     Trial.objects.filter(pk=trial.pk).update(deadline_at=timezone.now() - timedelta(milliseconds=100))
