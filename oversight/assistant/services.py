@@ -11,6 +11,7 @@ from oversight.assistant.models import ChatMessage
 from oversight.assistant.quotes import find_quotes
 from oversight.assistant.render import render_markdown
 from oversight.core.models import Condition, Event, Trial
+from oversight.core.services.monitor import monitor_changed
 
 RATE_LIMIT_MESSAGES = 12  # per participant per minute: generous for a person, a wall for a script
 RATE_LIMIT_WINDOW_S = 60
@@ -100,6 +101,7 @@ def chat_send(*, trial_id: int, text: str, client_id: str = "", now=None) -> tup
             Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.CHAT_SENT, at=now,
                                  data={"message_id": user.pk, "chars": len(text)})
             placeholder = _placeholder(trial, user, now)
+            monitor_changed(study_id=trial.participant.study_id, participant_id=trial.participant_id)
             return user, placeholder
     except IntegrityError:
         # The same client_id raced in twice: the first one won.
@@ -243,7 +245,8 @@ def generation_finish(*, message_id: int, text: str, status: str, now=None, **fi
     """Finalise a reply with its metrics; a reply already finalised (e.g. marked interrupted) is left alone."""
     now = now or timezone.now()
     with transaction.atomic():
-        message = (ChatMessage.objects.select_for_update(of=("self",)).select_related("trial__item__passage")
+        message = (ChatMessage.objects.select_for_update(of=("self",))
+                   .select_related("trial__item__passage", "trial__participant")
                    .filter(pk=message_id).first())
         if message is None or message.status != ChatMessage.Status.STREAMING:
             return None
@@ -255,6 +258,7 @@ def generation_finish(*, message_id: int, text: str, status: str, now=None, **fi
         for key, value in fields.items():
             setattr(message, key, value)
         message.save()
+        monitor_changed(study_id=message.trial.participant.study_id, participant_id=message.trial.participant_id)
     cache.delete(live_key(message_id))
     return message
 

@@ -1,5 +1,7 @@
 """Websocket consumers: they authenticate, join groups and relay. The work happens in services."""
 
+import asyncio
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
@@ -86,3 +88,78 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_delta(self, event):
         await self.send_json({"type": "delta", "id": event["id"], "offset": event["offset"], "text": event["text"]})
+
+
+def _monitor_access(user, slug: str):
+    from django.core.exceptions import PermissionDenied
+    from django.http import Http404
+
+    from oversight.console.access import get_study_for_user
+    from oversight.core.services.monitor import viewer_is_blind
+
+    if not getattr(user, "is_authenticated", False):
+        return None, False
+    try:
+        study = get_study_for_user(user, slug)
+    except (Http404, PermissionDenied):
+        return None, False
+    return study, viewer_is_blind(user, study)
+
+
+def _monitor_snapshot(study, blind: bool, participant_ids=None) -> dict:
+    from oversight.core.services.monitor import monitor_rows, monitor_summary
+
+    return {"rows": monitor_rows(study, participant_ids=participant_ids, blind=blind),
+            "summary": monitor_summary(study, blind=blind)}
+
+
+class MonitorConsumer(AsyncJsonWebsocketConsumer):
+    """A researcher's live view of a study, at /ws/monitor/<slug>/.
+
+    Services announce which participant changed; this connection collects those ids and sends at most one
+    batched update per FLUSH_S, however many events arrive — so 500 busy participants cost each viewer one
+    message a second, not one per event.
+    """
+
+    FLUSH_S = 1.0
+    FULL_REFRESH_S = 30.0  # idle flags and clocks drift without events: refresh everything now and then
+
+    async def connect(self):
+        from oversight.core.services.monitor import monitor_group
+
+        self.study, self.blind = await database_sync_to_async(_monitor_access)(
+            self.scope.get("user"), self.scope["url_route"]["kwargs"]["slug"])
+        if self.study is None:
+            await self.close(code=4403)
+            return
+        self.group = monitor_group(self.study.pk)
+        self.dirty: set[int] = set()
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "snapshot", **await database_sync_to_async(_monitor_snapshot)(
+            self.study, self.blind)})
+        self.flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def disconnect(self, code):
+        if getattr(self, "study", None) is None:
+            return
+        self.flusher.cancel()
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def monitor_changed(self, event):
+        self.dirty.add(event["participant_id"])
+
+    async def _flush_loop(self):
+        since_full = 0.0
+        while True:
+            await asyncio.sleep(self.FLUSH_S)
+            since_full += self.FLUSH_S
+            if since_full >= self.FULL_REFRESH_S:
+                since_full = 0.0
+                self.dirty.clear()
+                await self.send_json({"type": "snapshot", **await database_sync_to_async(_monitor_snapshot)(
+                    self.study, self.blind)})
+            elif self.dirty:
+                ids, self.dirty = self.dirty, set()
+                await self.send_json({"type": "rows", **await database_sync_to_async(_monitor_snapshot)(
+                    self.study, self.blind, ids)})

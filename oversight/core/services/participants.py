@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from oversight.core.models import Condition, ConditionItem, Event, Participant, Study, Trial
+from oversight.core.services.monitor import monitor_changed
 
 # Recruitment parameters we keep, per platform. The first key of each platform is its participant id.
 RECRUITMENT_KEYS = {
@@ -76,6 +77,7 @@ def participant_consent(*, participant: Participant, consent: bool, now=None) ->
         participant.status = Participant.Status.DECLINED
         participant.save(update_fields=["status"])
         Event.objects.create(participant=participant, kind=Event.Kind.DECLINED, at=now)
+        monitor_changed(study_id=participant.study_id, participant_id=participant.pk)
         return participant
     participant.status = Participant.Status.ACTIVE
     participant.consented_at = now
@@ -83,6 +85,7 @@ def participant_consent(*, participant: Participant, consent: bool, now=None) ->
     participant.save(update_fields=["status", "consented_at", "condition_order"])
     Event.objects.create(participant=participant, kind=Event.Kind.CONSENTED, at=now)
     create_trials(participant)
+    monitor_changed(study_id=participant.study_id, participant_id=participant.pk)
     return participant
 
 
@@ -190,6 +193,7 @@ def participant_complete(*, participant: Participant, now=None) -> Participant:
     participant.completed_at = now
     participant.save(update_fields=["status", "completed_at"])
     Event.objects.create(participant=participant, kind=kind, at=now, data={"catch_pass_rate": rate})
+    monitor_changed(study_id=participant.study_id, participant_id=participant.pk)
     return participant
 
 

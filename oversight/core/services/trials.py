@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from oversight.core.models import Event, Study, Trial
+from oversight.core.services.monitor import monitor_changed
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,10 @@ def parse_answer(*, trial: Trial, data, require_choice: bool) -> Answer:
     return Answer(choice=choice, confidence=confidence, distribution=distribution)
 
 
+def _changed(trial: Trial) -> None:
+    monitor_changed(study_id=trial.participant.study_id, participant_id=trial.participant_id)
+
+
 def _locked(trial: Trial) -> Trial:
     return Trial.objects.select_for_update().select_related("item", "participant__study").get(pk=trial.pk)
 
@@ -100,6 +105,7 @@ def trial_show(*, trial: Trial, now=None) -> Trial:
         at=now,
         data={"deadline_at": trial.deadline_at.isoformat() if trial.deadline_at else None},
     )
+    _changed(trial)
     if trial.deadline_at and not settings.CELERY_TASK_ALWAYS_EAGER:
         # With a broker, a task waits for the deadline; the periodic sweep is the safety net if it is lost.
         from oversight.core.tasks import finalize_trial
@@ -169,6 +175,7 @@ def trial_submit(*, trial: Trial, answer: Answer, kind: str = Trial.SubmitKind.M
     trial.save()
     Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.SUBMITTED, at=now,
                          data={"choice": answer.choice, "confidence": answer.confidence, "kind": kind})
+    _changed(trial)
     return trial
 
 
@@ -189,6 +196,7 @@ def _finalize(trial: Trial, now) -> Trial:
         data={"choice": trial.choice, "confidence": trial.confidence,
               "lag_s": (now - trial.deadline_at).total_seconds()},
     )
+    _changed(trial)
     log.info("trial finalised at deadline", extra={"trial_id": trial.pk, "participant_id": trial.participant_id,
                                                    "lag_s": (now - trial.deadline_at).total_seconds()})
     return trial
@@ -198,7 +206,7 @@ def _finalize(trial: Trial, now) -> Trial:
 def trial_finalize_if_expired(*, trial_id: int, now=None) -> bool:
     """Finalise one trial if its deadline has passed. Safe to call any number of times."""
     now = now or timezone.now()
-    trial = Trial.objects.select_for_update().select_related("item").filter(pk=trial_id).first()
+    trial = Trial.objects.select_for_update().select_related("item", "participant").filter(pk=trial_id).first()
     if trial is None or trial.status != Trial.Status.SHOWN or not trial.is_expired(now):
         return False
     _finalize(trial, now)
