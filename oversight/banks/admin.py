@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.db.models import Count
 
+from oversight.core.admin import ReadOnlyUnlessSuperuser
+
 from .models import Bank, Item, Passage
 
 
 @admin.register(Bank)
-class BankAdmin(admin.ModelAdmin):
+class BankAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
     list_display = ["name", "format", "item_count", "passage_count", "updated_at"]
     list_filter = ["format"]
     search_fields = ["name"]
@@ -29,7 +31,7 @@ class BankAdmin(admin.ModelAdmin):
 
 
 @admin.register(Passage)
-class PassageAdmin(admin.ModelAdmin):
+class PassageAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
     list_display = ["external_id", "title", "author", "bank"]
     list_filter = ["bank"]
     search_fields = ["external_id", "title", "author"]
@@ -38,7 +40,7 @@ class PassageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
     list_display = ["external_id", "bank", "split", "subject", "gold_letter", "difficult"]
     list_filter = ["bank", "split", "difficult"]
     search_fields = ["external_id", "text", "subject"]

@@ -1,0 +1,62 @@
+"""The Django admin: raw data for superusers; read-only for everyone else (the console is where work happens)."""
+
+from django.contrib import admin
+
+from oversight.core.models import (
+    Collaborator,
+    Event,
+    Exclusion,
+    Job,
+    ModelEndpoint,
+    Participant,
+    Study,
+    Task,
+    Trial,
+)
+
+
+class ReadOnlyUnlessSuperuser:
+    def has_add_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+
+@admin.register(Study)
+class StudyAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
+    list_display = ["slug", "title", "status", "owner", "launched_at"]
+    list_filter = ["status"]
+    search_fields = ["slug", "title"]
+
+
+@admin.register(Participant)
+class ParticipantAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
+    list_display = ["pk", "study", "status", "is_pilot", "created_at", "completed_at"]
+    list_filter = ["status", "is_pilot", "study"]
+    # The external recruitment id is personal data: searchable by superusers only through the admin.
+    exclude = ["token"]
+
+
+@admin.register(Trial)
+class TrialAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
+    list_display = ["pk", "participant", "position", "status", "choice", "confidence", "correct", "submit_kind"]
+    list_filter = ["status", "submit_kind", "role"]
+    raw_id_fields = ["participant", "item"]
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
+    list_display = ["at", "participant", "trial", "kind"]
+    list_filter = ["kind"]
+    raw_id_fields = ["participant", "trial"]
+
+
+for model in (Task, Collaborator, Exclusion, Job, ModelEndpoint):
+    admin.site.register(model, type(f"{model.__name__}Admin", (ReadOnlyUnlessSuperuser, admin.ModelAdmin), {}))

@@ -1,0 +1,24 @@
+import pytest
+
+from tests.factories import make_study
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_staff_researcher_can_read_but_not_change_raw_data_in_the_admin(client, alice):
+    alice.is_staff = True
+    alice.save()
+    study = make_study(owner=alice)
+    client.force_login(alice)
+    assert client.get("/admin/core/study/").status_code == 200
+    page = client.get(f"/admin/core/study/{study.pk}/change/")
+    assert page.status_code == 200 and b'name="title"' not in page.content
+    assert client.post(f"/admin/core/study/{study.pk}/change/", {"title": "hacked"}).status_code == 403
+    assert client.get("/admin/core/study/add/").status_code == 403
+
+
+def test_a_superuser_can_change_raw_data(client, django_user_model):
+    root = django_user_model.objects.create_superuser("root", "root@example.org", "root-password-1")
+    study = make_study(owner=root)
+    client.force_login(root)
+    assert b'name="title"' in client.get(f"/admin/core/study/{study.pk}/change/").content
