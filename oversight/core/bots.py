@@ -13,6 +13,7 @@ Entry points: `run_bots(BotConfig(...))` (a coroutine) and `check_run(...)` (syn
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 import statistics
@@ -276,7 +277,7 @@ def decide(*, rng: random.Random, info: TrialInfo, accuracy: float, timeout_rate
 
 def distribution_for(choice: int, confidence: float, n_options: int) -> dict[str, str]:
     """For the "probability over all options" format: `confidence` on the choice, the rest spread evenly."""
-    confidence = max(confidence, 100 / n_options)
+    confidence = max(confidence, 100 / n_options + 1)  # strictly the largest, so the server reads `choice`
     rest = 100 - round(confidence)
     others = [i for i in range(n_options) if i != choice]
     values = {choice: round(confidence)}
@@ -412,10 +413,12 @@ class Bot:
                 await self.think(0.1)
                 response = await self.request("GET", urljoin(str(response.url), link["href"]))
             elif DONE_PATH.search(path):
-                code = COMPLETION_CODE.search(response.text)
-                if not code or not code.group(1):
-                    raise BotFailure(str(response.url), "done page without a completion code")
-                self.result.code = code.group(1)
+                shown = COMPLETION_CODE.search(response.text)
+                self.result.code = shown.group(1) if shown else ""
+                expected = await expected_code(self.result.token)
+                if self.result.code != expected:
+                    raise BotFailure(str(response.url), f"done page shows completion code {self.result.code!r}, "
+                                                        f"expected {expected!r}")
                 self.result.finished = True
                 self.result.resumed_finished = not self.result.outcomes
                 return
@@ -527,10 +530,27 @@ async def lookup_trial(token: str, position: int) -> TrialInfo | None:
     return await sync_to_async(_lookup_trial_sync, thread_sensitive=True)(token, position)
 
 
+def _expected_code_sync(token: str) -> str | None:
+    from oversight.core.models import Participant
+
+    participant = Participant.objects.select_related("study").filter(token=token).first()
+    if participant is None:
+        return None
+    study = participant.study
+    return study.screenout_code if participant.status == Participant.Status.SCREENED_OUT else study.completion_code
+
+
+async def expected_code(token: str) -> str | None:
+    """The code the done page must show this participant: the study's code for their final status."""
+    return await sync_to_async(_expected_code_sync, thread_sensitive=True)(token)
+
+
 # --- Running many bots ---------------------------------------------------------------------------------
 
 
 async def run_bots(config: BotConfig) -> RunReport:
+    for name in ("httpx2", "httpx", "httpcore2", "httpcore"):  # one INFO line per request otherwise
+        logging.getLogger(name).setLevel(logging.WARNING)
     semaphore = asyncio.Semaphore(max(1, config.concurrency))
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=2)
