@@ -21,6 +21,7 @@ from oversight.core.services.participants import (
 )
 from oversight.core.services.trials import (
     LIKERT_LEVELS,
+    Answer,
     AnswerError,
     parse_answer,
     trial_finalize_if_expired,
@@ -198,21 +199,16 @@ def trial_submit_view(request: HttpRequest, token: str, position: int) -> HttpRe
         return closed
     trial = _trial_for(participant, position)
     auto = request.POST.get("auto") == "1"
-    if trial.status == Trial.Status.SHOWN and not trial.is_expired(timezone.now()):
-        try:
-            answer = parse_answer(trial=trial, data=request.POST, require_choice=not auto)
-        except AnswerError as exc:
-            if trial.is_final:
-                return redirect("participant:next", token=token)
-            now = timezone.now()
+    now = timezone.now()
+    open_now = trial.status == Trial.Status.SHOWN and not trial.is_expired(now)
+    try:
+        answer = parse_answer(trial=trial, data=request.POST, require_choice=open_now and not auto)
+    except AnswerError as exc:
+        if open_now:
             context = _trial_context(participant, trial, participant.trials.count(), now, error=str(exc))
             return render(request, "participant/trial.html", context, status=400)
-    else:
-        # Final or expired: whatever was posted cannot change the record (see trial_submit).
-        try:
-            answer = parse_answer(trial=trial, data=request.POST, require_choice=False)
-        except AnswerError:
-            answer = parse_answer(trial=trial, data={}, require_choice=False)
+        # Final or expired: whatever was posted cannot change the record anyway (see trial_submit).
+        answer = Answer(choice=None, confidence=None)
     kind = Trial.SubmitKind.AUTO if auto else Trial.SubmitKind.MANUAL
     trial = trial_submit(trial=trial, answer=answer, kind=kind)
     if participant.study.reveal_gold and trial.is_final:
