@@ -92,16 +92,20 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log_path: Path, deadline_s:
 @contextlib.contextmanager
 def live_server(tmp: Path, *, seed_args: Sequence[str] | None = ("--mmlu-time-limit", "20",
                                                                  "--quality-time-limit", "20"),
-                port: int | None = None) -> Iterator[LiveServer]:
+                port: int | None = None, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
     """Migrate a fresh SQLite database in `tmp`, run `seed_demo` (unless seed_args is None) and serve it.
 
     `{port}` in a seed argument is replaced by the server's port (e.g. a completion URL on the server).
+    `extra_env` is merged into the server's environment after the scrub, so a test can switch on a part on
+    purpose (e.g. `{"TGI_URL": tgi.url}` for the demo's "Demo TGI" endpoint); it applies to the seed too.
     The daphne process is always stopped on exit.
     """
     tmp.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = server_env(tmp)
+    if extra_env:
+        env.update({k: str(v) for k, v in extra_env.items()})
     run_manage(env, "migrate", "--noinput", "-v", "0")
     if seed_args is not None:
         run_manage(env, "seed_demo", *[a.replace("{port}", str(port)) for a in seed_args])

@@ -85,8 +85,11 @@
       notice.appendChild(retry);
       el.appendChild(notice);
     }
-    // Only the newest failed reply can be retried.
-    log.querySelectorAll(".retry").forEach(function (b, i, all) { b.hidden = i !== all.length - 1; });
+    // Only a failed reply that is still the last message can be retried (as services.chat_retry requires):
+    // once a retry, a new message or a reset follows it, its button goes.
+    log.querySelectorAll(".retry").forEach(function (b) {
+      b.hidden = b.closest("[data-id]") !== log.lastElementChild;
+    });
   }
 
   function applyDelta(frame) {
