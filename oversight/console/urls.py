@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from oversight.console import views, views_run
+from oversight.console import views, views_banks, views_design, views_endpoints, views_run
 from oversight.console.auth import ThrottledLoginView
 
 app_name = "console"

@@ -1,0 +1,259 @@
+"""Designing a study: create, edit while draft (study, tasks, conditions), preview, clone, recruitment, collaborators.
+
+Who may do what:
+- creating a study, and cloning one, needs a staff account (studies draw on the lab's shared banks and
+  endpoints); the creator owns the new study;
+- editing needs the owner or an editor (`get_study_for_user(..., write=True)`: outsiders get 404, viewers 403);
+- the design (study fields, tasks, conditions) can be edited only while the study is a draft: from launch on
+  it is frozen in the manifest, and a 403 page says so and offers a clone;
+- recruitment settings (completion URL and codes) are not part of the manifest and stay editable while live;
+- only the owner adds and removes collaborators.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Max
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from oversight.console.access import can_edit, get_study_for_user
+from oversight.console.forms import (
+    CloneForm,
+    CollaboratorForm,
+    ConditionForm,
+    RecruitmentForm,
+    StudyForm,
+    TaskForm,
+)
+from oversight.console.views_banks import require_staff
+from oversight.core.models import Collaborator, Condition, Study, Task
+from oversight.core.services.studies import study_clone, study_design_problems
+
+TEMPLATE = "console/study_form.html"
+
+
+def _frozen_page(request: HttpRequest, study: Study, message: str) -> HttpResponse:
+    return render(request, TEMPLATE, {"page": "locked", "study": study, "message": message,
+                                      "can_edit": can_edit(request.user, study)}, status=403)
+
+
+def _editable_draft(request: HttpRequest, slug: str) -> tuple[Study, HttpResponse | None]:
+    """The draft this user may edit, or (study, the 403 page that says why its design is frozen)."""
+    study = get_study_for_user(request.user, slug, write=True)
+    if study.status != Study.Status.DRAFT:
+        return study, _frozen_page(request, study, (
+            f"“{study.title}” is {study.get_status_display().lower()}: its design was frozen in the manifest at "
+            f"launch and cannot be edited. Clone it to start a new draft with the same design."))
+    return study, None
+
+
+def _design_context(request: HttpRequest, study: Study, **extra) -> dict:
+    return {
+        "study": study,
+        "can_edit": can_edit(request.user, study),
+        "is_owner": study.owner_id == request.user.pk or request.user.is_superuser,
+        "tasks": study.tasks.select_related("bank"),
+        "conditions": study.conditions.select_related("endpoint"),
+        "problems": study_design_problems(study) if study.status == Study.Status.DRAFT else [],
+        **extra,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def study_create(request: HttpRequest) -> HttpResponse:
+    require_staff(request.user)
+    form = StudyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        study = form.save(commit=False)
+        study.owner = request.user
+        study.save()
+        messages.success(request, "Study created. Add its conditions and tasks next.")
+        return redirect("console:design", slug=study.slug)
+    return render(request, TEMPLATE, {"page": "create", "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def study_design(request: HttpRequest, slug: str) -> HttpResponse:
+    study, frozen = _editable_draft(request, slug)
+    if frozen:
+        return frozen
+    form = StudyForm(request.POST or None, instance=study, prefix="study")
+    if request.method == "POST" and form.is_valid():
+        study = form.save()
+        messages.success(request, "Saved.")
+        return redirect("console:design", slug=study.slug)
+    if request.method == "POST":
+        study.refresh_from_db()  # the failed form's values were applied to the instance; show the stored study
+    return render(request, TEMPLATE, _design_context(request, study, page="design", form=form))
+
+
+@login_required
+@require_GET
+def study_preview(request: HttpRequest, slug: str) -> HttpResponse:
+    """What a draft would run, and what still stops it from launching (a draft has no participant page)."""
+    study = get_study_for_user(request.user, slug)
+    return render(request, TEMPLATE, _design_context(request, study, page="preview"))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def study_clone_view(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_study_for_user(request.user, slug, write=True)
+    require_staff(request.user)
+    form = CloneForm(request.POST or None, initial={"slug": f"{study.slug}-copy"[:64]})
+    if request.method == "POST" and form.is_valid():
+        clone = study_clone(study=study, slug=form.cleaned_data["slug"], title=form.cleaned_data["title"] or None,
+                            owner=request.user)
+        messages.success(request, f"Cloned into the draft “{clone.title}”.")
+        return redirect("console:design", slug=clone.slug)
+    return render(request, TEMPLATE, {"page": "clone", "study": study, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def study_recruitment(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_study_for_user(request.user, slug, write=True)
+    if study.status == Study.Status.CLOSED:
+        return _frozen_page(request, study, f"“{study.title}” is closed: no participant can finish it any more, "
+                                            f"so its recruitment settings no longer change anything.")
+    form = RecruitmentForm(request.POST or None, instance=study)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Recruitment settings saved.")
+        return redirect("console:study", slug=study.slug)
+    return render(request, TEMPLATE, {"page": "recruitment", "study": study, "form": form})
+
+
+# --- Tasks and conditions ------------------------------------------------------------------------------------
+
+
+def _next_position(queryset) -> int:
+    last = queryset.aggregate(last=Max("position"))["last"]
+    return 0 if last is None else last + 1
+
+
+def _part_form(request: HttpRequest, slug: str, *, model, form_class, page: str, pk: int | None):
+    study, frozen = _editable_draft(request, slug)
+    if frozen:
+        return frozen
+    related = study.tasks if model is Task else study.conditions
+    instance = get_object_or_404(related, pk=pk) if pk is not None else None
+    initial = {} if instance else {"position": _next_position(related)}
+    form = form_class(request.POST or None, instance=instance, initial=initial, study=study)
+    if request.method == "POST" and form.is_valid():
+        obj = form.save()
+        messages.success(request, f"{model._meta.verbose_name.capitalize()} “{obj.name}” saved.")
+        return redirect("console:design", slug=study.slug)
+    return render(request, TEMPLATE, _design_context(request, study, page=page, form=form, instance=instance))
+
+
+def _part_delete(request: HttpRequest, slug: str, *, model, pk: int) -> HttpResponse:
+    study, frozen = _editable_draft(request, slug)
+    if frozen:
+        return frozen
+    related = study.tasks if model is Task else study.conditions
+    obj = get_object_or_404(related, pk=pk)
+    with transaction.atomic():
+        obj.delete()
+    if request.htmx:
+        response = render(request, f"{TEMPLATE}#design-parts", _design_context(request, study))
+        response["HX-Trigger"] = "designChanged"
+        return response
+    messages.success(request, f"{model._meta.verbose_name.capitalize()} “{obj.name}” removed.")
+    return redirect("console:design", slug=study.slug)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def task_create(request: HttpRequest, slug: str) -> HttpResponse:
+    return _part_form(request, slug, model=Task, form_class=TaskForm, page="task", pk=None)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def task_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _part_form(request, slug, model=Task, form_class=TaskForm, page="task", pk=pk)
+
+
+@login_required
+@require_POST
+def task_delete(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _part_delete(request, slug, model=Task, pk=pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def condition_create(request: HttpRequest, slug: str) -> HttpResponse:
+    return _part_form(request, slug, model=Condition, form_class=ConditionForm, page="condition", pk=None)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def condition_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _part_form(request, slug, model=Condition, form_class=ConditionForm, page="condition", pk=pk)
+
+
+@login_required
+@require_POST
+def condition_delete(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _part_delete(request, slug, model=Condition, pk=pk)
+
+
+# --- Collaborators -------------------------------------------------------------------------------------------
+
+
+def _owned_study(request: HttpRequest, slug: str) -> Study:
+    study = get_study_for_user(request.user, slug, write=True)
+    if study.owner_id != request.user.pk and not request.user.is_superuser:
+        raise PermissionDenied("Only the study's owner manages its collaborators")
+    return study
+
+
+def _collaborators_response(request: HttpRequest, study: Study, form: CollaboratorForm) -> HttpResponse:
+    context = {"page": "collaborators", "study": study, "form": form,
+               "collaborators": study.collaborators.select_related("user").order_by("user__username")}
+    template = f"{TEMPLATE}#collaborators" if request.htmx else TEMPLATE
+    # An invalid form comes back with 200 too: htmx swaps only 2xx responses by default.
+    return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def collaborators(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _owned_study(request, slug)
+    form = CollaboratorForm(request.POST or None, study=study)
+    if request.method == "POST":
+        if not form.is_valid():
+            return _collaborators_response(request, study, form)
+        _, created = Collaborator.objects.update_or_create(
+            study=study, user=form.user,
+            defaults={"role": form.cleaned_data["role"], "blind": form.cleaned_data["blind"]},
+        )
+        verb = "added" if created else "updated"
+        if request.htmx:
+            response = _collaborators_response(request, study, CollaboratorForm(study=study))
+            response["HX-Trigger"] = "collaboratorsChanged"
+            return response
+        messages.success(request, f"{form.user.username} {verb} as {form.cleaned_data['role']}.")
+        return redirect("console:collaborators", slug=study.slug)
+    return _collaborators_response(request, study, form)
+
+
+@login_required
+@require_POST
+def collaborator_remove(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    study = _owned_study(request, slug)
+    collaborator = get_object_or_404(study.collaborators.select_related("user"), pk=pk)
+    collaborator.delete()
+    if request.htmx:
+        response = _collaborators_response(request, study, CollaboratorForm(study=study))
+        response["HX-Trigger"] = "collaboratorsChanged"
+        return response
+    messages.success(request, f"{collaborator.user.username} no longer has access to this study.")
+    return redirect(reverse("console:collaborators", kwargs={"slug": study.slug}))

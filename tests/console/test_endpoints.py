@@ -1,0 +1,157 @@
+import pytest
+from django.urls import reverse
+
+from oversight.core.models import ModelEndpoint
+from oversight.devtools.faketgi import FakeTGI
+from tests.factories import make_study
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(alice):
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
+    return alice
+
+
+@pytest.fixture
+def endpoint():
+    return ModelEndpoint.objects.create(name="gpu", kind=ModelEndpoint.Kind.TGI, base_url="http://127.0.0.1:9",
+                                        token="s3cret-token", request_timeout_s=2)
+
+
+def urls(endpoint):
+    return {"endpoints": reverse("console:endpoints"), "endpoint_create": reverse("console:endpoint_create"),
+            "endpoint_edit": reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk}),
+            "endpoint_test": reverse("console:endpoint_test", kwargs={"pk": endpoint.pk})}
+
+
+def form_data(**overrides):
+    data = {"name": "sim", "kind": "simulated", "base_url": "", "token": "", "model_label": "",
+            "request_timeout_s": 60, "max_concurrency": 32, "simulation": '{"accuracy": 0.8, "seed": 3}'}
+    return {**data, **overrides}
+
+
+# --- Who may do what -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["endpoints", "endpoint_create", "endpoint_edit", "endpoint_test"])
+def test_it_sends_anonymous_visitors_to_the_login_page(client, endpoint, name):
+    response = client.get(urls(endpoint)[name])
+    assert response.status_code == 302 and response["Location"].startswith("/console/login/")
+
+
+@pytest.mark.parametrize("name,method", [("endpoints", "get"), ("endpoint_create", "get"), ("endpoint_create", "post"),
+                                         ("endpoint_edit", "get"), ("endpoint_edit", "post"),
+                                         ("endpoint_test", "post")])
+def test_it_forbids_accounts_that_are_not_staff(client, charlie, endpoint, name, method):
+    client.force_login(charlie)
+    assert getattr(client, method)(urls(endpoint)[name], form_data(name="taken")).status_code == 403
+    assert not ModelEndpoint.objects.filter(name="taken").exists()
+
+
+@pytest.mark.parametrize("name,method", [("endpoints", "post"), ("endpoint_test", "get"), ("endpoint_create", "put"),
+                                         ("endpoint_edit", "delete")])
+def test_it_answers_only_its_methods(client, staff, endpoint, name, method):
+    client.force_login(staff)
+    assert getattr(client, method)(urls(endpoint)[name]).status_code == 405
+
+
+# --- Adding and editing --------------------------------------------------------------------------------------
+
+
+def test_staff_add_a_simulated_endpoint(client, staff):
+    client.force_login(staff)
+    assert client.get(reverse("console:endpoint_create")).status_code == 200
+    response = client.post(reverse("console:endpoint_create"), form_data())
+    assert response.status_code == 302 and response["Location"] == reverse("console:endpoints")
+    endpoint = ModelEndpoint.objects.get(name="sim")
+    assert endpoint.simulation == {"accuracy": 0.8, "seed": 3}
+    assert "simulated" in client.get(reverse("console:endpoints")).content.decode()
+
+
+@pytest.mark.parametrize("simulation,message", [
+    ('{"accuracy": 1.5}', "simulation setting &#x27;accuracy&#x27; must be between 0 and 1, got 1.5"),
+    ('{"sycophany": 0.2}', "unknown simulation setting(s) sycophany"),
+    ("[1, 2]", "simulation settings must be an object"),
+    ("{not json", "Enter a valid JSON."),
+])
+def test_it_shows_why_simulation_settings_are_invalid(client, staff, simulation, message):
+    client.force_login(staff)
+    response = client.post(reverse("console:endpoint_create"), form_data(simulation=simulation))
+    assert response.status_code == 200 and message in response.content.decode()
+    assert not ModelEndpoint.objects.exists()
+
+
+def test_a_served_endpoint_needs_a_base_url_and_no_simulation(client, staff):
+    client.force_login(staff)
+    body = client.post(reverse("console:endpoint_create"), form_data(kind="tgi")).content.decode()
+    assert "needs the server&#x27;s base URL" in body and "Only a simulated endpoint takes simulation settings" in body
+
+
+def test_a_token_is_never_shown_and_kept_when_left_empty(client, staff, endpoint):
+    client.force_login(staff)
+    page = client.get(reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk})).content.decode()
+    assert "s3cret-token" not in page and "A token is stored." in page
+    data = form_data(name="gpu", kind="tgi", base_url="http://gpu.lab:8080", simulation="", model_label="m")
+    assert client.post(reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk}), data).status_code == 302
+    endpoint.refresh_from_db()
+    assert (endpoint.base_url, endpoint.token) == ("http://gpu.lab:8080", "s3cret-token")
+    client.post(reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk}), {**data, "clear_token": "on"})
+    endpoint.refresh_from_db()
+    assert endpoint.token == ""
+
+
+def test_a_live_study_s_endpoint_keeps_what_the_manifest_froze(client, staff):
+    study = make_study(owner=staff)
+    endpoint = study.conditions.get(kind="assisted").endpoint
+    client.force_login(staff)
+    edit = reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk})
+    assert "Live studies use this endpoint" in client.get(edit).content.decode()
+    data = form_data(name=endpoint.name, simulation='{"accuracy": 0.3, "seed": 1}')
+    body = client.post(edit, data).content.decode()
+    assert "their manifests froze this setting" in body
+    endpoint.refresh_from_db()
+    assert endpoint.simulation == {"accuracy": 0.8, "seed": 1}
+    # The same settings written out with their defaults are no change; the timeout may change.
+    data = form_data(name=endpoint.name, request_timeout_s=30,
+                     simulation='{"accuracy": 0.8, "seed": 1, "ttft_ms": 400, "sycophancy": 0.3}')
+    assert client.post(edit, data).status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.request_timeout_s == 30
+
+
+# --- Testing an endpoint -------------------------------------------------------------------------------------
+
+
+def test_testing_shows_health_info_the_reply_and_latency(client, staff):
+    client.force_login(staff)
+    with FakeTGI(reply="Hi", max_total_tokens=8192) as tgi:
+        endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=5)
+        response = client.post(reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}))
+    body = response.content.decode()
+    assert response.status_code == 200 and "<html" in body  # without JS: the list page, with the result
+    assert "healthy" in body and "not healthy" not in body
+    assert "faketgi/zephyr-7b-fake" in body and "max_total_tokens" in body and "8192" in body
+    assert "max_input_tokens" in body and "version" in body
+    assert "Reply: “Hi”" in body and " ms</span>" in body
+
+
+def test_testing_a_server_that_is_down_shows_the_error(client, staff):
+    client.force_login(staff)
+    with FakeTGI(down=True) as tgi:
+        endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=2)
+        response = client.post(reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}),
+                               HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert response["HX-Trigger"] == "endpointTested" and "<html" not in body
+    assert "not healthy" in body and "not reachable" in body and "Reply:" not in body
+
+
+def test_testing_a_simulated_endpoint_says_so(client, staff):
+    endpoint = ModelEndpoint.objects.create(name="sim", kind="simulated", simulation={"seed": 1})
+    client.force_login(staff)
+    body = client.post(reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}),
+                       HTTP_HX_REQUEST="true").content.decode()
+    assert "simulated — no model is called" in body and "(simulated)" in body
