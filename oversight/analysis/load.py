@@ -1,0 +1,154 @@
+"""Build the analysis tables from the database — the only module of `oversight.analysis` that uses the ORM.
+
+Everything else in the package works on the plain rows of `tables.py`, so it can be tested and benchmarked
+without a database. The model-alone baselines are read through `load_baselines`, the one place that knows the
+`oversight.baselines` app; while that app does not exist (or is not installed) a study simply has no baselines.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.apps import apps
+from django.db.models import Count, Q
+
+from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow
+from oversight.assistant.models import ChatMessage
+from oversight.banks.models import Item
+from oversight.core.models import ConditionItem, Exclusion, Participant, Study, Trial
+
+
+def load_tables(study: Study) -> StudyTables:
+    conditions = [
+        ConditionRow(id=c.pk, kind=c.kind, name=c.name, position=c.position)
+        for c in study.conditions.order_by("position", "id")
+    ]
+    by_id = {c.id: c for c in conditions}
+    tasks = list(study.tasks.filter(role="scored").order_by("position", "id").values_list("name", flat=True))
+
+    # The task an item belongs to: scored items per condition, practice and catch items per study.
+    task_of = {
+        (row["condition_id"], row["item_id"], row["role"]): row["task__name"]
+        for row in ConditionItem.objects.filter(study=study).values("condition_id", "item_id", "role", "task__name")
+    }
+
+    chat = {
+        row["trial_id"]: (row["turns"], row["resets"])
+        for row in ChatMessage.objects.filter(trial__participant__study=study)
+        .values("trial_id")
+        .annotate(turns=Count("id", filter=Q(role=ChatMessage.Role.USER)),
+                  resets=Count("id", filter=Q(role=ChatMessage.Role.RESET)))
+    }
+    quotes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    replies = ChatMessage.objects.filter(trial__participant__study=study, role=ChatMessage.Role.ASSISTANT)
+    for trial_id, found in replies.values_list("trial_id", "quotes"):
+        for quote in found or []:
+            quotes[trial_id][0] += 1
+            quotes[trial_id][1] += bool(isinstance(quote, dict) and quote.get("verified"))
+
+    raw = list(
+        Trial.objects.filter(participant__study=study)
+        .order_by("participant_id", "position")
+        .values("id", "participant_id", "condition_id", "item_id", "role", "position", "status", "choice",
+                "confidence", "distribution", "correct", "shown_at", "submitted_at", "submit_kind")
+    )
+    items = {
+        row["id"]: row
+        for row in Item.objects.filter(pk__in={r["item_id"] for r in raw}).values(
+            "id", "options", "gold_index", "subject", "difficult"
+        )
+    }
+
+    block_rank: dict[tuple[int, int], int] = defaultdict(int)
+    trials = []
+    for row in raw:
+        item = items[row["item_id"]]
+        condition = by_id.get(row["condition_id"])
+        scored = row["role"] == "scored"
+        key = (row["condition_id"] if scored else None, row["item_id"], row["role"])
+        position = 0
+        if scored:
+            position = block_rank[row["participant_id"], row["condition_id"]]
+            block_rank[row["participant_id"], row["condition_id"]] += 1
+        turns, resets = chat.get(row["id"], (0, 0))
+        n_quotes, n_verified = quotes.get(row["id"], (0, 0))
+        trials.append(TrialRow(
+            participant_id=row["participant_id"],
+            condition_id=row["condition_id"],
+            condition_kind=condition.kind if condition else "",
+            condition_name=condition.name if condition else "",
+            task=task_of.get(key, ""),
+            item_id=row["item_id"],
+            subject=item["subject"],
+            difficult=item["difficult"],
+            n_options=len(item["options"]),
+            gold=item["gold_index"],
+            role=row["role"],
+            status=row["status"],
+            choice=row["choice"],
+            confidence=row["confidence"],
+            distribution=tuple(row["distribution"]) if row["distribution"] else None,
+            correct=row["correct"],
+            shown_at=row["shown_at"],
+            submitted_at=row["submitted_at"],
+            submit_kind=row["submit_kind"],
+            turns=turns,
+            resets=resets,
+            quotes=n_quotes,
+            quotes_verified=n_verified,
+            block_position=position,
+        ))
+
+    participants = Participant.objects.filter(study=study)
+    baselines, runs = load_baselines(study, item_ids=set(items))
+    return StudyTables(
+        slug=study.slug,
+        title=study.title,
+        confidence_format=study.confidence_format,
+        design=study.design,
+        order=study.order,
+        conditions=conditions,
+        tasks=tasks,
+        trials=trials,
+        baselines=baselines,
+        baseline_runs=runs,
+        excluded=frozenset(
+            Exclusion.objects.filter(participant__study=study, revoked_at__isnull=True)
+            .values_list("participant_id", flat=True)
+        ),
+        pilots=frozenset(participants.filter(is_pilot=True).values_list("id", flat=True)),
+        participant_status=dict(participants.values_list("id", "status")),
+    )
+
+
+def load_baselines(study: Study, *, item_ids: set[int]) -> tuple[list[BaselineRow], list[dict]]:
+    """The model-alone results for the study's items: `(rows, runs)`; `([], [])` without the baselines app.
+
+    Runs made for this study count, and so do runs over one of its banks that belong to no study. Every result
+    is returned (`report` keeps, per baseline and item, the latest run's successful result).
+    """
+    if not apps.is_installed("oversight.baselines"):
+        return [], []
+    try:
+        from oversight.baselines.models import BaselineResult, BaselineRun
+    except ImportError:
+        return [], []
+    banks = list(study.tasks.values_list("bank_id", flat=True))
+    runs = list(BaselineRun.objects.filter(Q(study=study) | Q(study__isnull=True, bank_id__in=banks)).order_by("pk"))
+    info = {}
+    for run in runs:
+        endpoint = getattr(run.endpoint, "name", None) or str(run.endpoint or "")
+        info[run.pk] = {"id": run.pk, "method": run.method, "endpoint": endpoint, "split": run.split,
+                        "status": run.status}
+    rows = []
+    results = BaselineResult.objects.filter(run_id__in=list(info), item_id__in=item_ids).order_by("run_id", "item_id")
+    for run_id, item_id, probabilities, predicted, correct, error in results.values_list(
+        "run_id", "item_id", "probabilities", "predicted", "correct", "error"
+    ):
+        run = info[run_id]
+        rows.append(BaselineRow(
+            method=run["method"], endpoint=run["endpoint"], run_id=run_id, item_id=item_id,
+            probabilities=tuple(probabilities) if probabilities else None, predicted=predicted, correct=correct,
+            error=error or "",
+        ))
+    return rows, list(info.values())

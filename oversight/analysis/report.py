@@ -1,0 +1,733 @@
+"""The sandwiching report: every metric of RESEARCH.md §5 with bootstrap intervals, as JSON and Markdown.
+
+`build_report(tables, seed=…, resamples=…)` runs the analysis twice — `with_exclusions` (participants with an
+active exclusion left out: the primary analysis, as the paper reports it) and `without_exclusions` (every
+non-pilot participant) — and returns a `Report`. Pilot participants are never included. Only final
+(answered or timed-out) scored trials with a known right answer are analysed.
+
+The report is deterministic: the same tables, seed and number of resamples give byte-identical JSON (there is
+no timestamp in it). Its fields are documented in docs/report-schema.md. Numbers are in percent (accuracy,
+confidence, shares) or percentage points (CE, differences), unrounded in JSON and rounded in Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from oversight.analysis import bootstrap
+from oversight.analysis.blas import single_thread_blas
+from oversight.analysis.columns import TrialColumns, trial_columns
+from oversight.analysis.metrics import (
+    ALL_SCOPE,
+    BaselineArrays,
+    baseline_series,
+    build_baseline_arrays,
+    build_condition_arrays,
+    condition_series,
+    point_vote,
+)
+from oversight.analysis.tables import (
+    ASSISTED,
+    DISTRIBUTION,
+    FINAL_STATUSES,
+    LIKERT,
+    METHOD_LABELS,
+    METHODS,
+    SCORED,
+    SLIDER,
+    UNAIDED,
+    BaselineRow,
+    ConditionRow,
+    StudyTables,
+    TrialRow,
+)
+
+SCHEMA = "oversight.sandwich-report/1"
+DEFAULT_SEED = 0
+DEFAULT_RESAMPLES = 2000
+CHUNK = 500  # resamples per batch: bounds memory at (CHUNK × items × options) floats per condition
+ALL = ALL_SCOPE
+
+METHOD_TEXT = {
+    "accuracy": "Mean over participants of each participant's accuracy (RESEARCH.md §5); a trial that timed out "
+    "with no option selected counts as wrong. `pooled_accuracy` (all answers pooled) is given for contrast only.",
+    "vote": "Confidence-weighted majority vote per item over the participants who answered it: each answer gives "
+    "its option probability p and every other option (1 - p)/(k - 1); Likert 'Certain (100%)' counts as 0.99. "
+    "The vote picks the option with the highest product of these probabilities (computed as a sum of logs).",
+    "vote_tie_rule": "Products equal within a relative 1e-9 on the log scale are tied; among tied options the one "
+    "chosen by the most participants wins, then the lowest option index (A before B).",
+    "vote_confidence": "Our reading (the paper does not define it): the vote's confidence is the chosen option's "
+    "product divided by the sum of the products over the item's options; it is assigned to the nearest bin for "
+    "CE, and the max-confidence subset is the items whose vote falls in the top bin (100%).",
+    "calibration": "Five bins centred at 25, 42, 60, 80, 100%. A Likert answer sits at its level (top centre 100); "
+    "slider and all-options answers, model probabilities (of the predicted option) and vote confidences go to "
+    "the nearest centre (exactly halfway: the lower bin). CE = unweighted mean over non-empty bins of "
+    "|accuracy in bin - centre|, in percentage points. Human CE pools every answer of the condition.",
+    "mean_confidence": "Mean over participants of each participant's mean stated confidence (the level as shown: "
+    "'Certain' counts as 100).",
+    "learning_effect": "Per participant, their scored items of the condition in the order shown: the first floor(n/2) "
+    "are the first half, the last floor(n/2) the second (an odd n's middle item is in neither); accuracy in each "
+    "half averaged over the participants with both halves; difference = second - first.",
+    "sandwich": "For each assisted condition and each unaided condition, per task: assisted and unaided mean "
+    "individual accuracy on their own items (the same items only when `same_items` is true), each model-alone "
+    "baseline on the assisted condition's items, and assisted minus the best of the others (unaided or the best "
+    "model), the maximum being retaken in every resample.",
+    "dialogue": "Per-item means over the condition's answered trials: participant messages (turns), resets, "
+    "seconds from showing to submission; quotations in the model's replies and the share verified against the "
+    "passage.",
+    "inclusion": "Scored trials that are answered or timed out and whose item has a right answer. Pilot "
+    "participants are never included. `with_exclusions` leaves out participants with an active (unrevoked) "
+    "exclusion — the primary analysis; `without_exclusions` includes every non-pilot participant.",
+    "paired_tests": "Assisted vs each model alone on the items both answered: a sign-flip permutation test on the "
+    "item-level differences (share of participants right minus model right; exact up to 16 non-zero differences, "
+    "else 10,000 random flips), and an exact McNemar test of the assisted vote against the model. Two-sided.",
+    "units": "Percent (accuracy, confidence, shares) and percentage points (CE, differences).",
+}
+
+FORMAT_TEXT = {
+    LIKERT: "Likert 25/42/60/80/100%: p = level/100 in the vote (100% as 0.99); each answer sits at its bin centre.",
+    SLIDER: "Slider 5-95%: p = slider/100 in the vote, taken literally (below 1/k it favours the other options); "
+    "for CE each answer goes to the nearest bin centre.",
+    DISTRIBUTION: "Probability over all options: the vote uses the participant's whole distribution, each option "
+    "floored at (1 - 0.99)/(k - 1) and renormalised so no single answer vetoes an option; the chosen option is the "
+    "most probable one and its probability goes to the nearest bin for CE and into mean confidence.",
+}
+
+
+@dataclass
+class Report:
+    data: dict
+
+    def to_dict(self) -> dict:
+        return self.data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.data, indent=indent, ensure_ascii=False, allow_nan=False)
+
+    def to_markdown(self) -> str:
+        return render_markdown(self.data)
+
+
+def analysed_trials(tables: StudyTables, *, apply_exclusions: bool) -> list[TrialRow]:
+    return [
+        t
+        for t in tables.trials
+        if t.role == SCORED
+        and t.status in FINAL_STATUSES
+        and t.correct is not None
+        and t.participant_id not in tables.pilots
+        and not (apply_exclusions and t.participant_id in tables.excluded)
+    ]
+
+
+def build_report(tables: StudyTables, *, seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES) -> Report:
+    if resamples < 0:
+        raise ValueError("resamples must be ≥ 0")
+    cols = trial_columns(tables)
+    analysed = set(np.unique(cols.participant[cols.analysable & ~cols.pilot]).tolist())
+    with single_thread_blas():
+        primary = analyse(tables, apply_exclusions=True, seed=seed, resamples=resamples, columns=cols)
+        if tables.excluded & analysed:
+            everyone = analyse(tables, apply_exclusions=False, seed=seed, resamples=resamples, columns=cols)
+        else:
+            everyone = primary  # nobody to exclude: the two variants are the same analysis
+
+    statuses = Counter(tables.participant_status.get(p, "unknown") for p in sorted(analysed))
+    screened = sorted(
+        p for p in analysed if tables.participant_status.get(p) == "screened_out" and p not in tables.excluded
+    )
+    data = {
+        "schema": SCHEMA,
+        "study": {"slug": tables.slug, "title": tables.title, "confidence_format": tables.confidence_format,
+                  "design": tables.design, "order": tables.order,
+                  "tasks": _task_order(tables, [cols.task_names[k] for k in np.unique(cols.task[cols.analysable])])},
+        "method": {
+            **METHOD_TEXT,
+            "confidence_format": FORMAT_TEXT.get(tables.confidence_format, tables.confidence_format),
+            "bootstrap": {
+                "type": "two-way cluster bootstrap: participants and items resampled independently with "
+                "replacement, items within strata of task × the set of conditions that showed them",
+                "resamples": resamples,
+                "seed": seed,
+                "interval": "95% percentile",
+                "generator": f"numpy.random.default_rng(seed), numpy {np.__version__}",
+            },
+        },
+        "participants": {
+            "pilots_left_out": {"n_participants": len(np.unique(cols.participant[cols.pilot])),
+                                "n_trials": int(cols.pilot.sum())},
+            "excluded": sorted(tables.excluded & analysed),
+            "status_counts": dict(sorted(statuses.items())),
+            "screened_out_not_excluded": screened,
+        },
+        "with_exclusions": primary,
+        "without_exclusions": everyone,
+    }
+    return Report(data=_clean(data))
+
+
+def _task_order(tables: StudyTables, present: Sequence[str]) -> list[str]:
+    """The study's order of its scored tasks; tasks it does not list come after, by name."""
+    ordered = [t for t in tables.tasks if t in present]
+    return ordered + sorted(set(present) - set(ordered))
+
+
+DIFFICULTY = {-1: "unknown", 0: "not hard", 1: "hard"}
+
+
+def _baseline_groups(rows: Sequence[BaselineRow]) -> dict[tuple[str, str], list[BaselineRow]]:
+    """Results per (endpoint, method), one per item: the latest run's result, a successful one first."""
+    best: dict[tuple[str, str, int], BaselineRow] = {}
+    for row in rows:
+        key = (row.endpoint, row.method, row.item_id)
+        current = best.get(key)
+        rank = (row.correct is not None, row.run_id or 0)
+        if current is None or rank >= (current.correct is not None, current.run_id or 0):
+            best[key] = row
+    groups: dict[tuple[str, str], list[BaselineRow]] = defaultdict(list)
+    for (endpoint, method, _item), row in best.items():
+        groups[endpoint, method].append(row)
+    order = {m: i for i, m in enumerate(METHODS)}
+    return dict(sorted(groups.items(), key=lambda kv: (order.get(kv[0][1], len(order)), kv[0][1], kv[0][0])))
+
+
+def analyse(
+    tables: StudyTables, *, apply_exclusions: bool, seed: int, resamples: int, columns: TrialColumns | None = None
+) -> dict:
+    """One variant of the analysis (see the module docstring)."""
+    fmt = tables.confidence_format
+    cols = columns if columns is not None else trial_columns(tables)
+    selected = cols.analysable & ~cols.pilot
+    if apply_exclusions and tables.excluded:
+        selected &= ~np.isin(cols.participant, np.fromiter(tables.excluded, np.int64))
+    rows = np.flatnonzero(selected)
+    participants = np.unique(cols.participant[rows])
+    items = np.unique(cols.item[rows])
+    p_of_row = np.searchsorted(participants, cols.participant[rows])
+    i_of_row = np.searchsorted(items, cols.item[rows])
+    i_index = {item: i for i, item in enumerate(items.tolist())}
+
+    # Per item (global index): its task, subject, difficulty and right answer (given, else a right answer's option).
+    first = rows[np.unique(i_of_row, return_index=True)[1]]
+    item_task = cols.task[first]
+    item_subject = cols.subject[first]
+    item_difficulty = cols.difficult[first]
+    gold = np.full(len(items), -1, dtype=np.int64)
+    np.maximum.at(gold, i_of_row, cols.gold[rows])
+    inferred = np.full(len(items), -1, dtype=np.int64)
+    right = cols.correct[rows] == 1
+    np.maximum.at(inferred, i_of_row[right], cols.choice[rows][right])
+    gold = np.where(gold >= 0, gold, inferred)
+    tasks = _task_order(tables, [cols.task_names[k] for k in np.unique(item_task)])
+    task_code = {name: cols.task_names.index(name) for name in tasks}
+
+    known = {c.id: c for c in tables.conditions}
+    present = np.unique(cols.condition[rows]).tolist()
+    for cid in present:
+        if cid not in known:  # a trial's condition the tables do not list: take its name and kind from a trial
+            t = next(t for t in tables.trials if t.condition_id == cid)
+            known[cid] = ConditionRow(id=cid, kind=t.condition_kind, name=t.condition_name, position=10**6)
+    conditions = sorted((known[cid] for cid in present), key=lambda c: (c.position, c.id))
+    row_condition = cols.condition[rows]
+    in_condition = {c.id: row_condition == c.id for c in conditions}
+    arrays = {
+        c.id: build_condition_arrays(c, cols, rows[m], p_of_row[m], i_of_row[m], gold, fmt)
+        for c in conditions
+        for m in [in_condition[c.id]]
+    }
+
+    scopes: dict[int, dict] = {}
+    groups: dict[int, dict] = {}
+    condition_tasks: dict[int, list[str]] = {}
+    for c in conditions:
+        arr = arrays[c.id]
+        local_task = item_task[arr.items]
+        condition_tasks[c.id] = [t for t in tasks if (local_task == task_code[t]).any()]
+        scopes[c.id] = {ALL: np.arange(arr.n_items)} | {
+            ("task", t): np.flatnonzero(local_task == task_code[t]) for t in condition_tasks[c.id]
+        }
+        groups[c.id] = {}
+        local_subject = item_subject[arr.items]
+        for code in np.unique(local_subject).tolist():
+            if cols.subject_names[code]:
+                groups[c.id]["subject", cols.subject_names[code]] = np.flatnonzero(local_subject == code)
+        local_difficulty = item_difficulty[arr.items]
+        if (local_difficulty >= 0).any():
+            for code in np.unique(local_difficulty).tolist():
+                groups[c.id]["difficulty", DIFFICULTY[code]] = np.flatnonzero(local_difficulty == code)
+
+    # Item sets for the models: all analysed items, per task, and each condition's own items (per task).
+    item_sets: dict = {ALL: np.arange(len(items))}
+    for task in tasks:
+        item_sets["task", task] = np.flatnonzero(item_task == task_code[task])
+    for c in conditions:
+        arr = arrays[c.id]
+        item_sets["condition", c.id, ALL] = arr.items
+        for task in condition_tasks[c.id]:
+            item_sets["condition", c.id, ("task", task)] = arr.items[scopes[c.id]["task", task]]
+
+    baseline_groups = _baseline_groups(tables.baselines)
+    single_endpoint = len({endpoint for endpoint, _m in baseline_groups}) <= 1
+    baselines: list[BaselineArrays] = []
+    for (endpoint, method), results in baseline_groups.items():
+        key = method if single_endpoint else f"{endpoint}:{method}"
+        baselines.append(build_baseline_arrays(key, method, endpoint, results, i_index))
+
+    # Bootstrap strata: an item's task and the set of conditions that showed it.
+    condition_bit = np.zeros(len(rows), dtype=np.int64)
+    for position, c in enumerate(conditions):
+        condition_bit[in_condition[c.id]] = 1 << position
+    shown_in = np.zeros(len(items), dtype=np.int64)
+    np.bitwise_or.at(shown_in, i_of_row, condition_bit)
+    strata_of: dict[tuple, list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(item_task.tolist(), shown_in.tolist(), strict=True)):
+        strata_of[key].append(i)
+    strata = [np.asarray(strata_of[k]) for k in sorted(strata_of)]
+
+    pairs = [(a, u) for a in conditions if a.kind == ASSISTED for u in conditions if u.kind == UNAIDED]
+
+    def compute(w: np.ndarray, c: np.ndarray, detail: bool) -> tuple[dict, dict]:
+        series: dict = {}
+        details: dict = {}
+        for cond in conditions:
+            arr = arrays[cond.id]
+            s, d = condition_series(arr, w[:, arr.participants], c[:, arr.items], scopes[cond.id], groups[cond.id],
+                                    detail=detail)
+            series.update({("condition", cond.id, *k): v for k, v in s.items()})
+            details["condition", cond.id] = d
+        for base in baselines:
+            s, d = baseline_series(base, c, item_sets, detail=detail)
+            series.update({("model", base.key, *k): v for k, v in s.items()})
+            details["model", base.key] = d
+        for a, u in pairs:
+            for scope in [ALL] + [("task", t) for t in condition_tasks[a.id]]:
+                assisted = series["condition", a.id, "accuracy", scope]
+                others = []
+                unaided = series.get(("condition", u.id, "accuracy", scope))
+                if unaided is not None:
+                    series["sandwich", a.id, u.id, scope, "gap_unaided"] = assisted - unaided
+                    others.append(unaided)
+                for base in baselines:
+                    model = series["model", base.key, "accuracy", ("condition", a.id, scope)]
+                    series["sandwich", a.id, u.id, scope, "gap_model", base.key] = assisted - model
+                    others.append(model)
+                if others:
+                    with np.errstate(invalid="ignore"):
+                        best = np.fmax.reduce(np.vstack(others), axis=0)
+                    series["sandwich", a.id, u.id, scope, "best_other"] = best
+                    series["sandwich", a.id, u.id, scope, "gap_best"] = assisted - best
+        return series, details
+
+    point, details = compute(np.ones((1, len(participants))), np.ones((1, len(items))), True)
+    replicates: dict = defaultdict(list)
+    if resamples and len(rows):
+        w_all, c_all = bootstrap.two_way_weights(seed, resamples, len(participants), strata, len(items))
+        for start in range(0, resamples, CHUNK):
+            # float32 weights (from two_way_weights): exact for draw counts, and half the memory traffic of the
+            # participant-side sums.
+            w = w_all[start : start + CHUNK]
+            c = c_all[start : start + CHUNK]
+            series, _ = compute(w, c, False)
+            for key, values in series.items():
+                replicates[key].append(values)
+
+    def est(key) -> dict:
+        value = point.get(key)
+        value = None if value is None or math.isnan(value[0]) else float(value[0])
+        out = {"value": value, "ci95": None, "undefined_resamples": 0}
+        if key in replicates:
+            lo, hi, undefined = bootstrap.interval(np.concatenate(replicates[key]))
+            out["ci95"] = None if lo is None else [lo, hi]
+            out["undefined_resamples"] = undefined
+        return out
+
+    # --- Assemble --------------------------------------------------------------------------------------------
+    dialogue = {}
+    for c in conditions:
+        mine = rows[in_condition[c.id]]
+        dialogue[c.id, ALL] = dialogue_stats(cols, mine)
+        for task in condition_tasks[c.id]:
+            dialogue[c.id, ("task", task)] = dialogue_stats(cols, mine[cols.task[mine] == task_code[task]])
+
+    def scope_block(cond: ConditionRow, scope) -> dict:
+        d = details["condition", cond.id][scope]
+        key = ("condition", cond.id)
+        return {
+            "n_participants": d["n_participants"],
+            "n_items": d["n_items"],
+            "n_answers": d["n_answers"],
+            "accuracy": est((*key, "accuracy", scope)),
+            "pooled_accuracy": d["pooled_accuracy"],
+            "mean_confidence": est((*key, "mean_confidence", scope)),
+            "calibration": {"ce": est((*key, "ce", scope)), "bins": d["bins"]},
+            "vote": {
+                "n_items": d["vote_n_items"],
+                "accuracy": est((*key, "vote_accuracy", scope)),
+                "mean_confidence": d["vote_mean_confidence"],
+                "calibration": {"ce": est((*key, "vote_ce", scope)), "bins": d["vote_bins"]},
+                "max_confidence": {"accuracy": est((*key, "max_confidence_accuracy", scope)),
+                                   "n_items": d["max_confidence_n_items"]},
+                "ties": {"plurality": d["vote_ties_plurality"], "lowest_option": d["vote_ties_lowest_option"]},
+            },
+            "dialogue": dialogue[cond.id, scope],
+        }
+
+    condition_blocks = []
+    for c in conditions:
+        key = ("condition", c.id)
+        d = details[key]
+        condition_blocks.append({
+            "id": c.id,
+            "name": c.name,
+            "kind": c.kind,
+            "all": scope_block(c, ALL),
+            "by_task": {task: scope_block(c, ("task", task)) for task in condition_tasks[c.id]},
+            "by_subject": {g[1]: {"accuracy": est((*key, "accuracy", g)), **d[g]}
+                           for g in groups[c.id] if g[0] == "subject"},
+            "by_difficulty": {g[1]: {"accuracy": est((*key, "accuracy", g)), **d[g]}
+                              for g in groups[c.id] if g[0] == "difficulty"},
+            "learning": {
+                "n_participants": d["learning_n_participants"],
+                "first_half": est((*key, "learning_first_half", ALL)),
+                "second_half": est((*key, "learning_second_half", ALL)),
+                "difference": est((*key, "learning_difference", ALL)),
+            },
+        })
+
+    def model_block(base: BaselineArrays, item_set) -> dict:
+        d = details["model", base.key][item_set]
+        return {"n_items": d["n_items"], "accuracy": est(("model", base.key, "accuracy", item_set)),
+                "ce": est(("model", base.key, "ce", item_set)), "bins": d["bins"]}
+
+    baseline_blocks = [
+        {
+            "key": base.key,
+            "label": _model_label(base, single_endpoint),
+            "method": base.method,
+            "endpoint": base.endpoint,
+            "n_results": int(base.has_result.sum()),
+            "n_errors": base.n_errors,
+            "runs": [r for r in tables.baseline_runs
+                     if r.get("method") == base.method and (single_endpoint or r.get("endpoint") == base.endpoint)],
+            "all": model_block(base, ALL),
+            "by_task": {task: model_block(base, ("task", task)) for task in tasks},
+        }
+        for base in baselines
+    ]
+
+    sandwich_blocks = []
+    for a, u in pairs:
+        def sandwich_scope(scope, a=a, u=u) -> dict:
+            key = ("sandwich", a.id, u.id, scope)
+            a_items = set(item_sets["condition", a.id, scope].tolist())
+            u_set = item_sets.get(("condition", u.id, scope))
+            u_items = set(u_set.tolist()) if u_set is not None else set()
+            models = {}
+            for base in baselines:
+                models[base.key] = model_block(base, ("condition", a.id, scope))
+            others = {}
+            if (*key, "gap_unaided") in point:
+                others[_condition_label(u, conditions)] = point["condition", u.id, "accuracy", scope][0]
+            for base in baselines:
+                others[_model_label(base, single_endpoint)] = point["model", base.key, "accuracy",
+                                                                    ("condition", a.id, scope)][0]
+            defined = {k: v for k, v in others.items() if not math.isnan(v)}
+            best_label = max(defined, key=defined.get) if defined else None
+            return {
+                "same_items": a_items == u_items,
+                "n_items_assisted": len(a_items),
+                "n_items_unaided": len(u_items),
+                "assisted": est(("condition", a.id, "accuracy", scope)),
+                "unaided": est(("condition", u.id, "accuracy", scope)) if u_items else None,
+                "models": models,
+                "best_other": {"label": best_label, "accuracy": est((*key, "best_other"))} if others else None,
+                "gaps": {
+                    "assisted_minus_unaided": est((*key, "gap_unaided")) if u_items else None,
+                    "assisted_minus_model": {b.key: est((*key, "gap_model", b.key)) for b in baselines},
+                    "assisted_minus_best_other": est((*key, "gap_best")) if others else None,
+                },
+                "paired_tests": {b.key: paired_tests(arrays[a.id], b, scopes[a.id][scope], seed) for b in baselines},
+            }
+
+        sandwich_blocks.append({
+            "assisted": {"id": a.id, "name": a.name},
+            "unaided": {"id": u.id, "name": u.name},
+            "all": sandwich_scope(ALL),
+            "by_task": {task: sandwich_scope(("task", task)) for task in condition_tasks[a.id]},
+        })
+
+    return {
+        "n_participants": len(participants),
+        "n_items": len(items),
+        "n_answers": len(rows),
+        "participant_ids": participants.tolist(),
+        "tasks": tasks,
+        "table": paper_table(conditions, baselines, condition_blocks, baseline_blocks, tasks, single_endpoint),
+        "conditions": condition_blocks,
+        "baselines": baseline_blocks,
+        "sandwich": sandwich_blocks,
+    }
+
+
+def _condition_label(cond: ConditionRow, conditions: Sequence[ConditionRow]) -> str:
+    same_kind = [c for c in conditions if c.kind == cond.kind]
+    base = "Assisted" if cond.kind == ASSISTED else "Unaided"
+    return base if len(same_kind) == 1 else f"{base}: {cond.name}"
+
+
+def _model_label(base: BaselineArrays, single_endpoint: bool) -> str:
+    label = METHOD_LABELS.get(base.method, f"Model ({base.method})")
+    return label if single_endpoint else f"{label}, {base.endpoint}"
+
+
+def paper_table(conditions, baselines, condition_blocks, baseline_blocks, tasks, single_endpoint) -> dict:
+    """Table 1 of the paper: rows unaided, unaided vote, models, assisted, assisted vote; a column per task."""
+    columns = list(tasks) + (["All"] if len(tasks) > 1 else [])
+    blocks = {b["id"]: b for b in condition_blocks}
+
+    def scope_of(block, column):
+        return block["all"] if column == "All" else block["by_task"].get(column)
+
+    def human_rows(cond):
+        block = blocks[cond.id]
+        individual, vote = {}, {}
+        for column in columns:
+            s = scope_of(block, column)
+            if s is None:
+                continue
+            individual[column] = {"accuracy": s["accuracy"], "ce": s["calibration"]["ce"], "n_items": s["n_items"],
+                                  "n_participants": s["n_participants"], "n_answers": s["n_answers"]}
+            vote[column] = {"accuracy": s["vote"]["accuracy"], "ce": s["vote"]["calibration"]["ce"],
+                            "n_items": s["vote"]["n_items"], "n_participants": s["n_participants"],
+                            "n_answers": s["n_answers"]}
+        label = _condition_label(cond, conditions)
+        return [
+            {"key": f"condition:{cond.id}", "label": label, "kind": "individual", "condition_id": cond.id,
+             "baseline": None, "cells": individual},
+            {"key": f"condition:{cond.id}:vote", "label": f"{label} vote", "kind": "vote", "condition_id": cond.id,
+             "baseline": None, "cells": vote},
+        ]
+
+    rows = []
+    for cond in conditions:
+        if cond.kind != ASSISTED:
+            rows += human_rows(cond)
+    for block in baseline_blocks:
+        cells = {}
+        for column in columns:
+            s = block["all"] if column == "All" else block["by_task"].get(column)
+            if s is not None and s["n_items"]:
+                cells[column] = {"accuracy": s["accuracy"], "ce": s["ce"], "n_items": s["n_items"],
+                                 "n_participants": None, "n_answers": s["n_items"]}
+        rows.append({"key": f"model:{block['key']}", "label": block["label"], "kind": "model", "condition_id": None,
+                     "baseline": block["key"], "cells": cells})
+    for cond in conditions:
+        if cond.kind == ASSISTED:
+            rows += human_rows(cond)
+    return {"columns": columns, "rows": rows}
+
+
+def paired_tests(arr, base: BaselineArrays, cols: np.ndarray, seed: int) -> dict:
+    """Assisted vs one model on the condition's items (in `cols`) that the model answered."""
+    global_items = arr.items[cols]
+    keep = base.has_result[global_items]
+    cols, global_items = cols[keep], global_items[keep]
+    answered = arr.answered[:, cols].sum(0)
+    human = arr.correct[:, cols].sum(0) / np.where(answered > 0, answered, 1)
+    model = base.correct[global_items]
+    individual = bootstrap.sign_flip_test((human - model).tolist(), seed=seed)
+
+    # The vote's right/wrong per item, with every participant counted once (the point estimate's vote).
+    vote = point_vote(arr)
+    vote_correct = vote.correct[0, cols].astype(bool)
+    vote_test = bootstrap.mcnemar_exact(vote_correct.tolist(), model.astype(bool).tolist())
+    return {"individual": individual, "vote": vote_test}
+
+
+def dialogue_stats(cols: TrialColumns, rows: np.ndarray) -> dict:
+    """Per-item means over a condition's answered trials (RESEARCH.md §5: turns and resets per item)."""
+    n = len(rows)
+    seconds = cols.seconds[rows]
+    seconds = seconds[~np.isnan(seconds)]
+    quotes = int(cols.quotes[rows].sum())
+    kinds = np.bincount(cols.submit_kind[rows], minlength=len(cols.submit_kind_names))
+    return {
+        "n_trials": n,
+        "turns_per_item": float(cols.turns[rows].mean()) if n else None,
+        "resets_per_item": float(cols.resets[rows].mean()) if n else None,
+        "seconds_per_item_mean": float(seconds.mean()) if len(seconds) else None,
+        "seconds_per_item_median": float(np.median(seconds)) if len(seconds) else None,
+        "quotes_per_item": quotes / n if n else None,
+        "items_with_quotes_share": float(100 * (cols.quotes[rows] > 0).mean()) if n else None,
+        "quotes_verified_share": 100 * int(cols.quotes_verified[rows].sum()) / quotes if quotes else None,
+        "timed_out_share": float(100 * cols.timed_out[rows].mean()) if n else None,
+        "submit_kinds": {name: int(k) for name, k in zip(cols.submit_kind_names, kinds, strict=True) if k},
+    }
+
+
+def _clean(value):
+    """JSON-safe: NaN/inf → None, numpy scalars → Python, tuples → lists."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --- Markdown -----------------------------------------------------------------------------------------------
+
+
+def _num(value, digits: int = 1, sign: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _est(e: dict | None, sign: bool = False) -> str:
+    if not e or e["value"] is None:
+        return "–"
+    text = _num(e["value"], sign=sign)
+    if e.get("ci95"):
+        lo, hi = e["ci95"]
+        text += f" [{_num(lo, sign=sign)}, {_num(hi, sign=sign)}]"
+    return text
+
+
+def _p(value) -> str:
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def markdown_table(analysis: dict) -> list[str]:
+    table = analysis["table"]
+    columns = table["columns"]
+    if not columns:
+        return ["_No analysed trials._"]
+    head = "| | " + " | ".join(f"{c} accuracy [95% CI] | {c} CE | {c} N" for c in columns) + " |"
+    align = "|---|" + "|".join("---:|---:|---:" for _ in columns) + "|"
+    lines = [head, align]
+    for row in table["rows"]:
+        cells = []
+        for column in columns:
+            cell = row["cells"].get(column)
+            if cell is None:
+                cells += ["–", "–", "–"]
+            else:
+                cells += [_est(cell["accuracy"]), _num(cell["ce"]["value"]), str(cell["n_items"])]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Accuracy and CE in %; N = items. Individual rows: mean over participants of each participant's "
+                 "accuracy; vote rows: confidence-weighted majority vote per item.")
+    return lines
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def markdown_key_numbers(analysis: dict, conditions_label) -> list[str]:
+    lines = []
+    model_labels = {b["key"]: b["label"] for b in analysis["baselines"]}
+    for pair in analysis["sandwich"]:
+        scopes = [("All tasks", pair["all"])] if len(pair["by_task"]) != 1 else []
+        scopes += list(pair["by_task"].items())
+        for name, s in scopes:
+            parts = [f"assisted {_est(s['assisted'])}"]
+            if s["unaided"]:
+                parts.append(f"unaided {_est(s['unaided'])}" + ("" if s["same_items"] else " (other items)"))
+            for key, m in s["models"].items():
+                parts.append(f"{model_labels[key]} {_est(m['accuracy'])}")
+            line = f"- **Sandwich, {name}** ({pair['assisted']['name']} vs {pair['unaided']['name']}): " + "; ".join(
+                parts)
+            if s["best_other"]:
+                line += (f". Assisted − best other ({s['best_other']['label']}): "
+                         f"{_est(s['gaps']['assisted_minus_best_other'], sign=True)} pp")
+            tests = [f"{model_labels[key]}: p = {_p(t['individual']['p_value'])} (sign-flip, "
+                     f"{_count(t['individual']['n_items'], 'item')}), "
+                     f"vote p = {_p(t['vote']['p_value'])} (McNemar)" for key, t in s["paired_tests"].items()]
+            if tests:
+                line += ". Paired vs model — " + "; ".join(tests)
+            lines.append(line + ".")
+    for c in analysis["conditions"]:
+        label = conditions_label(c)
+        a = c["all"]
+        lines.append(f"- **{label}**: accuracy {_est(a['accuracy'])} (pooled {_num(a['pooled_accuracy'])}); "
+                     f"mean confidence {_est(a['mean_confidence'])}; CE {_est(a['calibration']['ce'])}; "
+                     f"vote {_est(a['vote']['accuracy'])}; max-confidence vote subset "
+                     f"{_est(a['vote']['max_confidence']['accuracy'])} (N = {a['vote']['max_confidence']['n_items']}); "
+                     f"{_count(a['n_participants'], 'participant')} × {_count(a['n_items'], 'item')}.")
+        d = a["dialogue"]
+        if c["kind"] == ASSISTED:
+            verified = d["quotes_verified_share"]
+            lines.append(f"  Dialogue: {_num(d['turns_per_item'])} turns and {_num(d['resets_per_item'])} resets per "
+                         f"item; {_num(d['seconds_per_item_mean'], 0)} s per item (median "
+                         f"{_num(d['seconds_per_item_median'], 0)}); {_num(d['quotes_per_item'], 2)} quotes per item, "
+                         f"{_num(verified, 0)}% verified.")
+        else:
+            lines.append(f"  Time: {_num(d['seconds_per_item_mean'], 0)} s per item (median "
+                         f"{_num(d['seconds_per_item_median'], 0)}).")
+        learning = c["learning"]
+        lines.append(f"  Learning: first half {_est(learning['first_half'])} → second half "
+                     f"{_est(learning['second_half'])}, difference {_est(learning['difference'], sign=True)} pp "
+                     f"({_count(learning['n_participants'], 'participant')}).")
+    return lines
+
+
+def render_markdown(data: dict) -> str:
+    study = data["study"]
+    method = data["method"]
+    boot = method["bootstrap"]
+    people = data["participants"]
+    primary, everyone = data["with_exclusions"], data["without_exclusions"]
+
+    def label_for(analysis):
+        rows = {r["condition_id"]: r["label"] for r in analysis["table"]["rows"] if r["kind"] == "individual"}
+        return lambda c: rows.get(c["id"], c["name"])
+
+    excluded = ", ".join(f"P{p}" for p in people["excluded"]) or "none"
+    lines = [
+        f"# Sandwiching report: {study['title'] or study['slug']} (`{study['slug']}`)",
+        "",
+        f"Confidence format: {study['confidence_format']}. Pilots left out: "
+        f"{people['pilots_left_out']['n_participants']}. Excluded: {excluded}.",
+        f"95% intervals: {boot['type']}; {boot['resamples']:,} resamples, seed {boot['seed']}.",
+        "",
+        f"## Table 1, exclusions applied ({_count(primary['n_participants'], 'participant')}, "
+        f"{_count(primary['n_items'], 'item')})",
+        "",
+        *markdown_table(primary),
+        "",
+        "## Key numbers (exclusions applied)",
+        "",
+        *markdown_key_numbers(primary, label_for(primary)),
+        "",
+        f"## Table 1, without exclusions ({_count(everyone['n_participants'], 'participant')})",
+        "",
+    ]
+    if everyone is primary or everyone == primary:
+        lines.append("Nobody was excluded: the same as above.")
+    else:
+        lines += markdown_table(everyone)
+        lines += ["", *[line for line in markdown_key_numbers(everyone, label_for(everyone))
+                        if line.startswith("- **Sandwich")]]
+    if people["screened_out_not_excluded"]:
+        lines += ["", "Screened out but not excluded (included above): "
+                  + ", ".join(f"P{p}" for p in people["screened_out_not_excluded"]) + "."]
+    lines += ["", "## Method", ""]
+    for key in ("accuracy", "vote", "vote_tie_rule", "vote_confidence", "calibration", "confidence_format",
+                "mean_confidence", "learning_effect", "sandwich", "paired_tests", "inclusion"):
+        lines.append(f"- **{key.replace('_', ' ').capitalize()}.** {method[key]}")
+    lines.append(f"- **Bootstrap.** {boot['type']}; {boot['interval']} intervals; {boot['resamples']:,} resamples; "
+                 f"seed {boot['seed']}; {boot['generator']}.")
+    return "\n".join(lines) + "\n"
