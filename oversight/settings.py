@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "oversight.participant",
     "oversight.console",
     "oversight.assistant",
+    "oversight.baselines",
     "oversight.realtime",
 ]
 
@@ -182,6 +183,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "sweep-expired-trials": {"task": "oversight.core.tasks.sweep_expired_trials", "schedule": 1.0},
     "sweep-stale-generations": {"task": "oversight.assistant.tasks.sweep_stale_generations", "schedule": 5.0},
+    # Baseline runs whose worker was killed outright are resumed (idempotently) by another worker.
+    "resume-stale-baselines": {"task": "oversight.baselines.tasks.resume_stale_baselines", "schedule": 60.0},
 }
 # The in-process deadline sweeper runs in the web process when there is no broker (embedded default).
 DEADLINE_SWEEPER = env_bool("DEADLINE_SWEEPER", CELERY_TASK_ALWAYS_EAGER)
@@ -250,5 +253,8 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # huggingface_hub's HTTP client logs every request at INFO: one line per token stream is noise.
+        "httpx2": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
     },
 }
