@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from oversight.console import views, views_banks, views_design, views_endpoints, views_run
+from oversight.console import views, views_banks, views_design, views_endpoints, views_report, views_run
 from oversight.console.auth import ThrottledLoginView
 
 app_name = "console"
@@ -47,4 +47,9 @@ urlpatterns = [
     path("studies/<slug:slug>/exclusions/<int:exclusion_id>/revoke", views_run.revoke_exclusion,
          name="revoke_exclusion"),
     path("studies/<slug:slug>/pilot", views_run.pilot, name="pilot"),
+    # report
+    path("studies/<slug:slug>/report/", views_report.report, name="report"),
+    path("studies/<slug:slug>/report/items/", views_report.report_items, name="report_items"),
+    path("studies/<slug:slug>/report/<slug:name>.svg", views_report.report_plot, name="report_plot"),
+    # end report
 ]
