@@ -65,7 +65,9 @@
       Object.keys(s.by_status).forEach(function (label) {
         const tr = document.createElement("tr");
         tr.appendChild(cell(label));
-        tr.appendChild(cell(String(s.by_status[label])));
+        const count = cell(String(s.by_status[label]));
+        count.dataset.status = label;  // as the server-rendered table has it
+        tr.appendChild(count);
         statusTable.appendChild(tr);
       });
     }
