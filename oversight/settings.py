@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "oversight.assistant",
     "oversight.baselines",
     "oversight.realtime",
+    "oversight.exports",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,40 @@
+"""The report recomputed from the exported files alone equals the report built from the database."""
+
+import json
+
+import pytest
+
+from oversight.analysis.load import load_tables
+from oversight.analysis.report import build_report
+from oversight.exports.readback import study_tables
+from oversight.exports.services import export_study
+from oversight.exports.writers import FORMATS
+from tests.exports.helpers import unzip
+
+pytestmark = pytest.mark.django_db
+SEED, RESAMPLES = 11, 200
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_report_from_the_exported_files_equals_the_report_from_the_database(study, tmp_path, fmt):
+    result = export_study(study=study, formats=[fmt], include_pilots=True, zip_path=tmp_path / "e.zip")
+    from_files = build_report(study_tables(unzip(result.path, tmp_path / "x"), fmt), seed=SEED, resamples=RESAMPLES)
+    from_db = build_report(load_tables(study), seed=SEED, resamples=RESAMPLES)
+    assert from_files.to_json() == from_db.to_json()
+    data = from_db.to_dict()
+    # The comparison is not vacuous: exclusions, pilots, model baselines and chat all reach the report.
+    assert data["participants"]["excluded"] == [study.people["outlier"].pk]
+    assert data["participants"]["pilots_left_out"]["n_participants"] == 1
+    assert data["with_exclusions"]["baselines"]
+    assert data["with_exclusions"]["conditions"][0]["all"]["dialogue"]["turns_per_item"] > 0
+
+
+def test_without_pilots_in_the_export_only_the_pilot_count_differs(study, tmp_path):
+    export_study(study=study, formats=["parquet"], out_dir=tmp_path)
+    from_files = build_report(study_tables(tmp_path, "parquet"), seed=SEED, resamples=RESAMPLES).to_dict()
+    from_db = build_report(load_tables(study), seed=SEED, resamples=RESAMPLES).to_dict()
+    assert from_db["participants"]["pilots_left_out"] == {"n_participants": 1, "n_trials": 8}
+    assert from_files["participants"]["pilots_left_out"] == {"n_participants": 0, "n_trials": 0}
+    for data in (from_files, from_db):
+        data["participants"].pop("pilots_left_out")
+    assert json.dumps(from_files, sort_keys=True) == json.dumps(from_db, sort_keys=True)
