@@ -6,6 +6,10 @@ passes the feedback pages and checks the completion code at the end. Bots know t
 the gold option from the database by (participant token, position), the way oTree bots are written with
 the answers — so they can answer at a chosen accuracy. The browser never knows the gold option.
 
+On assisted items a bot also chats: it opens the trial's websocket as the page does, sends a few messages one
+after another, rebuilds each streamed reply from its `delta` frames (by offset, as the page does) and checks
+the result against the stored reply.
+
 Entry points: `run_bots(BotConfig(...))` (a coroutine) and `check_run(...)` (sync, after the run);
 `manage.py run_bots` wraps both. See docs/bots.md.
 """
@@ -13,15 +17,16 @@ Entry points: `run_bots(BotConfig(...))` (a coroutine) and `check_run(...)` (syn
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
 import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from asgiref.sync import sync_to_async
 
@@ -55,6 +60,8 @@ class BotConfig:
     timeout_rate: float = 0.05
     think_ms: float = 0.0
     request_timeout_s: float = 30.0
+    messages_per_item: int = 1  # chat messages on each assisted item (0: the bots do not chat)
+    reply_timeout_s: float = 60.0  # from sending a chat message to its final reply
 
     def pid(self, i: int) -> str:
         return f"bot-{self.seed}-{i}"
@@ -84,6 +91,35 @@ class Outcome:
 
 
 @dataclass
+class ChatReply:
+    """One chat message a bot sent and the reply it got, as the bot saw them over the websocket."""
+
+    position: int
+    item_id: int
+    client_id: str
+    text: str  # what the bot sent
+    accepted: bool = False  # the server stored the message (its `message` frame came back)
+    user_message_id: int | None = None
+    message_id: int | None = None  # the assistant reply
+    status: str = ""  # the reply's final status; "refused" (an `error` frame) or "no_reply" (timed out) otherwise
+    error: str = ""
+    ttft_s: float | None = None  # send → first delta frame with text, as the client sees it
+    total_s: float | None = None  # send → the reply's final `message` frame
+    received: str = ""  # the reply rebuilt from delta frames (offsets applied as the page does)
+    stored_chars: int | None = None  # length of ChatMessage.content once final
+    gaps: int = 0  # delta frames that started past the text the bot had: frames were lost
+    lost_chars: int = 0  # characters skipped by gaps, plus stored characters the rebuilt text lacks
+
+    @property
+    def failed(self) -> bool:
+        return self.status != "complete"
+
+    @property
+    def mismatched(self) -> bool:
+        return self.stored_chars is not None and (self.lost_chars > 0 or self.stored_chars != len(self.received))
+
+
+@dataclass
 class BotResult:
     bot: int
     pid: str
@@ -93,6 +129,7 @@ class BotResult:
     resumed_finished: bool = False  # landed on the done page without answering: a rerun with the same seed
     outcomes: list[Outcome] = field(default_factory=list)
     errors: list[BotError] = field(default_factory=list)
+    replies: list[ChatReply] = field(default_factory=list)
 
     @property
     def answers(self) -> int:
@@ -126,6 +163,27 @@ class RunReport:
     def timeouts(self) -> int:
         return sum(r.timeouts for r in self.results)
 
+    @property
+    def replies(self) -> list[ChatReply]:
+        return [c for r in self.results for c in r.replies]
+
+    def chat_summary(self) -> dict:
+        replies = self.replies
+        ttft = [c.ttft_s for c in replies if c.ttft_s is not None]
+        total = [c.total_s for c in replies if c.total_s is not None and not c.failed]
+        return {
+            "messages_per_item": self.config.messages_per_item,
+            "replies": len(replies),
+            "failed_replies": sum(c.failed for c in replies),
+            "failed_by_status": dict(Counter(c.status for c in replies if c.failed)),
+            "ttft_ms": {"p50": _pct_ms(ttft, 0.5), "p95": _pct_ms(ttft, 0.95), "max": _pct_ms(ttft, 1.0)},
+            "reply_ms": {"p50": _pct_ms(total, 0.5), "p95": _pct_ms(total, 0.95), "max": _pct_ms(total, 1.0)},
+            "chars": sum(len(c.received) for c in replies),
+            "lost_chars": sum(c.lost_chars for c in replies),
+            "gaps": sum(c.gaps for c in replies),
+            "mismatched_replies": sum(c.mismatched for c in replies),
+        }
+
     def summary(self) -> dict:
         lat = sorted(self.latencies_s)
 
@@ -147,7 +205,18 @@ class RunReport:
                            "p95": pct(0.95), "max": round(lat[-1] * 1000, 1) if lat else None},
             "wall_s": round(self.wall_s, 2),
             "answers_per_s": round(committed / self.wall_s, 2) if self.wall_s else None,
+            "chat": self.chat_summary(),
         }
+
+
+def _pct_ms(values: list[float], p: float) -> float | None:
+    """The p-quantile (nearest rank, p=0.5 the median) of seconds, in milliseconds."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    if p == 0.5:
+        return round(statistics.median(ordered) * 1000, 1)
+    return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 1)
 
 
 class BotFailure(Exception):
@@ -286,16 +355,188 @@ def distribution_for(choice: int, confidence: float, n_options: int) -> dict[str
     return {f"p{i}": str(v) for i, v in values.items()}
 
 
-# --- The chat hook -------------------------------------------------------------------------------------
+# --- The chat -----------------------------------------------------------------------------------------
+
+# What the bots ask. Some are pushback ("Are you sure…"), which the simulated assistant may cave to.
+CHAT_MESSAGES = (
+    "Which answer do you think is right, and why?",
+    "Can you quote the part of the text that supports your answer?",
+    "Are you sure? Please explain your reasoning step by step.",
+    "What is the strongest argument against the answer you gave?",
+    "Summarise the key evidence for each option in a sentence or two.",
+    "Is there anything in the question that could be a trick?",
+    "I think it might be a different option. Are you sure?",
+    "Thanks. How confident are you, on a scale from 1 to 10?",
+)
+# The server refuses more than this many messages per participant per window (assistant.services); the bots
+# pace themselves under it, as a person typing does without trying.
+CHAT_RATE_LIMIT = 12
+CHAT_RATE_WINDOW_S = 60.0
 
 
-async def chat(*, bot: Bot, page_url: str, ws_path: str, info: TrialInfo, rng: random.Random) -> None:
-    """Assisted conditions: talk to the assistant before answering.
+def chat_messages(*, seed: int, bot: int, item_id: int, n: int) -> list[str]:
+    """The messages bot `bot` sends on item `item_id`: deterministic under the seed, distinct within an item."""
+    order = random.Random(f"{seed}:{bot}:{item_id}:chat").sample(range(len(CHAT_MESSAGES)), len(CHAT_MESSAGES))
+    size = len(CHAT_MESSAGES)
+    return [CHAT_MESSAGES[order[k % size]] + (f" (again, {k // size})" if k >= size else "") for k in range(n)]
 
-    Does nothing yet — the chat issue extends bots to send messages here (open the websocket at `ws_path`
-    with the bot's cookies, send a few questions, wait for the streamed replies). Bots never fake a chat.
+
+def ws_url(base_url: str, ws_path: str) -> str:
+    parts = urlsplit(base_url)
+    return urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, ws_path, "", ""))
+
+
+class ChatStream:
+    """Rebuilds streamed replies from `history`, `message` and `delta` frames, as static/js/chat.js does.
+
+    A delta is applied at its offset: the part the bot already has is dropped; a delta that starts past the
+    end of the text is a gap (frames were lost) — counted, and the bot asks for the history to resync, as the
+    page does.
     """
-    return None
+
+    def __init__(self):
+        self.text: dict[int, str] = {}  # assistant message id -> the text so far
+        self.first_delta: dict[int, float] = {}  # message id -> perf_counter of its first delta with text
+        self.gaps: Counter[int] = Counter()
+        self.gap_chars: Counter[int] = Counter()
+
+    def delta(self, frame: dict, now: float) -> bool:
+        """Apply a delta frame; False if it left a gap (the caller resyncs)."""
+        mid, offset, text = int(frame["id"]), int(frame["offset"]), str(frame.get("text", ""))
+        have = self.text.get(mid, "")
+        if offset > len(have):
+            self.gaps[mid] += 1
+            self.gap_chars[mid] += offset - len(have)
+            return False
+        if text and mid not in self.first_delta:
+            self.first_delta[mid] = now
+        self.text[mid] = have + text[len(have) - offset:]
+        return True
+
+    def snapshot(self, message: dict) -> None:
+        """A streaming message from `history` or `message`: its text so far (never shortens what we have)."""
+        if message.get("role") == "assistant" and message.get("status") == "streaming":
+            mid, text = int(message["id"]), message.get("text") or ""
+            if len(text) > len(self.text.get(mid, "")):
+                self.text[mid] = text
+
+
+async def chat(*, bot: Bot, page_url: str, ws_path: str, position: int, info: TrialInfo) -> None:
+    """Assisted conditions: talk to the assistant before answering, over the trial's real websocket.
+
+    Sends `messages_per_item` messages one after another, each after the previous reply is final, and records
+    per reply what the client saw: time to the first delta, total time, the rebuilt text, the final status.
+    The rebuilt text is compared with the stored reply (`ChatMessage.content`) as soon as the reply is final.
+    Bots never fake a chat: a websocket that cannot be opened or a chat that is closed stops the bot.
+    """
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import WebSocketException
+
+    config = bot.config
+    texts = chat_messages(seed=config.seed, bot=bot.index, item_id=info.item_id, n=config.messages_per_item)
+    if not texts:
+        return
+    if not ws_path:
+        raise BotFailure(page_url, "assisted trial page without a chat websocket path")
+    url = ws_url(config.base_url, ws_path)
+    origin = urlunsplit(urlsplit(config.base_url)[:2] + ("", "", ""))
+    cookies = "; ".join(f"{c.name}={c.value}" for c in bot.client.cookies.jar)
+    headers = {"Cookie": cookies} if cookies else None
+    stream = ChatStream()
+    try:
+        async with connect(url, origin=origin, additional_headers=headers, proxy=None,
+                           open_timeout=config.request_timeout_s, close_timeout=2, max_size=8 * 2**20) as ws:
+            await ws.send(json.dumps({"type": "hello", "reconnect": False}))
+            async with asyncio.timeout(config.request_timeout_s):
+                while True:
+                    frame = json.loads(await ws.recv())
+                    if frame.get("type") == "history":
+                        break
+            if not frame.get("open"):
+                raise BotFailure(url, "the chat of an open trial says it is closed")
+            for k, text in enumerate(texts):
+                reply = ChatReply(position=position, item_id=info.item_id, text=text,
+                                  client_id=f"{bot.pid}-{info.item_id}-{k}")
+                bot.result.replies.append(reply)
+                await bot.pace_chat()
+                await _exchange(ws, stream, reply, timeout_s=config.reply_timeout_s)
+                if reply.message_id is not None and reply.status not in {"", "no_reply"}:
+                    await _compare_with_stored(reply, stream)
+    except (OSError, WebSocketException, TimeoutError) as exc:
+        raise BotFailure(url, f"chat websocket: {type(exc).__name__}: {exc}") from exc
+
+
+async def _exchange(ws, stream: ChatStream, reply: ChatReply, *, timeout_s: float) -> None:
+    """Send one message and read frames until its reply is final (or refused, or too slow)."""
+    start = time.perf_counter()
+    await ws.send(json.dumps({"type": "send", "text": reply.text, "client_id": reply.client_id}))
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                frame = json.loads(await ws.recv())
+                kind = frame.get("type")
+                if kind == "error":
+                    reply.status, reply.error = "refused", str(frame.get("message", ""))
+                    return
+                if kind == "delta":
+                    if not stream.delta(frame, time.perf_counter()):  # a gap: resync from the history
+                        await ws.send(json.dumps({"type": "hello", "reconnect": False}))
+                    continue
+                if kind == "history":
+                    for message in frame.get("messages", []):
+                        stream.snapshot(message)
+                    continue
+                if kind != "message":
+                    continue
+                message = frame["message"]
+                role, mid = message.get("role"), int(message["id"])
+                if role == "user" and not reply.accepted and message.get("text") == reply.text.strip():
+                    reply.accepted, reply.user_message_id = True, mid
+                elif role == "assistant" and reply.accepted and reply.message_id in {None, mid}:
+                    reply.message_id = mid
+                    stream.snapshot(message)
+                    if message.get("status") != "streaming":
+                        reply.status = str(message.get("status"))
+                        reply.error = str(message.get("notice", ""))
+                        reply.total_s = time.perf_counter() - start
+                        return
+    except TimeoutError:
+        reply.status, reply.error = "no_reply", f"no final reply within {timeout_s:g} s"
+    finally:
+        if reply.message_id is not None:
+            reply.received = stream.text.get(reply.message_id, "")
+            if reply.message_id in stream.first_delta:
+                reply.ttft_s = stream.first_delta[reply.message_id] - start
+            reply.gaps = stream.gaps[reply.message_id]
+            reply.lost_chars = stream.gap_chars[reply.message_id]
+
+
+async def _compare_with_stored(reply: ChatReply, stream: ChatStream) -> None:
+    stored = await sync_to_async(_stored_reply_sync, thread_sensitive=True)(reply.message_id)
+    if stored is None:
+        reply.error = reply.error or "the reply is not in the database"
+        return
+    status, content = stored
+    reply.stored_chars = len(content)
+    reply.lost_chars += len(content) - len(_common_prefix(reply.received, content))
+    if status != reply.status:
+        reply.error = reply.error or f"the final frame said {reply.status}, the database says {status}"
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
+
+def _stored_reply_sync(message_id: int) -> tuple[str, str] | None:
+    from oversight.assistant.models import ChatMessage
+
+    row = ChatMessage.objects.filter(pk=message_id).values_list("status", "content").first()
+    return None if row is None else (row[0], row[1])
 
 
 # --- One bot -------------------------------------------------------------------------------------------
@@ -334,6 +575,7 @@ class Bot:
         self.rng = random.Random(f"{config.seed}:{index}")
         self.result = BotResult(bot=index, pid=self.pid)
         self.last_url = ""
+        self.chat_sent: deque[float] = deque(maxlen=CHAT_RATE_LIMIT)  # monotonic times of the latest sends
 
     # HTTP ------------------------------------------------------------------------------------------
 
@@ -351,6 +593,14 @@ class Bot:
                 raise BotFailure(str(hop.url), f"{method} {url} → HTTP {hop.status_code}: {_snippet(hop.text)}")
         self.last_url = str(response.url)
         return response
+
+    async def pace_chat(self) -> None:
+        """Stay under the server's chat rate limit (a refused message would be a failed reply)."""
+        if len(self.chat_sent) == CHAT_RATE_LIMIT:
+            wait = self.chat_sent[0] + CHAT_RATE_WINDOW_S + 0.5 - time.monotonic()
+            if wait > 0:
+                await self.slot.idle(wait)
+        self.chat_sent.append(time.monotonic())
 
     async def think(self, fraction: float) -> None:
         if self.config.think_ms > 0:
@@ -452,9 +702,9 @@ class Bot:
             confidence_levels=levels, slider=slider or ((5.0, 95.0) if distribution else None),
             has_deadline=seconds_left is not None and info.time_limit_s is not None,
         )
-        if info.condition_kind == "assisted" and "chat" in page.ids:
-            await chat(bot=self, page_url=url, ws_path=page.ids["chat"].get("data-ws-path", ""), info=info,
-                       rng=self.rng)
+        if info.condition_kind == "assisted" and "chat" in page.ids and self.config.messages_per_item > 0:
+            await chat(bot=self, page_url=url, ws_path=page.ids["chat"].get("data-ws-path", ""),
+                       position=position, info=info)
 
         data = {"choice": str(decision.choice)}
         if decision.confidence is not None:
@@ -581,6 +831,7 @@ class CheckResult:
     problems: list[str] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)  # participant status → count, for this run's bots
     trials: int = 0
+    chat_messages: int = 0  # user and assistant messages stored on this run's bots' trials
 
     @property
     def ok(self) -> bool:
@@ -595,6 +846,10 @@ def check_run(report: RunReport) -> CheckResult:
     practice item), once each, at positions 0..n-1, all final; every answer the bot gave must be recorded
     as given (choice, confidence, manual vs timed out, scored as the bot intended), and the completion
     code on the done page must be the study's code for that status.
+
+    Chat: every message a bot sent is stored once (by its client_id, on the trial it was sent from, with the
+    text sent) or, if the server refused it, not at all; every assistant reply on the bots' trials is final
+    (none left `streaming`); each reply the bot rebuilt from delta frames equals the stored text.
     """
     from oversight.core.models import ConditionItem, Participant, Study, Trial
 
@@ -677,7 +932,48 @@ def check_run(report: RunReport) -> CheckResult:
                                 f"bot meant {o.intended_correct}")
         if result.finished and not result.resumed_finished and len(result.outcomes) != len(trials):
             problems.append(f"{who}: answered {len(result.outcomes)} items, participant has {len(trials)}")
+        _check_chat(check, who, result, trials)
     return check
+
+
+def _check_chat(check: CheckResult, who: str, result: BotResult, trials: list) -> None:
+    from oversight.assistant.models import ChatMessage
+
+    problems = check.problems
+    messages = list(ChatMessage.objects.filter(trial__in=[t.pk for t in trials],
+                                               role__in=[ChatMessage.Role.USER, ChatMessage.Role.ASSISTANT]))
+    check.chat_messages += len(messages)
+    position_of = {t.pk: t.position for t in trials}
+    by_client_id: dict[str, list] = {}
+    for m in messages:
+        if m.role == ChatMessage.Role.USER and m.client_id:
+            by_client_id.setdefault(m.client_id, []).append(m)
+        if m.role == ChatMessage.Role.ASSISTANT and m.status == ChatMessage.Status.STREAMING:
+            problems.append(f"{who}: reply {m.pk} on trial #{position_of[m.trial_id]} is still streaming")
+    by_id = {m.pk: m for m in messages}
+    for reply in result.replies:
+        stored = by_client_id.get(reply.client_id, [])
+        where = f"message {reply.client_id!r} (trial #{reply.position})"
+        if not reply.accepted:
+            if stored:
+                problems.append(f"{who}: {where} was refused ({reply.error}) but is stored {len(stored)} time(s)")
+            continue
+        if len(stored) != 1:
+            problems.append(f"{who}: {where} is stored {len(stored)} times, expected once")
+            continue
+        user = stored[0]
+        if user.content != reply.text.strip() or position_of[user.trial_id] != reply.position:
+            problems.append(f"{who}: {where} is stored as {user.content[:60]!r} on trial "
+                            f"#{position_of[user.trial_id]}")
+        if reply.message_id is None:
+            continue
+        answer = by_id.get(reply.message_id)
+        if answer is None or answer.reply_to_id != user.pk:
+            problems.append(f"{who}: reply {reply.message_id} to {where} is not stored as its reply")
+        elif answer.content != reply.received:
+            problems.append(f"{who}: reply {reply.message_id} to {where}: the bot rebuilt {len(reply.received)} "
+                            f"characters from the stream, {len(answer.content)} are stored "
+                            f"(first difference at {len(_common_prefix(reply.received, answer.content))})")
 
 
 def format_summary(report: RunReport, check: CheckResult | None) -> list[str]:
@@ -698,7 +994,21 @@ def format_summary(report: RunReport, check: CheckResult | None) -> list[str]:
         f"  errors: {s['errors']}",
         f"  wall time: {s['wall_s']:.1f} s, {s['answers_per_s'] or 0:.1f} answers/s",
     ]
+    chat = s["chat"]
+    if c.messages_per_item > 0 or chat["replies"]:
+        failed = ", ".join(f"{n} {status}" for status, n in sorted(chat["failed_by_status"].items()))
+        lines[4:4] = [
+            f"  chat: {chat['replies']} replies ({chat['messages_per_item']} per assisted item), "
+            f"{chat['failed_replies']} failed" + (f" ({failed})" if failed else ""),
+            f"    client TTFT p50 {chat['ttft_ms']['p50']} ms, p95 {chat['ttft_ms']['p95']} ms, max "
+            f"{chat['ttft_ms']['max']} ms; whole reply p50 {chat['reply_ms']['p50']} ms, "
+            f"p95 {chat['reply_ms']['p95']} ms",
+            f"    streamed {chat['chars']} characters; lost {chat['lost_chars']} "
+            f"({chat['gaps']} gaps, {chat['mismatched_replies']} replies differ from the stored text)",
+        ]
     if check is not None:
         lines.append(f"  check: {'OK' if check.ok else f'{len(check.problems)} problem(s)'} "
-                     f"({sum(check.statuses.values())} participants, {check.trials} trials in the database)")
+                     f"({sum(check.statuses.values())} participants, {check.trials} trials"
+                     + (f", {check.chat_messages} chat messages" if check.chat_messages else "")
+                     + " in the database)")
     return lines

@@ -1,4 +1,5 @@
-"""The participant bots: their decision rules, and 50 of them through the real server (daphne, subprocess)."""
+"""The participant bots: their decision rules, their chat client, and bots through the real server (daphne,
+subprocess): 50 through the whole demo study, and a few chatting with the simulated assistant."""
 
 import asyncio
 import json
@@ -8,12 +9,16 @@ import time
 import pytest
 
 from oversight.core.bots import (
+    CHAT_MESSAGES,
     BotConfig,
+    ChatStream,
     Slot,
     TrialInfo,
+    chat_messages,
     decide,
     distribution_for,
     parse_page,
+    ws_url,
 )
 from tests.live_server import live_server
 
@@ -105,6 +110,36 @@ def test_bot_ids_carry_the_seed():
     assert BotConfig(slug="demo", participants=1, seed=7).pid(3) == "bot-7-3"
 
 
+def test_chat_frames_are_applied_at_their_offsets_as_the_page_does():
+    stream = ChatStream()
+    stream.snapshot({"id": 5, "role": "assistant", "status": "streaming", "text": ""})
+    assert stream.delta({"id": 5, "offset": 0, "text": "Hello"}, now=1.0)
+    assert stream.delta({"id": 5, "offset": 3, "text": "lo, wor"}, now=2.0)  # overlap: dropped, not doubled
+    assert stream.text[5] == "Hello, wor" and stream.first_delta[5] == 1.0
+    stream.snapshot({"id": 5, "role": "assistant", "status": "streaming", "text": "Hel"})  # older: ignored
+    assert stream.text[5] == "Hello, wor"
+    assert not stream.delta({"id": 5, "offset": 12, "text": "d!"}, now=3.0)  # a gap: counted, not applied
+    assert stream.gaps[5] == 1 and stream.gap_chars[5] == 2 and stream.text[5] == "Hello, wor"
+    stream.snapshot({"id": 5, "role": "assistant", "status": "streaming", "text": "Hello, world"})  # resync
+    assert stream.delta({"id": 5, "offset": 12, "text": "!"}, now=4.0)
+    assert stream.text[5] == "Hello, world!"
+
+
+def test_chat_messages_are_deterministic_distinct_and_seeded():
+    a = chat_messages(seed=1, bot=3, item_id=9, n=3)
+    assert a == chat_messages(seed=1, bot=3, item_id=9, n=3)
+    assert len(set(a)) == 3 and set(a) <= set(CHAT_MESSAGES)
+    assert [chat_messages(seed=s, bot=3, item_id=9, n=3) for s in range(5)].count(a) < 5
+    many = chat_messages(seed=1, bot=3, item_id=9, n=len(CHAT_MESSAGES) + 2)
+    assert len(set(many)) == len(many)  # the server matches a bot's message to its echo by text
+    assert chat_messages(seed=1, bot=3, item_id=9, n=0) == []
+
+
+def test_the_chat_websocket_url_follows_the_base_url():
+    assert ws_url("http://127.0.0.1:8000", "/ws/chat/t/0/") == "ws://127.0.0.1:8000/ws/chat/t/0/"
+    assert ws_url("https://study.example.org", "/ws/chat/t/3/") == "wss://study.example.org/ws/chat/t/3/"
+
+
 # --- Against the real server ---------------------------------------------------------------------------
 
 
@@ -121,7 +156,7 @@ def test_fifty_bots_complete_the_demo_study_through_the_real_server(server, tmp_
     start = time.monotonic()
     proc = server.manage(
         "run_bots", "demo", "--participants", "50", "--concurrency", "10", "--seed", "1",
-        "--base-url", server.base_url, "--summary-json", str(summary_path), timeout=180, check=False,
+        "--base-url", server.base_url, "--summary-json", str(summary_path), timeout=300, check=False,
     )
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}\n--- daphne\n{server.log_tail()}"
@@ -135,6 +170,8 @@ def test_fifty_bots_complete_the_demo_study_through_the_real_server(server, tmp_
     assert summary["answers"] + summary["timeouts"] == summary["check"]["trials"] == 50 * 11
     assert summary["timeouts"] > 0  # the deadline path ran, and the server finalised those trials
     assert "participants completed: 50/50" in proc.stdout
+    chat = summary["chat"]  # one message on every assisted item (the default)
+    assert chat["replies"] >= 50 * 5 and chat["failed_replies"] == 0 and chat["lost_chars"] == 0, chat
     print(f"\nrun_bots: {elapsed:.1f} s\n{proc.stdout}")
 
     # Independently of the bots' own check: the database as the researcher would see it.
@@ -154,3 +191,49 @@ def test_fifty_bots_complete_the_demo_study_through_the_real_server(server, tmp_
     assert db["kinds"].get("manual") == summary["answers"]
     assert db["catch_right"] == 50
     assert 0.5 < db["correct"] / db["scored"] < 0.7  # --accuracy 0.6 (timeouts keep the bot's selection)
+
+
+@pytest.mark.slow
+def test_bots_chat_with_the_simulated_assistant_on_assisted_items(server, tmp_path):
+    """Five bots, two messages on every assisted item, over the trial's real websocket (the simulated assistant
+    streams at the demo endpoint's 400 ms / 40 tokens per second); every reply arrives whole and is stored."""
+    summary_path = tmp_path / "summary.json"
+    proc = server.manage(
+        "run_bots", "demo", "--participants", "5", "--concurrency", "5", "--seed", "2", "--timeout-rate", "0",
+        "--messages-per-item", "2", "--base-url", server.base_url, "--summary-json", str(summary_path),
+        timeout=240, check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}\n--- daphne\n{server.log_tail()}"
+    summary = json.loads(summary_path.read_text())
+    assert summary["errors"] == 0, summary["error_details"]
+    assert summary["check"]["ok"], summary["check"]["problems"]
+    chat = summary["chat"]
+    print(f"\n{proc.stdout}")
+
+    db = server.query(
+        "from collections import Counter\n"
+        "from oversight.assistant.models import ChatMessage\n"
+        "from oversight.core.models import Trial\n"
+        "ts = Trial.objects.filter(participant__study__slug='demo',\n"
+        "                          participant__external_id__startswith='prolific:bot-2-')\n"
+        "ms = ChatMessage.objects.filter(trial__in=ts)\n"
+        "result = {'assisted': ts.filter(condition__kind='assisted').count(),\n"
+        "  'chatted_trials': ms.values('trial').distinct().count(),\n"
+        "  'users': ms.filter(role='user').count(),\n"
+        "  'client_ids': ms.filter(role='user').values('client_id').distinct().count(),\n"
+        "  'replies': dict(Counter(ms.filter(role='assistant').values_list('status', flat=True))),\n"
+        "  'unaided_chats': ms.exclude(trial__condition__kind='assisted').count(),\n"
+        "  'with_metrics': ms.filter(role='assistant', ttft_ms__isnull=False, total_ms__isnull=False,\n"
+        "                            completion_tokens__gt=0).count()}"
+    )
+    expected = db["assisted"] * 2
+    assert db["assisted"] >= 5 * 5  # the demo's assisted condition: 5 scored items each (+ the catch item)
+    assert chat["replies"] == expected and chat["failed_replies"] == 0, chat
+    assert chat["lost_chars"] == 0 and chat["gaps"] == 0 and chat["mismatched_replies"] == 0
+    assert chat["chars"] > 0 and chat["ttft_ms"]["p50"] >= 400  # the endpoint's simulated time to first token
+    assert db["chatted_trials"] == db["assisted"] and db["unaided_chats"] == 0
+    assert db["users"] == db["client_ids"] == expected  # each message stored once
+    assert db["replies"] == {"complete": expected}  # all final, none left streaming
+    assert db["with_metrics"] == expected
+    assert summary["check"]["chat_messages"] == 2 * expected
+    assert "chat: " in proc.stdout and "lost 0 (0 gaps, 0 replies differ" in proc.stdout

@@ -17,6 +17,13 @@ def _fraction(value: str) -> float:
     return x
 
 
+def _non_negative(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return n
+
+
 def _positive(value: str) -> int:
     n = int(value)
     if n < 1:
@@ -42,6 +49,10 @@ class Command(BaseCommand):
                             help="share of timed items left to run out with a selection made [0.05]")
         parser.add_argument("--think-ms", type=float, default=0.0, help="mean thinking time per item [0]")
         parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds per HTTP request")
+        parser.add_argument("--messages-per-item", type=_non_negative, default=1,
+                            help="chat messages a bot sends on each assisted item before answering; 0: no chat [1]")
+        parser.add_argument("--reply-timeout", type=float, default=60.0,
+                            help="seconds from sending a chat message to its final reply [60]")
         parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                             help="verify the bots' records in the database afterwards [on]")
         parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON to this file")
@@ -65,12 +76,20 @@ class Command(BaseCommand):
             timeout_rate=options["timeout_rate"],
             think_ms=options["think_ms"],
             request_timeout_s=options["request_timeout"],
+            messages_per_item=options["messages_per_item"],
+            reply_timeout_s=options["reply_timeout"],
         )
         report = asyncio.run(run_bots(config))
         check = check_run(report) if options["check"] else None
 
         for error in report.errors:
             self.stderr.write(self.style.ERROR(f"ERROR {error}"))
+        for result in report.results:
+            for reply in result.replies:
+                if reply.failed or reply.lost_chars:
+                    self.stderr.write(self.style.ERROR(
+                        f"CHAT bot {result.bot} ({result.pid}) trial #{reply.position} {reply.client_id}: "
+                        f"{reply.status}, {reply.lost_chars} characters lost {reply.error}".rstrip()))
         if check is not None:
             for problem in check.problems:
                 self.stderr.write(self.style.ERROR(f"CHECK {problem}"))
@@ -81,14 +100,23 @@ class Command(BaseCommand):
             summary = report.summary()
             summary["check"] = None if check is None else {
                 "ok": check.ok, "problems": check.problems, "statuses": dict(check.statuses),
-                "trials": check.trials,
+                "trials": check.trials, "chat_messages": check.chat_messages,
             }
             summary["error_details"] = [str(e) for e in report.errors]
+            summary["chat"]["failed_details"] = [
+                f"bot {r.bot} ({r.pid}) trial #{c.position} {c.client_id}: {c.status} {c.error}".rstrip()
+                for r in report.results for c in r.replies if c.failed or c.lost_chars]
             options["summary_json"].write_text(json.dumps(summary, indent=2))
 
         failures = []
         if report.errors:
             failures.append(f"{len(report.errors)} bot error(s)")
+        chat = report.chat_summary()
+        if chat["failed_replies"]:
+            failures.append(f"{chat['failed_replies']} failed chat reply(ies)")
+        if chat["lost_chars"] or chat["mismatched_replies"]:
+            failures.append(f"{chat['lost_chars']} streamed character(s) lost, "
+                            f"{chat['mismatched_replies']} reply(ies) differ from the stored text")
         if check is not None and not check.ok:
             failures.append(f"{len(check.problems)} consistency problem(s)")
         if failures:
