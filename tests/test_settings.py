@@ -97,7 +97,7 @@ def test_it_switches_to_redis_layer_cache_and_a_real_broker_with_redis_url():
     url = "redis://redis.internal:6379/3"
     values = show_settings(REDIS_URL=url)
     assert values["channel_layer"] == "channels_redis.core.RedisChannelLayer"
-    assert values["channel_hosts"] == [url]
+    assert [host["address"] for host in values["channel_hosts"]] == [url]
     assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
     assert values["celery_eager"] is False
     assert values["celery_broker"] == url

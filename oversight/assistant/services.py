@@ -1,5 +1,6 @@
 """Chat workflows (sync, transactional): send, reset, retry, the model's context, finalising a reply."""
 
+import logging
 from datetime import timedelta
 
 from django.core.cache import cache
@@ -274,7 +275,24 @@ def interrupt_stale_generations(*, now=None, trial_id: int | None = None) -> int
     for message in stale:
         live = cache.get(live_key(message.pk))
         text = live if live is not None and len(live) > len(message.content) else message.content
-        if generation_finish(message_id=message.pk, text=text, status=ChatMessage.Status.INTERRUPTED, now=now,
-                             error_kind="interrupted", error="no heartbeat from the generating process"):
+        final = generation_finish(message_id=message.pk, text=text, status=ChatMessage.Status.INTERRUPTED, now=now,
+                                  error_kind="interrupted", error="no heartbeat from the generating process")
+        if final is not None:
             count += 1
+            _announce(final)
     return count
+
+
+def _announce(message: ChatMessage) -> None:
+    """Tell pages watching the trial that a reply was finalised outside its generating task."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(chat_group(message.trial_id),
+                                        {"type": "chat.message", "message": message_payload(message)})
+    except Exception:  # noqa: BLE001 - the record is final either way; a page's next hello shows it
+        logging.getLogger(__name__).warning("could not announce an interrupted reply", exc_info=True)

@@ -305,6 +305,9 @@ async def test_a_reply_whose_process_died_is_marked_interrupted_keeping_its_part
         last = history["messages"][-1]
         assert last["status"] == "interrupted" and "interrupted" in last["notice"]
         assert (await messages(trial))[1].content == "Half an ans"
+        # Pages already watching the trial are told too.
+        announced = await ws.receive_json_from(timeout=5)
+        assert announced["type"] == "message" and announced["message"]["status"] == "interrupted"
         await ws.send_json_to({"type": "retry"})
         _, final = await until_final(ws)
         assert final["status"] == "complete"

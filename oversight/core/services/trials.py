@@ -111,7 +111,14 @@ def trial_show(*, trial: Trial, now=None) -> Trial:
         from oversight.core.tasks import finalize_trial
 
         deadline = trial.deadline_at
-        transaction.on_commit(lambda: finalize_trial.apply_async((trial.pk,), eta=deadline))
+
+        def schedule():
+            try:
+                finalize_trial.apply_async((trial.pk,), eta=deadline)
+            except Exception:  # noqa: BLE001 - a broker outage must not fail the page; beat's sweep still finalises
+                log.warning("could not schedule the deadline task", exc_info=True, extra={"trial_id": trial.pk})
+
+        transaction.on_commit(schedule)
     return trial
 
 
