@@ -144,15 +144,8 @@ def chat_row(topo: Topology, message_id: int) -> tuple:
 
 # --- 0. The baseline every scenario relies on: an open chat socket stays open -----------------------------------
 
-IDLE_SOCKET_BUG = (
-    "APP BUG (dependency): redis-py 8 defaults socket_timeout to 5 s and channels_redis 4.3 blocks in BZPOPMIN for "
-    "5 s (brpop_timeout), so the Redis channel layer's receive times out (redis.exceptions.TimeoutError) and the "
-    "consumer dies: every chat socket with nothing to relay for ~5 s is closed with 1011 and the page reconnects. "
-    "Fix: CHANNEL_LAYERS hosts=[{'address': REDIS_URL, 'socket_timeout': 15}] (verified) or redis<8. "
-    "See docs/topology.md.")
 
 
-@pytest.mark.xfail(strict=True, reason=IDLE_SOCKET_BUG)
 def test_0_an_idle_chat_socket_stays_open(topo_ok):
     topo = topo_ok
     p = join(topo, "idle-1")
@@ -319,11 +312,6 @@ def test_b_celery_workers_survive_a_redis_restart():
     assert not exited, f"exited when Redis restarted (role, exit code), restarted by the supervisor: {exited}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "APP BUG: trial_show() enqueues the deadline task with transaction.on_commit(finalize_trial.apply_async) "
-    "unguarded, so while Redis is down opening an item answers 500 (kombu.exceptions.OperationalError after the "
-    "publish retries), although the trial was shown and committed and the beat sweep would enforce its deadline "
-    "anyway. Fix: catch the publish error and log it. See docs/topology.md."))
 def test_b_opening_an_item_while_redis_is_down_works():
     if "b_during_outage" not in OBSERVED:
         pytest.skip("scenario b did not run")
@@ -451,10 +439,6 @@ def _scenario_d(topo: Topology, db_pool: str) -> None:
     assert_finalised(topo, expiring)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "No templates/500.html: with DEBUG=0 a request that fails (here: PostgreSQL unreachable) shows Django's bare "
-    "'<h1>Server Error (500)</h1>' - not a traceback, but no styling, no words of help, no 'your answer is safe, "
-    "reload'. See docs/topology.md."))
 def test_d_a_failed_request_shows_the_apps_own_error_page():
     pages = OBSERVED.get("d_error_pages")
     if not pages:
