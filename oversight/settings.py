@@ -190,6 +190,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stale-generations": {"task": "oversight.assistant.tasks.sweep_stale_generations", "schedule": 5.0},
     # Baseline runs whose worker was killed outright are resumed (idempotently) by another worker.
     "resume-stale-baselines": {"task": "oversight.baselines.tasks.resume_stale_baselines", "schedule": 60.0},
+    # Export files hold participants' data: delete them once past EXPORT_TTL_HOURS (the job rows stay).
+    "delete-expired-exports": {"task": "oversight.exports.tasks.delete_expired_exports", "schedule": 3600.0},
 }
 # The in-process deadline sweeper runs in the web process when there is no broker (embedded default).
 DEADLINE_SWEEPER = env_bool("DEADLINE_SWEEPER", CELERY_TASK_ALWAYS_EAGER)

@@ -444,3 +444,58 @@ def _differs(name: str, value, endpoint: ModelEndpoint) -> bool:
         except (ValueError, TypeError):
             return True
     return value != old
+
+
+# --- Exports and payments --------------------------------------------------------------------------------------
+
+
+class ExportForm(_NoColon, forms.Form):
+    """What to export. Recruitment ids only for those who may see them, and only where the study allows it: a
+    tampered POST (an unknown format, ids the study forbids) is refused here, before any job exists."""
+
+    formats = forms.ChoiceField(
+        choices=[("all", "All three (CSV, JSONL and Parquet)"), ("csv", "CSV"), ("jsonl", "JSONL"),
+                 ("parquet", "Parquet")],
+        initial="all", widget=forms.RadioSelect, label="Formats",
+        error_messages={"invalid_choice": "Choose CSV, JSONL, Parquet or all three (got “%(value)s”)."},
+    )
+    include_external_ids = forms.BooleanField(
+        required=False, label="Include recruitment ids (Prolific PIDs)",
+        help_text="Identifies participants: for paying and linking records, never for publication.",
+    )
+    include_pilots = forms.BooleanField(required=False, label="Include pilot participants (marked)")
+
+    def __init__(self, *args, study: Study, may_identify: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.study = study
+        self.may_identify = may_identify
+        if not (may_identify and study.allow_external_id_export):
+            self.fields["include_external_ids"].disabled = True
+
+    def clean_include_external_ids(self):
+        # A disabled field takes its initial value, so read what was actually posted.
+        wanted = self.fields["include_external_ids"].widget.value_from_datadict(self.data, self.files,
+                                                                              self.add_prefix("include_external_ids"))
+        if not wanted:
+            return False
+        if not self.may_identify:
+            raise forms.ValidationError("Only the study's owner and editors may export recruitment ids.")
+        from oversight.exports.services import ExportNotAllowed, check_allowed
+
+        try:
+            check_allowed(study=self.study, include_external_ids=True)
+        except ExportNotAllowed as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return True
+
+
+class BonusForm(_NoColon, forms.Form):
+    """The Prolific bonus rule: a fixed amount per correct scored answer (oversight/exports/payments.py)."""
+
+    per_correct = forms.DecimalField(
+        label="Bonus per correct answer", min_value=0, max_digits=8, decimal_places=4,
+        help_text="In the Prolific study's currency, e.g. 0.10. Totals are rounded to the cent (half up).",
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "class": "short"}),
+    )
+    withhold_excluded = forms.BooleanField(required=False,
+                                           label="No bonus for participants with an active exclusion")

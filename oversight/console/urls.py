@@ -1,7 +1,15 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from oversight.console import views, views_banks, views_design, views_endpoints, views_report, views_run
+from oversight.console import (
+    views,
+    views_banks,
+    views_design,
+    views_endpoints,
+    views_export,
+    views_report,
+    views_run,
+)
 from oversight.console.auth import ThrottledLoginView
 
 app_name = "console"
@@ -52,4 +60,12 @@ urlpatterns = [
     path("studies/<slug:slug>/report/items/", views_report.report_items, name="report_items"),
     path("studies/<slug:slug>/report/<slug:name>.svg", views_report.report_plot, name="report_plot"),
     # end report
+    # exports and payments
+    path("studies/<slug:slug>/export/", views_export.export_page, name="export"),
+    path("studies/<slug:slug>/export/<int:pk>/download", views_export.export_download, name="export_download"),
+    path("studies/<slug:slug>/export/prolific-bonus.csv", views_export.payments_file, {"which": "bonus"},
+         name="export_bonus"),
+    path("studies/<slug:slug>/export/statuses.csv", views_export.payments_file, {"which": "statuses"},
+         name="export_statuses"),
+    # end exports and payments
 ]

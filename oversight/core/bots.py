@@ -10,8 +10,12 @@ On assisted items a bot also chats: it opens the trial's websocket as the page d
 after another, rebuilds each streamed reply from its `delta` frames (by offset, as the page does) and checks
 the result against the stored reply.
 
-Entry points: `run_bots(BotConfig(...))` (a coroutine) and `check_run(...)` (sync, after the run);
-`manage.py run_bots` wraps both. See docs/bots.md.
+The same bots can also run in process, without a server (`run_bots_in_process`): the same decisions under the
+same seeds, made through the service functions the participant views call — for synthetic studies far larger
+than a test could drive over HTTP (tests/analysis/test_bot_study_coverage.py).
+
+Entry points: `run_bots(BotConfig(...))` (a coroutine), `run_bots_in_process(BotConfig(...))` (sync) and
+`check_run(...)` (sync, after either run); `manage.py run_bots` wraps them. See docs/bots.md.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import re
 import statistics
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
@@ -53,7 +59,7 @@ COMPLETION_CODE = re.compile(r'id="completion-code"[^>]*>\s*([^<]*?)\s*<')
 class BotConfig:
     slug: str
     participants: int
-    accuracy: float = 0.6
+    accuracy: float = 0.6  # P(gold) on items of a condition kind that `condition_accuracy` does not name
     seed: int = 0
     concurrency: int = 10
     base_url: str = "http://127.0.0.1:8000"
@@ -62,9 +68,51 @@ class BotConfig:
     request_timeout_s: float = 30.0
     messages_per_item: int = 1  # chat messages on each assisted item (0: the bots do not chat)
     reply_timeout_s: float = 60.0  # from sending a chat message to its final reply
+    # P(gold) per condition kind ("unaided", "assisted"): a synthetic study with a known accuracy per condition.
+    condition_accuracy: Mapping[str, float] = field(default_factory=dict)
+    in_process: bool = False  # run by `run_bots_in_process` (no server): for the summary
 
     def pid(self, i: int) -> str:
         return f"bot-{self.seed}-{i}"
+
+    def accuracy_for(self, condition_kind: str) -> float:
+        return self.condition_accuracy.get(condition_kind, self.accuracy)
+
+    def accuracy_text(self) -> str:
+        """`0.6`, or `0.6 (unaided 0.5, assisted 0.75)` with per-condition accuracies."""
+        if not self.condition_accuracy:
+            return f"{self.accuracy:g}"
+        named = ", ".join(f"{kind} {value:g}" for kind, value in self.condition_accuracy.items())
+        return f"{self.accuracy:g} ({named})"
+
+
+def parse_accuracy(text: str, *, default: float = 0.6) -> tuple[float, dict[str, float]]:
+    """`--accuracy`: `0.6` (every condition), `unaided=0.5,assisted=0.75` (per condition kind; others get
+    `default`), or both, `0.6,assisted=0.8`. Raises ValueError with the reason."""
+    from oversight.core.models import Condition
+
+    kinds = Condition.Kind.values
+    overall, per_kind, bare = default, {}, False
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            raise ValueError(f"empty entry in {text!r}")
+        kind, sep, value = part.rpartition("=")
+        kind = kind.strip()
+        if sep and kind not in kinds:
+            raise ValueError(f"{kind!r} is not a condition kind (one of {', '.join(kinds)})")
+        if (sep and kind in per_kind) or (not sep and bare):
+            raise ValueError(f"{kind or 'the overall accuracy'} is given twice")
+        try:
+            x = float(value)
+        except ValueError:
+            raise ValueError(f"{value.strip()!r} is not a number") from None
+        if not 0 <= x <= 1:
+            raise ValueError(f"{value.strip()} is not between 0 and 1")
+        if sep:
+            per_kind[kind] = x
+        else:
+            overall, bare = x, True
+    return overall, per_kind
 
 
 @dataclass
@@ -698,7 +746,7 @@ class Bot:
         seconds_left = form.attrs.get("data-seconds-left")
         decision = decide(
             rng=random.Random(f"{self.config.seed}:{self.index}:{info.item_id}"),
-            info=info, accuracy=self.config.accuracy, timeout_rate=self.config.timeout_rate,
+            info=info, accuracy=self.config.accuracy_for(info.condition_kind), timeout_rate=self.config.timeout_rate,
             confidence_levels=levels, slider=slider or ((5.0, 95.0) if distribution else None),
             has_deadline=seconds_left is not None and info.time_limit_s is not None,
         )
@@ -757,15 +805,20 @@ def _snippet(text: str, n: int = 160) -> str:
 
 
 def _lookup_trial_sync(token: str, position: int) -> TrialInfo | None:
-    from oversight.core.models import ConditionItem, Trial
+    from oversight.core.models import Trial
 
     trial = (
         Trial.objects.select_related("item", "condition")
         .filter(participant__token=token, position=position)
         .first()
     )
-    if trial is None:
-        return None
+    return None if trial is None else trial_info(trial)
+
+
+def trial_info(trial) -> TrialInfo:
+    """A trial row (with its item and condition) as the bot knows it."""
+    from oversight.core.models import ConditionItem
+
     return TrialInfo(
         item_id=trial.item_id,
         gold_index=trial.item.gold_index,
@@ -821,6 +874,159 @@ async def run_bots(config: BotConfig) -> RunReport:
         pass
     return RunReport(config=config, results=list(results), wall_s=time.perf_counter() - start,
                      latencies_s=latencies)
+
+
+# --- In process: the same bots through the service functions ---------------------------------------------
+
+
+def run_bots_in_process(config: BotConfig, *, start: datetime | None = None) -> RunReport:
+    """Run the bots in this process, without a server: the same decisions as over HTTP, made through the same
+    service functions the participant views call.
+
+    Each bot joins with its Prolific id and consents (`participant_join`), then for every item in the order the
+    server laid out: `trial_show`, the selection (`parse_answer` + `trial_select`, as the page posts it), and the
+    submit (`parse_answer` + `trial_submit`) — or, for an item it lets time out, the deadline finalisation the
+    sweeper does (`trial_finalize_if_expired`) — and finally `participant_complete`, as the done page does.
+    Decisions come from `decide` with the same per-item seeds as `Bot.answer`, so a seed gives the same answers
+    either way (`check_run` verifies the records as it does after an HTTP run).
+
+    Left out: the web layer (pages, forms, CSRF, redirects: tests/participant and `run_bots` over HTTP cover
+    them) and the chat, so `messages_per_item` must be 0. Bots run one after another. Nothing sleeps: each bot
+    keeps its own clock, which the services are given as `now` — thinking time and a wait past a deadline move
+    it forward, and it never runs behind the real time.
+    """
+    if config.messages_per_item:
+        raise ValueError("in-process bots do not chat: set messages_per_item to 0 (run_bots over HTTP chats)")
+    from django.utils import timezone
+
+    from oversight.core.models import Study
+
+    config = replace(config, in_process=True)
+    study = Study.objects.filter(slug=config.slug).first()
+    if study is None:
+        raise ValueError(f"no study {config.slug!r}")
+    latencies: list[float] = []
+    wall = time.perf_counter()
+    results = []
+    for index in range(config.participants):
+        result = BotResult(bot=index, pid=config.pid(index))
+        clock = _Clock(start or timezone.now())
+        try:
+            if not study.is_live:
+                raise BotFailure(f"/s/{study.slug}/", f"the study is {study.status}, not live: bots are turned away")
+            _in_process_bot(config, study, index, result, clock, latencies)
+        except BotFailure as exc:
+            result.errors.append(BotError(bot=index, pid=result.pid, url=exc.url, message=exc.message))
+        except Exception as exc:  # noqa: BLE001 - as over HTTP: every bot failure is counted and reported
+            result.errors.append(BotError(bot=index, pid=result.pid, url="", message=f"{type(exc).__name__}: {exc}"))
+        results.append(result)
+    return RunReport(config=config, results=results, wall_s=time.perf_counter() - wall, latencies_s=latencies)
+
+
+class _Clock:
+    """A bot's own time: never behind the real time, moved forward by thinking and by waiting out deadlines."""
+
+    def __init__(self, start: datetime):
+        self.at = start
+
+    def now(self) -> datetime:
+        from django.utils import timezone
+
+        self.at = max(self.at, timezone.now())
+        return self.at
+
+    def advance(self, seconds: float) -> datetime:
+        self.at = self.now() + timedelta(seconds=seconds)
+        return self.at
+
+
+def _in_process_bot(config: BotConfig, study, index: int, result: BotResult, clock: _Clock,
+                    latencies: list[float]) -> None:
+    from oversight.core.models import Participant, Study, Trial
+    from oversight.core.services.participants import current_trial, participant_complete, participant_join
+    from oversight.core.services.trials import (
+        LIKERT_LEVELS,
+        SLIDER_RANGE,
+        AnswerError,
+        parse_answer,
+        trial_finalize_if_expired,
+        trial_select,
+        trial_show,
+        trial_submit,
+    )
+
+    think_rng = random.Random(f"{config.seed}:{index}")  # as Bot.think draws it
+
+    def think(fraction: float) -> None:
+        if config.think_ms > 0:
+            clock.advance(config.think_ms * fraction * think_rng.uniform(0.5, 1.5) / 1000)
+
+    def timed(call, **kwargs):
+        begin = time.perf_counter()
+        try:
+            return call(**kwargs)
+        finally:
+            latencies.append(time.perf_counter() - begin)
+
+    params = {"PROLIFIC_PID": result.pid, "STUDY_ID": f"bots-{config.seed}", "SESSION_ID": f"{result.pid}-session"}
+    participant = timed(participant_join, study=study, params=params, consent=True, now=clock.now())
+    result.token = participant.token
+    fmt = study.confidence_format
+    levels = [float(v) for v in LIKERT_LEVELS] if fmt == Study.ConfidenceFormat.LIKERT else None
+    slider = (float(SLIDER_RANGE[0]), float(SLIDER_RANGE[1])) if fmt != Study.ConfidenceFormat.LIKERT else None
+    distribution = fmt == Study.ConfidenceFormat.DISTRIBUTION
+    where = f"/s/p/{participant.token}/"
+    for _ in range(2000):
+        trial = current_trial(participant)
+        if trial is None:
+            break
+        where = f"/s/p/{participant.token}/item/{trial.position}/"
+        info = trial_info(trial)
+        decision = decide(
+            rng=random.Random(f"{config.seed}:{index}:{info.item_id}"),
+            info=info, accuracy=config.accuracy_for(info.condition_kind), timeout_rate=config.timeout_rate,
+            confidence_levels=levels, slider=slider, has_deadline=info.time_limit_s is not None,
+        )
+        data = {"choice": str(decision.choice)}
+        if decision.confidence is not None:
+            if distribution:
+                data = distribution_for(decision.choice, decision.confidence, info.n_options)
+            else:
+                data["confidence"] = _fmt(decision.confidence)
+        trial = timed(trial_show, trial=trial, now=clock.now())
+        think(0.5)
+        try:
+            selection = parse_answer(trial=trial, data=data, require_choice=False)
+            trial = timed(trial_select, trial=trial, answer=selection, now=clock.now())
+            if trial.status != Trial.Status.SHOWN or trial.selected_choice != decision.choice:
+                raise BotFailure(where, f"selection not recorded: {trial.status}, {trial.selected_choice}")
+            if decision.time_out:
+                # Select, then let the deadline pass: the server's sweep finalises the trial with the selection.
+                finalised_at = clock.advance((trial.deadline_at - clock.now()).total_seconds() + DEADLINE_MARGIN_S)
+                timed(trial_finalize_if_expired, trial_id=trial.pk, now=finalised_at)
+            else:
+                think(0.5)
+                answer = parse_answer(trial=trial, data=data, require_choice=True)
+                timed(trial_submit, trial=trial, answer=answer, kind=Trial.SubmitKind.MANUAL, now=clock.now())
+        except AnswerError as exc:
+            raise BotFailure(where, f"the answer was refused: {exc}") from exc
+        recorded = decision.confidence
+        if distribution and decision.confidence is not None:
+            recorded = float(data[f"p{decision.choice}"])
+        result.outcomes.append(Outcome(position=trial.position, item_id=info.item_id, choice=decision.choice,
+                                       confidence=recorded, timed_out=decision.time_out,
+                                       intended_correct=decision.intended_correct))
+        think(0.1)  # the feedback page, where the study has one
+    else:
+        raise BotFailure(where, "too many items without finishing")
+    participant = timed(participant_complete, participant=participant, now=clock.now())
+    if participant.status not in {Participant.Status.COMPLETED, Participant.Status.SCREENED_OUT}:
+        raise BotFailure(where, f"the participant is {participant.status} after the last item")
+    # What the done page shows for this status (as `expected_code`).
+    result.code = study.screenout_code if participant.status == Participant.Status.SCREENED_OUT \
+        else study.completion_code
+    result.finished = True
+    result.resumed_finished = not result.outcomes
 
 
 # --- Checking the database afterwards ------------------------------------------------------------------
@@ -982,14 +1188,16 @@ def format_summary(report: RunReport, check: CheckResult | None) -> list[str]:
     statuses = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(check.statuses.items())) \
         if check else ""
     lines = [
-        f"run_bots {c.slug}: {s['bots']} bots against {c.base_url} (concurrency {c.concurrency}, "
-        f"accuracy {c.accuracy:g}, timeout rate {c.timeout_rate:g}, seed {c.seed})",
+        f"run_bots {c.slug}: {s['bots']} bots "
+        + ("in process (one after another" if c.in_process else f"against {c.base_url} (concurrency {c.concurrency}")
+        + f", accuracy {c.accuracy_text()}, timeout rate {c.timeout_rate:g}, seed {c.seed})",
         f"  participants completed: {s['finished']}/{s['bots']}"
         + (f" ({statuses})" if statuses else "")
         + (f"; {s['resumed_finished']} had already finished (same seed run before?)" if s["resumed_finished"]
            else ""),
         f"  answers: {s['answers'] + s['timeouts']} ({s['answers']} submitted, {s['timeouts']} left to time out)",
-        f"  requests: {s['requests']} (p50 {s['latency_ms']['p50']} ms, p95 {s['latency_ms']['p95']} ms, "
+        f"  {'service calls' if c.in_process else 'requests'}: {s['requests']} (p50 {s['latency_ms']['p50']} ms, "
+        f"p95 {s['latency_ms']['p95']} ms, "
         f"max {s['latency_ms']['max']} ms)",
         f"  errors: {s['errors']}",
         f"  wall time: {s['wall_s']:.1f} s, {s['answers_per_s'] or 0:.1f} answers/s",

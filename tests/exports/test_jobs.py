@@ -141,3 +141,15 @@ def test_cleanup_removes_old_leftovers_of_jobs_that_no_longer_exist(study, alice
     assert exports_cleanup() == 0  # young: maybe a job being created right now
     assert exports_cleanup(now=timezone.now() + timedelta(hours=73)) == 1
     assert not stray.exists()
+
+
+def test_beat_runs_the_cleanup_task_hourly():
+    # The task itself is tested above (test_cleanup_deletes_expired_files_and_marks_their_jobs); this checks that
+    # the schedule names it under its registered name.
+    from django.conf import settings
+
+    from oversight.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["delete-expired-exports"]
+    assert entry["task"] in app.tasks and app.tasks[entry["task"]].name == tasks.delete_expired_exports.name
+    assert entry["schedule"] == 3600.0

@@ -1,4 +1,4 @@
-"""Simulated participants against a running server (see docs/bots.md and oversight/core/bots.py)."""
+"""Simulated participants against a running server, or in this process (see docs/bots.md and oversight/core/bots.py)."""
 
 import argparse
 import asyncio
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from oversight.core.bots import BotConfig, check_run, format_summary, run_bots
+from oversight.core.bots import BotConfig, check_run, format_summary, parse_accuracy, run_bots, run_bots_in_process
 
 
 def _fraction(value: str) -> float:
@@ -15,6 +15,13 @@ def _fraction(value: str) -> float:
     if not 0 <= x <= 1:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
     return x
+
+
+def _accuracy(value: str) -> tuple[float, dict[str, float]]:
+    try:
+        return parse_accuracy(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _non_negative(value: str) -> int:
@@ -34,14 +41,16 @@ def _positive(value: str) -> int:
 class Command(BaseCommand):
     help = (
         "Run N bot participants through a study over the real HTTP interface of a running server (same "
-        "database as this command), then check the database. Exits non-zero on any error."
+        "database as this command), or with --in-process through the same service functions without a server; "
+        "then check the database. Exits non-zero on any error."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("slug", help="the live study's slug (e.g. demo)")
         parser.add_argument("--participants", "-n", type=_positive, required=True, help="number of bots")
-        parser.add_argument("--accuracy", type=_fraction, default=0.6,
-                            help="probability of choosing the gold option (catch items: always) [0.6]")
+        parser.add_argument("--accuracy", type=_accuracy, default=(0.6, {}),
+                            help="probability of choosing the gold option (catch items: always): one number, or "
+                                 "per condition kind, e.g. unaided=0.5,assisted=0.75 (others: 0.6) [0.6]")
         parser.add_argument("--seed", type=int, default=0, help="bots are bot-<seed>-<i>; decisions are seeded")
         parser.add_argument("--concurrency", "-c", type=_positive, default=10, help="bots working at once [10]")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="the running server")
@@ -53,6 +62,9 @@ class Command(BaseCommand):
                             help="chat messages a bot sends on each assisted item before answering; 0: no chat [1]")
         parser.add_argument("--reply-timeout", type=float, default=60.0,
                             help="seconds from sending a chat message to its final reply [60]")
+        parser.add_argument("--in-process", action="store_true",
+                            help="no server: run the bots here, one after another, through the service functions "
+                                 "the participant views call (no chat: needs --messages-per-item 0)")
         parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                             help="verify the bots' records in the database afterwards [on]")
         parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON to this file")
@@ -66,10 +78,14 @@ class Command(BaseCommand):
             raise CommandError(f"No study {slug!r} in this database (is the server using the same one?)")
         if not study.is_live:
             self.stderr.write(self.style.WARNING(f"Study {slug!r} is {study.status}: bots will be turned away."))
+        accuracy, condition_accuracy = options["accuracy"]
+        if options["in_process"] and options["messages_per_item"]:
+            raise CommandError("in-process bots do not chat: add --messages-per-item 0")
         config = BotConfig(
             slug=slug,
             participants=options["participants"],
-            accuracy=options["accuracy"],
+            accuracy=accuracy,
+            condition_accuracy=condition_accuracy,
             seed=options["seed"],
             concurrency=options["concurrency"],
             base_url=options["base_url"].rstrip("/"),
@@ -78,8 +94,9 @@ class Command(BaseCommand):
             request_timeout_s=options["request_timeout"],
             messages_per_item=options["messages_per_item"],
             reply_timeout_s=options["reply_timeout"],
+            in_process=options["in_process"],
         )
-        report = asyncio.run(run_bots(config))
+        report = run_bots_in_process(config) if options["in_process"] else asyncio.run(run_bots(config))
         check = check_run(report) if options["check"] else None
 
         for error in report.errors:
