@@ -634,14 +634,12 @@ async def main_async(args) -> int:
         run_manage(env, "shell", "-c", "from oversight.core.models import ModelEndpoint\n"
                    "assert ModelEndpoint.objects.filter(name='Demo TGI').update(max_concurrency=100000, "
                    "request_timeout_s=300) == 1")
-        if args.patch:
-            env["BENCH_PATCHES"] = args.patch
         daphne = start_daphne(tmp, env, free_port(), instrument=args.instrument)
         print(f"chat_stream: fake TGI {fake.url} (TTFT {args.ttft_ms:g} ms, {args.tokens_per_s:g} tokens/s, "
               f"replies of {args.reply_tokens} tokens); daphne {daphne.url} (pid {daphne.pid}); {backend}; "
               f"DEBUG={int(args.debug)}; direct client {args.direct_client}; {os.cpu_count()} CPUs; "
               f"{f'sends spread over {args.spread:g} s; ' if args.spread else 'sends at one barrier; '}"
-              f"{'instrumented; ' if args.instrument else ''}{f'patches: {args.patch}; ' if args.patch else ''}"
+              f"{'instrumented; ' if args.instrument else ''}"
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
         await run_n(min(5, max(args.streams)), "warmup", args=args, env=env, daphne=daphne, fake=fake, reply=reply,
                     report=False)
@@ -697,14 +695,10 @@ def parse_args(argv=None):
     parser.add_argument("--redis-url", help="Redis for the channel layer and cache (e.g. redis://127.0.0.1:6379/15)")
     parser.add_argument("--instrument", action="store_true", help="time the server's chat path (slows it)")
     parser.add_argument("--cprofile", help="with --instrument: write a pstats file of the platform phase")
-    parser.add_argument("--patch", default="",
-                        help="experiment: comma-separated proposed fixes monkeypatched into the server "
-                             f"({', '.join(PATCHES)}, or all); implies --instrument")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.cprofile and not args.instrument:
         parser.error("--cprofile needs --instrument")
-    args.instrument = args.instrument or bool(args.patch)
     if any(n < 1 for n in args.streams) or args.reply_tokens < 3:
         parser.error("streams must be positive and replies at least 3 tokens")
     return args
@@ -760,8 +754,6 @@ def serve(port: int) -> None:
 
     from oversight.assistant import generation
 
-    # First the experiments (so that the timers below wrap the patched code), then the timers.
-    apply_patches([p for p in os.environ.get("BENCH_PATCHES", "").split(",") if p])
     timers = Timers()
     profiles: dict[int, cProfile.Profile] = {}
     profiling = {"on": False}
@@ -823,9 +815,9 @@ def serve(port: int) -> None:
 
         setattr(owner, attr, wrapper)
 
-    from django.core.cache import caches
+    from oversight.assistant import live
 
-    timed_async(type(caches["default"]), "aset", "cache.aset (a frame's live text)")
+    timed_async(live, "aset", "live.aset (a frame's live text)")
     from channels.layers import get_channel_layer
 
     layer_cls = type(get_channel_layer())
@@ -908,90 +900,6 @@ def serve(port: int) -> None:
     from daphne.cli import CommandLineInterface
 
     CommandLineInterface().run(["-b", "127.0.0.1", "-p", str(port), "__main__:application"])
-
-
-PATCHES = {
-    "ssl": "the TGI client's httpx2.AsyncClient reuses one SSL context (not a CA bundle load per reply)",
-    "dispatch": "ChatConsumer relays chat.delta without channels' per-event close_old_connections thread hop",
-    "cache": "a frame's live text is written to the cache without the single sync thread (locmem: inline)",
-    "flush": "the 0.5 s flush interval counts from the end of the previous flush (no flush per token when late)",
-    "conn": "persistent database connections (CONN_MAX_AGE=600) instead of a reconnect per sync call",
-}
-
-
-def apply_patches(names: list[str]) -> None:
-    """Experiments only (--patch): the proposed fixes, monkeypatched into the server process, to measure them
-    before anyone changes the app. Each emulates one fix; none is the fix itself."""
-    unknown = set(names) - set(PATCHES) - {"all"}
-    if unknown:
-        raise SystemExit(f"unknown patch(es) {sorted(unknown)}; known: {sorted(PATCHES)}")
-    if "all" in names:
-        names = list(PATCHES)
-    from oversight.assistant import generation
-    from oversight.realtime import consumers
-
-    if "ssl" in names:
-        import httpx2
-        from huggingface_hub import set_async_client_factory
-        from huggingface_hub.utils._http import async_hf_request_event_hook, async_hf_response_event_hook
-
-        context = httpx2.create_ssl_context()
-        set_async_client_factory(lambda: httpx2.AsyncClient(
-            verify=context, follow_redirects=True, timeout=None,
-            event_hooks={"request": [async_hf_request_event_hook], "response": [async_hf_response_event_hook]}))
-    if "dispatch" in names:
-        base_dispatch = consumers.ChatConsumer.dispatch
-
-        async def dispatch(self, message):
-            if message.get("type") == "chat.delta":  # a relay: no database, no thread hop
-                return await self.chat_delta(message)
-            return await base_dispatch(self, message)
-
-        consumers.ChatConsumer.dispatch = dispatch
-    if "cache" in names:
-        from asgiref.sync import sync_to_async
-        from django.core.cache import caches
-        from django.core.cache.backends.locmem import LocMemCache
-
-        backend = type(caches["default"])
-
-        async def inline_set(self, key, value, timeout=None, version=None):
-            return self.set(key, value, timeout, version)
-
-        async def pooled_set(self, key, value, timeout=None, version=None):
-            return await sync_to_async(self.set, thread_sensitive=False)(key, value, timeout, version)
-
-        fast = inline_set if issubclass(backend, LocMemCache) else pooled_set
-
-        async def aset(self, key, value, timeout=None, version=None):
-            return await fast(self, key, value, timeout, version)
-
-        backend.aset = aset
-    if "flush" in names:
-        original_dsa = generation.database_sync_to_async
-        flush_fn = generation.generation_flush
-        last_done: dict[int, float] = {}
-
-        def database_sync_to_async(func):
-            wrapped = original_dsa(func)
-            if func is not flush_fn:
-                return wrapped
-
-            async def flush(*, message_id, text, **kwargs):
-                if time.monotonic() - last_done.get(message_id, 0.0) < generation.FLUSH_INTERVAL_S:
-                    return None
-                await wrapped(message_id=message_id, text=text, **kwargs)
-                last_done[message_id] = time.monotonic()
-                return None
-
-            return flush
-
-        generation.database_sync_to_async = database_sync_to_async
-    if "conn" in names:
-        from django.db import connections
-
-        connections.settings["default"]["CONN_MAX_AGE"] = 600
-    print(f"bench patches applied: {', '.join(names)}", flush=True)
 
 
 def main(argv=None) -> int:

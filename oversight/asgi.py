@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from oversight.core.broadcast import bind_event_loop  # noqa: E402
 from oversight.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 if settings.DEADLINE_SWEEPER:
@@ -19,10 +20,11 @@ if settings.DEADLINE_SWEEPER:
 
     start_sweeper()
 
-application = ProtocolTypeRouter(
+# Service code called from these connections publishes its channel-layer notes without blocking (broadcast).
+application = bind_event_loop(ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Participants are addressed by their token; researchers (the monitor) by their session.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
-)
+))

@@ -128,13 +128,18 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", False):
         # psycopg's pool replaces persistent connections; the two cannot be combined.
         DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 20}
+        # timeout: how long a request waits for a connection. psycopg's default (30 s) made every request hang
+        # 30 s while PostgreSQL refused connections (tests/faults, scenario d): fail in seconds instead.
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 20, "timeout": 5}
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": env_str("SQLITE_PATH", str(DATA_DIR / "db.sqlite3")),
+            # Kept open: with 0, every trip to the database thread reconnected, and closing the last connection
+            # checkpoints the WAL (about 9 ms each, most of a chat send's cost under load; bench/README.md).
+            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
             "OPTIONS": {
                 # WAL lets the bots, the web process and the sweeper read while one writes; IMMEDIATE
                 # transactions take the write lock up front instead of failing with "database is locked".
@@ -145,6 +150,11 @@ else:
         }
     }
 
+# Threads for the chat's database work in each web process (oversight/assistant/executor.py): 0 keeps it on
+# asgiref's one thread-sensitive thread (the only safe choice for SQLite).
+CHAT_DB_THREADS = env_int("CHAT_DB_THREADS", 8 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+                          else 0)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker, cache ----------------------------------------------------------
@@ -152,24 +162,41 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL")
 
 if REDIS_URL:
+    from redis.asyncio.retry import Retry as AsyncRedisRetry
+    from redis.backoff import ExponentialWithJitterBackoff
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # Capacity well above one participant's burst: past it channels silently drops messages.
             # socket_timeout above channels_redis's 5 s blocking pop: at redis-py 8's default (5 s) every idle
             # chat socket was closed with 1011 (tests/faults). The pool must cover hundreds of open sockets.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000}],
-                       "capacity": 1500, "expiry": 30},
+            # retry: a pool made from a URL retries nothing in redis-py 8, and its check for dead connections is
+            # skipped (maintenance notifications default to "auto"), so after a Redis restart the first command
+            # on each pooled connection failed (5-8 of 8 concurrent group_sends; tests/faults/test_redis_restart.py)
+            # and a reply streaming then died.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000,
+                                  "retry": AsyncRedisRetry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3)}],
+                       # channels_redis keeps all of one process's websockets in ONE Redis key and checks
+                       # "capacity" against that whole inbox: at 1,500, 200 streaming chats (5,000 frames a
+                       # second) overflowed it within a moment of lag, and group_send silently dropped frames
+                       # and final replies (bench/chat_stream.py). Messages still expire after `expiry`.
+                       "capacity": 100_000, "expiry": 30},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1500}}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "oversight.realtime.layers.InProcessChannelLayer",
+                                  "CONFIG": {"capacity": 1500}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Celery -----------------------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+# kombu's Redis transport with one fix (oversight/celery.py, RedisChannel): without it a worker holding
+# unacknowledged messages (every deadline's eta task) exits when Redis restarts. Only for plain redis://
+# (rediss:// and sentinel:// keep kombu's own transports).
+CELERY_BROKER_TRANSPORT = "oversight.celery:RedisTransport" if REDIS_URL.startswith("redis://") else None
 # Without a broker, tasks run in-process (eager); deadlines are then also enforced by the in-process sweeper.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -36,3 +36,12 @@ def charlie(django_user_model):
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness is for attackers, not for the test suite.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _close_chat_threads_connections():
+    """The chat's own database threads (PostgreSQL) keep their connections under channels' test communicator."""
+    yield
+    from oversight.assistant import executor
+
+    executor.shutdown()

@@ -30,7 +30,7 @@ print(json.dumps({
     "cache": settings.CACHES["default"]["BACKEND"],
     "celery_eager": app.conf.task_always_eager,
     "celery_broker": app.conf.broker_url,
-}))
+}, default=repr))  # the channel layer's hosts hold a redis Retry object
 """
 
 
@@ -79,7 +79,7 @@ def test_it_runs_embedded_with_no_environment_at_all():
     values = show_settings()
     assert values["DEBUG"] is True
     assert values["db_engine"] == "django.db.backends.sqlite3"
-    assert values["channel_layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["channel_layer"] == "oversight.realtime.layers.InProcessChannelLayer"
     assert values["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert values["celery_eager"] is True
     assert values["celery_broker"] == "memory://"

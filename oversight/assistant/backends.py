@@ -15,8 +15,10 @@ import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx2
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub import errors as hf_errors
+from huggingface_hub.utils import _http as hf_http
 
 from oversight.assistant.simulated import SimulatedItem, SimulationSettings, stream_simulated
 
@@ -88,6 +90,31 @@ async def _stream_simulated(request: GenerationRequest) -> AsyncIterator[Chunk]:
         yield Chunk(text=token)
     prompt_words = sum(len(m["content"].split()) for m in request.messages)
     yield Chunk(finish_reason="stop", prompt_tokens=prompt_words, completion_tokens=n, model_id="simulated")
+
+
+_ssl_context = None
+
+
+def _async_http_client() -> httpx2.AsyncClient:
+    """huggingface_hub's default async HTTP client, with one SSL context for the whole process.
+
+    Every reply gets its own AsyncInferenceClient (a streamed response lives on the client's exit stack until
+    it closes), and httpx builds a fresh SSL context for each, loading the CA bundle: 57 to 68 ms of blocking
+    the event loop per reply on the development VM, which under a burst of sends became seconds of time to
+    first token (bench/README.md, "Chat streaming"). The context is built once, honouring SSL_CERT_FILE as
+    httpx does.
+    """
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = httpx2.create_ssl_context()
+    return httpx2.AsyncClient(
+        event_hooks={"request": [hf_http.async_hf_request_event_hook],
+                     "response": [hf_http.async_hf_response_event_hook]},
+        follow_redirects=True, timeout=None, verify=_ssl_context,
+    )
+
+
+hf_http.set_async_client_factory(_async_http_client)
 
 
 def client_for(request: GenerationRequest) -> AsyncInferenceClient:

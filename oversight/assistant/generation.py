@@ -2,66 +2,109 @@
 
 A generation is an asyncio task in the web process that accepted the message. It outlives the socket that
 started it, so a refresh re-attaches: every page watching the trial is in the trial's channel-layer group,
-and the text so far sits in the cache (`live_key`) for a page that joins mid-reply. Frames carry the offset
+and the text so far sits in `live` for a page that joins mid-reply. Frames carry the offset
 of their text, so a page that got the snapshot and then overlapping frames drops what it already has.
+
+All of a web process's synchronous database work shares one executor thread (asgiref's thread-sensitive
+mode), so the hot path is shaped around it: a send is one trip to that thread (see services.ReplyJob), the
+growing replies of every generation in the process are flushed together in one trip per interval, and
+nothing per token touches it.
 """
 
 import asyncio
 import logging
 import time
+import weakref
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.core.cache import cache
 from django.utils import timezone
 
-from oversight.assistant.backends import AssistantError, request_for_endpoint, stream_reply
+from oversight.assistant import live
+from oversight.assistant.backends import AssistantError, stream_reply
+from oversight.assistant.executor import chat_db
 from oversight.assistant.models import ChatMessage
 from oversight.assistant.services import (
+    ReplyJob,
     chat_group,
     generation_finish,
     generation_flush,
-    live_key,
-    message_payload,
-    model_context,
+        message_payload,
 )
-from oversight.assistant.simulated import SimulatedItem
 
 log = logging.getLogger(__name__)
 
 FRAME_INTERVAL_S = 0.03  # coalesce tokens into ~30 ms frames: cheap to relay, still smooth to read
-FLUSH_INTERVAL_S = 0.5  # persist the growing reply (and heartbeat) this often
-LIVE_TTL_S = 3600
+FLUSH_INTERVAL_S = 0.5  # persist the growing replies (and heartbeat) this often
 
-_cache_set = sync_to_async(cache.set, thread_sensitive=False)
 _running: dict[int, asyncio.Task] = {}  # message id -> task; keeps tasks referenced until they finish
-_semaphores: dict[int, asyncio.Semaphore] = {}
+_render = sync_to_async(message_payload, thread_sensitive=False)  # Markdown + sanitising: CPU, no database
 
 
-def _load(message_id: int):
-    message = ChatMessage.objects.select_related(
-        "trial__condition__endpoint", "trial__item__passage", "trial__participant"
-    ).get(pk=message_id)
-    trial = message.trial
-    endpoint = trial.condition.endpoint
-    messages, context = model_context(message)
-    ChatMessage.objects.filter(pk=message_id).update(context=context)
-    item = trial.item
-    request = request_for_endpoint(
-        endpoint,
-        messages=messages,
-        sampling=dict(trial.condition.sampling or {}),
-        item=SimulatedItem(item_key=f"{item.bank_id}:{item.external_id}", question=item.text, options=item.options,
-                           gold_index=item.gold_index, passage=item.passage.text if item.passage_id else None),
-    )
-    return trial, endpoint, request
+class _Flusher:
+    """Persists every running reply of one event loop every FLUSH_INTERVAL_S, in one database trip.
+
+    A reply with no new text is still heartbeated, so a slow first token (a long passage being prefilled on a
+    busy GPU) is not mistaken for a dead process by the stale-reply sweep.
+    """
+
+    def __init__(self) -> None:
+        self.texts: dict[int, str | None] = {}
+        self.task: asyncio.Task | None = None
+
+    def track(self, message_id: int) -> None:
+        self.texts.setdefault(message_id, None)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def grew(self, message_id: int, text: str) -> None:
+        self.texts[message_id] = text
+
+    def untrack(self, message_id: int) -> None:
+        self.texts.pop(message_id, None)
+
+    async def _run(self) -> None:
+        while self.texts:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            batch = dict(self.texts)
+            for message_id, text in batch.items():
+                if text is not None and self.texts.get(message_id) is text:
+                    self.texts[message_id] = None  # written; heartbeat only until it grows again
+            batch = {k: v for k, v in batch.items() if k in self.texts}  # finalised meanwhile: finish wrote it
+            if not batch:
+                continue
+            try:
+                await chat_db(generation_flush)(texts=batch)
+            except Exception:  # noqa: BLE001 - the next interval writes the latest text; finish writes the rest
+                log.warning("flushing %d replies failed", len(batch), exc_info=True)
+                for message_id, text in batch.items():
+                    if text is not None and self.texts.get(message_id) is None:
+                        self.texts[message_id] = text
 
 
-def start_generation(message_id: int) -> asyncio.Task:
-    task = asyncio.get_running_loop().create_task(run_generation(message_id))
-    _running[message_id] = task
-    task.add_done_callback(lambda _t: _running.pop(message_id, None))
+_flushers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher]" = weakref.WeakKeyDictionary()
+_semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _flusher() -> _Flusher:
+    loop = asyncio.get_running_loop()
+    if loop not in _flushers:
+        _flushers[loop] = _Flusher()
+    return _flushers[loop]
+
+
+def _semaphore(job: ReplyJob) -> asyncio.Semaphore:
+    per_loop = _semaphores.setdefault(asyncio.get_running_loop(), {})
+    if job.endpoint_id not in per_loop:
+        per_loop[job.endpoint_id] = asyncio.Semaphore(max(1, job.max_concurrency))
+    return per_loop[job.endpoint_id]
+
+
+def start_generation(job: ReplyJob) -> asyncio.Task:
+    task = asyncio.get_running_loop().create_task(run_generation(job))
+    _running[job.message_id] = task
+    task.add_done_callback(lambda _t: _running.pop(job.message_id, None))
     return task
 
 
@@ -73,55 +116,56 @@ def cancel_generation(message_id: int) -> bool:
     return True
 
 
-async def run_generation(message_id: int) -> None:
+async def run_generation(job: ReplyJob) -> None:
     layer = get_channel_layer()
-    trial, endpoint, request = await database_sync_to_async(_load)(message_id)
-    group = chat_group(trial.pk)
+    message_id, request = job.message_id, job.request
+    group = chat_group(job.trial_id)
+    flusher = _flusher()
+    flusher.track(message_id)
     text = ""
     sent = 0  # characters already relayed
     started = time.monotonic()
-    last_frame = last_flush = started
+    last_frame = started
     ttft_ms = None
     final = {"finish_reason": "", "prompt_tokens": None, "completion_tokens": None}
     status, error_kind, error = ChatMessage.Status.COMPLETE, "", ""
 
     async def relay() -> None:
+        """Best effort: a frame that cannot be relayed (Redis restarting) must not end a reply that is still
+        being generated and persisted; pages resync from the stored text on their next hello."""
         nonlocal sent, last_frame
         if len(text) > sent:
-            # Not cache.aset: that queues behind all DB work on the one thread-sensitive executor thread.
-            await _cache_set(live_key(message_id), text, LIVE_TTL_S)
-            await layer.group_send(group, {"type": "chat.delta", "id": message_id, "offset": sent, "text": text[sent:]})
-            sent = len(text)
+            try:
+                await live.aset(message_id, text)
+                await layer.group_send(group, {"type": "chat.delta", "id": message_id, "offset": sent,
+                                               "text": text[sent:]})
+                sent = len(text)
+            except Exception:  # noqa: BLE001 - see docstring
+                log.warning("could not relay a frame", exc_info=True, extra={"message_id": message_id})
         last_frame = time.monotonic()
 
-    deadline = trial.deadline_at
-    semaphore = _semaphores.setdefault(endpoint.pk, asyncio.Semaphore(max(1, endpoint.max_concurrency)))
     try:
+        deadline = job.deadline_at
         timeout = None if deadline is None else max(0.0, (deadline - timezone.now()).total_seconds())
-        async with asyncio.timeout(timeout), semaphore:
+        async with asyncio.timeout(timeout), _semaphore(job):
             async for chunk in stream_reply(request):
                 if chunk.text:
                     if ttft_ms is None:
                         ttft_ms = (time.monotonic() - started) * 1000
                     text += chunk.text
+                    flusher.grew(message_id, text)
                 for key in final:
                     if getattr(chunk, key, None):
                         final[key] = getattr(chunk, key)
                 if chunk.model_id:
                     request.model_label = chunk.model_id
-                now = time.monotonic()
-                if now - last_frame >= FRAME_INTERVAL_S:
+                if time.monotonic() - last_frame >= FRAME_INTERVAL_S:
                     await relay()
-                if now - last_flush >= FLUSH_INTERVAL_S:
-                    await database_sync_to_async(generation_flush)(message_id=message_id, text=text)
-                    # Measured from when the flush *ended*: under load the flush itself waits, and timing from
-                    # its start made every later token trigger another flush (one per token instead of ~2/s).
-                    last_flush = time.monotonic()
     except TimeoutError:
         status, error_kind, error = ChatMessage.Status.CANCELLED, "deadline", "the trial's deadline passed"
     except AssistantError as exc:
         status, error_kind, error = ChatMessage.Status.FAILED, exc.kind, exc.detail
-        log.warning("generation failed", extra={"message_id": message_id, "trial_id": trial.pk, "kind": exc.kind,
+        log.warning("generation failed", extra={"message_id": message_id, "trial_id": job.trial_id, "kind": exc.kind,
                                                 "detail": exc.detail[:300]})
     except asyncio.CancelledError:
         status, error_kind, error = ChatMessage.Status.CANCELLED, "cancelled", "generation cancelled"
@@ -130,12 +174,36 @@ async def run_generation(message_id: int) -> None:
         status, error_kind, error = ChatMessage.Status.FAILED, "generation", repr(exc)[:2000]
     await relay()
     total_ms = (time.monotonic() - started) * 1000
-    message = await database_sync_to_async(generation_finish)(
-        message_id=message_id, text=text, status=status, error_kind=error_kind, error=error, ttft_ms=ttft_ms,
-        total_ms=total_ms, model_id=request.model_label or endpoint.name, **final,
-    )
+    try:
+        message = await _finish_with_retries(
+            message_id=message_id, text=text, status=status, error_kind=error_kind, error=error, ttft_ms=ttft_ms,
+            total_ms=total_ms, model_id=request.model_label or job.endpoint_name, **final,
+        )
+    finally:
+        flusher.untrack(message_id)
     if message is not None:
-        payload = await database_sync_to_async(message_payload)(message)
-        await layer.group_send(group, {"type": "chat.message", "message": payload})
-    log.info("generation finished", extra={"message_id": message_id, "trial_id": trial.pk, "status": status,
+        try:
+            await layer.group_send(group, {"type": "chat.message", "message": await _render(message)})
+        except Exception:  # noqa: BLE001 - the reply is final in the database; a page's next hello shows it
+            log.warning("could not publish a final reply", exc_info=True, extra={"message_id": message_id})
+    log.info("generation finished", extra={"message_id": message_id, "trial_id": job.trial_id, "status": status,
                                            "ttft_ms": ttft_ms, "total_ms": round(total_ms, 1), "chars": len(text)})
+
+
+FINISH_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+
+
+async def _finish_with_retries(**fields) -> ChatMessage | None:
+    """Finalise the reply, riding out a database blip (a failover, a dropped connection): the whole text is
+    only in this task's memory. If the database stays away, the flushed text survives and the stale-reply
+    sweep marks the reply interrupted."""
+    for delay in (*FINISH_RETRY_DELAYS_S, None):
+        try:
+            return await chat_db(generation_finish)(**fields)
+        except Exception:
+            if delay is None:
+                raise
+            log.warning("finalising a reply failed; retrying in %.1f s", delay, exc_info=True,
+                        extra={"message_id": fields["message_id"]})
+            await asyncio.sleep(delay)
+    return None

@@ -1,16 +1,19 @@
 """Chat workflows (sync, transactional): send, reset, retry, the model's context, finalising a reply."""
 
-import logging
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from oversight.assistant import live
+from oversight.assistant.backends import GenerationRequest, request_for_endpoint
 from oversight.assistant.models import ChatMessage
 from oversight.assistant.quotes import find_quotes
 from oversight.assistant.render import render_markdown
+from oversight.assistant.simulated import SimulatedItem
+from oversight.core import broadcast, counters
 from oversight.core.models import Condition, Event, Trial
 from oversight.core.services.monitor import monitor_changed
 
@@ -25,10 +28,6 @@ class ChatRejected(Exception):
 
 def chat_group(trial_id: int) -> str:
     return f"chat.trial.{trial_id}"
-
-
-def live_key(message_id: int) -> str:
-    return f"chat:live:{message_id}"
 
 
 def _locked_trial(trial_id: int) -> Trial:
@@ -59,29 +58,73 @@ def _generating(trial: Trial) -> ChatMessage | None:
     return trial.messages.filter(role=ChatMessage.Role.ASSISTANT, status=ChatMessage.Status.STREAMING).first()
 
 
-def _placeholder(trial: Trial, reply_to: ChatMessage, now) -> ChatMessage:
+@dataclass(frozen=True)
+class ReplyJob:
+    """A reply ready to generate: its placeholder and the exact request, read in the transaction that made it.
+
+    Handing this to the generation task (instead of a message id to load) saves a second trip through the web
+    process's one database thread per message, which under a burst of sends was most of the time to first token.
+    """
+
+    message_id: int
+    trial_id: int
+    deadline_at: datetime | None
+    endpoint_id: int
+    endpoint_name: str
+    max_concurrency: int
+    request: GenerationRequest
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a chat action stored: the messages' payloads to publish, and the reply to start (if any)."""
+
+    payloads: list[dict]
+    job: ReplyJob | None
+
+
+def _placeholder(trial: Trial, reply_to: ChatMessage, now,
+                 history: list[ChatMessage] | None = None) -> tuple[ChatMessage, ReplyJob]:
+    """Store the reply's placeholder with the context the model will get, and build the request for it.
+
+    `history`, when the caller already read it in this transaction, is every message of the trial so far.
+    """
     condition = trial.condition
     endpoint = condition.endpoint
-    return ChatMessage.objects.create(
-        trial=trial, seq=_next_seq(trial), role=ChatMessage.Role.ASSISTANT, status=ChatMessage.Status.STREAMING,
+    seq = (history[-1].seq if history else 0) + 1 if history is not None else _next_seq(trial)
+    messages, context = context_before(trial, seq, earlier=history)
+    placeholder = ChatMessage.objects.create(
+        trial=trial, seq=seq, role=ChatMessage.Role.ASSISTANT, status=ChatMessage.Status.STREAMING,
         reply_to=reply_to, endpoint=endpoint, model_id=(endpoint.model_label or endpoint.name) if endpoint else "",
-        sampling=condition.sampling, created_at=now, heartbeat_at=now,
+        sampling=condition.sampling, context=context, created_at=now, heartbeat_at=now,
     )
+    item = trial.item
+    request = request_for_endpoint(
+        endpoint, messages=messages, sampling=dict(condition.sampling or {}),
+        item=SimulatedItem(item_key=f"{item.bank_id}:{item.external_id}", question=item.text, options=item.options,
+                           gold_index=item.gold_index, passage=item.passage.text if item.passage_id else None),
+    )
+    job = ReplyJob(message_id=placeholder.pk, trial_id=trial.pk, deadline_at=trial.deadline_at,
+                   endpoint_id=endpoint.pk, endpoint_name=endpoint.name, max_concurrency=endpoint.max_concurrency,
+                   request=request)
+    return placeholder, job
 
 
-def chat_send(*, trial_id: int, text: str, client_id: str = "", now=None) -> tuple[ChatMessage, ChatMessage | None]:
+def chat_send(*, trial_id: int, text: str, client_id: str = "", now=None) -> Sent:
     """Persist the participant's message and the reply's placeholder, or refuse with a reason.
 
-    Returns (user message, assistant placeholder). A resend with a known client_id returns the stored pair
-    and starts nothing (the placeholder is None).
+    A resend with a known client_id publishes the stored message again and starts nothing.
     """
     now = now or timezone.now()
     text = (text or "").strip()
     try:
         with transaction.atomic():
             trial = _locked_trial(trial_id)
-            if client_id and (known := trial.messages.filter(client_id=client_id).first()):
-                return known, None
+            # One read serves the resend check, the limits, the next seq and the model's context: under a
+            # burst of sends this function's cost is the platform's time to first token (bench/README.md).
+            history = list(trial.messages.order_by("seq"))
+            if client_id and (known := next((m for m in history if m.client_id == client_id), None)):
+                return Sent([message_payload(known)], None)
             _check_open(trial, now)
             condition = trial.condition
             if not text:
@@ -91,38 +134,33 @@ def chat_send(*, trial_id: int, text: str, client_id: str = "", now=None) -> tup
                     f"Your message is {len(text):,} characters long; the limit is {condition.max_message_chars:,}. "
                     "Please shorten it."
                 )
-            if _generating(trial):
+            if any(m.role == ChatMessage.Role.ASSISTANT and m.status == ChatMessage.Status.STREAMING
+                   for m in history):
                 raise ChatRejected("Please wait for the assistant to finish its reply.")
-            turns = trial.messages.filter(role=ChatMessage.Role.USER).count()
+            turns = sum(m.role == ChatMessage.Role.USER for m in history)
             if turns >= condition.max_turns:
                 raise ChatRejected(f"You have used all {condition.max_turns} messages for this question.")
             _rate_limit(trial.participant_id)
-            user = ChatMessage.objects.create(trial=trial, seq=_next_seq(trial), role=ChatMessage.Role.USER,
-                                              content=text, client_id=client_id[:64], created_at=now)
+            user = ChatMessage.objects.create(trial=trial, seq=(history[-1].seq if history else 0) + 1,
+                                              role=ChatMessage.Role.USER, content=text, client_id=client_id[:64],
+                                              created_at=now)
             Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.CHAT_SENT, at=now,
                                  data={"message_id": user.pk, "chars": len(text)})
-            placeholder = _placeholder(trial, user, now)
+            placeholder, job = _placeholder(trial, user, now, history=[*history, user])
             monitor_changed(study_id=trial.participant.study_id, participant_id=trial.participant_id)
-            return user, placeholder
+            return Sent([message_payload(user), message_payload(placeholder)], job)
     except IntegrityError:
         # The same client_id raced in twice: the first one won.
-        return ChatMessage.objects.get(trial_id=trial_id, client_id=client_id), None
+        return Sent([message_payload(ChatMessage.objects.get(trial_id=trial_id, client_id=client_id))], None)
 
 
 def _rate_limit(participant_id: int) -> None:
-    key = f"chat:rate:{participant_id}"
-    cache.add(key, 0, RATE_LIMIT_WINDOW_S)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, RATE_LIMIT_WINDOW_S)
-        count = 1
-    if count > RATE_LIMIT_MESSAGES:
+    if counters.hit(f"chat:rate:{participant_id}", RATE_LIMIT_WINDOW_S) > RATE_LIMIT_MESSAGES:
         raise ChatRejected("You are sending messages very quickly. Please wait a moment and try again.")
 
 
 @transaction.atomic
-def chat_reset(*, trial_id: int, now=None) -> ChatMessage:
+def chat_reset(*, trial_id: int, now=None) -> Sent:
     """Empty the model's context from here on; the participant still sees everything before."""
     now = now or timezone.now()
     trial = _locked_trial(trial_id)
@@ -135,11 +173,11 @@ def chat_reset(*, trial_id: int, now=None) -> ChatMessage:
     reset = ChatMessage.objects.create(trial=trial, seq=_next_seq(trial), role=ChatMessage.Role.RESET, created_at=now)
     Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.CHAT_RESET, at=now,
                          data={"message_id": reset.pk})
-    return reset
+    return Sent([message_payload(reset)], None)
 
 
 @transaction.atomic
-def chat_retry(*, trial_id: int, now=None) -> ChatMessage:
+def chat_retry(*, trial_id: int, now=None) -> Sent:
     """Ask again after a failed, cancelled or interrupted reply."""
     now = now or timezone.now()
     trial = _locked_trial(trial_id)
@@ -149,7 +187,8 @@ def chat_retry(*, trial_id: int, now=None) -> ChatMessage:
     last = trial.messages.order_by("-seq").first()
     if last is None or last.role != ChatMessage.Role.ASSISTANT or last.status == ChatMessage.Status.COMPLETE:
         raise ChatRejected("There is nothing to retry.")
-    return _placeholder(trial, last.reply_to, now)
+    placeholder, job = _placeholder(trial, last.reply_to, now)
+    return Sent([message_payload(placeholder)], job)
 
 
 def passage_turn(passage_text: str) -> str:
@@ -157,15 +196,22 @@ def passage_turn(passage_text: str) -> str:
 
 
 def model_context(placeholder: ChatMessage) -> tuple[list[dict], dict]:
-    """The messages sent to the model for this reply: exactly what the participant's context holds.
+    """The messages sent to the model for this reply: exactly what the participant's context holds."""
+    return context_before(placeholder.trial, placeholder.seq)
+
+
+def context_before(trial: Trial, seq: int, earlier: list[ChatMessage] | None = None) -> tuple[list[dict], dict]:
+    """The model's context for a reply at `seq`, and the record of it stored with the reply.
 
     Only turns after the last reset count. Failed or interrupted replies are left out (the participant saw an
     error, not an answer). QuALITY: the passage opens the first user turn — merged into it rather than sent as
     a separate turn, because many chat templates insist that user and assistant turns alternate.
     """
-    trial = placeholder.trial
     condition = trial.condition
-    earlier = list(trial.messages.filter(seq__lt=placeholder.seq).order_by("seq"))
+    if earlier is None:
+        earlier = list(trial.messages.filter(seq__lt=seq).order_by("seq"))
+    else:
+        earlier = [m for m in earlier if m.seq < seq]
     resets = [m.seq for m in earlier if m.role == ChatMessage.Role.RESET]
     since = resets[-1] if resets else 0
     turns = [
@@ -227,19 +273,37 @@ def failure_notice(message: ChatMessage) -> str:
 
 def chat_history(trial: Trial) -> list[dict]:
     messages = list(trial.messages.order_by("seq"))
-    live = {}
-    streaming = [m.pk for m in messages if m.status == ChatMessage.Status.STREAMING]
-    if streaming:
-        live = cache.get_many([live_key(pk) for pk in streaming])
-    return [message_payload(m, live_text=live.get(live_key(m.pk))) for m in messages]
+    live_texts = live.get_many([m.pk for m in messages if m.status == ChatMessage.Status.STREAMING])
+    return [message_payload(m, live_text=live_texts.get(m.pk)) for m in messages]
 
 
-def generation_flush(*, message_id: int, text: str, now=None) -> None:
-    """Persist a growing reply (and prove its process is alive) without touching its final fields."""
+def generation_flush(*, texts: dict[int, str | None], now=None) -> None:
+    """Persist growing replies and prove their process is alive, in one transaction for the whole process.
+
+    `texts` maps each reply in flight to its text so far, or to None when nothing new arrived (a heartbeat
+    only: a slow first token must not look like a dead process). Final fields are never touched, and a reply
+    already finalised is left alone.
+    """
     now = now or timezone.now()
-    ChatMessage.objects.filter(pk=message_id, status=ChatMessage.Status.STREAMING).update(
-        content=text, heartbeat_at=now
-    )
+    grown = [(text, pk) for pk, text in texts.items() if text is not None]
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # A flush is a checkpoint of text the final write repeats: it need not wait for the WAL to reach disk
+            # (a PostgreSQL crash could lose the last half second of partial text, never a finished reply).
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        if grown:
+            # One executemany for all replies: per-row ORM updates cost a round of query building each.
+            table = connection.ops.quote_name(ChatMessage._meta.db_table)
+            stamp = connection.ops.adapt_datetimefield_value(now)
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"UPDATE {table} SET content = %s, heartbeat_at = %s WHERE id = %s AND status = %s",
+                    [(text, stamp, pk, ChatMessage.Status.STREAMING) for text, pk in grown],
+                )
+        idle = [pk for pk, text in texts.items() if text is None]
+        if idle:
+            ChatMessage.objects.filter(pk__in=idle, status=ChatMessage.Status.STREAMING).update(heartbeat_at=now)
 
 
 def generation_finish(*, message_id: int, text: str, status: str, now=None, **fields) -> ChatMessage | None:
@@ -260,7 +324,7 @@ def generation_finish(*, message_id: int, text: str, status: str, now=None, **fi
             setattr(message, key, value)
         message.save()
         monitor_changed(study_id=message.trial.participant.study_id, participant_id=message.trial.participant_id)
-    cache.delete(live_key(message_id))
+    live.delete(message_id)
     return message
 
 
@@ -273,8 +337,8 @@ def interrupt_stale_generations(*, now=None, trial_id: int | None = None) -> int
         stale = stale.filter(trial_id=trial_id)
     count = 0
     for message in stale:
-        live = cache.get(live_key(message.pk))
-        text = live if live is not None and len(live) > len(message.content) else message.content
+        so_far = live.get(message.pk)
+        text = so_far if so_far is not None and len(so_far) > len(message.content) else message.content
         final = generation_finish(message_id=message.pk, text=text, status=ChatMessage.Status.INTERRUPTED, now=now,
                                   error_kind="interrupted", error="no heartbeat from the generating process")
         if final is not None:
@@ -285,14 +349,5 @@ def interrupt_stale_generations(*, now=None, trial_id: int | None = None) -> int
 
 def _announce(message: ChatMessage) -> None:
     """Tell pages watching the trial that a reply was finalised outside its generating task."""
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(chat_group(message.trial_id),
-                                        {"type": "chat.message", "message": message_payload(message)})
-    except Exception:  # noqa: BLE001 - the record is final either way; a page's next hello shows it
-        logging.getLogger(__name__).warning("could not announce an interrupted reply", exc_info=True)
+    broadcast.group_send(chat_group(message.trial_id), {"type": "chat.message", "message": message_payload(message)},
+                         what="interrupted reply")

@@ -6,9 +6,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
+from oversight.assistant.executor import chat_db
 from oversight.assistant.generation import start_generation
 from oversight.assistant.services import (
     ChatRejected,
+    Sent,
     chat_group,
     chat_history,
     chat_open,
@@ -16,7 +18,6 @@ from oversight.assistant.services import (
     chat_retry,
     chat_send,
     interrupt_stale_generations,
-    message_payload,
 )
 from oversight.core.models import Condition, Event, Trial
 
@@ -38,30 +39,28 @@ def _history(trial: Trial, reconnect: bool) -> dict:
 
 
 class RelayMixin:
-    """Channel-layer messages that only relay (no database) skip channels' per-message connection cleanup.
+    """Skip channels' per-message database cleanup, which these consumers do not need.
 
     channels runs `aclose_old_connections()` before every handler, through the one thread-sensitive executor
-    thread that all database work shares; for a token frame or a monitor "changed" note that queueing is pure
-    latency (measured: monitor updates seconds late at 500 participants).
+    thread that all database work shares: for a token frame or a monitor note that queueing is pure latency
+    (measured: monitor updates seconds late at 500 participants), and for a chat send it was a second trip
+    through that thread. Every handler here that touches the database does so through
+    `database_sync_to_async`, which closes old connections itself, in the same trip.
     """
 
-    relay_types: frozenset[str] = frozenset()
-
     async def dispatch(self, message):
-        if message["type"] in self.relay_types:
-            await getattr(self, message["type"].replace(".", "_"))(message)
-            return
-        await super().dispatch(message)
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
 
 class ChatConsumer(RelayMixin, AsyncJsonWebsocketConsumer):
     """One participant's chat for one trial, at /ws/chat/<token>/<position>/."""
 
-    relay_types = frozenset({"chat.delta", "chat.message"})
-
     async def connect(self):
         kwargs = self.scope["url_route"]["kwargs"]
-        self.trial = await database_sync_to_async(_trial_for)(kwargs["token"], int(kwargs["position"]))
+        self.trial = await chat_db(_trial_for)(kwargs["token"], int(kwargs["position"]))
         if self.trial is None:
             await self.close(code=4404)
             return
@@ -78,29 +77,25 @@ class ChatConsumer(RelayMixin, AsyncJsonWebsocketConsumer):
         kind = content.get("type") if isinstance(content, dict) else None
         try:
             if kind == "hello":
-                await self.send_json(await database_sync_to_async(_history)(self.trial, bool(content.get("reconnect"))))
+                await self.send_json(await chat_db(_history)(self.trial, bool(content.get("reconnect"))))
             elif kind == "send":
-                user, placeholder = await database_sync_to_async(chat_send)(
+                await self._publish(await chat_db(chat_send)(
                     trial_id=self.trial.pk, text=str(content.get("text", ""))[:100_000],
-                    client_id=str(content.get("client_id", ""))[:64])
-                await self._publish(user)
-                if placeholder is not None:
-                    await self._publish(placeholder)
-                    start_generation(placeholder.pk)
+                    client_id=str(content.get("client_id", ""))[:64]))
             elif kind == "reset":
-                await self._publish(await database_sync_to_async(chat_reset)(trial_id=self.trial.pk))
+                await self._publish(await chat_db(chat_reset)(trial_id=self.trial.pk))
             elif kind == "retry":
-                placeholder = await database_sync_to_async(chat_retry)(trial_id=self.trial.pk)
-                await self._publish(placeholder)
-                start_generation(placeholder.pk)
+                await self._publish(await chat_db(chat_retry)(trial_id=self.trial.pk))
             else:
                 await self.send_json({"type": "error", "message": "Unknown request."})
         except ChatRejected as exc:
             await self.send_json({"type": "error", "message": str(exc)})
 
-    async def _publish(self, message) -> None:
-        payload = await database_sync_to_async(message_payload)(message)
-        await self.channel_layer.group_send(self.group, {"type": "chat.message", "message": payload})
+    async def _publish(self, sent: Sent) -> None:
+        for payload in sent.payloads:
+            await self.channel_layer.group_send(self.group, {"type": "chat.message", "message": payload})
+        if sent.job is not None:
+            start_generation(sent.job)
 
     async def chat_message(self, event):
         await self.send_json({"type": "message", "message": event["message"]})
@@ -142,8 +137,6 @@ class MonitorConsumer(RelayMixin, AsyncJsonWebsocketConsumer):
 
     FLUSH_S = 1.0
     FULL_REFRESH_S = 30.0  # idle flags and clocks drift without events: refresh everything now and then
-    relay_types = frozenset({"monitor.changed"})
-
     async def connect(self):
         from oversight.core.services.monitor import monitor_group
 

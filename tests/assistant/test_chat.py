@@ -10,8 +10,11 @@ from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 from django.utils import timezone
 
+from oversight.assistant import generation
 from oversight.assistant.models import ChatMessage
-from oversight.assistant.services import STALE_AFTER_S
+from oversight.assistant.services import RATE_LIMIT_MESSAGES, RATE_LIMIT_WINDOW_S, STALE_AFTER_S
+from oversight.core import counters
+from oversight.core.broadcast import bind_event_loop
 from oversight.core.models import Condition, Event, ModelEndpoint, Trial
 from oversight.core.services.participants import participant_join
 from oversight.core.services.trials import Answer, trial_show, trial_submit
@@ -25,12 +28,13 @@ PASSAGE = (
     "The survey ship Halcyon carried four crew.\n\nOn the ninth day the quartermaster cut the water ration "
     "to two point four liters. Nobody could say why the machine had done it."
 )
-APP = URLRouter(websocket_urlpatterns)
+APP = bind_event_loop(URLRouter(websocket_urlpatterns))  # as oversight/asgi.py wraps it
 
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    cache.clear()  # rate-limit counters and live buffers must not leak between tests
+    cache.clear()  # with Redis this also empties the rate-limit counters and live texts
+    counters.reset()  # the in-process rate-limit counters
 
 
 def _setup(base_url: str, *, kind="tgi", time_limit_s=300, timeout_s=5.0, **condition_fields) -> Trial:
@@ -336,3 +340,83 @@ async def test_the_simulated_assistant_answers_without_a_server():
     stored = (await messages(trial))[1]
     assert stored.model_id and stored.completion_tokens
     await ws.disconnect()
+
+
+async def test_a_participant_over_the_rate_limit_is_told_to_wait_and_nothing_is_stored():
+    async with AsyncFakeTGI(reply="ok") as tgi:
+        trial = await setup(tgi.url)
+        participant_id = await sync_to_async(lambda: trial.participant_id)()
+        for _ in range(RATE_LIMIT_MESSAGES):  # a minute's allowance already used (on other items, say)
+            counters.hit(f"chat:rate:{participant_id}", RATE_LIMIT_WINDOW_S)
+        ws, _ = await connect(trial)
+        await send(ws, "One more?")
+        refused = await ws.receive_json_from(timeout=5)
+        assert refused == {"type": "error",
+                           "message": "You are sending messages very quickly. Please wait a moment and try again."}
+        assert await messages(trial) == []
+        await ws.disconnect()
+
+
+async def test_a_slow_first_token_keeps_the_reply_heartbeating_so_it_is_not_taken_for_dead(monkeypatch):
+    monkeypatch.setattr(generation, "FLUSH_INTERVAL_S", 0.05)
+    async with AsyncFakeTGI(ttft_ms=700, tokens_per_s=200, reply="Late but fine.") as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await send(ws, "Think hard.")
+        await ws.receive_json_from(timeout=5)  # user
+        placeholder = (await ws.receive_json_from(timeout=5))["message"]
+        await asyncio.sleep(0.5)  # no token yet
+        stored = await sync_to_async(ChatMessage.objects.get)(pk=placeholder["id"])
+        assert stored.status == "streaming" and stored.content == ""
+        assert stored.heartbeat_at > stored.created_at
+        text, final = await until_final(ws)
+        assert text == "Late but fine." and final["status"] == "complete"
+        await ws.disconnect()
+
+
+async def test_a_growing_reply_is_persisted_while_it_streams(monkeypatch):
+    monkeypatch.setattr(generation, "FLUSH_INTERVAL_S", 0.05)
+    reply = " ".join(f"w{i}" for i in range(40))
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=40, reply=reply) as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await send(ws, "Go on.")
+        await ws.receive_json_from(timeout=5)
+        placeholder = (await ws.receive_json_from(timeout=5))["message"]
+        await asyncio.sleep(0.4)
+        stored = await sync_to_async(ChatMessage.objects.get)(pk=placeholder["id"])
+        assert stored.status == "streaming" and stored.content and reply.startswith(stored.content)
+        assert len(stored.content) < len(reply)
+        text, _ = await until_final(ws)
+        assert text == reply
+        await ws.disconnect()
+
+
+async def test_a_frame_the_channel_layer_refuses_does_not_end_the_reply(monkeypatch):
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    real_group_send = layer.group_send
+    failures = {"left": 3}
+
+    async def flaky_group_send(group, message):
+        if message["type"] == "chat.delta" and failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("Redis is restarting")
+        return await real_group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", flaky_group_send)
+    reply = " ".join(f"t{i}" for i in range(30))
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=150, reply=reply) as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await send(ws, "Tell me.")
+        while True:  # the page may see a gap where frames were refused; the final message carries it all
+            frame = await ws.receive_json_from(timeout=10)
+            if frame["type"] == "message" and frame["message"]["role"] == "assistant" \
+                    and frame["message"]["status"] != "streaming":
+                break
+        assert frame["message"]["status"] == "complete"
+        assert failures["left"] == 0
+        assert (await messages(trial))[1].content == reply
+        await ws.disconnect()

@@ -177,6 +177,9 @@ class StandInWeb:
         self.name = name
         self.port = free_port()
         self.requests = 0
+        # Close websocket handshakes without an answer, as daphne does with a socket whose consumer has not
+        # accepted within --websocket_connect_timeout (5 s): nginx sees the connection reset.
+        self.drop_handshakes = False
         self.loop = asyncio.new_event_loop()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -187,6 +190,9 @@ class StandInWeb:
         async def process_request(connection, request):
             self.requests += 1
             if request.headers.get("Upgrade", "").lower() == "websocket":
+                if self.drop_handshakes:
+                    connection.transport.abort()
+                    return connection.respond(500, "")  # never sent: the connection is already gone
                 return None  # go on with the websocket handshake
             body = {"server": self.name, "path": request.path, "headers": {k.lower(): v for k, v in
                                                                           request.headers.raw_items()}}
@@ -316,3 +322,32 @@ def test_websockets_are_upgraded_and_relayed(proxy):
         for i in range(3):
             ws.send(f"token {i}")
             assert ws.recv(timeout=10) == f"echo:token {i}"
+
+
+def test_failed_websocket_handshakes_do_not_take_the_web_processes_out(proxy):
+    """Overload makes daphne drop websocket handshakes (no consumer accepted within 5 s). nginx must not count
+    those against the process and stop sending it pages: with `max_fails=3 fail_timeout=10s` four dropped
+    handshakes disabled both processes and nginx answered every request with 502 ("no live upstreams") for
+    10 s, though each process served pages fine (bench/README.md, docs/topology.md)."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    for web in proxy["webs"].values():
+        web.drop_handshakes = True
+    statuses = []
+    for _ in range(4):
+        try:
+            with connect(f"ws://127.0.0.1:{proxy['port']}/ws/chat/token/1/", open_timeout=10,
+                         additional_headers={"Origin": "http://127.0.0.1"}):
+                statuses.append(101)
+        except InvalidStatus as exc:
+            statuses.append(exc.response.status_code)
+    assert statuses == [502] * 4, statuses  # both processes tried for each, both dropped it
+    for web in proxy["webs"].values():
+        web.drop_handshakes = False
+
+    pages = [get(proxy["port"], "/")[0] for _ in range(6)]
+    assert pages == [200] * 6, pages
+    with connect(f"ws://127.0.0.1:{proxy['port']}/ws/chat/token/1/", open_timeout=10,
+                 additional_headers={"Origin": "http://127.0.0.1"}) as ws:
+        assert json.loads(ws.recv(timeout=10))["server"] in {"web1", "web2"}

@@ -4,19 +4,16 @@ Publishing only an id keeps every write path cheap whatever the number of resear
 connection collects the ids that changed and sends one batched update per second at most.
 """
 
-import logging
 from collections import defaultdict
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from oversight.core import broadcast
 from oversight.core.models import Collaborator, Condition, Event, Participant, Study, Trial
 
-log = logging.getLogger(__name__)
 IDLE_AFTER = timedelta(minutes=3)  # active but silent this long: flagged as possibly stuck or abandoned
 
 
@@ -26,18 +23,8 @@ def monitor_group(study_id: int) -> str:
 
 def monitor_changed(*, study_id: int, participant_id: int) -> None:
     """Announce, after commit, that a participant's row on the monitor is out of date."""
-
-    def publish():
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            async_to_sync(layer.group_send)(monitor_group(study_id),
-                                            {"type": "monitor.changed", "participant_id": participant_id})
-        except Exception:  # noqa: BLE001 - the monitor is a view; it must never fail a participant's write
-            log.warning("monitor publish failed", exc_info=True, extra={"study_id": study_id})
-
-    transaction.on_commit(publish)
+    transaction.on_commit(lambda: broadcast.group_send(
+        monitor_group(study_id), {"type": "monitor.changed", "participant_id": participant_id}, what="monitor note"))
 
 
 def viewer_is_blind(user, study: Study) -> bool:
