@@ -45,3 +45,13 @@ def _close_chat_threads_connections():
     from oversight.assistant import executor
 
     executor.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_chat_threads_connections_at_the_end(django_db_setup):
+    """A reply cancelled when its test's loop closed may finish on a fresh chat thread after the per-test
+    shutdown; close that too before the test database is dropped (torn down before django_db_setup)."""
+    yield
+    from oversight.assistant import executor
+
+    executor.shutdown()
