@@ -20,13 +20,18 @@ log = logging.getLogger(__name__)
 _loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar("broadcast_loop",
                                                                                         default=None)
 _pending: set[asyncio.Task] = set()  # fire-and-forget sends stay referenced until they finish
+# The web process's loop, for threads that did not inherit a context (the in-process deadline sweeper): the
+# in-memory channel layer's queues belong to that loop and must not be touched from another thread's loop.
+_process_loop: asyncio.AbstractEventLoop | None = None
 
 
 def bind_event_loop(app):
     """ASGI middleware: code running on behalf of this app's connections may publish without waiting."""
 
     async def middleware(scope, receive, send):
-        _loop.set(asyncio.get_running_loop())
+        global _process_loop
+        _process_loop = asyncio.get_running_loop()
+        _loop.set(_process_loop)
         return await app(scope, receive, send)
 
     return middleware
@@ -37,8 +42,8 @@ def group_send(group: str, message: dict, *, what: str = "channel-layer note") -
     layer = get_channel_layer()
     if layer is None:
         return
-    loop = _loop.get()
-    if loop is not None and not loop.is_closed():
+    loop = _loop.get() or _process_loop
+    if loop is not None and not loop.is_closed() and loop.is_running():
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

@@ -2,6 +2,7 @@
 
 import asyncio
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
@@ -49,7 +50,7 @@ class RelayMixin:
     """
 
     async def dispatch(self, message):
-        handler = getattr(self, message["type"].replace(".", "_"), None)
+        handler = getattr(self, get_handler_name(message), None)  # which refuses "_private" types
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)

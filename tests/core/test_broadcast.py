@@ -72,5 +72,37 @@ def test_without_a_bound_loop_it_sends_synchronously(monkeypatch):
             sent.append((group, message))
 
     monkeypatch.setattr(broadcast, "get_channel_layer", Layer)
+    monkeypatch.setattr(broadcast, "_process_loop", None)  # a Celery worker or a management command
     broadcast.group_send("notes", {"type": "x"})
     assert sent == [("notes", {"type": "x"})]
+
+
+@pytest.mark.asyncio
+async def test_a_thread_without_the_context_sends_through_the_web_process_loop(monkeypatch):
+    """The in-process deadline sweeper is a plain thread: its notes must go through the loop that owns the
+    in-memory layer's queues, not a loop of its own."""
+    import threading
+
+    layer = get_channel_layer()
+    sent_on = []
+    real_group_send = layer.group_send
+
+    async def recording_group_send(group, message):
+        sent_on.append(threading.current_thread() is threading.main_thread())
+        await real_group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", recording_group_send)
+    monkeypatch.setattr(broadcast, "_process_loop", None)
+
+    async def app(scope, receive, send):
+        pass
+
+    await broadcast.bind_event_loop(app)({"type": "http"}, None, None)  # the first request binds the loop
+    sweeper = threading.Thread(target=broadcast.group_send, args=("notes", {"type": "x"}))
+    sweeper.start()
+    await asyncio.to_thread(sweeper.join)
+    for _ in range(100):
+        if sent_on:
+            break
+        await asyncio.sleep(0.01)
+    assert sent_on == [True]
