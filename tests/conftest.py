@@ -55,3 +55,15 @@ def _close_chat_threads_connections_at_the_end(django_db_setup):
     from oversight.assistant import executor
 
     executor.shutdown()
+
+
+@pytest.fixture
+def tasks_inline():
+    """Celery tasks run in-process, as on the embedded default, also on CI's Redis pass (no worker in the test
+    process): for tests about a job's own behaviour rather than the broker."""
+    from oversight.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

@@ -67,12 +67,11 @@ class _Flusher:
         while self.texts:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             batch = dict(self.texts)
-            for message_id, text in batch.items():
-                if text is not None and self.texts.get(message_id) is text:
-                    self.texts[message_id] = None  # written; heartbeat only until it grows again
-            batch = {k: v for k, v in batch.items() if k in self.texts}  # finalised meanwhile: finish wrote it
-            if not batch:
+            if not batch:  # every reply finished during the sleep
                 continue
+            for message_id, text in batch.items():
+                if text is not None:
+                    self.texts[message_id] = None  # written; heartbeat only until it grows again
             try:
                 await chat_db(generation_flush)(texts=batch)
             except Exception:  # noqa: BLE001 - the next interval writes the latest text; finish writes the rest

@@ -6,15 +6,12 @@ Django's cache every frame cost a thread hop plus a blocking round trip (18% of 
 chats, bench/README.md). Without Redis there is one process, so a dict is the whole store.
 """
 
-import asyncio
-import weakref
-
 from django.conf import settings
+
+from oversight.core import redisclient
 
 TTL_S = 3600
 _local: dict[int, str] = {}
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
-_sync_client = None
 
 
 def _key(message_id: int) -> str:
@@ -25,42 +22,11 @@ def _redis_url() -> str:
     return getattr(settings, "REDIS_URL", "") or ""
 
 
-def _sync():
-    global _sync_client
-    if _sync_client is None:
-        import redis
-        from redis.backoff import ExponentialWithJitterBackoff
-        from redis.retry import Retry
-
-        _sync_client = redis.Redis.from_url(
-            _redis_url(), retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3))
-    return _sync_client
-
-
-def _async():
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        import redis.asyncio
-        from redis.asyncio.retry import Retry as AsyncRetry
-        from redis.backoff import ExponentialWithJitterBackoff
-
-        # Blocking: with 200 chats streaming, more frames than connections are in flight at once, and redis-py's
-        # default pool raises MaxConnectionsError instead of waiting for a free connection.
-        # retry: redis-py 8 pools made from a URL retry nothing, so after a Redis restart the first write on each
-        # pooled connection failed (4 of 4; tests/faults) and, before relaying became best effort, ended replies.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            _redis_url(), max_connections=64, timeout=10,
-            retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3))
-        client = _async_clients[loop] = redis.asyncio.Redis(connection_pool=pool)
-    return client
-
-
 async def aset(message_id: int, text: str) -> None:
     if not _redis_url():
         _local[message_id] = text
         return
-    await _async().set(_key(message_id), text.encode(), ex=TTL_S)
+    await redisclient.async_client().set(_key(message_id), text.encode(), ex=TTL_S)
 
 
 def get_many(message_ids: list[int]) -> dict[int, str]:
@@ -68,7 +34,7 @@ def get_many(message_ids: list[int]) -> dict[int, str]:
         return {}
     if not _redis_url():
         return {pk: _local[pk] for pk in message_ids if pk in _local}
-    values = _sync().mget([_key(pk) for pk in message_ids])
+    values = redisclient.sync_client().mget([_key(pk) for pk in message_ids])
     return {pk: value.decode() for pk, value in zip(message_ids, values, strict=True) if value is not None}
 
 
@@ -80,4 +46,4 @@ def delete(message_id: int) -> None:
     if not _redis_url():
         _local.pop(message_id, None)
         return
-    _sync().delete(_key(message_id))
+    redisclient.sync_client().delete(_key(message_id))

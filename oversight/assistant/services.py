@@ -87,11 +87,12 @@ def _placeholder(trial: Trial, reply_to: ChatMessage, now,
                  history: list[ChatMessage] | None = None) -> tuple[ChatMessage, ReplyJob]:
     """Store the reply's placeholder with the context the model will get, and build the request for it.
 
-    `history`, when the caller already read it in this transaction, is every message of the trial so far.
+    `history`, when the caller already read it in this transaction, is every message of the trial so far
+    (the participant's new message included).
     """
     condition = trial.condition
     endpoint = condition.endpoint
-    seq = (history[-1].seq if history else 0) + 1 if history is not None else _next_seq(trial)
+    seq = history[-1].seq + 1 if history else _next_seq(trial)
     messages, context = context_before(trial, seq, earlier=history)
     placeholder = ChatMessage.objects.create(
         trial=trial, seq=seq, role=ChatMessage.Role.ASSISTANT, status=ChatMessage.Status.STREAMING,
@@ -193,11 +194,6 @@ def chat_retry(*, trial_id: int, now=None) -> Sent:
 
 def passage_turn(passage_text: str) -> str:
     return f"Here is a story:\n\n{passage_text.strip()}"
-
-
-def model_context(placeholder: ChatMessage) -> tuple[list[dict], dict]:
-    """The messages sent to the model for this reply: exactly what the participant's context holds."""
-    return context_before(placeholder.trial, placeholder.seq)
 
 
 def context_before(trial: Trial, seq: int, earlier: list[ChatMessage] | None = None) -> tuple[list[dict], dict]:

@@ -754,12 +754,7 @@ class Bot:
             await chat(bot=self, page_url=url, ws_path=page.ids["chat"].get("data-ws-path", ""),
                        position=position, info=info)
 
-        data = {"choice": str(decision.choice)}
-        if decision.confidence is not None:
-            if distribution:
-                data = distribution_for(decision.choice, decision.confidence, info.n_options)
-            else:
-                data["confidence"] = _fmt(decision.confidence)
+        data = answer_data(decision, distribution=distribution, n_options=info.n_options)
         csrf = form.hidden().get("csrfmiddlewaretoken", "")
         await self.think(0.5)
         select_url = urljoin(url, form.attrs.get("data-select-url", ""))
@@ -790,6 +785,15 @@ class Bot:
 
 def _is_radio(form: Form, name: str) -> bool:
     return any(i.name == name and i.type == "radio" for i in form.inputs)
+
+
+def answer_data(decision, *, distribution: bool, n_options: int) -> dict[str, str]:
+    """The answer form's fields for a decision, as the page posts them."""
+    if decision.confidence is None:
+        return {"choice": str(decision.choice)}
+    if distribution:
+        return distribution_for(decision.choice, decision.confidence, n_options)
+    return {"choice": str(decision.choice), "confidence": _fmt(decision.confidence)}
 
 
 def _fmt(value: float) -> str:
@@ -987,12 +991,7 @@ def _in_process_bot(config: BotConfig, study, index: int, result: BotResult, clo
             info=info, accuracy=config.accuracy_for(info.condition_kind), timeout_rate=config.timeout_rate,
             confidence_levels=levels, slider=slider, has_deadline=info.time_limit_s is not None,
         )
-        data = {"choice": str(decision.choice)}
-        if decision.confidence is not None:
-            if distribution:
-                data = distribution_for(decision.choice, decision.confidence, info.n_options)
-            else:
-                data["confidence"] = _fmt(decision.confidence)
+        data = answer_data(decision, distribution=distribution, n_options=info.n_options)
         trial = timed(trial_show, trial=trial, now=clock.now())
         think(0.5)
         try:

@@ -28,15 +28,8 @@ def _media(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _jobs_run_in_process():
-    # These tests are about the job pattern, not the broker: on CI's Redis pass there is no worker here, so
-    # the import task runs inline as on the embedded default.
-    from oversight.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
+def _jobs_run_in_process(tasks_inline):
+    """These tests are about the job pattern, not the broker: the import task runs inline."""
 
 
 @pytest.fixture

@@ -25,14 +25,8 @@ def _exports_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _jobs_run_in_process():
-    # The export task runs inline, as on the embedded default, also on CI's Redis pass (no worker here).
-    from oversight.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
+def _jobs_run_in_process(tasks_inline):
+    """The export task runs inline, as on the embedded default, also on CI's Redis pass."""
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ import time
 import pytest
 from django.conf import settings
 
-from oversight.core import counters
+from oversight.core import counters, redisclient
 
 
 @pytest.fixture(autouse=True)
 def _fresh():
     counters.reset()
     if settings.REDIS_URL:
-        counters._redis().delete(*[f"oversight:count:{k}" for k in ("a", "b", "w")])
+        redisclient.sync_client().delete(*[f"oversight:count:{k}" for k in ("a", "b", "w")])
 
 
 def test_it_counts_events_per_key():

@@ -104,12 +104,5 @@ def study(alice):
 
 
 @pytest.fixture(autouse=True)
-def _jobs_run_in_process():
-    # These tests are about the export job itself, not the broker: on CI's Redis pass there is no worker
-    # here, so the task runs inline as on the embedded default.
-    from oversight.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
+def _jobs_run_in_process(tasks_inline):
+    """These tests are about the export job itself, not the broker: the task runs inline."""
