@@ -1,5 +1,8 @@
 # The README's two commands: `make run` (the demo on http://127.0.0.1:8000) and `make test`.
-# Both create $(VENV) on first use; `pip install` runs again only when pyproject.toml changes.
+# Both create $(VENV) on first use and install the pinned packages of requirements/base.lock (run) or
+# requirements/dev.lock (test), then the project itself; they install again only when a lock or pyproject.toml
+# changes. With uv on PATH (or in $(VENV)) they install with it, which is much faster; otherwise with pip.
+# `make UV= run` forces pip. After changing the dependencies in pyproject.toml: `make lock`.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,8 +10,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 PYTHONS := python3.13 python3.12 python3.11 python3 python
+BASE_LOCK := requirements/base.lock
+DEV_LOCK := requirements/dev.lock
+UV ?= $(shell command -v uv 2>/dev/null || { [ -x $(VENV)/bin/uv ] && echo $(VENV)/bin/uv; })
+# The locks are resolved for every platform (--universal) from the oldest Python oversight supports, which is
+# also the image's (deploy/Dockerfile); dev.lock is constrained to base.lock, so the two never disagree.
+LOCK_FLAGS := --universal --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: run test lint check-deploy clean distclean
+.PHONY: run test lint check-deploy lock clean distclean
 
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput -v 0
@@ -33,6 +42,18 @@ clean:
 	rm -rf staticfiles test-artifacts .pytest_cache .ruff_cache build *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
+# Re-resolve both locks after a change to pyproject.toml's dependencies. Pins that still satisfy pyproject.toml
+# are kept, so the same inputs give the same files; `make lock UPGRADE=1` moves every pin to the newest release.
+# Needs uv (installed into $(VENV) when it is not on PATH).
+lock: | $(PY)
+	@uv="$(UV)"; if [ -z "$$uv" ]; then \
+		echo "==> installing uv into $(VENV) to resolve the locks"; \
+		$(PY) -m pip install --disable-pip-version-check uv && uv=$(VENV)/bin/uv; \
+	fi; \
+	set -e; \
+	$$uv pip compile pyproject.toml $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(BASE_LOCK); \
+	$$uv pip compile pyproject.toml --extra dev -c $(BASE_LOCK) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
+
 # Also the virtualenv and the demo database (var/).
 distclean: clean
 	rm -rf $(VENV) var
@@ -50,11 +71,25 @@ $(PY):
 	echo "==> creating $(VENV) with $$($$py -c 'import sys; print(sys.executable)')"; \
 	$$py -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+# $(call install,LOCK): every pinned package of LOCK, then the project itself (editable, without dependencies:
+# the lock holds them all). One line says what is coming; pip's or uv's own output shows the progress.
+define install
+	@n=$$(grep -oE '^[A-Za-z0-9][A-Za-z0-9._-]*' $(1) | sort -u | wc -l); \
+	if [ -n "$(UV)" ]; then \
+		echo "==> installing $$n pinned packages from $(1) with uv"; \
+		"$(UV)" pip install --python $(PY) -r $(1) && "$(UV)" pip install --python $(PY) --no-deps -e .; \
+	else \
+		echo "==> installing $$n pinned packages from $(1) with pip (uv on PATH makes this much faster)"; \
+		$(PY) -m pip install --disable-pip-version-check -r $(1) && \
+		$(PY) -m pip install --disable-pip-version-check --no-deps -e .; \
+	fi
 	@touch $@
+endef
+
+$(VENV)/.installed: $(BASE_LOCK) pyproject.toml | $(PY)
+	$(call install,$(BASE_LOCK))
 
 # The dev install includes the runtime one, so it refreshes both stamps.
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	@touch $@ $(VENV)/.installed
+$(VENV)/.installed-dev: $(DEV_LOCK) pyproject.toml | $(PY)
+	$(call install,$(DEV_LOCK))
+	@touch $(VENV)/.installed

@@ -6,7 +6,7 @@
 Every participant answers 50 unaided and 50 assisted items (disjoint samples, two tasks, ten subjects), so the
 study has participants × 100 trials; 2% of the participants are excluded, so the report computes both variants
 (with and without exclusions) in full, as `manage.py sandwich_report` does. Three model baselines answer every
-item. No database: the tables are built in memory (`oversight.analysis.synthetic`).
+item. No database: the tables are built in memory (`oversight_dev.synthetic`).
 
 Timed, each the median of --rounds rounds: one variant of the analysis (`analyse`), the whole report
 (`build_report`: both variants, the target is ≤ 5 s wall-clock; its CPU time, all threads, is shown too because
@@ -39,10 +39,10 @@ def main() -> int:
 
     sys.path.insert(0, str(REPO))
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
-    from oversight.analysis.blas import single_thread_blas
     from oversight.analysis.report import analyse, build_report
-    from oversight.analysis.synthetic import synthetic_tables
+    from oversight_dev.synthetic import synthetic_tables
 
     started = time.perf_counter()
     tables = synthetic_tables(n_participants=args.participants, items_per_condition=args.items,
@@ -56,7 +56,7 @@ def main() -> int:
     one, whole, whole_cpu, render = [], [], [], []
     for round_ in range(args.rounds):
         t = time.perf_counter()
-        with single_thread_blas():  # as build_report does
+        with threadpool_limits(limits=1, user_api="blas"):  # as build_report does
             analyse(tables, apply_exclusions=True, seed=args.seed, resamples=args.resamples)
         one.append(time.perf_counter() - t)
         t, cpu = time.perf_counter(), time.process_time()

@@ -5,7 +5,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/oversight_bench .venv/bin/python bench/baseline_mmlu.py
     .venv/bin/python bench/baseline_mmlu.py --profile             # also print a cProfile of the run
 
-The fake TGI runs as a separate process (`python -m oversight.devtools.faketgi --port 0 --ttft-ms 50
+The fake TGI runs as a separate process (`python -m oversight_dev.faketgi --port 0 --ttft-ms 50
 --letter-logprobs …`), answering every request after 50 ms. At concurrency 32 the bound is
 32 / 0.05 s = 640 items/s; the target is ≥ 0.9 of it (the split in ≤ 25 s). Reported: wall time, items/s
 and its ratio to the bound, the CPU seconds of this process and of the fake server, and the resident
@@ -109,7 +109,7 @@ def bare_client_rate(url: str, concurrency: int, n: int) -> float:
 
 
 def start_fake(ttft_ms: float) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "oversight.devtools.faketgi", "--port", "0", "--ttft-ms", str(ttft_ms),
+    cmd = [sys.executable, "-m", "oversight_dev.faketgi", "--port", "0", "--ttft-ms", str(ttft_ms),
            "--max-concurrent-requests", "1024", "--letter-logprobs", json.dumps(LETTERS)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()

@@ -1,6 +1,6 @@
 """N concurrent assisted chats through the platform, against the fake TGI, compared with the fake TGI direct.
 
-Topology (all on loopback): the fake TGI (`python -m oversight.devtools.faketgi`, TTFT 100 ms, 50 tokens/s, a
+Topology (all on loopback): the fake TGI (`python -m oversight_dev.faketgi`, TTFT 100 ms, 50 tokens/s, a
 fixed reply of --reply-tokens tokens) as its own process; one daphne process serving the app with TGI_URL
 pointing at the fake, on the embedded default (a fresh temp SQLite file, in-memory channel layer, local-memory
 cache) unless --database-url / --redis-url are given; this script as the participants.
@@ -93,7 +93,7 @@ def machine_cpu() -> tuple[float, float]:
 def reply_text(tokens: int) -> str:
     """A fixed reply of exactly `tokens` tokens of the fake's toy tokenizer (a word with its leading space
     is one token, each punctuation character is one)."""
-    from oversight.devtools.tgiwire import tokenize
+    from oversight_dev.tgiwire import tokenize
 
     words = [WORDS[i % len(WORDS)] for i in range(tokens)]
     text = "The" + "".join(f" {w}" for w in words[1:-1]) + "."
@@ -140,7 +140,7 @@ class Proc:
 
 def start_fake(tmp: Path, args, max_streams: int) -> Proc:
     log_path = tmp / "faketgi.log"
-    cmd = [sys.executable, "-m", "oversight.devtools.faketgi", "--port", "0", "--ttft-ms", str(args.ttft_ms),
+    cmd = [sys.executable, "-m", "oversight_dev.faketgi", "--port", "0", "--ttft-ms", str(args.ttft_ms),
            "--tokens-per-s", str(args.tokens_per_s), "--max-concurrent-requests", str(max_streams * 2 + 16),
            "--reply", reply_text(args.reply_tokens)]
     log = open(log_path, "w")  # noqa: SIM115 - handed to the child; closed with the process
@@ -201,7 +201,7 @@ def drop_postgres(url: str) -> None:
 
 async def join(base_url: str, pids: list[str], concurrency: int = 8) -> list[str]:
     """Each pid joins the demo through the HTTP join flow; returns each one's chat websocket path."""
-    from oversight.core.bots import httpx, parse_page
+    from oversight_dev.bots import httpx, parse_page
 
     semaphore = asyncio.Semaphore(concurrency)
 
@@ -244,7 +244,7 @@ async def platform_round(base_url: str, ws_paths: list[str], timeout_s: float, o
                          spread_s: float = 0.0) -> list[ClientResult]:
     from websockets.asyncio.client import connect
 
-    from oversight.core.bots import ChatStream, ws_url
+    from oversight_dev.bots import ChatStream, ws_url
 
     results = [ClientResult() for _ in ws_paths]
     connected = 0

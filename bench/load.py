@@ -6,7 +6,7 @@ Not a test: run it by hand and record the results in bench/README.md ("Load") an
     .venv/bin/python bench/load.py --quick              # a smoke run: small steps, short caps
 
 What it starts: nginx → daphne web processes, 1 Celery worker, beat, a private Redis, a fresh PostgreSQL database,
-the fake TGI (TTFT 100 ms, 50 tokens/s, max 1024 concurrent). What drives it: `oversight.core.bots.Bot`, the
+the fake TGI (TTFT 100 ms, 50 tokens/s, max 1024 concurrent). What drives it: `oversight_dev.bots.Bot`, the
 participant bots of `manage.py run_bots` (real pages, forms, CSRF, redirects; the chat over the real websocket),
 all in this one process, started over a short ramp and cut off at a time cap. A share of the bots chat (one
 message per assisted item, as `--messages-per-item 1`); the others answer without chatting.
@@ -323,7 +323,7 @@ def chat_table(rows: list[dict]) -> str:
 async def population(base_url: str, *, n: int, chatting: int, seed: int, think_ms: float, cap_s: float,
                      ramp_s: float, request_timeout_s: float):
     """n bots (the first `chatting` chat once per assisted item), started over ramp_s, cancelled at cap_s."""
-    from oversight.core.bots import Bot, BotConfig, Slot
+    from oversight_dev.bots import Bot, BotConfig, Slot
 
     try:
         import httpx2 as httpx

@@ -10,7 +10,7 @@ this process as the researchers watching the monitor.
    assistant, so the CPU goes to the monitor and the participant pages; --assisted adds an assisted condition
    on the seeded simulated assistant and the bots send --messages-per-item messages on its items) and a task
    of --items items without a time limit.
-2. Bots: --participants bots (oversight/core/bots.py, the same `Bot` as `run_bots`) join through the public
+2. Bots: --participants bots (oversight_dev/bots.py, the same `Bot` as `run_bots`) join through the public
    link, staggered over --ramp seconds, and then answer at --think-ms mean thinking time per item, each in its
    own HTTP client. Every response is stamped (wall clock) by an httpx event hook: the answer's submit (the
    302 that follows the commit) is the **event**; the item's next trial page and the consent are events too
@@ -302,7 +302,7 @@ def bots_main(args) -> int:
 
 
 async def _bots(args) -> dict:
-    from oversight.core.bots import Bot, BotConfig, Slot, httpx
+    from oversight_dev.bots import Bot, BotConfig, Slot, httpx
 
     for name in ("httpx2", "httpx", "httpcore2", "httpcore"):  # one INFO line per request otherwise
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -377,7 +377,7 @@ class Viewer:
 
 async def login(base_url: str, username: str, password: str) -> str:
     """Log in through the console's login form (CSRF token and all); returns the Cookie header for the socket."""
-    from oversight.core.bots import httpx, parse_page
+    from oversight_dev.bots import httpx, parse_page
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), trust_env=False, follow_redirects=False) as client:
         page = await client.get(f"{base_url}/console/login/")

@@ -5,6 +5,7 @@ running tasks eagerly in-process, and the simulated assistant. Each production p
 environment variable (see the table in README.md and deploy/.env.example).
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -86,6 +87,10 @@ INSTALLED_APPS = [
     "oversight.realtime",
     "oversight.exports",
 ]
+# The development tools beside `oversight/` (bots and `run_bots`, the fake TGI): an app in a checkout, absent
+# from the wheel and the production image. Only this name refers to it; no module in `oversight/` imports it.
+if importlib.util.find_spec("oversight_dev") is not None:
+    INSTALLED_APPS.append("oversight_dev")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -222,6 +227,16 @@ CELERY_BEAT_SCHEDULE = {
 }
 # The in-process deadline sweeper runs in the web process when there is no broker (embedded default).
 DEADLINE_SWEEPER = env_bool("DEADLINE_SWEEPER", CELERY_TASK_ALWAYS_EAGER)
+# A worker executes a baseline run for at most this many seconds, then re-enqueues it, so a deploy or restart
+# never waits on a long run (docs/baselines.md).
+BASELINE_SLICE_S = env_int("BASELINE_SLICE_S", 120)
+
+# --- Exports ----------------------------------------------------------------------------------------------
+
+# Export files hold participants' data: kept this many hours after the job finished (docs/export.md).
+EXPORT_TTL_HOURS = env_int("EXPORT_TTL_HOURS", 72)
+# Where export jobs write their files; never under MEDIA_ROOT, so exports are never served as media.
+EXPORT_DIR = Path(env_str("EXPORT_DIR") or DATA_DIR / "exports")
 
 # --- The assistant ----------------------------------------------------------------------------------------
 
@@ -270,6 +285,11 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+
+# --- Metrics ----------------------------------------------------------------------------------------------
+
+# Bearer token for GET /metrics; empty: only direct requests from loopback or a private network are served.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 # --- Logging: one JSON line per event in production -------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """A real server for end-to-end tests: daphne in a subprocess on the embedded default, on a temp SQLite file.
 
-Used by tests/browser (Playwright) and tests/core/test_bots.py (the HTTP bots). Not pytest-django's
+Used by tests/browser (Playwright) and tests/dev/test_bots.py (the HTTP bots). Not pytest-django's
 `live_server`: that runs in the test process on the test database; this runs the same process as
 production (`daphne oversight.asgi:application`, with the in-process deadline sweeper) on its own database,
 which the tests prepare and inspect through `manage.py` subprocesses.

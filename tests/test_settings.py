@@ -117,3 +117,42 @@ def test_it_documents_every_environment_variable_it_reads(doc):
     text = (BASE_DIR / doc).read_text()
     missing = sorted(name for name in names if not re.search(rf"\b{name}\b", text))
     assert not missing, f"{doc} does not document: {', '.join(missing)}"
+
+
+SHOW_APP_SETTINGS = """
+import json
+from django.conf import settings
+print(json.dumps({name: str(getattr(settings, name))
+                  for name in ("METRICS_TOKEN", "EXPORT_TTL_HOURS", "EXPORT_DIR", "BASELINE_SLICE_S", "DATA_DIR")}))
+"""
+
+
+def test_the_apps_settings_come_from_the_environment_with_their_defaults(tmp_path):
+    result = run(["-c", SHOW_APP_SETTINGS], DATA_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    defaults = json.loads(result.stdout.strip().splitlines()[-1])
+    assert defaults == {"METRICS_TOKEN": "", "EXPORT_TTL_HOURS": "72", "EXPORT_DIR": str(tmp_path / "exports"),
+                        "BASELINE_SLICE_S": "120", "DATA_DIR": str(tmp_path)}
+
+    result = run(["-c", SHOW_APP_SETTINGS], METRICS_TOKEN=" s3cret ", EXPORT_TTL_HOURS="5",
+                 EXPORT_DIR=str(tmp_path / "elsewhere"), BASELINE_SLICE_S="30")
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    assert values["METRICS_TOKEN"] == "s3cret"
+    assert values["EXPORT_TTL_HOURS"] == "5" and values["BASELINE_SLICE_S"] == "30"
+    assert values["EXPORT_DIR"] == str(tmp_path / "elsewhere")
+
+
+def test_only_the_settings_module_reads_the_environment():
+    # One place to look for what configures a deployment (README's table, deploy/.env.example, .ci/run's list).
+    # asgi.py and celery.py only name the settings module, as Django's own templates do.
+    readers = re.compile(
+        r"\bos\.environ\b(?!\.setdefault\(\"DJANGO_SETTINGS_MODULE\")|\bgetenv\(|\bfrom os import environ")
+    offenders = [
+        f"{path.relative_to(BASE_DIR)}:{number}"
+        for path in sorted((BASE_DIR / "oversight").rglob("*.py"))
+        if path.name != "settings.py" or path.parent.name != "oversight"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if readers.search(line)
+    ]
+    assert not offenders, f"read the variable in oversight/settings.py instead: {offenders}"

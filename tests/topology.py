@@ -6,7 +6,7 @@
   server `DATABASE_URL` points at (default postgres@127.0.0.1:5432);
 * a redis-server of its own on a free port (`--save '' --appendonly no`, db `redis_db`, flushed before and
   after), so that a fault test may restart it without touching the machine's shared Redis;
-* the fake TGI (`python -m oversight.devtools.faketgi`) with a control port that survives `down`;
+* the fake TGI (`python -m oversight_dev.faketgi`) with a control port that survives `down`;
 * `manage.py migrate`, `collectstatic` (into the temp dir, which nginx serves) and `seed_demo` with
   `TGI_URL` pointing at the fake;
 * N daphne web processes (production settings: `DEBUG=0`, a `SECRET_KEY`, `ALLOWED_HOSTS=127.0.0.1,localhost`,
@@ -59,10 +59,10 @@ DEMO_SLUG = "demo"
 
 
 def _settings_vars() -> set[str]:
-    """Every variable oversight/settings.py reads (as .ci/run finds them), plus the few read elsewhere."""
+    """Every variable oversight/settings.py reads (as .ci/run finds them; nothing else in oversight/ reads one)."""
     text = (REPO / "oversight" / "settings.py").read_text()
     names = set(re.findall(r'env_(?:str|bool|int|list)\("([A-Z][A-Z0-9_]*)"', text))
-    return names | {"DJANGO_SETTINGS_MODULE", "METRICS_TOKEN", "SQLITE_PATH", "CELERY_TASK_ALWAYS_EAGER"}
+    return names | {"DJANGO_SETTINGS_MODULE", "SQLITE_PATH", "CELERY_TASK_ALWAYS_EAGER"}
 
 
 def free_port() -> int:
@@ -283,7 +283,7 @@ class Topology:
                                     "--appendonly", "no", "--dir", str(self.tmp), "--maxmemory-policy", "noeviction"],
                           port=self.redis_port)
         redis.start()
-        tgi = self._add("tgi", [PYTHON, "-m", "oversight.devtools.faketgi", "--port", str(self.tgi_port),
+        tgi = self._add("tgi", [PYTHON, "-m", "oversight_dev.faketgi", "--port", str(self.tgi_port),
                                 "--control-port", str(self.tgi_control_port), *self.tgi_args], port=self.tgi_port)
         tgi.start()
         self._wait(lambda: self._redis_ping(), "redis", 15)

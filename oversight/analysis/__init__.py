@@ -2,6 +2,6 @@
 
 `tables` (input rows) · `load` (the only module using the ORM: builds the tables from a study) · `columns`
 (the trials as numpy columns) · `metrics` (the definitions, reference and vectorised) · `bootstrap` (two-way
-cluster bootstrap, paired tests) · `report` (assembly, JSON and Markdown; docs/report-schema.md) · `blas`
-(one BLAS thread while computing) · `synthetic` (studies with a known truth for tests and bench/analytics.py).
+cluster bootstrap, paired tests) · `report` (assembly, JSON and Markdown; docs/report-schema.md). Studies with a
+known truth for tests and bench/analytics.py are made by `oversight_dev.synthetic`, outside the product.
 """

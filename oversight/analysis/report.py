@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from oversight.analysis import bootstrap
-from oversight.analysis.blas import single_thread_blas
 from oversight.analysis.columns import TrialColumns, trial_columns
 from oversight.analysis.metrics import (
     ALL_SCOPE,
@@ -131,7 +131,10 @@ def build_report(tables: StudyTables, *, seed: int = DEFAULT_SEED, resamples: in
         raise ValueError("resamples must be ≥ 0")
     cols = trial_columns(tables)
     analysed = set(np.unique(cols.participant[cols.analysable & ~cols.pilot]).tolist())
-    with single_thread_blas():
+    # One BLAS thread: the bootstrap's products are many and small, so OpenBLAS's threads buy little, and on a
+    # busy machine (CI, a worker beside the web processes) their spinning tripled the wall time (bench/README.md,
+    # "Analytics"). It also fixes the order of floating-point sums: the report does not depend on the core count.
+    with threadpool_limits(limits=1, user_api="blas"):
         primary = analyse(tables, apply_exclusions=True, seed=seed, resamples=resamples, columns=cols)
         if tables.excluded & analysed:
             everyone = analyse(tables, apply_exclusions=False, seed=seed, resamples=resamples, columns=cols)

@@ -20,7 +20,7 @@ _threads = 0
 
 
 def chat_db(func):
-    threads = getattr(settings, "CHAT_DB_THREADS", 0)
+    threads = settings.CHAT_DB_THREADS
     if threads <= 0:
         return database_sync_to_async(func)
     global _executor, _threads

@@ -19,7 +19,7 @@ def _key(message_id: int) -> str:
 
 
 def _redis_url() -> str:
-    return getattr(settings, "REDIS_URL", "") or ""
+    return settings.REDIS_URL
 
 
 async def aset(message_id: int, text: str) -> None:

@@ -13,10 +13,6 @@ from django.utils import timezone
 from .models import BaselineRun
 from .runner import STALE_AFTER_S, execute
 
-# A worker executes a run for at most this long, then re-enqueues it (so deploys and restarts never wait on a
-# long run, and a warm shutdown hands the run to the next worker within one batch).
-DEFAULT_SLICE_S = 120.0
-
 
 def _worker_stopping() -> bool:
     # Set by a warm or cold shutdown of this worker (0 is a valid value: compare with None).
@@ -29,7 +25,7 @@ def run_baseline(self, run_id: int) -> str:
     results already written are never redone. Unless eager, it yields after a slice (or when the worker
     stops) and re-enqueues itself on the queue it came from."""
     eager = bool(self.request.is_eager)
-    slice_s = None if eager else float(getattr(settings, "BASELINE_SLICE_S", DEFAULT_SLICE_S))
+    slice_s = None if eager else float(settings.BASELINE_SLICE_S)
     result = execute(run_id, slice_s=slice_s, should_yield=None if eager else _worker_stopping)
     if result.outcome == "yielded":
         queue = (self.request.delivery_info or {}).get("routing_key") or None

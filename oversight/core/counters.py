@@ -15,7 +15,7 @@ _lock = threading.Lock()
 _local: dict[str, tuple[float, int]] = {}  # key -> (window ends at, count)
 def hit(key: str, window_s: int) -> int:
     """Count one event under `key`; returns how many there have been in the current window, this one included."""
-    if getattr(settings, "REDIS_URL", ""):
+    if settings.REDIS_URL:
         name = f"oversight:count:{key}"
         pipe = redisclient.sync_client().pipeline(transaction=True)
         pipe.set(name, 0, ex=window_s, nx=True)

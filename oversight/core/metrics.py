@@ -19,14 +19,13 @@ Access (no Django auth: scrapers have no session): a request is served when
 - it comes straight from a loopback or private-network address (RFC 1918, IPv6 ULA) *and* carries no
   forwarding header (`X-Forwarded-For`, `X-Real-IP`, `Forwarded`) — a request relayed by nginx or an ingress
   always carries one, so the public never qualifies through the proxy; or
-- it sends `Authorization: Bearer <METRICS_TOKEN>` (read from the environment, or a `METRICS_TOKEN` setting
-  if one is defined), compared in constant time.
+- it sends `Authorization: Bearer <METRICS_TOKEN>` (the setting, from the environment), compared in constant
+  time.
 Otherwise 401 (a token is configured) or 403 (none is).
 """
 
 import hmac
 import ipaddress
-import os
 import time
 from collections.abc import Iterable
 from datetime import timedelta
@@ -80,8 +79,7 @@ FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_FORWARDED"
 
 
 def metrics_token() -> str:
-    configured = getattr(settings, "METRICS_TOKEN", None)
-    return (configured if configured is not None else os.environ.get("METRICS_TOKEN", "")).strip()
+    return settings.METRICS_TOKEN.strip()
 
 
 def is_private_address(address: str) -> bool:

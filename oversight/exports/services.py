@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 
 # Rows per batch: what is held in memory per table at a time, and the Parquet row-group size.
 BATCH_ROWS = 50_000
-# Defaults of the settings this app reads (documented in docs/export.md; not in settings.py on purpose).
-EXPORT_TTL_HOURS = 72
 PROGRESS_EVERY_S = 0.5
 # A job still "running" after this long belongs to a worker that died (acks_late redelivers its task).
 STALE_AFTER = timedelta(hours=2)
@@ -55,13 +53,12 @@ class ExportNotAllowed(ExportError):
 
 
 def ttl_hours() -> float:
-    return float(getattr(settings, "EXPORT_TTL_HOURS", EXPORT_TTL_HOURS))
+    return float(settings.EXPORT_TTL_HOURS)
 
 
 def export_dir() -> Path:
-    """Where export jobs keep their files: `EXPORT_DIR`, else `$DATA_DIR/exports` (never under MEDIA_ROOT)."""
-    configured = getattr(settings, "EXPORT_DIR", None)
-    return Path(configured) if configured else Path(settings.DATA_DIR) / "exports"
+    """Where export jobs keep their files: `EXPORT_DIR` (default `$DATA_DIR/exports`; never under MEDIA_ROOT)."""
+    return Path(settings.EXPORT_DIR)
 
 
 def normalise_formats(formats: str | Iterable[str]) -> tuple[str, ...]:

@@ -5,7 +5,6 @@ from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -272,7 +271,3 @@ def _with_query(url: str, params: dict) -> str:
     if "cc=" in url:
         return url
     return f"{url}{separator}{urlencode(params)}"
-
-
-def participant_url(participant: Participant) -> str:
-    return reverse("participant:next", kwargs={"token": participant.token})

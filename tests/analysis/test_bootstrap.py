@@ -5,7 +5,7 @@ import pytest
 
 from oversight.analysis.bootstrap import draw_counts, mcnemar_exact, sign_flip_test, two_way_weights
 from oversight.analysis.report import build_report
-from oversight.analysis.synthetic import synthetic_tables
+from oversight_dev.synthetic import synthetic_tables
 
 
 def test_a_resample_draws_each_unit_with_replacement_and_keeps_the_count():
@@ -86,14 +86,25 @@ def test_the_exact_mcnemar_test_counts_discordant_pairs():
     assert mcnemar_exact([True, False], [True, False])["p_value"] == 1
 
 
-def test_the_report_runs_blas_on_one_thread_and_restores_the_setting():
-    from oversight.analysis.blas import _openblas, single_thread_blas
+def test_the_report_runs_blas_on_one_thread_and_restores_the_setting(monkeypatch):
+    from threadpoolctl import threadpool_info
 
-    functions = _openblas()
-    if functions is None:
-        pytest.skip("numpy's BLAS is not an OpenBLAS this process can reach")
-    get_threads, _set = functions
-    before = get_threads()
-    with single_thread_blas():
-        assert get_threads() == 1
-    assert get_threads() == before
+    from oversight.analysis import report
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("numpy's BLAS is not a library threadpoolctl can reach")
+    during = []
+    real_analyse = report.analyse
+
+    def analyse(*args, **kwargs):
+        during.append(blas_threads())
+        return real_analyse(*args, **kwargs)
+
+    monkeypatch.setattr(report, "analyse", analyse)
+    build_report(synthetic_tables(n_participants=6, items_per_condition=4, seed=3), resamples=10)
+    assert during and all(threads == [1] * len(before) for threads in during)
+    assert blas_threads() == before

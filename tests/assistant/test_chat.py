@@ -18,8 +18,8 @@ from oversight.core.broadcast import bind_event_loop
 from oversight.core.models import Condition, Event, ModelEndpoint, Trial
 from oversight.core.services.participants import participant_join
 from oversight.core.services.trials import Answer, trial_show, trial_submit
-from oversight.devtools.faketgi import AsyncFakeTGI
 from oversight.realtime.routing import websocket_urlpatterns
+from oversight_dev.faketgi import AsyncFakeTGI
 from tests.factories import make_study
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

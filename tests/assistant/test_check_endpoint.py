@@ -2,7 +2,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from oversight.core.models import ModelEndpoint
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async as sync_to_async
 from django.db import connection
 
 from oversight.assistant.models import ChatMessage
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 from tests.assistant.test_chat import connect, setup
 
 pytestmark = [pytest.mark.redis, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

@@ -7,7 +7,7 @@ import pytest
 from oversight.banks.models import Bank, Item, Passage, content_hash
 from oversight.baselines.runner import create_run, execute
 from oversight.core.models import ModelEndpoint
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 
 # Every option letter in the top 5, the way a GPT-2/Llama-3 style tokeniser spells them after "Assistant:".
 SCRIPTED = {" A": -1.2, " B": -0.4, " C": -2.5, " D": -0.9}

@@ -4,7 +4,7 @@ import pytest
 
 from oversight.baselines.scoring import BestSampleSelector, CotSample, SelfConsistencyVote
 from oversight.core.models import ModelEndpoint
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 from tests.baselines.conftest import SCRIPTED, generation_requests, make_items, softmax
 
 

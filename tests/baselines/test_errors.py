@@ -5,8 +5,8 @@ import pytest
 from oversight.baselines.models import BaselineResult
 from oversight.baselines.runner import execute, prepare_resume
 from oversight.core.models import ModelEndpoint
-from oversight.devtools import tgiwire
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev import tgiwire
+from oversight_dev.faketgi import FakeTGI
 from tests.baselines.conftest import SCRIPTED, generation_requests, make_items
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from oversight.baselines.models import BaselineResult, BaselineRun
 from oversight.baselines.runner import create_run, execute, prepare_resume, request_cancel
 from oversight.baselines.tasks import run_baseline
 from oversight.core.models import Job, ModelEndpoint
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 from tests.baselines.conftest import SCRIPTED, generation_requests, make_items
 
 pytestmark = pytest.mark.django_db

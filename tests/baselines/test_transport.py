@@ -6,7 +6,7 @@ import json
 import pytest
 
 from oversight.baselines.transport import JSONPoster, ProtocolError
-from oversight.devtools.faketgi import AsyncFakeTGI
+from oversight_dev.faketgi import AsyncFakeTGI
 
 BODY = json.dumps({"inputs": "Human: hi\n\nAssistant:", "parameters": {"max_new_tokens": 1, "details": True,
                                                                        "top_n_tokens": 2}}).encode()

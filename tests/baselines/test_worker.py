@@ -19,7 +19,7 @@ from oversight.baselines.runner import create_run
 from oversight.baselines.tasks import resume_stale_baselines, run_baseline
 from oversight.celery import app
 from oversight.core.models import ModelEndpoint
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 from tests.baselines.conftest import SCRIPTED, generation_requests, make_items
 from tests.fixtures_worker import _close_worker_connections
 

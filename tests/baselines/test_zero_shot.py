@@ -6,7 +6,7 @@ import pytest
 
 from oversight.baselines.models import BaselineResult
 from oversight.core.models import ModelEndpoint
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 from tests.baselines.conftest import SCRIPTED, generation_requests, make_items, softmax
 
 pytestmark = pytest.mark.django_db

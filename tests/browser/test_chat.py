@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 from tests.browser.conftest import CHROMIUM
 from tests.live_server import LiveServer, live_server
 

@@ -2,7 +2,7 @@
 
 One journey (a module-scoped fixture) against daphne on its own demo database:
 
-1. `run_bots demo --participants 8` against the live server (as tests/core/test_bots.py runs it), then one bot
+1. `run_bots demo --participants 8` against the live server (as tests/dev/test_bots.py runs it), then one bot
    is excluded (through the service, as the console's exclude button does) so the toggle has something to show;
 2. log in as the demo researcher and open the demo study's report: the table and the four plots (separate SVG
    files in <img>; each must load: naturalWidth > 0), with no console error (a CSP violation is one);

@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from oversight.core.models import ModelEndpoint
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 from tests.factories import make_study
 
 pytestmark = pytest.mark.django_db

@@ -1,12 +1,15 @@
 """deploy/Dockerfile, checked without Docker (none on these machines): its structure (multi-stage, non-root,
-health check, static files collected at build), the files it copies, and the scripts it embeds — the
-entrypoint is run with stand-in programs, the health check against a real daphne with production settings,
-and the build's own commands (dependency list, collectstatic) are run as the build runs them."""
+health check, static files collected at build), the files it copies (the product only: no fake server, bots,
+synthetic data, tests or benchmarks), and the scripts it embeds — the entrypoint is run with stand-in
+programs, the health check against a real daphne with production settings, and the build's own commands
+(the pinned dependencies, collectstatic) are run as the build runs them."""
 
+import ast
 import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.test_requirements import LOCKS, pins
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
@@ -161,17 +166,94 @@ def test_everything_it_copies_from_the_build_context_exists(instructions):
 # --- The build's own commands, run as the build runs them ---------------------------------------------------
 
 
-def test_the_dependency_list_is_read_from_pyproject(instructions, tmp_path):
-    run = next(ins["args"] for ins in stages(instructions)["builder"]["instructions"]
-               if ins["op"] == "RUN" and "tomllib" in ins["args"])
-    command = run.split(" > requirements.txt")[0]
-    (tmp_path / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
-    result = subprocess.run(["sh", "-c", command.replace("python ", f"{sys.executable} ", 1)], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+def test_the_builder_installs_the_pinned_base_lock_and_no_development_tool(instructions):
+    builder = stages(instructions)["builder"]["instructions"]
+    copied = [shlex.split(ins["args"]) for ins in builder if ins["op"] == "COPY"]
+    assert ["requirements/base.lock", "./"] in copied
+    run = " ".join(ins["args"] for ins in builder if ins["op"] == "RUN")
+    assert "pip wheel --wheel-dir /wheels -r base.lock" in run
+    assert "/opt/venv/bin/pip install --no-index --find-links /wheels -r base.lock" in run
+    base = pins(LOCKS["base"])
+    assert {"django", "daphne", "channels", "celery", "numpy"} <= set(base)
+    # The bots' websocket client, the test runner, the browser driver and the linter are dev.lock's only.
+    dev_only = {"websockets", "pytest", "pytest-django", "playwright", "ruff"}
+    assert dev_only <= set(pins(LOCKS["dev"]))
+    assert not dev_only & set(base), f"in the production image: {sorted(dev_only & set(base))}"
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Dockerfile.dockerignore keeps `path` (relative to the context) out of the build context."""
+    for pattern in patterns:
+        regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        parts = path.split("/")
+        if any(re.fullmatch(regex, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
+            return True
+    return False
+
+
+def image_files(instructions, stage: str) -> dict[str, str]:
+    """What COPY brings from the build context into `stage` along its FROM chain: image path -> context path,
+    file by file, as Docker expands it (a directory's contents, less what the .dockerignore excludes)."""
+    ignored = (REPO / "deploy" / "Dockerfile.dockerignore").read_text().split()
+    ignored = [line for line in ignored if not line.startswith("#")]
+    all_stages = stages(instructions)
+    files: dict[str, str] = {}
+    for name in reversed(chain(all_stages, stage)):
+        workdir = "/"
+        for ins in all_stages[name]["instructions"]:
+            if ins["op"] == "WORKDIR":
+                workdir = os.path.join(workdir, ins["args"])
+            if ins["op"] != "COPY" or ins["heredocs"] or "--from=" in ins["args"]:
+                continue
+            *sources, destination = [part for part in shlex.split(ins["args"]) if not part.startswith("--")]
+            destination = os.path.normpath(os.path.join(workdir, destination))
+            for source in sources:
+                root = REPO / source
+                found = [root] if root.is_file() else sorted(path for path in root.rglob("*") if path.is_file())
+                for path in found:
+                    relative = path.relative_to(REPO).as_posix()
+                    if dockerignored(relative, ignored):
+                        continue
+                    inside = path.name if root.is_file() else path.relative_to(root).as_posix()
+                    files[f"{destination}/{inside}"] = relative
+    return files
+
+
+def test_the_production_image_holds_no_fake_server_bots_synthetic_data_tests_or_benchmarks(instructions):
+    files = image_files(instructions, "runtime")
+    sources = set(files.values())
+    assert "oversight/settings.py" in sources and "manage.py" in sources  # the expansion found the app
+    for tooling in ("oversight_dev/", "tests/", "bench/"):
+        assert not [path for path in sources if path.startswith(tooling)], f"{tooling} is copied into the image"
+    # Not under another name either: no module of the fake TGI, the bots or the synthetic studies.
+    modules = {Path(path).name for path in sources}
+    assert not modules & {"faketgi.py", "tgiwire.py", "bots.py", "synthetic.py", "run_bots.py"}
+    for path in sorted(p for p in sources if p.endswith(".py")):
+        for node in ast.walk(ast.parse((REPO / path).read_text(), path)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.split(".")[0] == "oversight_dev"], f"{path} imports oversight_dev"
+
+
+def test_the_app_as_copied_into_the_image_has_no_run_bots_command(instructions, tmp_path):
+    # The image's /app, laid out from the COPY set and run the way the image runs manage.py.
+    for image_path, source in image_files(instructions, "runtime").items():
+        if image_path.startswith("/app/"):
+            target = tmp_path / image_path.removeprefix("/app/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / source, target)
+    env = clean_env(DEBUG="0", SECRET_KEY=secrets.token_urlsafe(60), ALLOWED_HOSTS="example.org",
+                    DATA_DIR=str(tmp_path / "data"))
+    result = subprocess.run([sys.executable, "manage.py", "help", "--commands"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    requirements = result.stdout.splitlines()
-    assert any(line.startswith("Django") for line in requirements)
-    assert any(line.startswith("daphne") for line in requirements)
+    commands = result.stdout.split()
+    assert "seed_demo" in commands and "migrate" in commands
+    assert "run_bots" not in commands
+    # The same command from the checkout does have it: the development tools are there, not in the image.
+    checkout = subprocess.run([sys.executable, "manage.py", "help", "--commands"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert "run_bots" in checkout.stdout.split(), checkout.stderr
 
 
 def clean_env(**extra: str) -> dict:

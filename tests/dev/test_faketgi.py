@@ -24,8 +24,8 @@ from huggingface_hub.errors import (
     ValidationError,
 )
 
-from oversight.devtools import tgiwire
-from oversight.devtools.faketgi import AsyncFakeTGI, FakeTGI
+from oversight_dev import tgiwire
+from oversight_dev.faketgi import AsyncFakeTGI, FakeTGI
 
 HERE = Path(__file__).parent
 RECORDINGS = json.loads((HERE / "tgi_recordings.json").read_text())["recordings"]
@@ -631,7 +631,7 @@ def test_faults_can_be_flipped_over_the_control_api(tgi, client):
 
 
 def test_the_cli_runs_the_fake_as_a_separate_process():
-    command = [sys.executable, "-m", "oversight.devtools.faketgi", "--port", "0", "--control-port", "0"]
+    command = [sys.executable, "-m", "oversight_dev.faketgi", "--port", "0", "--control-port", "0"]
     command += ["--fault", "down", "--model-id", "cli/model"]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:

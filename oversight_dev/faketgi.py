@@ -12,7 +12,7 @@ catalogue, the scripted log-probabilities and which huggingface_hub exception ea
     async with AsyncFakeTGI() as tgi: ...
 
     # a process, for benchmarks and harnesses
-    python -m oversight.devtools.faketgi --port 8089 --ttft-ms 100 --tokens-per-s 50 --fault http_status=429
+    python -m oversight_dev.faketgi --port 8089 --ttft-ms 100 --tokens-per-s 50 --fault http_status=429
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from oversight.devtools import tgiwire as wire
+from oversight_dev import tgiwire as wire
 
 DEFAULT_GENERATION_LENGTH = 1024  # validation.rs: the cap on max_new_tokens when a request leaves it unset
 CORS_HEADERS = (  # tower-http's CorsLayer as TGI configures it
@@ -1130,7 +1130,7 @@ class FakeTGI:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# python -m oversight.devtools.faketgi
+# python -m oversight_dev.faketgi
 
 
 def _parse_fault(text: str) -> dict[str, Any]:
@@ -1146,7 +1146,7 @@ def _parse_fault(text: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m oversight.devtools.faketgi", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m oversight_dev.faketgi", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089, help="0 picks a free port (printed on start)")
     parser.add_argument(

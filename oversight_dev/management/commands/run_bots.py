@@ -1,4 +1,4 @@
-"""Simulated participants against a running server, or in this process (see docs/bots.md and oversight/core/bots.py)."""
+"""Simulated participants against a running server, or in this process (see docs/bots.md and oversight_dev/bots.py)."""
 
 import argparse
 import asyncio
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from oversight.core.bots import BotConfig, check_run, format_summary, parse_accuracy, run_bots, run_bots_in_process
+from oversight_dev.bots import BotConfig, check_run, format_summary, parse_accuracy, run_bots, run_bots_in_process
 
 
 def _fraction(value: str) -> float:

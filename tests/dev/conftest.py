@@ -3,7 +3,7 @@
 import pytest
 from huggingface_hub import InferenceClient
 
-from oversight.devtools.faketgi import FakeTGI
+from oversight_dev.faketgi import FakeTGI
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from oversight.core.bots import (
+from oversight_dev.bots import (
     CHAT_MESSAGES,
     BotConfig,
     ChatStream,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from oversight.devtools import tgiwire
+from oversight_dev import tgiwire
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from oversight.core.bots import BotConfig, check_run, format_summary, parse_accuracy, run_bots_in_process
 from oversight.core.models import Participant, Trial
+from oversight_dev.bots import BotConfig, check_run, format_summary, parse_accuracy, run_bots_in_process
 from tests.factories import make_study
 
 pytestmark = pytest.mark.django_db
