@@ -181,7 +181,7 @@ def _task_order(tables: StudyTables, present: Sequence[str]) -> list[str]:
 DIFFICULTY = {-1: "unknown", 0: "not hard", 1: "hard"}
 
 
-def _baseline_groups(rows: Sequence[BaselineRow]) -> dict[tuple[str, str], list[BaselineRow]]:
+def baseline_groups(rows: Sequence[BaselineRow]) -> dict[tuple[str, str], list[BaselineRow]]:
     """Results per (endpoint, method), one per item: the latest run's result, a successful one first."""
     best: dict[tuple[str, str, int], BaselineRow] = {}
     for row in rows:
@@ -272,10 +272,10 @@ def analyse(
         for task in condition_tasks[c.id]:
             item_sets["condition", c.id, ("task", task)] = arr.items[scopes[c.id]["task", task]]
 
-    baseline_groups = _baseline_groups(tables.baselines)
-    single_endpoint = len({endpoint for endpoint, _m in baseline_groups}) <= 1
+    groups_of_models = baseline_groups(tables.baselines)
+    single_endpoint = len({endpoint for endpoint, _m in groups_of_models}) <= 1
     baselines: list[BaselineArrays] = []
-    for (endpoint, method), results in baseline_groups.items():
+    for (endpoint, method), results in groups_of_models.items():
         key = method if single_endpoint else f"{endpoint}:{method}"
         baselines.append(build_baseline_arrays(key, method, endpoint, results, i_index))
 
