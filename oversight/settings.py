@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "oversight.console",
     "oversight.assistant",
     "oversight.baselines",
+    "oversight.reports",
     "oversight.realtime",
     "oversight.exports",
 ]

@@ -67,3 +67,14 @@ def tasks_inline():
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def empty_cache():
+    """Django's cache emptied before and after the test (cached reports are keyed by study pk, which a later
+    test's database can reuse)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

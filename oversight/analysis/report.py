@@ -26,6 +26,7 @@ from oversight.analysis.columns import TrialColumns, trial_columns
 from oversight.analysis.metrics import (
     ALL_SCOPE,
     BaselineArrays,
+    ConditionArrays,
     baseline_series,
     build_baseline_arrays,
     build_condition_arrays,
@@ -184,7 +185,7 @@ def _task_order(tables: StudyTables, present: Sequence[str]) -> list[str]:
 DIFFICULTY = {-1: "unknown", 0: "not hard", 1: "hard"}
 
 
-def _baseline_groups(rows: Sequence[BaselineRow]) -> dict[tuple[str, str], list[BaselineRow]]:
+def baseline_groups(rows: Sequence[BaselineRow]) -> dict[tuple[str, str], list[BaselineRow]]:
     """Results per (endpoint, method), one per item: the latest run's result, a successful one first."""
     best: dict[tuple[str, str, int], BaselineRow] = {}
     for row in rows:
@@ -200,73 +201,194 @@ def _baseline_groups(rows: Sequence[BaselineRow]) -> dict[tuple[str, str], list[
     return dict(sorted(groups.items(), key=lambda kv: (order.get(kv[0][1], len(order)), kv[0][1], kv[0][0])))
 
 
+@dataclass
+class Layout:
+    """What one variant analyses and how it is indexed, fixed before any resampling.
+
+    Participants and items get dense global indices (sorted ids); each condition keeps its own grid
+    (`arrays`) and the index sets its estimates are taken over (`scopes`, `groups`, `item_sets`).
+    """
+
+    rows: np.ndarray  # the analysed rows of the trial columns
+    participants: np.ndarray  # their participant ids, sorted (global participant index → id)
+    items: np.ndarray  # their item ids, sorted (global item index → id)
+    i_of_row: np.ndarray  # each analysed row's global item index
+    item_task: np.ndarray  # per global item: task code, subject code, difficulty code (-1 unknown)
+    item_subject: np.ndarray
+    item_difficulty: np.ndarray
+    tasks: list[str]  # the analysed tasks, in the study's order
+    task_code: dict[str, int]
+    conditions: list[ConditionRow]  # the analysed conditions, by position
+    in_condition: dict[int, np.ndarray]  # condition id → mask over `rows`
+    arrays: dict[int, ConditionArrays]
+    condition_tasks: dict[int, list[str]]  # condition id → the tasks it showed
+    scopes: dict[int, dict]  # condition id → {ALL | ("task", t): local item indices}
+    groups: dict[int, dict]  # condition id → {("subject" | "difficulty", name): local item indices}
+    item_sets: dict  # the models' item sets: ALL, ("task", t), ("condition", id, scope) → global item indices
+    baselines: list[BaselineArrays]
+    single_endpoint: bool  # one endpoint: a model's key and label leave the endpoint out
+    pairs: list[tuple[ConditionRow, ConditionRow]]  # every (assisted, unaided) pair: one sandwich each
+    strata: list[np.ndarray]  # the bootstrap's item strata
+
+
+@dataclass
+class Results:
+    """The point estimates (`point`, and per scope the counts and bins in `details`) and the resampled series."""
+
+    point: dict
+    details: dict
+    replicates: dict
+
+    def estimate(self, key) -> dict:
+        """A point estimate with its 95% percentile interval and the number of resamples where it is undefined."""
+        value = self.point.get(key)
+        value = None if value is None or math.isnan(value[0]) else float(value[0])
+        out = {"value": value, "ci95": None, "undefined_resamples": 0}
+        if key in self.replicates:
+            lo, hi, undefined = bootstrap.interval(np.concatenate(self.replicates[key]))
+            out["ci95"] = None if lo is None else [lo, hi]
+            out["undefined_resamples"] = undefined
+        return out
+
+
 def analyse(
     tables: StudyTables, *, apply_exclusions: bool, seed: int, resamples: int, columns: TrialColumns | None = None
 ) -> dict:
-    """One variant of the analysis (see the module docstring)."""
-    fmt = tables.confidence_format
+    """One variant of the analysis (see the module docstring): lay out, estimate, resample, assemble."""
     cols = columns if columns is not None else trial_columns(tables)
-    selected = cols.analysable & ~cols.pilot
-    if apply_exclusions and tables.excluded:
-        selected &= ~np.isin(cols.participant, np.fromiter(tables.excluded, np.int64))
-    rows = np.flatnonzero(selected)
+    layout = lay_out(tables, cols, apply_exclusions=apply_exclusions)
+    point, details = compute_series(
+        layout, np.ones((1, len(layout.participants))), np.ones((1, len(layout.items))), detail=True
+    )
+    replicates = resample_series(layout, seed=seed, resamples=resamples)
+    results = Results(point=point, details=details, replicates=replicates)
+    dialogue = condition_dialogue(cols, layout)
+    condition_blocks = [condition_block(layout, results, dialogue, c) for c in layout.conditions]
+    baseline_blocks = [baseline_block(tables, layout, results, base) for base in layout.baselines]
+    return {
+        "n_participants": len(layout.participants),
+        "n_items": len(layout.items),
+        "n_answers": len(layout.rows),
+        "participant_ids": layout.participants.tolist(),
+        "tasks": layout.tasks,
+        "table": paper_table(layout.conditions, layout.baselines, condition_blocks, baseline_blocks, layout.tasks,
+                             layout.single_endpoint),
+        "conditions": condition_blocks,
+        "baselines": baseline_blocks,
+        "sandwich": [sandwich_block(layout, results, a, u, seed) for a, u in layout.pairs],
+    }
+
+
+# --- Lay out: the analysed rows, indexed ---------------------------------------------------------------------
+
+
+def lay_out(tables: StudyTables, cols: TrialColumns, *, apply_exclusions: bool) -> Layout:
+    rows = selected_rows(tables, cols, apply_exclusions=apply_exclusions)
     participants = np.unique(cols.participant[rows])
     items = np.unique(cols.item[rows])
     p_of_row = np.searchsorted(participants, cols.participant[rows])
     i_of_row = np.searchsorted(items, cols.item[rows])
-    i_index = {item: i for i, item in enumerate(items.tolist())}
-
-    # Per item (global index): its task, subject, difficulty and right answer (given, else a right answer's option).
-    first = rows[np.unique(i_of_row, return_index=True)[1]]
-    item_task = cols.task[first]
-    item_subject = cols.subject[first]
-    item_difficulty = cols.difficult[first]
-    gold = np.full(len(items), -1, dtype=np.int64)
-    np.maximum.at(gold, i_of_row, cols.gold[rows])
-    inferred = np.full(len(items), -1, dtype=np.int64)
-    right = cols.correct[rows] == 1
-    np.maximum.at(inferred, i_of_row[right], cols.choice[rows][right])
-    gold = np.where(gold >= 0, gold, inferred)
+    item_task, item_subject, item_difficulty, gold = item_facts(cols, rows, i_of_row, len(items))
     tasks = _task_order(tables, [cols.task_names[k] for k in np.unique(item_task)])
     task_code = {name: cols.task_names.index(name) for name in tasks}
 
-    known = {c.id: c for c in tables.conditions}
-    present = np.unique(cols.condition[rows]).tolist()
-    for cid in present:
-        if cid not in known:  # a trial's condition the tables do not list: take its name and kind from a trial
-            t = next(t for t in tables.trials if t.condition_id == cid)
-            known[cid] = ConditionRow(id=cid, kind=t.condition_kind, name=t.condition_name, position=10**6)
-    conditions = sorted((known[cid] for cid in present), key=lambda c: (c.position, c.id))
+    conditions = analysed_conditions(tables, cols, rows)
     row_condition = cols.condition[rows]
     in_condition = {c.id: row_condition == c.id for c in conditions}
     arrays = {
-        c.id: build_condition_arrays(c, cols, rows[m], p_of_row[m], i_of_row[m], gold, fmt)
+        c.id: build_condition_arrays(c, cols, rows[m], p_of_row[m], i_of_row[m], gold, tables.confidence_format)
         for c in conditions
         for m in [in_condition[c.id]]
     }
-
-    scopes: dict[int, dict] = {}
-    groups: dict[int, dict] = {}
-    condition_tasks: dict[int, list[str]] = {}
+    condition_tasks, scopes, groups = {}, {}, {}
     for c in conditions:
-        arr = arrays[c.id]
-        local_task = item_task[arr.items]
-        condition_tasks[c.id] = [t for t in tasks if (local_task == task_code[t]).any()]
-        scopes[c.id] = {ALL: np.arange(arr.n_items)} | {
-            ("task", t): np.flatnonzero(local_task == task_code[t]) for t in condition_tasks[c.id]
-        }
-        groups[c.id] = {}
-        local_subject = item_subject[arr.items]
-        for code in np.unique(local_subject).tolist():
-            if cols.subject_names[code]:
-                groups[c.id]["subject", cols.subject_names[code]] = np.flatnonzero(local_subject == code)
-        local_difficulty = item_difficulty[arr.items]
-        if (local_difficulty >= 0).any():
-            for code in np.unique(local_difficulty).tolist():
-                groups[c.id]["difficulty", DIFFICULTY[code]] = np.flatnonzero(local_difficulty == code)
+        condition_tasks[c.id], scopes[c.id], groups[c.id] = condition_scopes(
+            cols, arrays[c.id], item_task, item_subject, item_difficulty, tasks, task_code
+        )
+    baselines, single_endpoint = baseline_arrays(tables.baselines, {item: i for i, item in enumerate(items.tolist())})
+    return Layout(
+        rows=rows, participants=participants, items=items, i_of_row=i_of_row, item_task=item_task,
+        item_subject=item_subject, item_difficulty=item_difficulty, tasks=tasks, task_code=task_code,
+        conditions=conditions, in_condition=in_condition, arrays=arrays, condition_tasks=condition_tasks,
+        scopes=scopes, groups=groups,
+        item_sets=model_item_sets(conditions, arrays, scopes, condition_tasks, item_task, tasks, task_code),
+        baselines=baselines, single_endpoint=single_endpoint,
+        pairs=[(a, u) for a in conditions if a.kind == ASSISTED for u in conditions if u.kind == UNAIDED],
+        strata=bootstrap_strata(conditions, in_condition, i_of_row, item_task, len(rows), len(items)),
+    )
 
-    # Item sets for the models: all analysed items, per task, and each condition's own items (per task).
-    item_sets: dict = {ALL: np.arange(len(items))}
+
+def selected_rows(tables: StudyTables, cols: TrialColumns, *, apply_exclusions: bool) -> np.ndarray:
+    """The analysable rows of non-pilots, less the excluded participants' when exclusions apply."""
+    selected = cols.analysable & ~cols.pilot
+    if apply_exclusions and tables.excluded:
+        selected &= ~np.isin(cols.participant, np.fromiter(tables.excluded, np.int64))
+    return np.flatnonzero(selected)
+
+
+def item_facts(
+    cols: TrialColumns, rows: np.ndarray, i_of_row: np.ndarray, n_items: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per item (global index): its task, subject, difficulty and right answer (given, else a right answer's option)."""
+    first = rows[np.unique(i_of_row, return_index=True)[1]]
+    gold = np.full(n_items, -1, dtype=np.int64)
+    np.maximum.at(gold, i_of_row, cols.gold[rows])
+    inferred = np.full(n_items, -1, dtype=np.int64)
+    right = cols.correct[rows] == 1
+    np.maximum.at(inferred, i_of_row[right], cols.choice[rows][right])
+    return cols.task[first], cols.subject[first], cols.difficult[first], np.where(gold >= 0, gold, inferred)
+
+
+def analysed_conditions(tables: StudyTables, cols: TrialColumns, rows: np.ndarray) -> list[ConditionRow]:
+    """The conditions of the analysed rows, by position; one the tables do not list takes a trial's name and kind."""
+    known = {c.id: c for c in tables.conditions}
+    present = np.unique(cols.condition[rows]).tolist()
+    for cid in present:
+        if cid not in known:
+            t = next(t for t in tables.trials if t.condition_id == cid)
+            known[cid] = ConditionRow(id=cid, kind=t.condition_kind, name=t.condition_name, position=10**6)
+    return sorted((known[cid] for cid in present), key=lambda c: (c.position, c.id))
+
+
+def condition_scopes(
+    cols: TrialColumns,
+    arr: ConditionArrays,
+    item_task: np.ndarray,
+    item_subject: np.ndarray,
+    item_difficulty: np.ndarray,
+    tasks: Sequence[str],
+    task_code: dict[str, int],
+) -> tuple[list[str], dict, dict]:
+    """A condition's tasks, its scopes (all items, per task) and its groups (per subject, per known difficulty),
+    each as indices into the condition's own items."""
+    local_task = item_task[arr.items]
+    condition_tasks = [t for t in tasks if (local_task == task_code[t]).any()]
+    scopes = {ALL: np.arange(arr.n_items)} | {
+        ("task", t): np.flatnonzero(local_task == task_code[t]) for t in condition_tasks
+    }
+    groups = {}
+    local_subject = item_subject[arr.items]
+    for code in np.unique(local_subject).tolist():
+        if cols.subject_names[code]:
+            groups["subject", cols.subject_names[code]] = np.flatnonzero(local_subject == code)
+    local_difficulty = item_difficulty[arr.items]
+    if (local_difficulty >= 0).any():
+        for code in np.unique(local_difficulty).tolist():
+            groups["difficulty", DIFFICULTY[code]] = np.flatnonzero(local_difficulty == code)
+    return condition_tasks, scopes, groups
+
+
+def model_item_sets(
+    conditions: Sequence[ConditionRow],
+    arrays: dict[int, ConditionArrays],
+    scopes: dict[int, dict],
+    condition_tasks: dict[int, list[str]],
+    item_task: np.ndarray,
+    tasks: Sequence[str],
+    task_code: dict[str, int],
+) -> dict:
+    """Item sets for the models: all analysed items, per task, and each condition's own items (per task)."""
+    item_sets: dict = {ALL: np.arange(len(item_task))}
     for task in tasks:
         item_sets["task", task] = np.flatnonzero(item_task == task_code[task])
     for c in conditions:
@@ -274,207 +396,228 @@ def analyse(
         item_sets["condition", c.id, ALL] = arr.items
         for task in condition_tasks[c.id]:
             item_sets["condition", c.id, ("task", task)] = arr.items[scopes[c.id]["task", task]]
+    return item_sets
 
-    baseline_groups = _baseline_groups(tables.baselines)
-    single_endpoint = len({endpoint for endpoint, _m in baseline_groups}) <= 1
-    baselines: list[BaselineArrays] = []
-    for (endpoint, method), results in baseline_groups.items():
+
+def baseline_arrays(rows: Sequence[BaselineRow], i_index: dict[int, int]) -> tuple[list[BaselineArrays], bool]:
+    """One model per (endpoint, method), keyed by the method alone when every result comes from one endpoint."""
+    groups = baseline_groups(rows)
+    single_endpoint = len({endpoint for endpoint, _m in groups}) <= 1
+    baselines = []
+    for (endpoint, method), results in groups.items():
         key = method if single_endpoint else f"{endpoint}:{method}"
         baselines.append(build_baseline_arrays(key, method, endpoint, results, i_index))
+    return baselines, single_endpoint
 
-    # Bootstrap strata: an item's task and the set of conditions that showed it.
-    condition_bit = np.zeros(len(rows), dtype=np.int64)
+
+def bootstrap_strata(
+    conditions: Sequence[ConditionRow],
+    in_condition: dict[int, np.ndarray],
+    i_of_row: np.ndarray,
+    item_task: np.ndarray,
+    n_rows: int,
+    n_items: int,
+) -> list[np.ndarray]:
+    """Bootstrap strata: an item's task and the set of conditions that showed it."""
+    condition_bit = np.zeros(n_rows, dtype=np.int64)
     for position, c in enumerate(conditions):
         condition_bit[in_condition[c.id]] = 1 << position
-    shown_in = np.zeros(len(items), dtype=np.int64)
+    shown_in = np.zeros(n_items, dtype=np.int64)
     np.bitwise_or.at(shown_in, i_of_row, condition_bit)
     strata_of: dict[tuple, list[int]] = defaultdict(list)
     for i, key in enumerate(zip(item_task.tolist(), shown_in.tolist(), strict=True)):
         strata_of[key].append(i)
-    strata = [np.asarray(strata_of[k]) for k in sorted(strata_of)]
+    return [np.asarray(strata_of[k]) for k in sorted(strata_of)]
 
-    pairs = [(a, u) for a in conditions if a.kind == ASSISTED for u in conditions if u.kind == UNAIDED]
 
-    def compute(w: np.ndarray, c: np.ndarray, detail: bool) -> tuple[dict, dict]:
-        series: dict = {}
-        details: dict = {}
-        for cond in conditions:
-            arr = arrays[cond.id]
-            s, d = condition_series(arr, w[:, arr.participants], c[:, arr.items], scopes[cond.id], groups[cond.id],
-                                    detail=detail)
-            series.update({("condition", cond.id, *k): v for k, v in s.items()})
-            details["condition", cond.id] = d
-        for base in baselines:
-            s, d = baseline_series(base, c, item_sets, detail=detail)
-            series.update({("model", base.key, *k): v for k, v in s.items()})
-            details["model", base.key] = d
-        for a, u in pairs:
-            for scope in [ALL] + [("task", t) for t in condition_tasks[a.id]]:
-                assisted = series["condition", a.id, "accuracy", scope]
-                others = []
-                unaided = series.get(("condition", u.id, "accuracy", scope))
-                if unaided is not None:
-                    series["sandwich", a.id, u.id, scope, "gap_unaided"] = assisted - unaided
-                    others.append(unaided)
-                for base in baselines:
-                    model = series["model", base.key, "accuracy", ("condition", a.id, scope)]
-                    series["sandwich", a.id, u.id, scope, "gap_model", base.key] = assisted - model
-                    others.append(model)
-                if others:
-                    with np.errstate(invalid="ignore"):
-                        best = np.fmax.reduce(np.vstack(others), axis=0)
-                    series["sandwich", a.id, u.id, scope, "best_other"] = best
-                    series["sandwich", a.id, u.id, scope, "gap_best"] = assisted - best
-        return series, details
+# --- Estimate: the series for given weights, at the point and over the resamples -----------------------------
 
-    point, details = compute(np.ones((1, len(participants))), np.ones((1, len(items))), True)
+
+def compute_series(layout: Layout, w: np.ndarray, c: np.ndarray, *, detail: bool) -> tuple[dict, dict]:
+    """Every estimate for rows of participant weights `w` and item weights `c` (one row per resample; all ones
+    for the point estimate), keyed by ("condition" | "model" | "sandwich", …); with `detail`, the counts and bins."""
+    series: dict = {}
+    details: dict = {}
+    for cond in layout.conditions:
+        arr = layout.arrays[cond.id]
+        s, d = condition_series(arr, w[:, arr.participants], c[:, arr.items], layout.scopes[cond.id],
+                                layout.groups[cond.id], detail=detail)
+        series.update({("condition", cond.id, *k): v for k, v in s.items()})
+        details["condition", cond.id] = d
+    for base in layout.baselines:
+        s, d = baseline_series(base, c, layout.item_sets, detail=detail)
+        series.update({("model", base.key, *k): v for k, v in s.items()})
+        details["model", base.key] = d
+    for a, u in layout.pairs:
+        for scope in [ALL] + [("task", t) for t in layout.condition_tasks[a.id]]:
+            sandwich_series(series, layout, a, u, scope)
+    return series, details
+
+
+def sandwich_series(series: dict, layout: Layout, a: ConditionRow, u: ConditionRow, scope) -> None:
+    """Adds the sandwich's gaps for one scope to `series`: assisted minus unaided, minus each model, and minus
+    the best of the others, the maximum taken in each resample."""
+    assisted = series["condition", a.id, "accuracy", scope]
+    others = []
+    unaided = series.get(("condition", u.id, "accuracy", scope))
+    if unaided is not None:
+        series["sandwich", a.id, u.id, scope, "gap_unaided"] = assisted - unaided
+        others.append(unaided)
+    for base in layout.baselines:
+        model = series["model", base.key, "accuracy", ("condition", a.id, scope)]
+        series["sandwich", a.id, u.id, scope, "gap_model", base.key] = assisted - model
+        others.append(model)
+    if others:
+        with np.errstate(invalid="ignore"):
+            best = np.fmax.reduce(np.vstack(others), axis=0)
+        series["sandwich", a.id, u.id, scope, "best_other"] = best
+        series["sandwich", a.id, u.id, scope, "gap_best"] = assisted - best
+
+
+def resample_series(layout: Layout, *, seed: int, resamples: int) -> dict:
+    """Each series over the two-way cluster bootstrap, in batches of CHUNK resamples: key → list of arrays."""
     replicates: dict = defaultdict(list)
-    if resamples and len(rows):
-        w_all, c_all = bootstrap.two_way_weights(seed, resamples, len(participants), strata, len(items))
+    if resamples and len(layout.rows):
+        w_all, c_all = bootstrap.two_way_weights(seed, resamples, len(layout.participants), layout.strata,
+                                                 len(layout.items))
         for start in range(0, resamples, CHUNK):
             # float32 weights (from two_way_weights): exact for draw counts, and half the memory traffic of the
             # participant-side sums.
             w = w_all[start : start + CHUNK]
             c = c_all[start : start + CHUNK]
-            series, _ = compute(w, c, False)
+            series, _ = compute_series(layout, w, c, detail=False)
             for key, values in series.items():
                 replicates[key].append(values)
+    return replicates
 
-    def est(key) -> dict:
-        value = point.get(key)
-        value = None if value is None or math.isnan(value[0]) else float(value[0])
-        out = {"value": value, "ci95": None, "undefined_resamples": 0}
-        if key in replicates:
-            lo, hi, undefined = bootstrap.interval(np.concatenate(replicates[key]))
-            out["ci95"] = None if lo is None else [lo, hi]
-            out["undefined_resamples"] = undefined
-        return out
 
-    # --- Assemble --------------------------------------------------------------------------------------------
+# --- Assemble: the blocks of the JSON ------------------------------------------------------------------------
+
+
+def condition_dialogue(cols: TrialColumns, layout: Layout) -> dict:
+    """`dialogue_stats` per (condition id, scope)."""
     dialogue = {}
-    for c in conditions:
-        mine = rows[in_condition[c.id]]
+    for c in layout.conditions:
+        mine = layout.rows[layout.in_condition[c.id]]
         dialogue[c.id, ALL] = dialogue_stats(cols, mine)
-        for task in condition_tasks[c.id]:
-            dialogue[c.id, ("task", task)] = dialogue_stats(cols, mine[cols.task[mine] == task_code[task]])
+        for task in layout.condition_tasks[c.id]:
+            dialogue[c.id, ("task", task)] = dialogue_stats(cols, mine[cols.task[mine] == layout.task_code[task]])
+    return dialogue
 
-    def scope_block(cond: ConditionRow, scope) -> dict:
-        d = details["condition", cond.id][scope]
-        key = ("condition", cond.id)
-        return {
-            "n_participants": d["n_participants"],
-            "n_items": d["n_items"],
-            "n_answers": d["n_answers"],
-            "accuracy": est((*key, "accuracy", scope)),
-            "pooled_accuracy": d["pooled_accuracy"],
-            "mean_confidence": est((*key, "mean_confidence", scope)),
-            "calibration": {"ce": est((*key, "ce", scope)), "bins": d["bins"]},
-            "vote": {
-                "n_items": d["vote_n_items"],
-                "accuracy": est((*key, "vote_accuracy", scope)),
-                "mean_confidence": d["vote_mean_confidence"],
-                "calibration": {"ce": est((*key, "vote_ce", scope)), "bins": d["vote_bins"]},
-                "max_confidence": {"accuracy": est((*key, "max_confidence_accuracy", scope)),
-                                   "n_items": d["max_confidence_n_items"]},
-                "ties": {"plurality": d["vote_ties_plurality"], "lowest_option": d["vote_ties_lowest_option"]},
-            },
-            "dialogue": dialogue[cond.id, scope],
-        }
 
-    condition_blocks = []
-    for c in conditions:
-        key = ("condition", c.id)
-        d = details[key]
-        condition_blocks.append({
-            "id": c.id,
-            "name": c.name,
-            "kind": c.kind,
-            "all": scope_block(c, ALL),
-            "by_task": {task: scope_block(c, ("task", task)) for task in condition_tasks[c.id]},
-            "by_subject": {g[1]: {"accuracy": est((*key, "accuracy", g)), **d[g]}
-                           for g in groups[c.id] if g[0] == "subject"},
-            "by_difficulty": {g[1]: {"accuracy": est((*key, "accuracy", g)), **d[g]}
-                              for g in groups[c.id] if g[0] == "difficulty"},
-            "learning": {
-                "n_participants": d["learning_n_participants"],
-                "first_half": est((*key, "learning_first_half", ALL)),
-                "second_half": est((*key, "learning_second_half", ALL)),
-                "difference": est((*key, "learning_difference", ALL)),
-            },
-        })
-
-    def model_block(base: BaselineArrays, item_set) -> dict:
-        d = details["model", base.key][item_set]
-        return {"n_items": d["n_items"], "accuracy": est(("model", base.key, "accuracy", item_set)),
-                "ce": est(("model", base.key, "ce", item_set)), "bins": d["bins"]}
-
-    baseline_blocks = [
-        {
-            "key": base.key,
-            "label": _model_label(base, single_endpoint),
-            "method": base.method,
-            "endpoint": base.endpoint,
-            "n_results": int(base.has_result.sum()),
-            "n_errors": base.n_errors,
-            "runs": [r for r in tables.baseline_runs
-                     if r.get("method") == base.method and (single_endpoint or r.get("endpoint") == base.endpoint)],
-            "all": model_block(base, ALL),
-            "by_task": {task: model_block(base, ("task", task)) for task in tasks},
-        }
-        for base in baselines
-    ]
-
-    sandwich_blocks = []
-    for a, u in pairs:
-        def sandwich_scope(scope, a=a, u=u) -> dict:
-            key = ("sandwich", a.id, u.id, scope)
-            a_items = set(item_sets["condition", a.id, scope].tolist())
-            u_set = item_sets.get(("condition", u.id, scope))
-            u_items = set(u_set.tolist()) if u_set is not None else set()
-            models = {}
-            for base in baselines:
-                models[base.key] = model_block(base, ("condition", a.id, scope))
-            others = {}
-            if (*key, "gap_unaided") in point:
-                others[_condition_label(u, conditions)] = point["condition", u.id, "accuracy", scope][0]
-            for base in baselines:
-                others[_model_label(base, single_endpoint)] = point["model", base.key, "accuracy",
-                                                                    ("condition", a.id, scope)][0]
-            defined = {k: v for k, v in others.items() if not math.isnan(v)}
-            best_label = max(defined, key=defined.get) if defined else None
-            return {
-                "same_items": a_items == u_items,
-                "n_items_assisted": len(a_items),
-                "n_items_unaided": len(u_items),
-                "assisted": est(("condition", a.id, "accuracy", scope)),
-                "unaided": est(("condition", u.id, "accuracy", scope)) if u_items else None,
-                "models": models,
-                "best_other": {"label": best_label, "accuracy": est((*key, "best_other"))} if others else None,
-                "gaps": {
-                    "assisted_minus_unaided": est((*key, "gap_unaided")) if u_items else None,
-                    "assisted_minus_model": {b.key: est((*key, "gap_model", b.key)) for b in baselines},
-                    "assisted_minus_best_other": est((*key, "gap_best")) if others else None,
-                },
-                "paired_tests": {b.key: paired_tests(arrays[a.id], b, scopes[a.id][scope], seed) for b in baselines},
-            }
-
-        sandwich_blocks.append({
-            "assisted": {"id": a.id, "name": a.name},
-            "unaided": {"id": u.id, "name": u.name},
-            "all": sandwich_scope(ALL),
-            "by_task": {task: sandwich_scope(("task", task)) for task in condition_tasks[a.id]},
-        })
-
+def scope_block(results: Results, dialogue: dict, cond: ConditionRow, scope) -> dict:
+    d = results.details["condition", cond.id][scope]
+    key = ("condition", cond.id)
+    est = results.estimate
     return {
-        "n_participants": len(participants),
-        "n_items": len(items),
-        "n_answers": len(rows),
-        "participant_ids": participants.tolist(),
-        "tasks": tasks,
-        "table": paper_table(conditions, baselines, condition_blocks, baseline_blocks, tasks, single_endpoint),
-        "conditions": condition_blocks,
-        "baselines": baseline_blocks,
-        "sandwich": sandwich_blocks,
+        "n_participants": d["n_participants"],
+        "n_items": d["n_items"],
+        "n_answers": d["n_answers"],
+        "accuracy": est((*key, "accuracy", scope)),
+        "pooled_accuracy": d["pooled_accuracy"],
+        "mean_confidence": est((*key, "mean_confidence", scope)),
+        "calibration": {"ce": est((*key, "ce", scope)), "bins": d["bins"]},
+        "vote": {
+            "n_items": d["vote_n_items"],
+            "accuracy": est((*key, "vote_accuracy", scope)),
+            "mean_confidence": d["vote_mean_confidence"],
+            "calibration": {"ce": est((*key, "vote_ce", scope)), "bins": d["vote_bins"]},
+            "max_confidence": {"accuracy": est((*key, "max_confidence_accuracy", scope)),
+                               "n_items": d["max_confidence_n_items"]},
+            "ties": {"plurality": d["vote_ties_plurality"], "lowest_option": d["vote_ties_lowest_option"]},
+        },
+        "dialogue": dialogue[cond.id, scope],
+    }
+
+
+def condition_block(layout: Layout, results: Results, dialogue: dict, c: ConditionRow) -> dict:
+    key = ("condition", c.id)
+    d = results.details[key]
+    est = results.estimate
+    groups = layout.groups[c.id]
+    return {
+        "id": c.id,
+        "name": c.name,
+        "kind": c.kind,
+        "all": scope_block(results, dialogue, c, ALL),
+        "by_task": {task: scope_block(results, dialogue, c, ("task", task)) for task in layout.condition_tasks[c.id]},
+        "by_subject": {g[1]: {"accuracy": est((*key, "accuracy", g)), **d[g]} for g in groups if g[0] == "subject"},
+        "by_difficulty": {g[1]: {"accuracy": est((*key, "accuracy", g)), **d[g]}
+                          for g in groups if g[0] == "difficulty"},
+        "learning": {
+            "n_participants": d["learning_n_participants"],
+            "first_half": est((*key, "learning_first_half", ALL)),
+            "second_half": est((*key, "learning_second_half", ALL)),
+            "difference": est((*key, "learning_difference", ALL)),
+        },
+    }
+
+
+def model_block(results: Results, base: BaselineArrays, item_set) -> dict:
+    d = results.details["model", base.key][item_set]
+    return {"n_items": d["n_items"], "accuracy": results.estimate(("model", base.key, "accuracy", item_set)),
+            "ce": results.estimate(("model", base.key, "ce", item_set)), "bins": d["bins"]}
+
+
+def baseline_block(tables: StudyTables, layout: Layout, results: Results, base: BaselineArrays) -> dict:
+    single_endpoint = layout.single_endpoint
+    return {
+        "key": base.key,
+        "label": _model_label(base, single_endpoint),
+        "method": base.method,
+        "endpoint": base.endpoint,
+        "n_results": int(base.has_result.sum()),
+        "n_errors": base.n_errors,
+        "runs": [r for r in tables.baseline_runs
+                 if r.get("method") == base.method and (single_endpoint or r.get("endpoint") == base.endpoint)],
+        "all": model_block(results, base, ALL),
+        "by_task": {task: model_block(results, base, ("task", task)) for task in layout.tasks},
+    }
+
+
+def sandwich_block(layout: Layout, results: Results, a: ConditionRow, u: ConditionRow, seed: int) -> dict:
+    return {
+        "assisted": {"id": a.id, "name": a.name},
+        "unaided": {"id": u.id, "name": u.name},
+        "all": sandwich_scope(layout, results, a, u, ALL, seed),
+        "by_task": {task: sandwich_scope(layout, results, a, u, ("task", task), seed)
+                    for task in layout.condition_tasks[a.id]},
+    }
+
+
+def sandwich_scope(layout: Layout, results: Results, a: ConditionRow, u: ConditionRow, scope, seed: int) -> dict:
+    """One sandwich in one scope: assisted, unaided, each model on the assisted items, the gaps, the paired tests."""
+    key = ("sandwich", a.id, u.id, scope)
+    point, est, baselines = results.point, results.estimate, layout.baselines
+    a_items = set(layout.item_sets["condition", a.id, scope].tolist())
+    u_set = layout.item_sets.get(("condition", u.id, scope))
+    u_items = set(u_set.tolist()) if u_set is not None else set()
+    models = {}
+    for base in baselines:
+        models[base.key] = model_block(results, base, ("condition", a.id, scope))
+    others = {}
+    if (*key, "gap_unaided") in point:
+        others[_condition_label(u, layout.conditions)] = point["condition", u.id, "accuracy", scope][0]
+    for base in baselines:
+        others[_model_label(base, layout.single_endpoint)] = point["model", base.key, "accuracy",
+                                                                   ("condition", a.id, scope)][0]
+    defined = {k: v for k, v in others.items() if not math.isnan(v)}
+    best_label = max(defined, key=defined.get) if defined else None
+    return {
+        "same_items": a_items == u_items,
+        "n_items_assisted": len(a_items),
+        "n_items_unaided": len(u_items),
+        "assisted": est(("condition", a.id, "accuracy", scope)),
+        "unaided": est(("condition", u.id, "accuracy", scope)) if u_items else None,
+        "models": models,
+        "best_other": {"label": best_label, "accuracy": est((*key, "best_other"))} if others else None,
+        "gaps": {
+            "assisted_minus_unaided": est((*key, "gap_unaided")) if u_items else None,
+            "assisted_minus_model": {b.key: est((*key, "gap_model", b.key)) for b in baselines},
+            "assisted_minus_best_other": est((*key, "gap_best")) if others else None,
+        },
+        "paired_tests": {b.key: paired_tests(layout.arrays[a.id], b, layout.scopes[a.id][scope], seed)
+                         for b in baselines},
     }
 
 

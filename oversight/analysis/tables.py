@@ -1,4 +1,4 @@
-"""The analysis's input: plain rows, built from the database by `load.py` or by hand in tests and benchmarks.
+"""The analysis's input: plain rows, built from the database by `oversight.reports.load` or by hand (tests, benchmarks).
 
 Nothing here touches Django. A `StudyTables` holds everything the report needs: every trial of the study (all
 roles and statuses, pilots included — the analysis filters), the model-alone baseline results, and who is a

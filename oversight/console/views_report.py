@@ -1,9 +1,8 @@
 """The sandwich report in the console: the paper-style table, the key metrics, the plots, per-item drill-down.
 
-The report is computed on request (`oversight.analysis`: `load_tables` → `build_report`) and cached under a key
-made of the study, the number of resamples and a cheap fingerprint of the data (counts and latest timestamps of
-trials, participants, exclusions and model-alone results), so a reload is fast and any new answer, exclusion or
-baseline result makes a fresh report. docs/report.md explains the page.
+The report and its plots come from `oversight.reports.services` (computed on request, cached until the data
+changes); these views choose the variant and the number of resamples and format the numbers for the page.
+docs/report.md explains the page.
 
 Blinding: a viewer who is blind to accuracy (`viewer_is_blind`) sees no result — no table, metric, plot or
 per-item number — until the study is closed. Once the study is closed the report is open to every collaborator.
@@ -11,14 +10,8 @@ per-item number — until the study is closed. Once the study is closed the repo
 
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
-
-from django.apps import apps
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -26,18 +19,13 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from oversight.analysis import plots
-from oversight.analysis.load import load_tables
-from oversight.analysis.metrics import answer_probabilities, weighted_vote
-from oversight.analysis.report import DEFAULT_RESAMPLES, DEFAULT_SEED, _baseline_groups, analysed_trials, build_report
-from oversight.analysis.tables import ASSISTED, StudyTables
-from oversight.banks.models import Item
+from oversight.analysis.report import DEFAULT_RESAMPLES
 from oversight.console.access import get_study_for_user
-from oversight.core.models import Exclusion, Participant, Study, Trial
+from oversight.core.models import Study
 from oversight.core.services.monitor import viewer_is_blind
+from oversight.reports.services import report_bundle, report_plot_svg
 
 MAX_RESAMPLES = 10_000
-CACHE_SECONDS = 24 * 3600
-CACHE_FORMAT = 1  # bump when the cached bundle's shape changes
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_PARTICIPANT_LINKS = 40  # per item on the items page
 # On the page: the headline sandwich and the per-task confidence bars across the page, the two others side by side.
@@ -47,7 +35,7 @@ FULL_WIDTH_PLOTS = {"sandwich", "confidence"}
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 
 
-# --- Parameters, blinding, caching -------------------------------------------------------------------------
+# --- Parameters, blinding ----------------------------------------------------------------------------------
 
 
 def _params(request: HttpRequest) -> tuple[str, int]:
@@ -73,125 +61,6 @@ def _query(variant: str, resamples: int, **extra) -> str:
 def results_hidden(user, study: Study) -> bool:
     """A viewer blind to accuracy sees no results until the study is closed."""
     return study.status != Study.Status.CLOSED and viewer_is_blind(user, study)
-
-
-def data_version(study: Study) -> str:
-    """A cheap fingerprint of everything the report reads: it changes with any new answer, exclusion or result."""
-    final = [Trial.Status.ANSWERED, Trial.Status.TIMED_OUT]
-    parts = [
-        Trial.objects.filter(participant__study=study).aggregate(
-            n=Count("id"), final=Count("id", filter=Q(status__in=final)), last=Max("submitted_at"),
-            right=Count("id", filter=Q(correct=True))),
-        Participant.objects.filter(study=study).aggregate(
-            n=Count("id"), pilots=Count("id", filter=Q(is_pilot=True)), done=Max("completed_at"),
-            screened=Count("id", filter=Q(status=Participant.Status.SCREENED_OUT)),
-            completed=Count("id", filter=Q(status=Participant.Status.COMPLETED))),
-        Exclusion.objects.filter(participant__study=study).aggregate(
-            n=Count("id"), revoked=Count("revoked_at"), last=Max("created_at"), last_revoked=Max("revoked_at")),
-    ]
-    if apps.is_installed("oversight.baselines"):
-        from oversight.baselines.models import BaselineResult
-
-        banks = list(study.tasks.values_list("bank_id", flat=True))
-        parts.append(BaselineResult.objects.filter(
-            Q(run__study=study) | Q(run__study__isnull=True, run__bank_id__in=banks)
-        ).aggregate(n=Count("id"), last=Max("id"), runs=Max("run_id")))
-    text = repr([sorted(p.items()) for p in parts])
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _cache_key(study: Study, resamples: int, version: str, *rest) -> str:
-    return ":".join(["console-report", str(CACHE_FORMAT), str(study.pk), str(resamples), version, *map(str, rest)])
-
-
-def report_bundle(study: Study, resamples: int, version: str | None = None) -> dict:
-    """The report and what the pages need beside it, from the cache when the data has not changed."""
-    version = version or data_version(study)
-    key = _cache_key(study, resamples, version)
-    bundle = cache.get(key)
-    if bundle is None:
-        bundle = build_bundle(study, resamples)
-        bundle["version"] = version
-        cache.set(key, bundle, CACHE_SECONDS)
-    return bundle
-
-
-def build_bundle(study: Study, resamples: int) -> dict:
-    tables = load_tables(study)
-    report = build_report(tables, seed=DEFAULT_SEED, resamples=resamples).to_dict()
-    item_ids = {t.item_id for t in analysed_trials(tables, apply_exclusions=False)}
-    info = {row["id"]: row for row in Item.objects.filter(pk__in=item_ids).values("id", "external_id", "subject")}
-    positions = {
-        (p, c, i): pos
-        for p, c, i, pos in Trial.objects.filter(participant__study=study, item_id__in=item_ids, role="scored")
-        .values_list("participant_id", "condition_id", "item_id", "position")
-    }
-    formats = dict(study.tasks.filter(role="scored").values_list("name", "bank__format"))
-    return {
-        "report": report,
-        "experts": plots.expert_reference(formats),
-        "participants": {
-            variant: plots.participant_accuracy(tables, apply_exclusions=variant == "with_exclusions")
-            for variant in plots.VARIANTS
-        },
-        "items": {
-            variant: item_rows(tables, apply_exclusions=variant == "with_exclusions", positions=positions, info=info)
-            for variant in plots.VARIANTS
-        },
-    }
-
-
-def item_rows(tables: StudyTables, *, apply_exclusions: bool, positions=None, info=None) -> list[dict]:
-    """Per condition × item: answers, share right, the confidence-weighted vote, the gold and each model's answer.
-
-    Same inclusion rules and vote as the report (`metrics.weighted_vote`, the study's confidence format).
-    `positions` maps (participant, condition, item) to the trial's position (for transcript anchors).
-    """
-    positions = positions or {}
-    info = info or {}
-    by_key: dict[tuple[int, int], list] = defaultdict(list)
-    for t in analysed_trials(tables, apply_exclusions=apply_exclusions):
-        by_key[t.condition_id, t.item_id].append(t)
-    models: dict[int, dict[str, dict]] = defaultdict(dict)
-    groups = _baseline_groups(tables.baselines)
-    single_endpoint = len({endpoint for endpoint, _m in groups}) <= 1
-    for (endpoint, method), results in groups.items():
-        key = method if single_endpoint else f"{endpoint}:{method}"
-        for r in results:
-            if r.correct is not None and r.predicted is not None:
-                models[r.item_id][key] = {"predicted": r.predicted, "correct": bool(r.correct)}
-    conditions = {c.id: c for c in tables.conditions}
-    order = {c.id: (c.kind == ASSISTED, c.position, c.id) for c in tables.conditions}
-    rows = []
-    for (cid, item), trials in sorted(by_key.items(), key=lambda kv: (order.get(kv[0][0], (2, 0, 0)), kv[0][1])):
-        first = trials[0]
-        gold = next((t.gold for t in trials if t.gold is not None and t.gold >= 0), None)
-        vote = weighted_vote(
-            [(t.choice, answer_probabilities(choice=t.choice, confidence=t.confidence, n_options=t.n_options,
-                                             confidence_format=tables.confidence_format,
-                                             distribution=t.distribution)) for t in trials],
-            first.n_options,
-        )
-        right = sum(bool(t.correct) for t in trials)
-        rows.append({
-            "condition_id": cid,
-            "condition": conditions[cid].name if cid in conditions else first.condition_name,
-            "item_id": item,
-            "external_id": info.get(item, {}).get("external_id", ""),
-            "subject": info.get(item, {}).get("subject", first.subject),
-            "task": first.task,
-            "gold": gold,
-            "n_answers": len(trials),
-            "n_right": right,
-            "accuracy": 100 * right / len(trials),
-            "vote": None if vote is None else {"choice": vote.choice, "confidence": 100 * vote.confidence,
-                                               "correct": gold is not None and vote.choice == gold,
-                                               "tie_break": vote.tie_break},
-            "models": models.get(item, {}),
-            "answers": sorted((t.participant_id, positions.get((t.participant_id, cid, item)), bool(t.correct))
-                              for t in trials),
-        })
-    return rows
 
 
 # --- Formatting ---------------------------------------------------------------------------------------------
@@ -369,7 +238,7 @@ def report(request: HttpRequest, slug: str) -> HttpResponse:
     if context["hidden"]:
         return render(request, "console/report.html", context)
 
-    bundle = report_bundle(study, resamples)
+    bundle = report_bundle(study=study, resamples=resamples)
     data = bundle["report"]
     analysis = data[variant]
     base = reverse("console:report", kwargs={"slug": slug})
@@ -421,14 +290,7 @@ def report_plot(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     if results_hidden(request.user, study):
         raise PermissionDenied("You are blind to accuracy while the study runs")
     variant, resamples = _params(request)
-    version = data_version(study)
-    key = _cache_key(study, resamples, version, "svg", name, variant)
-    svg = cache.get(key)
-    if svg is None:
-        bundle = report_bundle(study, resamples, version)
-        svg = plots.render(name, bundle["report"], variant=variant, experts=bundle["experts"],
-                           participants=bundle["participants"][variant])
-        cache.set(key, svg, CACHE_SECONDS)
+    svg = report_plot_svg(study=study, name=name, variant=variant, resamples=resamples)
     response = HttpResponse(svg, content_type="image/svg+xml; charset=utf-8")
     response["Content-Security-Policy"] = SVG_CSP
     response["Cache-Control"] = "private, no-cache"
@@ -448,7 +310,7 @@ def report_items(request: HttpRequest, slug: str) -> HttpResponse:
                "hidden": results_hidden(request.user, study)}
     if context["hidden"]:
         return render(request, "console/report.html", {**context, "items_page": True})
-    bundle = report_bundle(study, resamples)
+    bundle = report_bundle(study=study, resamples=resamples)
     analysis = bundle["report"][variant]
     model_keys = [b["key"] for b in analysis["baselines"]]
     model_labels = [b["label"] for b in analysis["baselines"]]

@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from django.apps import apps
 from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from oversight.assistant.models import ChatMessage
 from oversight.banks.models import Item, Passage
+from oversight.baselines.models import BaselineResult, BaselineRun
 from oversight.core.models import Condition, ConditionItem, Event, Exclusion, Participant, Study, Task, Trial
 from oversight.core.services.participants import RECRUITMENT_KEYS
 from oversight.exports import dictionary
@@ -308,22 +308,13 @@ class ExclusionsExporter(Exporter):
             yield pk, pid(participant_id), rule, reason, created, revoked, revoked is None
 
 
-def baselines_installed() -> bool:
-    return apps.is_installed("oversight.baselines")
-
-
 class BaselineExporter(Exporter):
     """Runs made for this study and runs over one of its banks that belong to no study — the same selection
-    as `oversight.analysis.load.load_baselines`, so a report recomputed from the export matches."""
+    as `oversight.reports.load.load_baselines`, so a report recomputed from the export matches."""
 
     def runs(self) -> QuerySet:
-        from oversight.baselines.models import BaselineRun
-
         banks = Task.objects.filter(study=self.study).values("bank_id")
         return BaselineRun.objects.filter(Q(study=self.study) | Q(study__isnull=True, bank_id__in=banks))
-
-    def count(self):
-        return self.queryset().count() if baselines_installed() else 0
 
 
 @register
@@ -337,8 +328,6 @@ class BaselineRunsExporter(BaselineExporter):
         return self.runs().order_by("pk")
 
     def rows(self):
-        if not baselines_installed():
-            return
         for row in self.stream(self.queryset(), "pk", "study_id", "bank__name", "split", "method", "endpoint__name",
                                "endpoint__model_label", "params", "template__name", "template_hash", "status", "total",
                                "done", "errors", "summary", "created_at", "started_at", "finished_at"):
@@ -354,13 +343,9 @@ class BaselinesExporter(BaselineExporter):
               "latency_ms", "error_kind", "error", "missing_letters", "prompt", "response", "created_at")
 
     def queryset(self):
-        from oversight.baselines.models import BaselineResult
-
         return BaselineResult.objects.filter(Q(run__in=self.runs()) & self.ctx.study_items("item_id"))
 
     def rows(self):
-        if not baselines_installed():
-            return
         qs = self.queryset().order_by("run_id", "item_id")
         for row in self.stream(qs, "pk", "run_id", "run__method", "run__endpoint__name", "item_id", "predicted",
                                "correct", "probabilities", "latency_ms", "error_kind", "error", "missing_letters",

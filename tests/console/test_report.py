@@ -4,7 +4,6 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 
 from oversight.console import views_report
@@ -13,18 +12,12 @@ from oversight.core.services.exclusions import exclusion_add, exclusion_revoke
 from oversight.core.services.participants import participant_join
 from oversight.core.services.studies import study_close
 from oversight.core.services.trials import Answer, trial_show, trial_submit
+from oversight.reports import services as report_services
 from tests.factories import make_study
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -149,8 +142,8 @@ def test_the_page_states_the_method_and_the_intervals(client, study, alice, know
 
 def test_resamples_are_capped(client, study, alice, known, monkeypatch):
     seen = []
-    real = views_report.build_bundle
-    monkeypatch.setattr(views_report, "build_bundle", lambda s, r: seen.append(r) or real(s, 0))
+    real = report_services.build_bundle
+    monkeypatch.setattr(report_services, "build_bundle", lambda s, r: seen.append(r) or real(s, 0))
     client.force_login(alice)
     client.get(url("report", study), {"resamples": 10**9})
     client.get(url("report", study), {"resamples": "many"})
@@ -218,8 +211,8 @@ def test_blind_collaborators_by_study_setting_see_no_results_either(client, stud
 
 def test_a_reload_uses_the_cache_and_new_data_or_exclusions_refresh_it(client, study, alice, known, monkeypatch):
     calls = []
-    real = views_report.build_bundle
-    monkeypatch.setattr(views_report, "build_bundle", lambda s, r: calls.append(r) or real(s, r))
+    real = report_services.build_bundle
+    monkeypatch.setattr(report_services, "build_bundle", lambda s, r: calls.append(r) or real(s, r))
     client.force_login(alice)
     client.get(url("report", study), {"resamples": 0})
     client.get(url("report", study), {"resamples": 0})

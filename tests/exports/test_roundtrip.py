@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from oversight.analysis.load import load_tables
 from oversight.analysis.report import build_report
 from oversight.exports.readback import study_tables
 from oversight.exports.services import export_study
 from oversight.exports.writers import FORMATS
+from oversight.reports.load import load_tables
 from tests.exports.helpers import unzip
 
 pytestmark = pytest.mark.django_db

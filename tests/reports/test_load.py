@@ -1,22 +1,20 @@
 """Building the analysis tables from the database, and `manage.py sandwich_report`."""
 
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
-from django.apps import apps
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from oversight.analysis import load
-from oversight.analysis.load import load_baselines, load_tables
 from oversight.analysis.report import build_report
 from oversight.assistant.models import ChatMessage
+from oversight.baselines.models import BaselineResult, BaselineRun, PromptTemplate
 from oversight.core.models import Exclusion, Trial
 from oversight.core.services.participants import participant_join
 from oversight.core.services.trials import Answer, trial_show, trial_submit
+from oversight.reports.load import load_tables
 from tests.factories import make_study
 
 pytestmark = pytest.mark.django_db
@@ -109,17 +107,6 @@ def test_the_report_from_the_database_leaves_out_pilots_and_applies_exclusions(s
     assert assisted["all"]["dialogue"]["turns_per_item"] == pytest.approx(2 / 9)
 
 
-def test_without_the_baselines_app_a_study_has_no_model_rows(study, monkeypatch):
-    monkeypatch.setattr(apps, "is_installed", lambda name: False)
-    assert load_baselines(study, item_ids={1}) == ([], [])
-
-
-def test_an_app_that_cannot_be_imported_yet_means_no_baselines(study, monkeypatch):
-    monkeypatch.setattr(load.apps, "is_installed", lambda name: True)
-    monkeypatch.setitem(sys.modules, "oversight.baselines.models", None)  # makes the import raise ImportError
-    assert load_baselines(study, item_ids={1}) == ([], [])
-
-
 def test_the_command_prints_json(study):
     out = StringIO()
     call_command("sandwich_report", "rep", "--format", "json", "--seed", "3", "--resamples", "40", stdout=out)
@@ -146,65 +133,44 @@ def test_the_command_rejects_an_unknown_study_and_negative_resamples(study):
         call_command("sandwich_report", "rep", "--resamples", "-1", stdout=StringIO())
 
 
-class _Rows(list):
-    def filter(self, *args, **kwargs):
-        return self
-
-    def order_by(self, *fields):
-        return self
-
-    def values_list(self, *fields):
-        return [tuple(getattr(row, f) for f in fields) for row in self]
+def zero_shot_run(study, **fields):
+    template, _ = PromptTemplate.objects.get_or_create(name="zs", method="zero-shot",
+                                                       defaults={"text": "Question: {question}"})
+    endpoint = study.conditions.get(kind="assisted").endpoint
+    return BaselineRun.objects.create(endpoint=endpoint, study=study, method="zero-shot", template=template,
+                                      template_hash=template.content_hash, status="done", **fields)
 
 
-class _Manager:
-    def __init__(self, rows):
-        self.rows = rows
-
-    def filter(self, *args, **kwargs):
-        return _Rows(self.rows)
-
-
-def test_it_reads_baseline_results_through_the_adapter(study, monkeypatch):
-    # A stand-in for oversight.baselines (being built alongside): the fields the adapter reads, nothing more.
-    from types import ModuleType, SimpleNamespace
-
+def test_it_keeps_each_items_successful_result_over_a_later_error(study):
     items = sorted({r.item_id for r in load_tables(study).trials if r.role == "scored"})
-    run = SimpleNamespace(pk=7, method="zero-shot", endpoint=SimpleNamespace(name="sim"), split="val", status="done")
-    results = [SimpleNamespace(run_id=7, item_id=i, probabilities=[0.7, 0.1, 0.1, 0.1], predicted=0,
-                               correct=n % 2 == 0, error="") for n, i in enumerate(items)]
-    results.append(SimpleNamespace(run_id=7, item_id=items[0], probabilities=None, predicted=None, correct=None,
-                                   error="timeout"))
-    fake = ModuleType("oversight.baselines.models")
-    fake.BaselineRun = SimpleNamespace(objects=_Manager([run]))
-    fake.BaselineResult = SimpleNamespace(objects=_Manager(results))
-    monkeypatch.setattr(load.apps, "is_installed", lambda name: True)
-    monkeypatch.setitem(sys.modules, "oversight.baselines", ModuleType("oversight.baselines"))
-    monkeypatch.setitem(sys.modules, "oversight.baselines.models", fake)
+    first = zero_shot_run(study, split="val")
+    for n, item_id in enumerate(items):
+        BaselineResult.objects.create(run=first, item_id=item_id, probabilities=[0.7, 0.1, 0.1, 0.1], predicted=0,
+                                      correct=n % 2 == 0)
+    later = zero_shot_run(study)
+    BaselineResult.objects.create(run=later, item_id=items[0], probabilities=None, predicted=None, correct=None,
+                                  error="timeout")
 
     tables = load_tables(study)
-    assert tables.baseline_runs == [{"id": 7, "method": "zero-shot", "endpoint": "sim", "split": "val",
-                                     "status": "done"}]
+    endpoint = first.endpoint.name
+    assert tables.baseline_runs == [
+        {"id": first.pk, "method": "zero-shot", "endpoint": endpoint, "split": "val", "status": "done"},
+        {"id": later.pk, "method": "zero-shot", "endpoint": endpoint, "split": "", "status": "done"},
+    ]
     assert len(tables.baselines) == len(items) + 1
     assert tables.baselines[0].probabilities == (0.7, 0.1, 0.1, 0.1)
     data = build_report(tables, resamples=0).to_dict()["with_exclusions"]
     assert [r["label"] for r in data["table"]["rows"]][2] == "Model (zero-shot)"
     base = data["baselines"][0]
-    # The errored duplicate of the first item is dropped in favour of its successful result.
+    # The later run's error on the first item is dropped in favour of the earlier successful result.
     assert base["n_results"] == len(items) and base["n_errors"] == 0
     assert base["all"]["accuracy"]["value"] == pytest.approx(100 * sum(n % 2 == 0 for n in range(len(items)))
                                                              / len(items))
 
 
-def test_it_reads_the_real_baselines_tables_when_the_app_is_there(study):
-    if not apps.is_installed("oversight.baselines"):
-        pytest.skip("the baselines app is not installed")
-    from oversight.baselines.models import BaselineResult, BaselineRun, PromptTemplate
-
-    template = PromptTemplate.objects.create(name="zs", method="zero-shot", text="Question: {question}")
-    endpoint = study.conditions.get(kind="assisted").endpoint
-    run = BaselineRun.objects.create(endpoint=endpoint, study=study, method="zero-shot", template=template,
-                                     template_hash=template.content_hash, status="done")
+def test_it_reads_the_real_baselines_tables(study):
+    run = zero_shot_run(study)
+    endpoint = run.endpoint
     scored = sorted({r.item_id for r in load_tables(study).trials if r.role == "scored"})
     for n, item_id in enumerate(scored):
         BaselineResult.objects.create(run=run, item_id=item_id, probabilities=[0.85, 0.05, 0.05, 0.05], predicted=0,

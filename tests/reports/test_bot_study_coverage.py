@@ -26,12 +26,12 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 
-from oversight.analysis.load import load_tables
 from oversight.analysis.report import DEFAULT_RESAMPLES, build_report
 from oversight.analysis.tables import LIKERT_LEVELS, SCORED, StudyTables
 from oversight.assistant.simulated import SimulatedItem, SimulationSettings, believed_option
 from oversight.baselines.runner import create_run, execute
 from oversight.core.models import Condition, ModelEndpoint, Participant
+from oversight.reports.load import load_tables
 from oversight_dev.bots import BotConfig, TrialInfo, decide
 from tests.factories import make_study
 

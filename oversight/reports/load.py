@@ -1,20 +1,19 @@
-"""Build the analysis tables from the database — the only module of `oversight.analysis` that uses the ORM.
+"""Build the analysis tables from the database: a study → the plain rows of `oversight.analysis.tables`.
 
-Everything else in the package works on the plain rows of `tables.py`, so it can be tested and benchmarked
-without a database. The model-alone baselines are read through `load_baselines`, the one place that knows the
-`oversight.baselines` app; while that app does not exist (or is not installed) a study simply has no baselines.
+Everything in `oversight.analysis` works on those rows, so it can be tested and benchmarked without a database;
+this module is the one that reads them out of the ORM. The model-alone baselines are read in `load_baselines`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from django.apps import apps
 from django.db.models import Count, Q
 
 from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow
 from oversight.assistant.models import ChatMessage
 from oversight.banks.models import Item
+from oversight.baselines.models import BaselineResult, BaselineRun
 from oversight.core.models import ConditionItem, Exclusion, Participant, Study, Trial
 
 
@@ -122,22 +121,17 @@ def load_tables(study: Study) -> StudyTables:
 
 
 def load_baselines(study: Study, *, item_ids: set[int]) -> tuple[list[BaselineRow], list[dict]]:
-    """The model-alone results for the study's items: `(rows, runs)`; `([], [])` without the baselines app.
+    """The model-alone results for the study's items, as `(rows, runs)`.
 
-    Runs made for this study count, and so do runs over one of its banks that belong to no study. Every result
-    is returned (`report` keeps, per baseline and item, the latest run's successful result).
+    Runs made for this study count, and so do runs over one of its banks that belong to no study (the same
+    selection as the baselines exporters, so a report recomputed from an export matches). Every result is
+    returned (`analysis.report` keeps, per baseline and item, the latest run's successful result).
     """
-    if not apps.is_installed("oversight.baselines"):
-        return [], []
-    try:
-        from oversight.baselines.models import BaselineResult, BaselineRun
-    except ImportError:
-        return [], []
     banks = list(study.tasks.values_list("bank_id", flat=True))
-    runs = list(BaselineRun.objects.filter(Q(study=study) | Q(study__isnull=True, bank_id__in=banks)).order_by("pk"))
+    runs = BaselineRun.objects.filter(Q(study=study) | Q(study__isnull=True, bank_id__in=banks))
     info = {}
-    for run in runs:
-        endpoint = getattr(run.endpoint, "name", None) or str(run.endpoint or "")
+    for run in runs.select_related("endpoint").order_by("pk"):
+        endpoint = run.endpoint.name or str(run.endpoint)
         info[run.pk] = {"id": run.pk, "method": run.method, "endpoint": endpoint, "split": run.split,
                         "status": run.status}
     rows = []

@@ -2,9 +2,9 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from oversight.analysis.load import load_tables
 from oversight.analysis.report import DEFAULT_RESAMPLES, DEFAULT_SEED, build_report
 from oversight.core.models import Study
+from oversight.reports.load import load_tables
 
 
 class Command(BaseCommand):
