@@ -78,3 +78,29 @@ def empty_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def with_broker(settings):
+    """Tasks are published, as with a broker (REDIS_URL), not run in place: for tests about sending them."""
+    from oversight.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def broker_unreachable(with_broker, monkeypatch):
+    """`broker_unreachable(task)`: publishing `task` fails the way kombu fails when Redis is down."""
+    from kombu.exceptions import OperationalError
+
+    def refuse(task) -> None:
+        def publish(*args, **kwargs):
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+        monkeypatch.setattr(task, "apply_async", publish)
+
+    return refuse

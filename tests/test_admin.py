@@ -22,3 +22,18 @@ def test_a_superuser_can_change_raw_data(client, django_user_model):
     study = make_study(owner=root)
     client.force_login(root)
     assert b'name="title"' in client.get(f"/admin/core/study/{study.pk}/change/").content
+
+
+@pytest.mark.parametrize("app,model", [("banks", "bank"), ("banks", "item"), ("assistant", "chatmessage"),
+                                       ("core", "job")])
+def test_every_app_s_admin_is_read_only_for_staff_and_writable_for_superusers(client, alice, django_user_model,
+                                                                              app, model):
+    alice.is_staff = True
+    alice.save()
+    client.force_login(alice)
+    assert client.get(f"/admin/{app}/{model}/").status_code == 200
+    assert client.get(f"/admin/{app}/{model}/add/").status_code == 403
+
+    root = django_user_model.objects.create_superuser("root", "root@example.org", "root-password-1")
+    client.force_login(root)
+    assert client.get(f"/admin/{app}/{model}/add/").status_code == 200

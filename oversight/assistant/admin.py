@@ -1,7 +1,7 @@
 from django.contrib import admin
 
+from oversight.admin_access import ReadOnlyUnlessSuperuser
 from oversight.assistant.models import ChatMessage
-from oversight.core.admin import ReadOnlyUnlessSuperuser
 
 
 @admin.register(ChatMessage)

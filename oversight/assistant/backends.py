@@ -72,7 +72,7 @@ def request_for_endpoint(endpoint, **fields) -> "GenerationRequest":
                              simulation=dict(endpoint.simulation or {}), **fields)
 
 
-_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "frequency_penalty", "presence_penalty", "stop")
+SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "frequency_penalty", "presence_penalty", "stop")
 
 
 def stream_reply(request: GenerationRequest) -> AsyncIterator[Chunk]:
@@ -123,7 +123,7 @@ def client_for(request: GenerationRequest) -> AsyncInferenceClient:
 
 async def _stream_messages_api(request: GenerationRequest) -> AsyncIterator[Chunk]:
     client = client_for(request)
-    params = {k: v for k, v in request.sampling.items() if k in _SAMPLING_KEYS and v is not None}
+    params = {k: v for k, v in request.sampling.items() if k in SAMPLING_KEYS and v is not None}
     completion_tokens = 0
     try:
         stream = await client.chat_completion(

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
 
-from oversight.core.admin import ReadOnlyUnlessSuperuser
+from oversight.admin_access import ReadOnlyUnlessSuperuser
 
 from .models import Bank, Item, Passage
 

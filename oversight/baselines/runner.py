@@ -28,7 +28,6 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from django.db import reset_queries, transaction
 from django.db.models import Count, Q
@@ -36,10 +35,10 @@ from django.utils import timezone
 
 from oversight.assistant.backends import request_for_endpoint
 from oversight.banks.models import Bank, Item, Passage
-from oversight.core.models import ConditionItem, Job, ModelEndpoint, Study
+from oversight.core.models import ConditionItem, Job, JobLifecycle, ModelEndpoint, Study
 
 from .clients import TRANSIENT, Backend, ItemError, ItemSpec, Settings, backend_for, item_error
-from .models import BaselineResult, BaselineRun, Method, PromptTemplate
+from .models import STALE_AFTER_S, BaselineResult, BaselineRun, Method, PromptTemplate
 from .prompts import PromptItem, Template, default_template_name, ensure_default_templates
 from .scoring import SELECTORS, CotSample, ResultRow, normalise, predict, summarise
 
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500  # results per bulk insert
 FLUSH_INTERVAL_S = 1.0  # write, heartbeat and read cancel_requested at least this often
-STALE_AFTER_S = 60.0  # a running run whose heartbeat is older than this may be claimed by another executor
 GRACE_S = 10.0  # on a graceful stop, how long in-flight items may take before they are cancelled
 PROGRESS_INTERVAL_S = 0.2  # how often on_progress (the command's progress bar) is called
 
@@ -178,12 +176,10 @@ def create_run(
 
 def request_cancel(run_id: int) -> None:
     """Ask a run to stop after its current batch; a run nobody executes yet is cancelled at once."""
-    now = timezone.now()
-    BaselineRun.objects.filter(pk=run_id).update(cancel_requested=True)
-    BaselineRun.objects.filter(pk=run_id, status=BaselineRun.Status.QUEUED).update(
-        status=BaselineRun.Status.CANCELLED, finished_at=now, message="cancelled before it started"
-    )
-    _mirror_job(run_id)
+    run = BaselineRun.objects.filter(pk=run_id).first()
+    if run is not None:
+        run.request_cancel()
+        _mirror_job(run_id)
 
 
 def prepare_resume(run: BaselineRun, *, retry_errors: bool = False, force: bool = False) -> BaselineRun:
@@ -205,36 +201,14 @@ def prepare_resume(run: BaselineRun, *, retry_errors: bool = False, force: bool 
     return run
 
 
-# --------------------------------------------------------------------------------------------------- claiming
-
-
-def claim(run_id: int, token: str) -> bool:
-    """Take the run for this executor: a conditional UPDATE, so two executors can never both succeed."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=STALE_AFTER_S)
-    claimable = Q(status=BaselineRun.Status.QUEUED) | Q(status=BaselineRun.Status.RUNNING) & (
-        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)
-    )
-    taken = BaselineRun.objects.filter(claimable, pk=run_id, cancel_requested=False).update(
-        status=BaselineRun.Status.RUNNING, claimed_by=token, heartbeat_at=now, message=""
-    )
-    if taken:
-        BaselineRun.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
-        return True
-    # A queued run whose cancel arrived before anyone claimed it.
-    BaselineRun.objects.filter(pk=run_id, status=BaselineRun.Status.QUEUED, cancel_requested=True).update(
-        status=BaselineRun.Status.CANCELLED, finished_at=now
-    )
-    return False
+# --------------------------------------------------------------------------------------------------- the job
 
 
 def _mirror_job(run_id: int) -> None:
-    run = BaselineRun.objects.filter(pk=run_id).values("job_id", "status", "done", "total", "message",
-                                                       "started_at", "finished_at").first()
-    if run and run["job_id"]:
-        Job.objects.filter(pk=run["job_id"]).update(status=run["status"], done=run["done"], total=run["total"],
-                                                    message=run["message"], started_at=run["started_at"],
-                                                    finished_at=run["finished_at"])
+    """The run's Job says what the run says: the console shows every long action from its Job row."""
+    state = BaselineRun.objects.filter(pk=run_id).values("job_id", *JobLifecycle.STATE_FIELDS).first()
+    if state and state["job_id"]:
+        Job.objects.filter(pk=state.pop("job_id")).update(**state)
 
 
 # --------------------------------------------------------------------------------------------------- item specs
@@ -538,9 +512,9 @@ def execute(
     A KeyboardInterrupt stops the run as cancelled, after writing what was finished (resumable).
     """
     token = uuid.uuid4().hex
-    if not claim(run_id, token):
+    run = BaselineRun.objects.select_related("endpoint", "template").filter(pk=run_id).first()
+    if run is None or not run.claim(token):
         return ExecutionResult("not_claimed", BaselineRun.objects.filter(pk=run_id).first())
-    run = BaselineRun.objects.select_related("endpoint", "template").get(pk=run_id)
     status = BaselineRun.Status
     engine = None
     try:
@@ -557,9 +531,8 @@ def execute(
                                                           "seed", "temperature", "max_reasoning_tokens", "transport")
                                if k in run.params})
         factory = backend_factory or (lambda: backend_for(request, settings))
-        BaselineRun.objects.filter(pk=run_id, claimed_by=token).update(
-            total=total, progress={**(run.progress or {}), "concurrency": concurrency}
-        )
+        run.set_progress(where=Q(claimed_by=token), total=total,
+                         progress={**(run.progress or {}), "concurrency": concurrency})
         engine = Engine(specs, backend_factory=factory, method=run.method, template=template, params=run.params,
                         concurrency=concurrency)
         del specs
@@ -568,29 +541,33 @@ def execute(
     except KeyboardInterrupt:  # before the engine ran: nothing to keep
         if engine is not None:
             engine.stop(graceful=False)
-        _finish(run_id, token, status.CANCELLED, "interrupted (Ctrl-C)")
+        _finish(run, token, status.CANCELLED, "interrupted (Ctrl-C)")
         return ExecutionResult("cancelled", BaselineRun.objects.get(pk=run_id), "interrupted", interrupted=True)
     except BaseException as exc:
         if engine is not None:
             engine.stop(graceful=False)
         message = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
-        _finish(run_id, token, status.FAILED, message[:2000])
+        _finish(run, token, status.FAILED, message[:2000])
         if isinstance(exc, RunError):
             return ExecutionResult("failed", BaselineRun.objects.get(pk=run_id), message)
         raise
 
 
-def _finish(run_id: int, token: str, new_status: str, message: str = "", summary: dict | None = None) -> None:
-    done, errors, by_kind = _counts(run_id)
-    progress = BaselineRun.objects.filter(pk=run_id).values_list("progress", flat=True).first() or {}
-    fields = {"status": new_status, "claimed_by": "", "message": message, "done": done, "errors": errors,
-              "heartbeat_at": timezone.now(), "progress": {**progress, "errors_by_kind": by_kind, "eta_s": None}}
-    if new_status != BaselineRun.Status.QUEUED:
-        fields["finished_at"] = timezone.now()
+def _finish(run: BaselineRun, token: str, new_status: str, message: str = "", summary: dict | None = None) -> None:
+    """End this execution: the run finishes (done, failed, cancelled), or yields back to the queue (queued)."""
+    done, errors, by_kind = _counts(run.pk)
+    progress = BaselineRun.objects.filter(pk=run.pk).values_list("progress", flat=True).first() or {}
+    now = timezone.now()
+    fields = {"claimed_by": "", "done": done, "errors": errors, "heartbeat_at": now,
+              "progress": {**progress, "errors_by_kind": by_kind, "eta_s": None}}
     if summary is not None:
         fields["summary"] = summary
-    BaselineRun.objects.filter(pk=run_id, claimed_by=token).update(**fields)
-    _mirror_job(run_id)
+    mine = Q(claimed_by=token)
+    if new_status == BaselineRun.Status.QUEUED:
+        run.update_if(mine, status=new_status, message=message, **fields)  # its results stay: resumable
+    else:
+        run.finish(new_status, message=message, now=now, where=mine, **fields)
+    _mirror_job(run.pk)
 
 
 def _take(results: queue.SimpleQueue, buffer: list, timeout: float) -> bool:
@@ -634,14 +611,14 @@ def _drive(run: BaselineRun, token: str, engine: Engine, total: int, *, slice_s,
         done, errors, kinds = _counts(run_id)
         rate = (done - done_before) / max(last_flush - started, 1e-9)
         eta = (total - done) / rate if rate > 0 else None
-        kept = BaselineRun.objects.filter(pk=run_id, claimed_by=token).update(
-            done=done, errors=errors, heartbeat_at=timezone.now(),
+        kept = run.set_progress(
+            where=Q(claimed_by=token), done=done, errors=errors, heartbeat_at=timezone.now(),
             progress={"rate": round(rate, 2), "eta_s": None if eta is None else round(eta, 1),
                       "errors_by_kind": kinds, "concurrency": engine.concurrency, "retries": engine.retries},
         )
         _mirror_job(run_id)
         reset_queries()  # with DEBUG on, Django keeps every query (bulk inserts are large): stay flat
-        return bool(kept)
+        return kept
 
     engine.start()
     try:
@@ -684,20 +661,20 @@ def _drive(run: BaselineRun, token: str, engine: Engine, total: int, *, slice_s,
                                scored=scored)
     if engine.failure is not None:
         message = f"{engine.failure} (resume with: manage.py run_baseline --resume {run_id})"
-        _finish(run_id, token, status.FAILED, message)
+        _finish(run, token, status.FAILED, message)
         return ExecutionResult("failed", BaselineRun.objects.get(pk=run_id), message, scored=scored)
     if stopping == "cancel":
         message = "interrupted (Ctrl-C)" if interrupted else "cancelled"
-        _finish(run_id, token, status.CANCELLED, message)
+        _finish(run, token, status.CANCELLED, message)
         return ExecutionResult("cancelled", BaselineRun.objects.get(pk=run_id), message, scored=scored,
                                interrupted=interrupted)
     done, _, _ = _counts(run_id)
     if done < total:
         if stopping == "yield":
-            _finish(run_id, token, status.QUEUED)
+            _finish(run, token, status.QUEUED)
             return ExecutionResult("yielded", BaselineRun.objects.get(pk=run_id), scored=scored)
         message = f"{total - done} items have no result"
-        _finish(run_id, token, status.FAILED, message)
+        _finish(run, token, status.FAILED, message)
         return ExecutionResult("failed", BaselineRun.objects.get(pk=run_id), message, scored=scored)
-    _finish(run_id, token, status.DONE, summary=run_summary(run))
+    _finish(run, token, status.DONE, summary=run_summary(run))
     return ExecutionResult("done", BaselineRun.objects.get(pk=run_id), scored=scored)

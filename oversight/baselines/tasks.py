@@ -6,12 +6,13 @@ from datetime import timedelta
 from celery import shared_task
 from celery.worker import state as worker_state
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import BaselineRun
-from .runner import STALE_AFTER_S, execute
+from oversight.core.enqueue import enqueue_on_commit
+
+from .models import STALE_AFTER_S, BaselineRun
+from .runner import execute
 
 
 def _worker_stopping() -> bool:
@@ -51,5 +52,6 @@ def resume_stale_baselines() -> int:
 
 
 def start_run(run: BaselineRun) -> None:
-    """Enqueue a run once the transaction that created it commits."""
-    transaction.on_commit(lambda: run_baseline.delay(run.pk))
+    """Enqueue a run once the transaction that created it commits. Should the broker be down, the run stays
+    queued and `resume_stale_baselines` sends it later."""
+    enqueue_on_commit(run_baseline, run.pk)

@@ -1,8 +1,8 @@
 """Console forms: a study's design (study, task, condition), recruitment, collaborators, banks and endpoints.
 
 Design forms refuse a change that would make the design unrunnable. Rather than restate the launch rules,
-they make the change in a savepoint, ask `study_design_problems` (the rules `study_launch` enforces) and roll
-back: a problem the change would *add* is a validation error, in the same words launch would use.
+they ask `study_design_problems_added` (the rules `study_launch` enforces, run with the unsaved change in
+place): a problem the change would *add* is a validation error, in the same words launch would use.
 """
 
 from __future__ import annotations
@@ -13,45 +13,23 @@ import json
 import re
 import tarfile
 import zipfile
-from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.db.models import Count
 from django.forms.models import construct_instance
 
-from oversight.assistant.backends import _SAMPLING_KEYS  # the keys the backends send; others are dropped
+from oversight.assistant.backends import SAMPLING_KEYS  # the keys the backends send; others are dropped
 from oversight.assistant.simulated import SimulationSettings
 from oversight.banks.importers import mmlu, quality
 from oversight.banks.models import Bank
 from oversight.core.models import Collaborator, Condition, ModelEndpoint, Study, Task
-from oversight.core.services.studies import study_design_problems
+from oversight.core.services.studies import study_design_problems_added
 
 # Slugs that would collide with a URL: /s/p/<token>/ is the participant's own page, /console/studies/new
 # the create form.
 RESERVED_SLUGS = frozenset({"p", "new"})
-
-
-class _Undo(Exception):
-    pass
-
-
-def problems_introduced(study: Study, change: Callable[[], Study | None]) -> list[str]:
-    """The design problems `change()` would add to `study`; the change is made in a savepoint, then undone.
-
-    `change` may return a changed (unsaved) copy of the study to check instead of the stored one.
-    """
-    before = set(study_design_problems(study))
-    after: list[str] = []
-    try:
-        with transaction.atomic():
-            after = study_design_problems(change() or study)
-            raise _Undo
-    except _Undo:
-        pass
-    return [problem for problem in after if problem not in before]
 
 
 def _check_slug(slug: str) -> str:
@@ -138,7 +116,7 @@ class StudyForm(_NoColon, forms.ModelForm):
         cleaned = super().clean()
         if self.instance.pk and not self.errors:
             candidate = construct_instance(self, copy.copy(self.instance))
-            for problem in problems_introduced(self.instance, lambda: candidate):
+            for problem in study_design_problems_added(study=self.instance, change=candidate):
                 # Only disjoint_samples, of the study's own fields, enters the launch checks.
                 self.add_error("disjoint_samples", problem)
         return cleaned
@@ -188,11 +166,7 @@ class _DesignPartForm(_NoColon, forms.ModelForm):
         cleaned = super().clean()
         if not self.errors:
             candidate = construct_instance(self, copy.copy(self.instance))
-
-            def change():
-                candidate.save()
-
-            for problem in problems_introduced(self.study, change):
+            for problem in study_design_problems_added(study=self.study, change=candidate):
                 self.add_error(self.problem_field if f"“{candidate.name}”" in problem else None, problem)
         return cleaned
 
@@ -236,10 +210,10 @@ class ConditionForm(_DesignPartForm):
         value = self.cleaned_data.get("sampling") or {}
         if not isinstance(value, dict):
             raise forms.ValidationError('Give a JSON object, e.g. {"temperature": 0.7, "max_tokens": 512}.')
-        unknown = sorted(set(value) - set(_SAMPLING_KEYS))
+        unknown = sorted(set(value) - set(SAMPLING_KEYS))
         if unknown:
             raise forms.ValidationError(
-                f"Unknown sampling setting(s) {', '.join(unknown)}; allowed: {', '.join(_SAMPLING_KEYS)}."
+                f"Unknown sampling setting(s) {', '.join(unknown)}; allowed: {', '.join(SAMPLING_KEYS)}."
             )
         return value
 

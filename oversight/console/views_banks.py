@@ -5,12 +5,8 @@ and upload into them; other console accounts (e.g. a collaborator given access t
 The gold option is shown when browsing: only researchers reach the console.
 """
 
-import uuid
-
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.files.storage import FileSystemStorage
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -20,8 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from oversight.banks.models import Bank, Item, Passage
 from oversight.console.access import get_study_for_user
 from oversight.console.forms import BankUploadForm
-from oversight.console.tasks import import_bank_job
 from oversight.core.models import Job
+from oversight.core.services.bank_imports import bank_import_request
 
 ITEMS_PER_PAGE = 25
 DIFFICULTY = {"hard": True, "easy": False, "unknown": None}
@@ -56,20 +52,13 @@ def bank_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def bank_upload(request: HttpRequest) -> HttpResponse:
-    """Upload a bank file; it is imported by a background job (see console.tasks). Staff only."""
+    """Upload a bank file; it is imported by a background job (see core.services.bank_imports). Staff only."""
     require_staff(request.user)
     form = BankUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        upload = form.cleaned_data["file"]
-        # A folder per upload: two uploads of "data.tar" must not overwrite each other.
-        storage = FileSystemStorage(location=settings.MEDIA_ROOT)
-        path = storage.save(f"uploads/{uuid.uuid4().hex}/{storage.get_valid_name(upload.name)}", upload)
-        job = Job.objects.create(
-            kind=Job.Kind.IMPORT, created_by=request.user, message="Queued",
-            params={"path": path, "filename": upload.name, "format": form.cleaned_data["format"],
-                    "custom_format": form.cleaned_data["custom_format"], "bank_name": form.cleaned_data["bank_name"]},
-        )
-        import_bank_job.delay_on_commit(job.pk)
+        job = bank_import_request(upload=form.cleaned_data["file"], format=form.cleaned_data["format"],
+                                  custom_format=form.cleaned_data["custom_format"],
+                                  bank_name=form.cleaned_data["bank_name"], by=request.user)
         return redirect("console:job", pk=job.pk)
     return render(request, "console/bank_upload.html", {"form": form})
 
@@ -116,7 +105,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         get_study_for_user(request.user, job.study.slug)
     else:
         require_staff(request.user)
-    finished = job.status in {Job.Status.DONE, Job.Status.FAILED, Job.Status.CANCELLED}
+    finished = job.is_finished
     seconds = (job.finished_at - job.started_at).total_seconds() if job.finished_at and job.started_at else None
     context = {"job": job, "finished": finished, "seconds": seconds}
     if request.htmx:

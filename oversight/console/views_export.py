@@ -64,7 +64,7 @@ def _exports(study: Study, *, may_identify: bool) -> list[dict]:
             "size": result.get("size"),
             "expired": expired,
             "downloadable": (may_identify or not identifying) and export_file(job, now=now) is not None,
-            "finished": job.status in {Job.Status.DONE, Job.Status.FAILED, Job.Status.CANCELLED},
+            "finished": job.is_finished,
         })
     return rows
 

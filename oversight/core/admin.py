@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from oversight.admin_access import ReadOnlyUnlessSuperuser
 from oversight.core.models import (
     Collaborator,
     Event,
@@ -13,20 +14,6 @@ from oversight.core.models import (
     Task,
     Trial,
 )
-
-
-class ReadOnlyUnlessSuperuser:
-    def has_add_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_delete_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_active and request.user.is_staff
 
 
 @admin.register(Study)

@@ -3,14 +3,18 @@
 Row rules live here (`Trial.is_expired`); workflows that touch several rows live in `core/services/`.
 """
 
+import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from oversight.banks.models import Bank, Item
+
+log = logging.getLogger(__name__)
 
 
 def new_token() -> str:
@@ -364,20 +368,90 @@ class Exclusion(models.Model):
         return self.revoked_at is None
 
 
-class Job(models.Model):
-    """One pattern for every long researcher action: create a job → background task → progress partial."""
+NO_CONDITION = Q()  # `where=` of the lifecycle rules: nothing more than the rule's own condition
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class JobLifecycle:
+    """The row rules of a long background action: queued → running → done | failed | cancelled, with progress.
+
+    For a model with the fields `status` (JobStatus), `done`, `total`, `message`, `started_at` and `finished_at`:
+    `Job` here, and `baselines.BaselineRun`, which adds a heartbeat, an executor token and cooperative
+    cancellation because its runs are long, sliced and resumable. Every rule is one conditional UPDATE, so of
+    two executors (a task delivered twice, a worker presumed dead coming back) exactly one acts, and repeating
+    a rule changes nothing. `where` narrows a rule further (BaselineRun: "still claimed by this executor").
+    """
+
+    STATE_FIELDS = ("status", "done", "total", "message", "started_at", "finished_at")
+    FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    def update_if(self, condition: Q, **fields) -> bool:
+        """Write `fields` if the row still meets `condition`; the instance then holds what was written."""
+        if not type(self)._default_manager.filter(condition, pk=self.pk).update(**fields):
+            return False
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return True
+
+    def take(self, *, stale: Q, where: Q = NO_CONDITION, **fields) -> bool:
+        """Queued, or running but `stale` (its executor died) → running. False when another executor has it or it
+        has finished: the caller leaves it alone, which is what makes its task safe to run twice."""
+        claimable = Q(status=JobStatus.QUEUED) | Q(stale, status=JobStatus.RUNNING)
+        return self.update_if(claimable & where, status=JobStatus.RUNNING, **fields)
+
+    def set_progress(self, *, where: Q = NO_CONDITION, **fields) -> bool:
+        """Store progress (`done`, `total`, `message`, …) while running; a late report after the end is dropped."""
+        return self.update_if(Q(where, status=JobStatus.RUNNING), **fields)
+
+    def finish(self, status: str, *, message: str = "", now: datetime | None = None, where: Q = NO_CONDITION,
+               **fields) -> bool:
+        """Running → done, failed or cancelled, once."""
+        if status not in self.FINISHED:
+            raise ValueError(f"{status!r} does not finish a job")
+        return self.update_if(Q(where, status=JobStatus.RUNNING), status=status, message=message,
+                              finished_at=now or timezone.now(), **fields)
+
+    def fail(self, message: str, *, now: datetime | None = None, where: Q = NO_CONDITION, **fields) -> bool:
+        """Running → failed; or queued → failed, for a job that could not be handed to a worker at all."""
+        return self.update_if(Q(where, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]), status=JobStatus.FAILED,
+                              message=message, finished_at=now or timezone.now(), **fields)
+
+    def fail_unexpectedly(self, exc: BaseException) -> bool:
+        """Fail on an error nobody planned for. Call it in the `except` block: the traceback goes to the log, and
+        the researcher gets the error's type only (its text may hold server paths or data)."""
+        log.exception("%s failed", self)
+        return self.fail(f"Unexpected error ({type(exc).__name__}); see the server log.")
+
+    def cancel(self, *, message: str = "Cancelled before it started", now: datetime | None = None,
+               where: Q = NO_CONDITION) -> bool:
+        """Queued → cancelled: a job nobody executes yet stops at once, and no executor can claim it after this.
+        A running one is not stopped here (BaselineRun asks its executor to stop with `cancel_requested`)."""
+        return self.update_if(Q(where, status=JobStatus.QUEUED), status=JobStatus.CANCELLED, message=message,
+                              finished_at=now or timezone.now())
+
+
+class Job(JobLifecycle, models.Model):
+    """One pattern for every long researcher action: a service creates the job and enqueues its task after commit
+    (`core.enqueue`); the task claims the row, reports progress and finishes it (`JobLifecycle`); a status
+    partial polls the row."""
 
     class Kind(models.TextChoices):
         IMPORT = "import", "Bank import"
         EXPORT = "export", "Data export"
         BASELINE = "baseline", "Model baseline"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    Status = JobStatus
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -395,3 +469,10 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} job {self.pk} ({self.status})"
+
+    def claim(self, *, stale_after: timedelta, now: datetime | None = None) -> bool:
+        """Take the job for the task about to run it (see `take`). A job has no heartbeat: one still running
+        `stale_after` after it started belongs to a worker that died (acks_late delivered its task again)."""
+        now = now or timezone.now()
+        return self.take(stale=Q(started_at__lt=now - stale_after), started_at=now, message="Starting", done=0,
+                         total=0)

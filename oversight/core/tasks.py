@@ -1,7 +1,8 @@
-"""Celery tasks: thin, take ids, safe to run twice (the services lock and check state)."""
+"""Celery tasks: thin, take ids, safe to run twice (the services lock or claim and check state)."""
 
 from celery import shared_task
 
+from oversight.core.services.bank_imports import bank_import_run
 from oversight.core.services.trials import finalize_expired_trials, trial_finalize_if_expired
 
 
@@ -15,3 +16,9 @@ def finalize_trial(trial_id: int) -> bool:
 def sweep_expired_trials() -> int:
     """Periodic safety net (beat, every second) for deadline tasks lost with a killed worker or broker."""
     return finalize_expired_trials()
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def run_bank_import(job_id: int) -> bool:
+    """Import the file an import Job names (enqueued by `bank_import_request`); False when already taken."""
+    return bank_import_run(job_id=job_id)

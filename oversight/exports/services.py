@@ -9,7 +9,6 @@ through all the requested writers at once (one pass per table). Researchers run 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -23,23 +22,22 @@ from pathlib import Path
 import django
 import pyarrow
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from oversight.core.enqueue import enqueue_on_commit
 from oversight.core.models import Job, Study
 from oversight.core.services.studies import manifest_hash
 from oversight.exports import dictionary
 from oversight.exports.registry import CHUNK_SIZE, ExportContext, exporters
 from oversight.exports.writers import EXTENSIONS, FORMATS, WRITERS, iso
 
-log = logging.getLogger(__name__)
-
 # Rows per batch: what is held in memory per table at a time, and the Parquet row-group size.
 BATCH_ROWS = 50_000
 PROGRESS_EVERY_S = 0.5
 # A job still "running" after this long belongs to a worker that died (acks_late redelivers its task).
 STALE_AFTER = timedelta(hours=2)
+NOT_QUEUED = "Could not reach the task queue; nothing was exported. Ask for the export again."
 
 Progress = Callable[[int, int, str], None]
 
@@ -340,17 +338,8 @@ def export_request(*, study: Study, by, formats: str | Iterable[str] = "all", in
     )
     from oversight.exports.tasks import run_export
 
-    transaction.on_commit(lambda: run_export.delay(job.pk))
+    enqueue_on_commit(run_export, job.pk, on_failure=lambda: job.fail(NOT_QUEUED))
     return job
-
-
-def _claim(job_id: int, now: datetime) -> bool:
-    """Mark the job running; False when another run has it or it finished: the task is safe to run twice."""
-    return bool(
-        Job.objects.filter(pk=job_id, kind=Job.Kind.EXPORT)
-        .filter(Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RUNNING, started_at__lt=now - STALE_AFTER))
-        .update(status=Job.Status.RUNNING, started_at=now, message="Starting", done=0, total=0)
-    )
 
 
 def job_folder(job_id: int) -> Path:
@@ -361,13 +350,13 @@ def export_job_run(*, job_id: int, now: datetime | None = None) -> bool:
     """Run an export job: write the zip under `export_dir()/job-<id>/`, then mark the job done with the file's
     path in `result` and an expiry time. Returns False when the job was not ours to run."""
     now = now or timezone.now()
-    if not _claim(job_id, now):
+    job = Job.objects.select_related("study").filter(pk=job_id, kind=Job.Kind.EXPORT).first()
+    if job is None or not job.claim(stale_after=STALE_AFTER, now=now):
         return False
-    job = Job.objects.select_related("study").get(pk=job_id)
     params = job.params or {}
 
     def progress(done: int, total: int, message: str) -> None:
-        Job.objects.filter(pk=job_id).update(done=done, total=total, message=message)
+        job.set_progress(done=done, total=total, message=message)
 
     folder = job_folder(job_id)
     shutil.rmtree(folder, ignore_errors=True)  # a half-written file of an earlier, interrupted run
@@ -381,17 +370,16 @@ def export_job_run(*, job_id: int, now: datetime | None = None) -> bool:
         )
     except ExportError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        _finish(job_id, Job.Status.FAILED, message=str(exc))
+        job.fail(str(exc))
         return True
-    except Exception as exc:  # the job must not stay "running"; the traceback goes to the log
-        log.exception("export job %s failed", job_id)
+    except Exception as exc:  # the job must not stay "running"
         shutil.rmtree(folder, ignore_errors=True)
-        _finish(job_id, Job.Status.FAILED, message=f"Unexpected error ({type(exc).__name__}); see the server log.")
+        job.fail_unexpectedly(exc)
         return True
     finished = timezone.now()
     total = result.total_rows
-    _finish(
-        job_id, Job.Status.DONE, message=f"Exported {total:,} rows", done=total, total=total,
+    job.finish(
+        Job.Status.DONE, message=f"Exported {total:,} rows", now=finished, done=total, total=total,
         expires_at=finished + timedelta(hours=ttl_hours()),
         result={
             "path": result.path.relative_to(export_dir()).as_posix(),
@@ -405,10 +393,6 @@ def export_job_run(*, job_id: int, now: datetime | None = None) -> bool:
         },
     )
     return True
-
-
-def _finish(job_id: int, status: str, *, message: str, **fields) -> None:
-    Job.objects.filter(pk=job_id).update(status=status, message=message, finished_at=timezone.now(), **fields)
 
 
 def export_file(job: Job, *, now: datetime | None = None) -> Path | None:

@@ -202,7 +202,7 @@ def test_starting_a_run_enqueues_it_once_the_creating_transaction_commits(
     from oversight.baselines import tasks
 
     sent = []
-    monkeypatch.setattr(tasks.run_baseline, "delay", lambda run_id: sent.append(run_id))
+    monkeypatch.setattr(tasks.run_baseline, "apply_async", lambda args, **options: sent.append(*args))
     make_items(bank, 3)
     with django_capture_on_commit_callbacks(execute=True):
         run = create_run(endpoint=endpoint, bank=bank, method="zero-shot")

@@ -9,17 +9,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from oversight.banks.models import Bank, Item
-from oversight.console import tasks
 from oversight.core.models import Job
+from tests.banks.helpers import CUSTOM_BAD, CUSTOM_OK
 from tests.factories import make_bank, make_study
 
 pytestmark = pytest.mark.django_db
 
 MMLU_VAL = 'What is 2+2?,3,4,5,6,B\n"Which planet is red?",Venus,Mars,Earth,Jupiter,B\n'
 MMLU_TEST = "Which is a star?,The Sun,The Moon,Mars,Io,A\n"
-CUSTOM_OK = ("id,question,option_a,option_b,answer,subject\n"
-             "q1,Is ice cold?,yes,no,A,physics\nq2,Is fire cold?,yes,no,B,physics\n")
-CUSTOM_BAD = "id,question,option_a,option_b,answer\nq1,Is ice cold?,yes,no,A\nq2,Is fire cold?,yes,no,Z\n"
 
 
 @pytest.fixture(autouse=True)
@@ -214,7 +211,7 @@ def test_an_unreadable_format_is_a_form_error(client, staff, django_capture_on_c
     assert not Job.objects.exists()
 
 
-# --- The job page and the task -------------------------------------------------------------------------------
+# --- The job page --------------------------------------------------------------------------------------------
 
 
 def test_a_running_job_polls_with_htmx_and_refreshes_without_js(client, staff):
@@ -230,27 +227,3 @@ def test_a_running_job_polls_with_htmx_and_refreshes_without_js(client, staff):
     Job.objects.filter(pk=job.pk).update(status=Job.Status.DONE, finished_at=timezone.now())
     response = client.get(page, HTTP_HX_REQUEST="true")
     assert response["HX-Trigger"] == "jobFinished" and 'hx-trigger="every 1s"' not in response.content.decode()
-
-
-def test_progress_is_stored_at_most_every_half_second(monkeypatch):
-    job = Job.objects.create(kind=Job.Kind.IMPORT)
-    clock = iter([10.0, 10.1, 10.7, 10.8])
-    monkeypatch.setattr(tasks.time, "monotonic", lambda: next(clock))
-    progress = tasks.JobProgress(job.pk)
-    progress("read", 1, 10)
-    progress("read", 2, 10)  # 0.1 s later: skipped
-    job.refresh_from_db()
-    assert (job.done, job.total) == (1, 10)
-    progress("read", 3, 10)
-    progress("read", 10, 10)  # the end of a stage is always stored
-    job.refresh_from_db()
-    assert (job.done, job.total, job.message) == (10, 10, "Read and checked; writing to the database")
-
-
-def test_the_task_is_safe_to_run_twice(client, staff, django_capture_on_commit_callbacks):
-    client.force_login(staff)
-    upload(client, "mine.csv", CUSTOM_OK.encode(), django_capture_on_commit_callbacks)
-    job = Job.objects.get()
-    tasks.import_bank_job(job.pk)  # the upload is gone and the job finished: nothing happens
-    job.refresh_from_db()
-    assert job.status == Job.Status.DONE and Item.objects.count() == 2

@@ -1,12 +1,17 @@
-import pytest
+import copy
 
-from oversight.core.models import Condition, Study
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from oversight.core.models import Condition, Study, Task
 from oversight.core.services.studies import (
     StudyDesignError,
     manifest_hash,
     study_clone,
     study_close,
     study_design_problems,
+    study_design_problems_added,
     study_launch,
 )
 from tests.factories import make_study
@@ -27,6 +32,57 @@ def test_it_explains_a_sample_larger_than_the_bank():
 def test_it_requires_an_endpoint_for_an_assisted_condition():
     study = make_study(launch=False, endpoint=False)
     assert "The assisted condition “Assisted” needs a model endpoint." in study_design_problems(study)
+
+
+def added_without_writing(study: Study, change) -> list[str]:
+    with CaptureQueriesContext(connection) as queries:
+        problems = study_design_problems_added(study=study, change=change)
+    writes = [q["sql"] for q in queries if not q["sql"].lstrip().upper().startswith("SELECT")]
+    assert writes == [], "checking a change wrote to the database"
+    return problems
+
+
+def test_a_new_condition_that_leaves_too_few_items_adds_a_problem_without_being_saved():
+    study = make_study(n_items=5, launch=False)  # 2 conditions × 5 of 12 items: fine
+    third = Condition(study=study, kind=Condition.Kind.UNAIDED, name="Third", position=2)
+    assert added_without_writing(study, third) == [
+        "Task “Main”: 3 disjoint samples of 5 need 15 items but the bank has 12 matching items."
+    ]
+    assert study.conditions.count() == 2 and study_design_problems(study) == []
+
+
+def test_an_edited_task_is_checked_in_place_of_the_stored_one():
+    study = make_study(n_items=5, launch=False)
+    task = study.tasks.get()
+    edited = copy.copy(task)
+    edited.sample_size = 7
+    assert added_without_writing(study, edited) == [
+        "Task “Main”: 2 disjoint samples of 7 need 14 items but the bank has 12 matching items."
+    ]
+    assert Task.objects.get(pk=task.pk).sample_size == 5
+
+
+def test_an_edited_study_is_checked_with_its_own_settings():
+    study = make_study(n_items=7, launch=False, disjoint_samples=False)
+    study.tasks.update(sample_size=8)  # 8 of the bank's 14 items, shared by both conditions: fine
+    disjoint = copy.copy(study)
+    disjoint.disjoint_samples = True
+    assert added_without_writing(study, disjoint) == [
+        "Task “Main”: 2 disjoint samples of 8 need 16 items but the bank has 14 matching items."
+    ]
+    assert not Study.objects.get(pk=study.pk).disjoint_samples
+
+
+def test_only_problems_the_change_adds_count():
+    study = make_study(n_items=7, launch=False, endpoint=False)
+    study.tasks.update(sample_size=8)
+    assert len(study_design_problems(study)) == 2  # 2 × 8 items of 14, and no endpoint
+    smaller = copy.copy(study.tasks.get())
+    smaller.sample_size = 3
+    assert added_without_writing(study, smaller) == []  # fixes one, adds none
+    renamed = Condition.objects.get(study=study, name="Unaided")
+    renamed.kind, renamed.name = Condition.Kind.ASSISTED, "Also assisted"
+    assert added_without_writing(study, renamed) == ["The assisted condition “Also assisted” needs a model endpoint."]
 
 
 def test_the_same_seed_draws_the_same_samples():

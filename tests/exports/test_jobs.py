@@ -86,6 +86,14 @@ def test_a_job_left_running_by_a_dead_worker_is_run_again_once_stale(study, alic
     assert job.status == Job.Status.DONE and export_file(job) is not None
 
 
+def test_an_unreachable_broker_fails_the_job_instead_of_leaving_it_queued(study, alice, broker_unreachable,
+                                                                          django_capture_on_commit_callbacks):
+    broker_unreachable(tasks.run_export)
+    job = request_and_run(study, alice, django_capture_on_commit_callbacks)
+    assert job.status == Job.Status.FAILED and job.message == services.NOT_QUEUED
+    assert export_file(job) is None
+
+
 def test_external_ids_on_a_study_that_forbids_them_are_refused_before_any_job(study, alice):
     study.allow_external_id_export = False
     study.save(update_fields=["allow_external_id_export"])

@@ -16,9 +16,37 @@ class StudyDesignError(ValueError):
 
 def study_design_problems(study: Study) -> list[str]:
     """Everything that would stop `study_launch`, in words a researcher can act on."""
-    problems = []
+    return _design_problems(study, list(study.conditions.select_related("endpoint")),
+                            list(study.tasks.select_related("bank")))
+
+
+def study_design_problems_added(*, study: Study, change: Study | Task | Condition) -> list[str]:
+    """The launch problems `change` would add to `study`: an edited copy of the study, or a new or edited task or
+    condition of it, not saved. Nothing is written: the launch rules run over the study's stored parts with the
+    change in place, so a design form refuses an edit in the very words launch would use."""
     conditions = list(study.conditions.select_related("endpoint"))
     tasks = list(study.tasks.select_related("bank"))
+    if isinstance(change, Study):
+        after = _design_problems(change, conditions, tasks)
+    elif isinstance(change, Task):
+        after = _design_problems(study, conditions, _with_change(tasks, change))
+    elif isinstance(change, Condition):
+        after = _design_problems(study, _with_change(conditions, change), tasks)
+    else:
+        raise TypeError(f"cannot check a change of {type(change).__name__}")
+    before = set(_design_problems(study, conditions, tasks))
+    return [problem for problem in after if problem not in before]
+
+
+def _with_change(parts: list, change) -> list:
+    """`parts` with `change` in place of the row it edits (or added, last among its position, as a new row's id
+    would place it), in the order the study's tasks and conditions have (position, id)."""
+    kept = [part for part in parts if change.pk is None or part.pk != change.pk]
+    return sorted([*kept, change], key=lambda part: (part.position, part.pk is None, part.pk or 0))
+
+
+def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task]) -> list[str]:
+    problems = []
     if not conditions:
         problems.append("Add at least one condition.")
     if not any(t.role == Task.Role.SCORED for t in tasks):

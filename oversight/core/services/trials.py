@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from oversight.core.enqueue import enqueue_on_commit
 from oversight.core.models import Event, Study, Trial
 from oversight.core.services.monitor import monitor_changed
 
@@ -107,18 +108,11 @@ def trial_show(*, trial: Trial, now=None) -> Trial:
     )
     _changed(trial)
     if trial.deadline_at and not settings.CELERY_TASK_ALWAYS_EAGER:
-        # With a broker, a task waits for the deadline; the periodic sweep is the safety net if it is lost.
+        # With a broker, a task waits for the deadline; the periodic sweep is the safety net if it is lost (or
+        # could not be sent: enqueue_on_commit logs a broker outage instead of failing the page).
         from oversight.core.tasks import finalize_trial
 
-        deadline = trial.deadline_at
-
-        def schedule():
-            try:
-                finalize_trial.apply_async((trial.pk,), eta=deadline)
-            except Exception:  # noqa: BLE001 - a broker outage must not fail the page; beat's sweep still finalises
-                log.warning("could not schedule the deadline task", exc_info=True, extra={"trial_id": trial.pk})
-
-        transaction.on_commit(schedule)
+        enqueue_on_commit(finalize_trial, trial.pk, eta=trial.deadline_at)
     return trial
 
 
