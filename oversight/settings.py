@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "oversight.baselines",
     "oversight.realtime",
     "oversight.exports",
+    "oversight.ops",
 ]
 
 MIDDLEWARE = [
@@ -277,7 +278,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "oversight.core.logging.JsonFormatter"},
+        "json": {"()": "oversight.ops.logging.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
     "handlers": {
