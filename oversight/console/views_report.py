@@ -31,9 +31,8 @@ from oversight.analysis.metrics import answer_probabilities, weighted_vote
 from oversight.analysis.report import DEFAULT_RESAMPLES, DEFAULT_SEED, _baseline_groups, analysed_trials, build_report
 from oversight.analysis.tables import ASSISTED, StudyTables
 from oversight.banks.models import Item
-from oversight.console.access import get_study_for_user
+from oversight.console.access import get_study_for_user, results_hidden
 from oversight.core.models import Exclusion, Participant, Study, Trial
-from oversight.core.services.monitor import viewer_is_blind
 
 MAX_RESAMPLES = 10_000
 CACHE_SECONDS = 24 * 3600
@@ -68,11 +67,6 @@ def _query(variant: str, resamples: int, **extra) -> str:
         params["resamples"] = resamples
     params.update({k: v for k, v in extra.items() if v not in (None, "")})
     return f"?{urlencode(params)}" if params else ""
-
-
-def results_hidden(user, study: Study) -> bool:
-    """A viewer blind to accuracy sees no results until the study is closed."""
-    return study.status != Study.Status.CLOSED and viewer_is_blind(user, study)
 
 
 def data_version(study: Study) -> str:
