@@ -840,9 +840,9 @@ def serve(port: int) -> None:
 
     generation.stream_reply = stream_reply
 
-    from oversight.realtime import consumers
+    from oversight.participant.consumers import ChatConsumer
 
-    timed_async(consumers.ChatConsumer, "receive_json", "consumer receive_json (send: store, publish, start)")
+    timed_async(ChatConsumer, "receive_json", "consumer receive_json (send: store, publish, start)")
 
     from oversight.asgi import application as app
 

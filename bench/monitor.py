@@ -66,6 +66,10 @@ RESEARCHER = ("researcher", "oversight-demo")  # seed_demo's login
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SUBMIT = re.compile(r"/s/p/(?P<token>[^/]+)/item/(?P<position>\d+)/submit$")
 TRIAL = re.compile(r"/s/p/(?P<token>[^/]+)/item/(?P<position>\d+)/$")
+# The monitor pushes its rows and summary as the page's rendered partials: a row's id and progress cell ("done/
+# total"), and the summary's count per status.
+ROW = re.compile(r'<tr data-id="(?P<id>\d+)".*?<td>(?P<done>\d+)/\d+</td>', re.S)
+STATUS = re.compile(r'<td data-status="(?P<label>[^"]+)">(?P<n>\d+)</td>')
 
 
 # --- Small helpers ------------------------------------------------------------------------------------------
@@ -79,6 +83,11 @@ def pct(values: list[float], p: float) -> float | None:
     if p == 0.5:
         return statistics.median(ordered)
     return ordered[min(len(ordered) - 1, max(0, int(round(p * len(ordered))) - 1))]
+
+
+def pushed_rows(html: str) -> list[tuple[int, int]]:
+    """(participant id, done) of each row in a monitor message's rendered rows."""
+    return [(int(m["id"]), int(m["done"])) for m in ROW.finditer(html)]
 
 
 def ms(x: float | None) -> str:
@@ -179,13 +188,14 @@ AFTER = """
 import time
 from django.db import connection
 from oversight.core.models import Study, Trial
-from oversight.core.services.monitor import monitor_rows, monitor_summary
+from oversight.console.monitor import monitor_data, monitor_html, monitor_rows, monitor_summary
 study = Study.objects.get(slug={slug!r})
 committed = {{}}
 for pid, at in (Trial.objects.filter(participant__study=study, submitted_at__isnull=False)
                 .order_by('participant_id', 'submitted_at').values_list('participant_id', 'submitted_at')):
     committed.setdefault(pid, []).append(at.timestamp())
 ids = list(study.participants.order_by('?').values_list('pk', flat=True)[:{batch}])
+snapshot, batch = monitor_data(study, blind=False), monitor_data(study, blind=False, participant_ids=ids)
 def best(f, n=5):
     times = []
     for _ in range(n):
@@ -194,6 +204,8 @@ def best(f, n=5):
 cost = {{'snapshot_rows_ms': best(lambda: monitor_rows(study)),
          'batch_rows_ms': best(lambda: monitor_rows(study, participant_ids=ids)),
          'summary_ms': best(lambda: monitor_summary(study)), 'batch': len(ids),
+         'snapshot_render_ms': best(lambda: monitor_html(snapshot)),
+         'batch_render_ms': best(lambda: monitor_html(batch)),
          'participants': study.participants.count(), 'trials': Trial.objects.filter(participant__study=study).count(),
          'vendor': connection.vendor}}
 result = {{'committed': committed, 'cost': cost}}
@@ -208,7 +220,7 @@ PATCHES = ("monitor-dispatch", "trace")
 def serve_main(args) -> int:
     """daphne in this process, as `python -m daphne` runs it, with the proposed fixes in --patch applied."""
     import oversight.asgi  # noqa: F401 - sets Django up; the application daphne loads is this module's
-    from oversight.realtime.consumers import MonitorConsumer
+    from oversight.console.consumers import MonitorConsumer
 
     if "monitor-dispatch" in args.patch:
         # channels' AsyncConsumer.dispatch runs close_old_connections() through the one thread-sensitive
@@ -275,7 +287,7 @@ def _trace(consumer_class) -> None:
     original_send_json = consumer_class.send_json
 
     async def send_json(self, content, close=False):
-        log(step="send", kind=content.get("type"), pids=[r["id"] for r in content.get("rows", [])],
+        log(step="send", kind=content.get("type"), pids=[pid for pid, _ in pushed_rows(content.get("rows", ""))],
             channel=self.channel_name)
         await original_send_json(self, content, close)
 
@@ -407,15 +419,16 @@ async def watch(viewer: Viewer, base_url: str, stop: asyncio.Event) -> None:
                     continue
                 at = time.time()
                 data = json.loads(raw)
-                rows = data.get("rows", [])
+                rows = pushed_rows(data.get("rows", ""))
                 viewer.messages.append((at, data.get("type", ""), len(raw.encode()), len(rows)))
                 if viewer.keep_rows:
-                    viewer.rows.append([(row["id"], row["done"]) for row in rows])
-                for row in rows:
-                    seen = viewer.first_seen[row["id"]]
-                    if row["done"] not in seen:
-                        seen[row["done"]] = at
-                viewer.by_status = data.get("summary", {}).get("by_status", viewer.by_status)
+                    viewer.rows.append(rows)
+                for participant, done in rows:
+                    seen = viewer.first_seen[participant]
+                    if done not in seen:
+                        seen[done] = at
+                by_status = {m["label"]: int(m["n"]) for m in STATUS.finditer(data.get("summary", ""))}
+                viewer.by_status = by_status or viewer.by_status
     except Exception as exc:  # noqa: BLE001 - reported with the results
         viewer.error = f"{type(exc).__name__}: {exc}"
     viewer.closed_at = time.time()
@@ -636,7 +649,8 @@ async def main_async(args) -> int:
         c = after["cost"]
         print(f"  query cost after the run ({c['vendor']}, {c['participants']} participants, {c['trials']} trials, "
               f"median of 5, while nothing else runs in daphne): full snapshot rows {c['snapshot_rows_ms']} ms; "
-              f"a batch of {c['batch']} rows {c['batch_rows_ms']} ms; summary {c['summary_ms']} ms")
+              f"a batch of {c['batch']} rows {c['batch_rows_ms']} ms; summary {c['summary_ms']} ms; rendering them "
+              f"(the page's partials): snapshot {c['snapshot_render_ms']} ms, batch {c['batch_render_ms']} ms")
         for e in stamps["errors"][:5]:
             print(f"  bot error: {e}")
         if args.json:

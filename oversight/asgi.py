@@ -16,7 +16,7 @@ from oversight.core.broadcast import bind_event_loop  # noqa: E402
 from oversight.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 if settings.DEADLINE_SWEEPER:
-    from oversight.core.sweeper import start_sweeper
+    from oversight.ops.sweeper import start_sweeper
 
     start_sweeper()
 

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "oversight.reports",
     "oversight.realtime",
     "oversight.exports",
+    "oversight.ops",
 ]
 # The development tools beside `oversight/` (bots and `run_bots`, the fake TGI): an app in a checkout, absent
 # from the wheel and the production image. Only this name refers to it; no module in `oversight/` imports it.
@@ -298,7 +299,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "oversight.core.logging.JsonFormatter"},
+        "json": {"()": "oversight.ops.logging.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
     "handlers": {

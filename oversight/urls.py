@@ -5,9 +5,7 @@ from oversight.core import views as core_views
 
 urlpatterns = [
     path("", core_views.home, name="home"),
-    path("healthz", core_views.healthz, name="healthz"),
-    path("readyz", core_views.readyz, name="readyz"),
-    path("metrics", include("oversight.core.metrics")),  # Prometheus text format; see oversight/core/metrics.py
+    path("", include("oversight.ops.urls")),  # /healthz, /readyz, /metrics
     path("admin/", admin.site.urls),
     path("s/", include("oversight.participant.urls")),
     path("console/", include("oversight.console.urls")),

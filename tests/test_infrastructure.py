@@ -1,4 +1,4 @@
-"""The production parts: the Redis channel layer across processes, a real Celery worker, health endpoints.
+"""The production parts: the Redis channel layer across processes and a real Celery worker.
 
 The `redis` and `worker` tests are skipped on the embedded default and run by .ci/run's second pass
 (DATABASE_URL + REDIS_URL).
@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 from celery.result import EagerResult
 from django.conf import settings
-from django.db import OperationalError
 from django.utils import timezone
 
 from oversight.core.models import Condition, Participant, Study, Trial
@@ -85,38 +84,3 @@ def test_it_runs_a_task_sent_through_the_broker_in_a_real_worker(celery_worker):
     assert trial.status == Trial.Status.TIMED_OUT
     assert trial.submit_kind == Trial.SubmitKind.SERVER
     assert (trial.choice, trial.correct) == (1, True)
-
-
-# --- Health endpoints --------------------------------------------------------------------------------------
-
-
-def test_it_answers_healthz_without_touching_the_database(client):
-    # No django_db mark: pytest-django would fail the request if the view touched the database.
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
-
-
-@pytest.mark.django_db
-def test_it_answers_readyz_when_the_database_is_up(client):
-    response = client.get("/readyz")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
-
-
-@pytest.mark.django_db
-def test_it_answers_readyz_503_when_the_database_is_down(client, monkeypatch):
-    from django.db import connection
-
-    def refuse():
-        raise OperationalError("connection refused")
-
-    monkeypatch.setattr(connection, "cursor", refuse)
-    response = client.get("/readyz")
-    assert response.status_code == 503
-    assert response.json()["status"] == "unavailable"
-
-
-@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
-def test_it_rejects_post_on_health_endpoints(client, path):
-    assert client.post(path).status_code == 405

@@ -6,7 +6,6 @@ The gold option is shown when browsing: only researchers reach the console.
 """
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -14,19 +13,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from oversight.banks.models import Bank, Item, Passage
-from oversight.console.access import get_study_for_user
+from oversight.console.access import get_study_for_user, require_staff
 from oversight.console.forms import BankUploadForm
 from oversight.core.models import Job
 from oversight.core.services.bank_imports import bank_import_request
 
 ITEMS_PER_PAGE = 25
 DIFFICULTY = {"hard": True, "easy": False, "unknown": None}
-
-
-def require_staff(user) -> None:
-    """Shared lab resources (banks, endpoints) and creating studies: staff accounts only."""
-    if not (user.is_staff or user.is_superuser):
-        raise PermissionDenied("Only staff accounts may use the lab's banks and endpoints")
 
 
 @login_required

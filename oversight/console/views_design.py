@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from oversight.console.access import can_edit, get_study_for_user
+from oversight.console.access import can_edit, get_study_for_user, require_staff
 from oversight.console.forms import (
     CloneForm,
     CollaboratorForm,
@@ -29,7 +29,6 @@ from oversight.console.forms import (
     StudyForm,
     TaskForm,
 )
-from oversight.console.views_banks import require_staff
 from oversight.core.models import Collaborator, Condition, Study, Task
 from oversight.core.services.studies import study_clone, study_design_problems
 

@@ -14,8 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from oversight.assistant.backends import probe, request_for_endpoint
+from oversight.console.access import require_staff
 from oversight.console.forms import EndpointForm
-from oversight.console.views_banks import require_staff
 from oversight.core.models import ModelEndpoint, Study
 
 INFO_KEYS = ("model_id", "max_input_tokens", "max_total_tokens", "version")

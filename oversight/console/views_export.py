@@ -6,7 +6,7 @@ Who gets what:
 - recruitment ids identify people: exports that include them, and the payment files (which always carry Prolific
   ids), are for the owner and editors only; an export includes them only where the study allows it;
 - a collaborator blind to accuracy gets no data while the study runs — every export and payment file shows who
-  answered right — just as the report hides its results from them (`views_report.results_hidden`).
+  answered right — just as the report hides its results from them (`access.results_hidden`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
-from oversight.console.access import can_edit, get_study_for_user
+from oversight.console.access import can_edit, get_study_for_user, results_hidden
 from oversight.console.forms import BonusForm, ExportForm
-from oversight.console.views_report import results_hidden
 from oversight.core.models import Job, Study
 from oversight.exports.payments import (
     payment_rows,

@@ -20,9 +20,8 @@ from django.views.decorators.http import require_GET
 
 from oversight.analysis import plots
 from oversight.analysis.report import DEFAULT_RESAMPLES
-from oversight.console.access import get_study_for_user
+from oversight.console.access import get_study_for_user, results_hidden
 from oversight.core.models import Study
-from oversight.core.services.monitor import viewer_is_blind
 from oversight.reports.services import report_bundle, report_plot_svg
 
 MAX_RESAMPLES = 10_000
@@ -56,11 +55,6 @@ def _query(variant: str, resamples: int, **extra) -> str:
         params["resamples"] = resamples
     params.update({k: v for k, v in extra.items() if v not in (None, "")})
     return f"?{urlencode(params)}" if params else ""
-
-
-def results_hidden(user, study: Study) -> bool:
-    """A viewer blind to accuracy sees no results until the study is closed."""
-    return study.status != Study.Status.CLOSED and viewer_is_blind(user, study)
 
 
 # --- Formatting ---------------------------------------------------------------------------------------------

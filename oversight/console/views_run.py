@@ -8,10 +8,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from oversight.assistant.models import ChatMessage
 from oversight.assistant.services import message_payload
-from oversight.console.access import get_study_for_user
+from oversight.console.access import get_study_for_user, viewer_is_blind
+from oversight.console.monitor import condition_names, monitor_rows, monitor_summary
 from oversight.core.models import Exclusion, Participant
 from oversight.core.services.exclusions import RULES, exclusion_add, exclusion_candidates, exclusion_revoke
-from oversight.core.services.monitor import condition_names, monitor_rows, monitor_summary, viewer_is_blind
 from oversight.core.services.participants import participant_join
 
 

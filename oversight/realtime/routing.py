@@ -1,8 +1,9 @@
 from django.urls import path
 
-from oversight.realtime import consumers
+from oversight.console.consumers import MonitorConsumer
+from oversight.participant.consumers import ChatConsumer
 
 websocket_urlpatterns = [
-    path("ws/chat/<str:token>/<int:position>/", consumers.ChatConsumer.as_asgi()),
-    path("ws/monitor/<slug:slug>/", consumers.MonitorConsumer.as_asgi()),
+    path("ws/chat/<str:token>/<int:position>/", ChatConsumer.as_asgi()),
+    path("ws/monitor/<slug:slug>/", MonitorConsumer.as_asgi()),
 ]

@@ -1,4 +1,5 @@
-"""The chat consumer end to end: a real websocket app, the real huggingface_hub client, a wire-exact fake TGI."""
+"""The chat end to end (assistant.chat through the participant's socket): a real websocket app, the real
+huggingface_hub client, a wire-exact fake TGI."""
 
 import asyncio
 from datetime import timedelta
@@ -316,19 +317,6 @@ async def test_a_reply_whose_process_died_is_marked_interrupted_keeping_its_part
         _, final = await until_final(ws)
         assert final["status"] == "complete"
         await ws.disconnect()
-
-
-async def test_an_unknown_token_or_an_unaided_trial_gets_no_chat():
-    async with AsyncFakeTGI() as tgi:
-        trial = await setup(tgi.url)
-        ws = WebsocketCommunicator(APP, f"/ws/chat/nope/{trial.position}/")
-        connected, code = await ws.connect()
-        assert not connected and code == 4404
-        unaided = await sync_to_async(lambda: trial.participant.trials.filter(condition__kind="unaided").first())()
-        token = await sync_to_async(lambda: trial.participant.token)()
-        ws = WebsocketCommunicator(APP, f"/ws/chat/{token}/{unaided.position}/")
-        connected, code = await ws.connect()
-        assert not connected and code == 4404
 
 
 async def test_the_simulated_assistant_answers_without_a_server():

@@ -1,15 +1,10 @@
 import pytest
-from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
 from oversight.assistant.models import ChatMessage
 from oversight.core.models import Collaborator, Exclusion, Participant
 from oversight.core.services.participants import participant_join
 from oversight.core.services.trials import Answer, trial_show, trial_submit
-from oversight.realtime.routing import websocket_urlpatterns
 from tests.factories import make_study
 
 pytestmark = pytest.mark.django_db
@@ -160,39 +155,3 @@ def test_a_researcher_pilots_the_study_as_a_flagged_participant(client, study, a
     participant = Participant.objects.get()
     assert participant.is_pilot and participant.status == Participant.Status.ACTIVE
     assert response["Location"] == reverse("participant:next", kwargs={"token": participant.token})
-
-
-@pytest.mark.asyncio
-@pytest.mark.django_db(transaction=True)
-async def test_the_monitor_socket_batches_many_changes_into_few_messages(alice):
-    study = await database_sync_to_async(make_study)(owner=alice, n_items=3)
-    app = AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-    ws = WebsocketCommunicator(app, f"/ws/monitor/{study.slug}/")
-    ws.scope["user"] = alice  # as the session middleware would have resolved it
-    connected, _ = await ws.connect()
-    assert connected
-    snapshot = await ws.receive_json_from(timeout=5)
-    assert snapshot["type"] == "snapshot" and snapshot["rows"] == []
-
-    def busy():
-        for i in range(10):
-            answer_all(enrol(study, f"p{i}"))  # ~70 events from 10 participants
-
-    await database_sync_to_async(busy)()
-    received = []
-    while not await ws.receive_nothing(timeout=2.5):  # (a timed-out receive would cancel the app)
-        received.append(await ws.receive_json_from())
-    assert 1 <= len(received) <= 3, f"{len(received)} messages for ~70 events"
-    rows = {r["id"]: r for message in received for r in message["rows"]}
-    assert len(rows) == 10 and all(r["done"] == r["total"] == 6 for r in rows.values())
-    await ws.disconnect()
-
-
-@pytest.mark.asyncio
-@pytest.mark.django_db(transaction=True)
-async def test_the_monitor_socket_refuses_an_outsider(charlie, alice):
-    study = await database_sync_to_async(make_study)(owner=alice)
-    ws = WebsocketCommunicator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), f"/ws/monitor/{study.slug}/")
-    ws.scope["user"] = charlie
-    connected, code = await ws.connect()
-    assert not connected and code == 4403

@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from oversight.assistant.models import ChatMessage
-from oversight.core import metrics as metrics_module
 from oversight.core.models import Participant, Trial
 from oversight.core.services.participants import participant_join
+from oversight.ops import metrics as metrics_module
 from tests.factories import make_study
 
 pytestmark = pytest.mark.django_db

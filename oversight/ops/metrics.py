@@ -34,7 +34,6 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -285,7 +284,3 @@ def metrics(request: HttpRequest) -> HttpResponse:
     exposition.gauge("oversight_metrics_scrape_duration_seconds", "Time taken to compute these metrics.",
                      round(time.perf_counter() - started, 6))
     return HttpResponse(exposition.render(), content_type=CONTENT_TYPE)
-
-
-# Routed by one line in oversight/urls.py: path("metrics", include("oversight.core.metrics")).
-urlpatterns = [path("", metrics, name="metrics")]
