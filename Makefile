@@ -17,7 +17,7 @@ UV ?= $(shell command -v uv 2>/dev/null || { [ -x $(VENV)/bin/uv ] && echo $(VEN
 # also the image's (deploy/Dockerfile); dev.lock is constrained to base.lock, so the two never disagree.
 LOCK_FLAGS := --universal --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: run test lint check-deploy lock clean distclean
+.PHONY: run test lint format check-deploy lock clean distclean
 
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput -v 0
@@ -32,6 +32,11 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Rewrites the code in the project's one format (ruff format; CI checks it).
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format .
 
 # The production settings must pass Django's deployment checklist with no warnings.
 check-deploy: $(VENV)/.installed

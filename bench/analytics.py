@@ -45,13 +45,21 @@ def main() -> int:
     from oversight_dev.synthetic import synthetic_tables
 
     started = time.perf_counter()
-    tables = synthetic_tables(n_participants=args.participants, items_per_condition=args.items,
-                              excluded=max(1, args.participants // 50), seed=args.seed)
+    tables = synthetic_tables(
+        n_participants=args.participants,
+        items_per_condition=args.items,
+        excluded=max(1, args.participants // 50),
+        seed=args.seed,
+    )
     built = time.perf_counter() - started
-    print(f"synthetic study: {len(tables.trials):,} trials ({args.participants:,} participants × "
-          f"{2 * args.items} items), {len(tables.baselines):,} baseline results; built in {built:.2f} s")
-    print(f"resamples: {args.resamples:,}; Python {platform.python_version()}, numpy {np.__version__}, "
-          f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}")
+    print(
+        f"synthetic study: {len(tables.trials):,} trials ({args.participants:,} participants × "
+        f"{2 * args.items} items), {len(tables.baselines):,} baseline results; built in {built:.2f} s"
+    )
+    print(
+        f"resamples: {args.resamples:,}; Python {platform.python_version()}, numpy {np.__version__}, "
+        f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}"
+    )
 
     one, whole, whole_cpu, render = [], [], [], []
     for round_ in range(args.rounds):
@@ -66,17 +74,23 @@ def main() -> int:
         t = time.perf_counter()
         size = len(report.to_json()) + len(report.to_markdown())
         render.append(time.perf_counter() - t)
-        print(f"round {round_ + 1}: one variant {one[-1]:.2f} s, whole report {whole[-1]:.2f} s "
-              f"(CPU {whole_cpu[-1]:.2f} s), render {render[-1]:.3f} s ({size:,} characters)")
+        print(
+            f"round {round_ + 1}: one variant {one[-1]:.2f} s, whole report {whole[-1]:.2f} s "
+            f"(CPU {whole_cpu[-1]:.2f} s), render {render[-1]:.3f} s ({size:,} characters)"
+        )
 
     median = statistics.median(whole)
     print()
-    print("| trials | resamples | one variant (s) | whole report, both variants (s) | its CPU time (s) | render (s) "
-          "| target ≤ 5 s |")
+    print(
+        "| trials | resamples | one variant (s) | whole report, both variants (s) | its CPU time (s) | render (s) "
+        "| target ≤ 5 s |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---|")
-    print(f"| {len(tables.trials):,} | {args.resamples:,} | {statistics.median(one):.2f} | **{median:.2f}** | "
-          f"{statistics.median(whole_cpu):.2f} | {statistics.median(render):.3f} | "
-          f"{'met' if median <= TARGET_S else 'MISSED'} |")
+    print(
+        f"| {len(tables.trials):,} | {args.resamples:,} | {statistics.median(one):.2f} | **{median:.2f}** | "
+        f"{statistics.median(whole_cpu):.2f} | {statistics.median(render):.3f} | "
+        f"{'met' if median <= TARGET_S else 'MISSED'} |"
+    )
     return 0 if median <= TARGET_S else 1
 
 

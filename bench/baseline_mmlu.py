@@ -83,10 +83,12 @@ def bare_client_rate(url: str, concurrency: int, n: int) -> float:
 
     from oversight.baselines.transport import JSONPoster
 
-    body = json.dumps({"inputs": "Human: Question: 1 + 1?\n\nChoices:\n (A) 1\n (B) 2\n (C) 3\n (D) 4\n\n"
-                                 "Answer:\n\nAssistant:",
-                       "parameters": {"details": True, "do_sample": False, "max_new_tokens": 1,
-                                      "top_n_tokens": 5}}).encode()
+    body = json.dumps(
+        {
+            "inputs": "Human: Question: 1 + 1?\n\nChoices:\n (A) 1\n (B) 2\n (C) 3\n (D) 4\n\nAnswer:\n\nAssistant:",
+            "parameters": {"details": True, "do_sample": False, "max_new_tokens": 1, "top_n_tokens": 5},
+        }
+    ).encode()
 
     async def go() -> float:
         poster = JSONPoster(url, timeout_s=30)
@@ -109,8 +111,19 @@ def bare_client_rate(url: str, concurrency: int, n: int) -> float:
 
 
 def start_fake(ttft_ms: float) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "oversight_dev.faketgi", "--port", "0", "--ttft-ms", str(ttft_ms),
-           "--max-concurrent-requests", "1024", "--letter-logprobs", json.dumps(LETTERS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "oversight_dev.faketgi",
+        "--port",
+        "0",
+        "--ttft-ms",
+        str(ttft_ms),
+        "--max-concurrent-requests",
+        "1024",
+        "--letter-logprobs",
+        json.dumps(LETTERS),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if "listening on" not in line:
@@ -126,8 +139,12 @@ def main() -> int:
     parser.add_argument("--ttft-ms", type=float, default=50.0)
     parser.add_argument("--profile", action="store_true", help="run under cProfile and print the top functions")
     parser.add_argument("--profile-lines", type=int, default=25)
-    parser.add_argument("--bare-requests", type=int, default=6400,
-                        help="requests of the bare transport loop measured after the run (0: skip)")
+    parser.add_argument(
+        "--bare-requests",
+        type=int,
+        default=6400,
+        help="requests of the bare transport loop measured after the run (0: skip)",
+    )
     args = parser.parse_args()
     if not (args.mmlu / "test").is_dir():
         parser.error(f"no MMLU test/ directory under {args.mmlu.resolve()}")
@@ -169,10 +186,12 @@ def run(args) -> int:
     print(f"imported the test split in {time.monotonic() - t0:.1f} s")
     fake, url = start_fake(args.ttft_ms)
     try:
-        endpoint = ModelEndpoint.objects.create(name="fake", kind="tgi", base_url=url, max_concurrency=args.concurrency,
-                                                request_timeout_s=30)
-        run_row = create_run(endpoint=endpoint, bank=bank, split="test", method="zero-shot",
-                             params={"concurrency": args.concurrency})
+        endpoint = ModelEndpoint.objects.create(
+            name="fake", kind="tgi", base_url=url, max_concurrency=args.concurrency, request_timeout_s=30
+        )
+        run_row = create_run(
+            endpoint=endpoint, bank=bank, split="test", method="zero-shot", params={"concurrency": args.concurrency}
+        )
         total = run_row.total
         rss_before = rss_mib()
         pressure_before = cpu_pressure()
@@ -214,22 +233,34 @@ def run(args) -> int:
     rss = [r for _, r in sampler.samples]
     quarter = max(1, len(rss) // 4)
     db = f"{connection.vendor} {connection.Database.sqlite_version if connection.vendor == 'sqlite' else ''}".strip()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
-          f"{platform.python_version()}, {db}")
-    print(f"run {run_row.pk}: {run_row.status}, {run_row.done}/{total} items, {run_row.errors} errors, "
-          f"accuracy {run_row.summary['accuracy']:.1f}%")
-    print(f"wall {wall:.2f} s  rate {rate:.0f} items/s  bound {bound:.0f} items/s  ratio {rate / bound:.3f} "
-          f"(target >= 0.9)")
-    print(f"cpu: this process {self_cpu:.1f} s ({1000 * self_cpu / max(result.scored, 1):.2f} ms/item, "
-          f"{100 * self_cpu / wall:.0f}% of one core), fake server {fake_cpu:.1f} s "
-          f"({1000 * fake_cpu / max(result.scored, 1):.2f} ms/request, {100 * fake_cpu / wall:.0f}% of one core)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {db}"
+    )
+    print(
+        f"run {run_row.pk}: {run_row.status}, {run_row.done}/{total} items, {run_row.errors} errors, "
+        f"accuracy {run_row.summary['accuracy']:.1f}%"
+    )
+    print(
+        f"wall {wall:.2f} s  rate {rate:.0f} items/s  bound {bound:.0f} items/s  ratio {rate / bound:.3f} "
+        f"(target >= 0.9)"
+    )
+    print(
+        f"cpu: this process {self_cpu:.1f} s ({1000 * self_cpu / max(result.scored, 1):.2f} ms/item, "
+        f"{100 * self_cpu / wall:.0f}% of one core), fake server {fake_cpu:.1f} s "
+        f"({1000 * fake_cpu / max(result.scored, 1):.2f} ms/request, {100 * fake_cpu / wall:.0f}% of one core)"
+    )
     print(f"machine CPU pressure (some, avg10): {pressure_before} before, {pressure_after} after the run")
     if bare is not None:
-        print(f"bare transport loop, same server and concurrency, right after: {bare:.0f} requests/s "
-              f"(ratio {bare / bound:.3f}); the runner reached {rate / bare:.2f} of it")
-    print(f"rss MiB: before {rss_before:.0f}, peak {max(rss):.0f} (ru_maxrss "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}), quartiles of the run "
-          f"{', '.join(f'{max(rss[i:i + quarter]):.0f}' for i in range(0, len(rss), quarter))}")
+        print(
+            f"bare transport loop, same server and concurrency, right after: {bare:.0f} requests/s "
+            f"(ratio {bare / bound:.3f}); the runner reached {rate / bare:.2f} of it"
+        )
+    print(
+        f"rss MiB: before {rss_before:.0f}, peak {max(rss):.0f} (ru_maxrss "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}), quartiles of the run "
+        f"{', '.join(f'{max(rss[i : i + quarter]):.0f}' for i in range(0, len(rss), quarter))}"
+    )
     if profiler:
         for name, prof in (("engine thread (HTTP, scoring)", engine_profiler), ("calling thread (database)", profiler)):
             stats = pstats.Stats(prof)

@@ -140,12 +140,30 @@ class Proc:
 
 def start_fake(tmp: Path, args, max_streams: int) -> Proc:
     log_path = tmp / "faketgi.log"
-    cmd = [sys.executable, "-m", "oversight_dev.faketgi", "--port", "0", "--ttft-ms", str(args.ttft_ms),
-           "--tokens-per-s", str(args.tokens_per_s), "--max-concurrent-requests", str(max_streams * 2 + 16),
-           "--reply", reply_text(args.reply_tokens)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "oversight_dev.faketgi",
+        "--port",
+        "0",
+        "--ttft-ms",
+        str(args.ttft_ms),
+        "--tokens-per-s",
+        str(args.tokens_per_s),
+        "--max-concurrent-requests",
+        str(max_streams * 2 + 16),
+        "--reply",
+        reply_text(args.reply_tokens),
+    ]
     log = open(log_path, "w")  # noqa: SIM115 - handed to the child; closed with the process
-    popen = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    popen = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if popen.poll() is not None:
@@ -206,8 +224,10 @@ async def join(base_url: str, pids: list[str], concurrency: int = 8) -> list[str
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(pid: str) -> str:
-        async with semaphore, httpx.AsyncClient(timeout=httpx.Timeout(60), trust_env=False,
-                                                follow_redirects=True) as client:
+        async with (
+            semaphore,
+            httpx.AsyncClient(timeout=httpx.Timeout(60), trust_env=False, follow_redirects=True) as client,
+        ):
             params = {"PROLIFIC_PID": pid, "STUDY_ID": "bench", "SESSION_ID": f"{pid}-s"}
             page = await client.get(f"{base_url}/s/demo/?{urlencode(params)}")
             consent = next(f for f in parse_page(page.text).forms if f.input("consent") is not None)
@@ -240,8 +260,9 @@ class ClientResult:
         return None if self.first is None else self.first - self.sent
 
 
-async def platform_round(base_url: str, ws_paths: list[str], timeout_s: float, on_barrier,
-                         spread_s: float = 0.0) -> list[ClientResult]:
+async def platform_round(
+    base_url: str, ws_paths: list[str], timeout_s: float, on_barrier, spread_s: float = 0.0
+) -> list[ClientResult]:
     from websockets.asyncio.client import connect
 
     from oversight_dev.bots import ChatStream, ws_url
@@ -257,8 +278,15 @@ async def platform_round(base_url: str, ws_paths: list[str], timeout_s: float, o
         r = results[i]
         stream = ChatStream()
         async with connect_gate:
-            ws = await connect(ws_url(base_url, path), origin=base_url, proxy=None, open_timeout=60,
-                               close_timeout=2, max_size=8 * 2**20, ping_interval=None)
+            ws = await connect(
+                ws_url(base_url, path),
+                origin=base_url,
+                proxy=None,
+                open_timeout=60,
+                close_timeout=2,
+                max_size=8 * 2**20,
+                ping_interval=None,
+            )
         try:
             await ws.send(json.dumps({"type": "hello", "reconnect": False}))
             while json.loads(await ws.recv()).get("type") != "history":
@@ -306,8 +334,10 @@ async def platform_round(base_url: str, ws_paths: list[str], timeout_s: float, o
         done, _ = await asyncio.wait([waiter, *tasks], timeout=120, return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             failed = [t for t in tasks if t.done() and t.exception()]
-            raise RuntimeError(f"only {connected}/{len(ws_paths)} websockets connected"
-                               + (f": {failed[0].exception()!r}" if failed else ""))
+            raise RuntimeError(
+                f"only {connected}/{len(ws_paths)} websockets connected"
+                + (f": {failed[0].exception()!r}" if failed else "")
+            )
         await asyncio.sleep(0.5)  # let the hellos settle: the barrier starts from a quiet server
         await on_barrier()
         go.set()
@@ -345,8 +375,9 @@ class DirectResult:
         return None if self.first is None else self.first - self.sent
 
 
-async def direct_round(fake_url: str, bodies: list[dict], timeout_s: float, client_kind: str,
-                       spread_s: float = 0.0) -> list[DirectResult]:
+async def direct_round(
+    fake_url: str, bodies: list[dict], timeout_s: float, client_kind: str, spread_s: float = 0.0
+) -> list[DirectResult]:
     """The platform's requests, straight to the fake, all at once.
 
     `raw` (the baseline): the recorded bodies as they are, over one httpx2 client made before the barrier, the
@@ -358,8 +389,9 @@ async def direct_round(fake_url: str, bodies: list[dict], timeout_s: float, clie
 
     results = [DirectResult() for _ in bodies]
     go = asyncio.Event()
-    shared = httpx2.AsyncClient(timeout=httpx2.Timeout(timeout_s), trust_env=False,
-                                limits=httpx2.Limits(max_connections=len(bodies) + 8))
+    shared = httpx2.AsyncClient(
+        timeout=httpx2.Timeout(timeout_s), trust_env=False, limits=httpx2.Limits(max_connections=len(bodies) + 8)
+    )
 
     async def raw(r: DirectResult, body: dict) -> None:
         async with shared.stream("POST", f"{fake_url}/v1/chat/completions", json=body) as response:
@@ -380,8 +412,9 @@ async def direct_round(fake_url: str, bodies: list[dict], timeout_s: float, clie
         client = AsyncInferenceClient(base_url=fake_url, timeout=timeout_s)
         params = {k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None}
         try:
-            stream = await client.chat_completion(body["messages"], stream=True,
-                                                  stream_options={"include_usage": True}, **params)
+            stream = await client.chat_completion(
+                body["messages"], stream=True, stream_options={"include_usage": True}, **params
+            )
             async for chunk in stream:
                 for choice in chunk.choices or []:
                     text = (choice.delta.content or "") if choice.delta else ""
@@ -453,20 +486,27 @@ class RoundResult:
             "streams": self.n,
             "platform_ttft_ms": {"p50": _r(p50p), "p95": _r(p95p), "max": _r(max(self.platform_ttft, default=None))},
             "direct_ttft_ms": {"p50": _r(p50d), "p95": _r(p95d), "max": _r(max(self.direct_ttft, default=None))},
-            "ratio": {"p50": round(p50p / p50d, 3) if p50p and p50d else None,
-                      "p95": round(p95p / p95d, 3) if p95p and p95d else None},
+            "ratio": {
+                "p50": round(p50p / p50d, 3) if p50p and p50d else None,
+                "p95": round(p95p / p95d, 3) if p95p and p95d else None,
+            },
             "server_ttft_ms": {"p50": _r(pct(self.server_ttft, 0.5)), "p95": _r(pct(self.server_ttft, 0.95))},
-            "reply_ms": {"platform_p50": _r(pct(self.platform_total, 0.5)),
-                         "direct_p50": _r(pct(self.direct_total, 0.5))},
-            "failures": len(self.failures), "incomplete_replies": self.incomplete,
+            "reply_ms": {
+                "platform_p50": _r(pct(self.platform_total, 0.5)),
+                "direct_p50": _r(pct(self.direct_total, 0.5)),
+            },
+            "failures": len(self.failures),
+            "incomplete_replies": self.incomplete,
             "failure_details": self.failures[:20],
             "tokens_lost": {"chars": self.lost_chars, "replies": self.lost_replies, "gaps": self.gaps},
             "tokens_streamed": self.tokens,
             "server_cpu_s": round(self.server_cpu_s, 3),
             "server_cpu_ms_per_token": round(self.server_cpu_s * 1000 / self.tokens, 3) if self.tokens else None,
             "server_cpu_share": round(self.server_cpu_s / self.phase_s, 3) if self.phase_s else None,
-            "fake_cpu_s": round(self.fake_cpu_s, 3), "bench_client_cpu_s": round(self.bench_cpu_s, 3),
-            "machine_busy": round(self.machine_busy, 3), "load_avg_before": round(self.load_avg, 2),
+            "fake_cpu_s": round(self.fake_cpu_s, 3),
+            "bench_client_cpu_s": round(self.bench_cpu_s, 3),
+            "machine_busy": round(self.machine_busy, 3),
+            "load_avg_before": round(self.load_avg, 2),
             "phase_s": round(self.phase_s, 2),
             "instrument": self.instrument,
         }
@@ -491,8 +531,9 @@ def stored_replies(env: dict[str, str], ids: list[int]) -> dict[int, dict]:
     return {int(k): v for k, v in json.loads(line[2:]).items()}
 
 
-async def run_n(n: int, tag: str, *, args, env: dict, daphne: Proc, fake: Proc, reply: str,
-                report: bool = True) -> RoundResult:
+async def run_n(
+    n: int, tag: str, *, args, env: dict, daphne: Proc, fake: Proc, reply: str, report: bool = True
+) -> RoundResult:
     result = RoundResult(n=n)
     pids = [f"bench-{tag}-{i}" for i in range(n)]
     t = time.monotonic()
@@ -505,8 +546,7 @@ async def run_n(n: int, tag: str, *, args, env: dict, daphne: Proc, fake: Proc, 
 
     async def on_barrier() -> None:
         if instrumented:
-            http_json(f"{daphne.url}/__bench/reset", method="POST",
-                      body={"cprofile": bool(args.cprofile) and report})
+            http_json(f"{daphne.url}/__bench/reset", method="POST", body={"cprofile": bool(args.cprofile) and report})
         marks["server"], marks["fake"] = proc_cpu_s(daphne.pid), proc_cpu_s(fake.pid)
         marks["bench"] = sum(os.times()[:2])
         marks["busy"], marks["total"] = machine_cpu()
@@ -524,16 +564,19 @@ async def run_n(n: int, tag: str, *, args, env: dict, daphne: Proc, fake: Proc, 
     result.machine_busy = (busy - marks["busy"]) / max(1, total - marks["total"])
     result.tokens = http_json(f"{fake.url}/__fake/stats")["tokens_sent"] - marks["tokens"]
     if instrumented:
-        result.instrument = http_json(f"{daphne.url}/__bench/stats", method="POST",
-                                      body={"cprofile_out": args.cprofile if report else None})
+        result.instrument = http_json(
+            f"{daphne.url}/__bench/stats", method="POST", body={"cprofile_out": args.cprofile if report else None}
+        )
 
     stored = stored_replies(env, [c.message_id for c in clients if c.message_id is not None])
     for i, c in enumerate(clients):
         row = stored.get(c.message_id) if c.message_id is not None else None
         if c.status != "complete" or row is None or row["status"] != "complete":
             result.incomplete += 1
-            result.failures.append(f"client {i}: client saw {c.status or 'no final message'} {c.error}; stored "
-                                   f"{row and row['status']} {row and row['error']}".strip())
+            result.failures.append(
+                f"client {i}: client saw {c.status or 'no final message'} {c.error}; stored "
+                f"{row and row['status']} {row and row['error']}".strip()
+            )
         elif row is not None:  # both final: the rebuilt text must be the stored text
             content = row["content"]
             common = len(os.path.commonprefix([c.text, content]))
@@ -551,8 +594,9 @@ async def run_n(n: int, tag: str, *, args, env: dict, daphne: Proc, fake: Proc, 
         if c.final is not None and c.status == "complete":
             result.platform_total.append(c.final - c.sent)
 
-    bodies = [r["json"] for r in http_json(f"{fake.url}/__fake/requests")
-              if r["path"] == "/v1/chat/completions" and r["json"]]
+    bodies = [
+        r["json"] for r in http_json(f"{fake.url}/__fake/requests") if r["path"] == "/v1/chat/completions" and r["json"]
+    ]
     if len(bodies) != n:
         result.failures.append(f"the fake logged {len(bodies)} chat requests for {n} messages")
     direct = await direct_round(fake.url, bodies, args.timeout, args.direct_client, args.spread)
@@ -571,19 +615,23 @@ async def run_n(n: int, tag: str, *, args, env: dict, daphne: Proc, fake: Proc, 
 
 def print_table(rows: list[dict], backend: str) -> None:
     print(f"\nbackend: {backend}")
-    print("| streams | platform TTFT p50 / p95 (ms) | direct TTFT p50 / p95 (ms) | ratio p50 / p95 | "
-          "daphne's own TTFT p50 / p95 (ms) | tokens lost | failures | server CPU per token | daphne CPU | "
-          "machine busy | load avg before |")
+    print(
+        "| streams | platform TTFT p50 / p95 (ms) | direct TTFT p50 / p95 (ms) | ratio p50 / p95 | "
+        "daphne's own TTFT p50 / p95 (ms) | tokens lost | failures | server CPU per token | daphne CPU | "
+        "machine busy | load avg before |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in rows:
-        print(f"| {s['streams']} | {s['platform_ttft_ms']['p50']} / {s['platform_ttft_ms']['p95']} | "
-              f"{s['direct_ttft_ms']['p50']} / {s['direct_ttft_ms']['p95']} | "
-              f"{s['ratio']['p50']} / {s['ratio']['p95']} | "
-              f"{s['server_ttft_ms']['p50']} / {s['server_ttft_ms']['p95']} | {s['tokens_lost']['chars']} | "
-              f"{s['failures']} | {s['server_cpu_ms_per_token']} ms ({s['tokens_streamed']} tokens) | "
-              f"{s['server_cpu_share'] * 100:.0f}% of a core | "
-              f"{s['machine_busy'] * 100:.0f}% of {os.cpu_count()} CPUs | "
-              f"{s['load_avg_before']} |")
+        print(
+            f"| {s['streams']} | {s['platform_ttft_ms']['p50']} / {s['platform_ttft_ms']['p95']} | "
+            f"{s['direct_ttft_ms']['p50']} / {s['direct_ttft_ms']['p95']} | "
+            f"{s['ratio']['p50']} / {s['ratio']['p95']} | "
+            f"{s['server_ttft_ms']['p50']} / {s['server_ttft_ms']['p95']} | {s['tokens_lost']['chars']} | "
+            f"{s['failures']} | {s['server_cpu_ms_per_token']} ms ({s['tokens_streamed']} tokens) | "
+            f"{s['server_cpu_share'] * 100:.0f}% of a core | "
+            f"{s['machine_busy'] * 100:.0f}% of {os.cpu_count()} CPUs | "
+            f"{s['load_avg_before']} |"
+        )
 
 
 def print_instrument(s: dict) -> None:
@@ -591,13 +639,17 @@ def print_instrument(s: dict) -> None:
     if not inst:
         return
     print(f"\nN={s['streams']}: where daphne's time went during the platform phase ({inst['wall_s']:.2f} s)")
-    print(f"  event loop lag (10 ms ticks): p50 {inst['loop_lag_ms']['p50']} ms, p95 {inst['loop_lag_ms']['p95']} ms, "
-          f"max {inst['loop_lag_ms']['max']} ms")
+    print(
+        f"  event loop lag (10 ms ticks): p50 {inst['loop_lag_ms']['p50']} ms, p95 {inst['loop_lag_ms']['p95']} ms, "
+        f"max {inst['loop_lag_ms']['max']} ms"
+    )
     print("  | what | calls | total s | mean ms | p50 ms | p95 ms | max ms |")
     print("  |---|---:|---:|---:|---:|---:|---:|")
     for name, t in sorted(inst["timers"].items(), key=lambda kv: -kv[1]["total_s"]):
-        print(f"  | {name} | {t['count']} | {t['total_s']:.3f} | {t['mean_ms']} | {t['p50_ms']} | {t['p95_ms']} | "
-              f"{t['max_ms']} |")
+        print(
+            f"  | {name} | {t['count']} | {t['total_s']:.3f} | {t['mean_ms']} | {t['p50_ms']} | {t['p95_ms']} | "
+            f"{t['max_ms']} |"
+        )
     if inst.get("cprofile"):
         print(f"  cProfile written to {inst['cprofile']}")
 
@@ -612,9 +664,18 @@ async def main_async(args) -> int:
         fake = start_fake(tmp, args, max(args.streams))
         reply = reply_text(args.reply_tokens)
         env = server_env(tmp)
-        env.update({"TGI_URL": fake.url, "LOG_LEVEL": "WARNING", "DEBUG": "1" if args.debug else "0",
-                    "SECRET_KEY": "bench-" + "x" * 50, "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                    "SECURE_SSL_REDIRECT": "0", "SECURE_COOKIES": "0", "SECURE_HSTS_SECONDS": "0"})
+        env.update(
+            {
+                "TGI_URL": fake.url,
+                "LOG_LEVEL": "WARNING",
+                "DEBUG": "1" if args.debug else "0",
+                "SECRET_KEY": "bench-" + "x" * 50,
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "SECURE_SSL_REDIRECT": "0",
+                "SECURE_COOKIES": "0",
+                "SECURE_HSTS_SECONDS": "0",
+            }
+        )
         backend = "SQLite (temp file, WAL)"
         if args.database_url:
             create_postgres(args.database_url)
@@ -631,36 +692,57 @@ async def main_async(args) -> int:
             run_manage(env, "collectstatic", "--noinput", "-v", "0", timeout=180)
         run_manage(env, "migrate", "--noinput", "-v", "0", timeout=300)
         run_manage(env, "seed_demo", "--mmlu-time-limit", "0", "--quality-time-limit", "0", timeout=300)
-        run_manage(env, "shell", "-c", "from oversight.core.models import ModelEndpoint\n"
-                   "assert ModelEndpoint.objects.filter(name='Demo TGI').update(max_concurrency=100000, "
-                   "request_timeout_s=300) == 1")
+        run_manage(
+            env,
+            "shell",
+            "-c",
+            "from oversight.core.models import ModelEndpoint\n"
+            "assert ModelEndpoint.objects.filter(name='Demo TGI').update(max_concurrency=100000, "
+            "request_timeout_s=300) == 1",
+        )
         daphne = start_daphne(tmp, env, free_port(), instrument=args.instrument)
-        print(f"chat_stream: fake TGI {fake.url} (TTFT {args.ttft_ms:g} ms, {args.tokens_per_s:g} tokens/s, "
-              f"replies of {args.reply_tokens} tokens); daphne {daphne.url} (pid {daphne.pid}); {backend}; "
-              f"DEBUG={int(args.debug)}; direct client {args.direct_client}; {os.cpu_count()} CPUs; "
-              f"{f'sends spread over {args.spread:g} s; ' if args.spread else 'sends at one barrier; '}"
-              f"{'instrumented; ' if args.instrument else ''}"
-              f"load average {os.getloadavg()[0]:.2f}", flush=True)
-        await run_n(min(5, max(args.streams)), "warmup", args=args, env=env, daphne=daphne, fake=fake, reply=reply,
-                    report=False)
+        print(
+            f"chat_stream: fake TGI {fake.url} (TTFT {args.ttft_ms:g} ms, {args.tokens_per_s:g} tokens/s, "
+            f"replies of {args.reply_tokens} tokens); daphne {daphne.url} (pid {daphne.pid}); {backend}; "
+            f"DEBUG={int(args.debug)}; direct client {args.direct_client}; {os.cpu_count()} CPUs; "
+            f"{f'sends spread over {args.spread:g} s; ' if args.spread else 'sends at one barrier; '}"
+            f"{'instrumented; ' if args.instrument else ''}"
+            f"load average {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+        await run_n(
+            min(5, max(args.streams)), "warmup", args=args, env=env, daphne=daphne, fake=fake, reply=reply, report=False
+        )
         rows = []
         for rnd in range(args.rounds):
             for n in args.streams:
                 result = await run_n(n, f"{rnd}-{n}", args=args, env=env, daphne=daphne, fake=fake, reply=reply)
                 s = result.summary()
                 rows.append(s)
-                print(f"  N={n}: platform TTFT p50 {s['platform_ttft_ms']['p50']} ms, p95 "
-                      f"{s['platform_ttft_ms']['p95']} ms; direct p50 {s['direct_ttft_ms']['p50']} ms, p95 "
-                      f"{s['direct_ttft_ms']['p95']} ms; ratio {s['ratio']['p50']} / {s['ratio']['p95']}; "
-                      f"lost {s['tokens_lost']['chars']} chars; {s['failures']} failures", flush=True)
+                print(
+                    f"  N={n}: platform TTFT p50 {s['platform_ttft_ms']['p50']} ms, p95 "
+                    f"{s['platform_ttft_ms']['p95']} ms; direct p50 {s['direct_ttft_ms']['p50']} ms, p95 "
+                    f"{s['direct_ttft_ms']['p95']} ms; ratio {s['ratio']['p50']} / {s['ratio']['p95']}; "
+                    f"lost {s['tokens_lost']['chars']} chars; {s['failures']} failures",
+                    flush=True,
+                )
                 for line in s["failure_details"][:5]:
                     print(f"    {line}")
         print_table(rows, backend)
         for s in rows:
             print_instrument(s)
         if args.json:
-            args.json.write_text(json.dumps({"backend": backend, "args": {k: str(v) for k, v in vars(args).items()},
-                                             "cpus": os.cpu_count(), "rows": rows}, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "backend": backend,
+                        "args": {k: str(v) for k, v in vars(args).items()},
+                        "cpus": os.cpu_count(),
+                        "rows": rows,
+                    },
+                    indent=2,
+                )
+            )
         bad = any(s["failures"] or s["tokens_lost"]["chars"] or s["tokens_lost"]["gaps"] for s in rows)
         return 1 if bad else 0
     except Exception:
@@ -685,11 +767,19 @@ def parse_args(argv=None):
     parser.add_argument("--reply-tokens", type=int, default=100, help="reply length in tokens, both phases [100]")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every N this many times [1]")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a phase may take [120]")
-    parser.add_argument("--direct-client", choices=["raw", "hf"], default="raw",
-                        help="direct phase: one httpx2 client made before the barrier (raw), or huggingface_hub's "
-                             "client made per request as the platform does (hf) [raw]")
-    parser.add_argument("--spread", type=float, default=0.0,
-                        help="seconds over which the N sends are spread evenly (0: all at the barrier) [0]")
+    parser.add_argument(
+        "--direct-client",
+        choices=["raw", "hf"],
+        default="raw",
+        help="direct phase: one httpx2 client made before the barrier (raw), or huggingface_hub's "
+        "client made per request as the platform does (hf) [raw]",
+    )
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        help="seconds over which the N sends are spread evenly (0: all at the barrier) [0]",
+    )
     parser.add_argument("--debug", action="store_true", help="run daphne with DEBUG=1 (default: DEBUG=0)")
     parser.add_argument("--database-url", help="PostgreSQL: a database to create, use and drop")
     parser.add_argument("--redis-url", help="Redis for the channel layer and cache (e.g. redis://127.0.0.1:6379/15)")
@@ -729,14 +819,23 @@ class Timers:
     def view(self) -> dict:
         with self.lock:
             timers = {
-                name: {"count": len(v), "total_s": round(sum(v), 4), "mean_ms": round(sum(v) / len(v) * 1000, 3),
-                       "p50_ms": round(pct(v, 0.5) * 1000, 3), "p95_ms": round(pct(v, 0.95) * 1000, 3),
-                       "max_ms": round(max(v) * 1000, 3)}
-                for name, v in self.samples.items() if v
+                name: {
+                    "count": len(v),
+                    "total_s": round(sum(v), 4),
+                    "mean_ms": round(sum(v) / len(v) * 1000, 3),
+                    "p50_ms": round(pct(v, 0.5) * 1000, 3),
+                    "p95_ms": round(pct(v, 0.95) * 1000, 3),
+                    "max_ms": round(max(v) * 1000, 3),
+                }
+                for name, v in self.samples.items()
+                if v
             }
             lag = list(self.lag)
-        return {"wall_s": round(time.perf_counter() - self.started, 3), "timers": timers,
-                "loop_lag_ms": {"p50": _r(pct(lag, 0.5)), "p95": _r(pct(lag, 0.95)), "max": _r(max(lag, default=None))}}
+        return {
+            "wall_s": round(time.perf_counter() - self.started, 3),
+            "timers": timers,
+            "loop_lag_ms": {"p50": _r(pct(lag, 0.5)), "p95": _r(pct(lag, 0.95)), "max": _r(max(lag, default=None))},
+        }
 
 
 def serve(port: int) -> None:
@@ -890,8 +989,9 @@ def serve(port: int) -> None:
                         stats.dump_stats(data["cprofile_out"])
                         out["cprofile"] = data["cprofile_out"]
             payload = json.dumps(out).encode()
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": payload})
             return
         await app(scope, receive, send)

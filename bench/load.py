@@ -96,8 +96,8 @@ def proc_table() -> dict[int, tuple[int, str, int, int]]:
             raw = Path(f"/proc/{entry.name}/stat").read_text()
         except OSError:
             continue
-        comm = raw[raw.index("(") + 1:raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2:].split()
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
         # fields[0] is state (field 3); pgrp is field 5, utime 14, stime 15, rss 24
         table[int(entry.name)] = (int(fields[2]), comm, int(fields[11]) + int(fields[12]), int(fields[21]) * PAGE)
     return table
@@ -124,8 +124,13 @@ class Sampler(threading.Thread):
         table = proc_table()
         out = {}
         for role, pgid in self.groups().items():
-            members = [v for pid, v in table.items() if v[0] == pgid] if role != "driver (bots)" else \
-                [table[os.getpid()]] if os.getpid() in table else []
+            members = (
+                [v for pid, v in table.items() if v[0] == pgid]
+                if role != "driver (bots)"
+                else [table[os.getpid()]]
+                if os.getpid() in table
+                else []
+            )
             out[role] = (sum(m[2] for m in members), sum(m[3] for m in members))
         pg = [v for v in table.values() if v[1].startswith("postgres")]
         out["postgres (whole server, shared)"] = (sum(m[2] for m in pg), sum(m[3] for m in pg))
@@ -165,16 +170,30 @@ class Sampler(threading.Thread):
                 if role in a and role in b and tb > ta:
                     peaks.append((b[role][0] - a[role][0]) / TICKS / (tb - ta) * 100)
             rss = max(s[role][1] for _, s in self.samples if role in s)
-            out[role] = {"cpu_avg_pct": round(avg, 1), "cpu_peak_pct": round(max(peaks or [0]), 1),
-                         "rss_max_mb": round(rss / 2**20, 1)}
-        return {"processes": out, "pg_connections_max": max(self.pg_conns or [0]),
-                "redis_used_memory_max_mb": round(max(self.redis_mem or [0]) / 2**20, 2)}
+            out[role] = {
+                "cpu_avg_pct": round(avg, 1),
+                "cpu_peak_pct": round(max(peaks or [0]), 1),
+                "rss_max_mb": round(rss / 2**20, 1),
+            }
+        return {
+            "processes": out,
+            "pg_connections_max": max(self.pg_conns or [0]),
+            "redis_used_memory_max_mb": round(max(self.redis_mem or [0]) / 2**20, 2),
+        }
 
 
 # --- PostgreSQL counters ----------------------------------------------------------------------------------------
 
-PG_COUNTERS = ("xact_commit", "xact_rollback", "sessions", "tup_returned", "tup_fetched", "tup_inserted",
-               "tup_updated", "tup_deleted")  # `sessions` (connections opened) needs PostgreSQL >= 14
+PG_COUNTERS = (
+    "xact_commit",
+    "xact_rollback",
+    "sessions",
+    "tup_returned",
+    "tup_fetched",
+    "tup_inserted",
+    "tup_updated",
+    "tup_deleted",
+)  # `sessions` (connections opened) needs PostgreSQL >= 14
 
 
 def pg_counters(topo: Topology) -> dict[str, int]:
@@ -210,17 +229,30 @@ async def direct_ttft(tgi_url: str, n: int) -> list[float]:
         import httpx2 as httpx
     except ImportError:  # pragma: no cover
         import httpx
-    body = {"model": "tgi", "stream": True, "max_tokens": 400, "temperature": 0.7, "top_p": 0.95,
-            "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                         {"role": "user", "content": "Which answer do you think is right, and why?"}]}
+    body = {
+        "model": "tgi",
+        "stream": True,
+        "max_tokens": 400,
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Which answer do you think is right, and why?"},
+        ],
+    }
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     async with httpx.AsyncClient(timeout=60, limits=limits, trust_env=False) as client:
+
         async def one() -> float:
             t0, ttft = time.perf_counter(), float("nan")
             async with client.stream("POST", f"{tgi_url}/v1/chat/completions", json=body) as response:
                 async for line in response.aiter_lines():  # read to the end, as the platform does
-                    if ttft != ttft and line.startswith("data:") and '"content":"' in line \
-                            and '"content":""' not in line:
+                    if (
+                        ttft != ttft
+                        and line.startswith("data:")
+                        and '"content":"' in line
+                        and '"content":""' not in line
+                    ):
                         ttft = time.perf_counter() - t0
             return ttft
 
@@ -249,22 +281,32 @@ async def chat_burst(base_url: str, paths: list[str]) -> list[dict]:
     async def one(path: str) -> dict:
         url = base_url.replace("http://", "ws://") + path
         try:
-            async with connect(url, origin=base_url, proxy=None, open_timeout=60, close_timeout=2,
-                               max_size=2**23) as ws:
+            async with connect(
+                url, origin=base_url, proxy=None, open_timeout=60, close_timeout=2, max_size=2**23
+            ) as ws:
                 await ws.send(json.dumps({"type": "hello", "reconnect": False}))
                 while json.loads(await asyncio.wait_for(ws.recv(), 60)).get("type") != "history":
                     pass
                 t0, first = time.perf_counter(), None
-                await ws.send(json.dumps({"type": "send", "text": "Which answer do you think is right, and why?",
-                                          "client_id": secrets.token_hex(8)}))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "send",
+                            "text": "Which answer do you think is right, and why?",
+                            "client_id": secrets.token_hex(8),
+                        }
+                    )
+                )
                 while True:
                     frame = json.loads(await asyncio.wait_for(ws.recv(), 90))
                     if frame.get("type") == "delta" and frame.get("text") and first is None:
                         first = time.perf_counter() - t0
-                    if frame.get("type") == "message" and frame["message"].get("role") == "assistant" \
-                            and frame["message"].get("status") != "streaming":
-                        return {"ttft": first, "total": time.perf_counter() - t0,
-                                "status": frame["message"]["status"]}
+                    if (
+                        frame.get("type") == "message"
+                        and frame["message"].get("role") == "assistant"
+                        and frame["message"].get("status") != "streaming"
+                    ):
+                        return {"ttft": first, "total": time.perf_counter() - t0, "status": frame["message"]["status"]}
         except Exception as exc:  # noqa: BLE001 - counted and reported
             return {"error": f"{type(exc).__name__}: {exc}"[:160]}
 
@@ -289,13 +331,19 @@ def chat_capacity(topo: Topology, levels: list[int]) -> list[dict]:
         total = [r["total"] for r in ok]
         errors = sorted({r.get("error") or r.get("status") for r in results if r.get("status") != "complete"})
         procs = sampler.report().get("processes", {})
-        row.update({
-            "wall_s": round(wall, 1), "complete": len(ok), "failed": n - len(ok), "failures": errors[:4],
-            "ttft_ms": {"p50": ms(pct(ttft, 0.5)), "p95": ms(pct(ttft, 0.95))},
-            "ttft_direct_ms": {"p50": ms(pct(direct, 0.5)), "p95": ms(pct(direct, 0.95))},
-            "reply_ms": {"p50": ms(pct(total, 0.5)), "p95": ms(pct(total, 0.95))},
-            "web1": procs.get("web1"), "pg_connections_max": sampler.report().get("pg_connections_max"),
-        })
+        row.update(
+            {
+                "wall_s": round(wall, 1),
+                "complete": len(ok),
+                "failed": n - len(ok),
+                "failures": errors[:4],
+                "ttft_ms": {"p50": ms(pct(ttft, 0.5)), "p95": ms(pct(ttft, 0.95))},
+                "ttft_direct_ms": {"p50": ms(pct(direct, 0.5)), "p95": ms(pct(direct, 0.95))},
+                "reply_ms": {"p50": ms(pct(total, 0.5)), "p95": ms(pct(total, 0.95))},
+                "web1": procs.get("web1"),
+                "pg_connections_max": sampler.report().get("pg_connections_max"),
+            }
+        )
         print(json.dumps(row), flush=True)
         rows.append(row)
         time.sleep(3)
@@ -303,25 +351,38 @@ def chat_capacity(topo: Topology, levels: list[int]) -> list[dict]:
 
 
 def chat_table(rows: list[dict]) -> str:
-    lines = ["| concurrent replies (1 web) | load avg before | complete / failed | TTFT p50/p95 ms "
-             "| direct TTFT p50/p95 ms | reply p50/p95 ms | web CPU avg/peak % | failures |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| concurrent replies (1 web) | load avg before | complete / failed | TTFT p50/p95 ms "
+        "| direct TTFT p50/p95 ms | reply p50/p95 ms | web CPU avg/peak % | failures |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         w = r.get("web1") or {}
-        lines.append(f"| {r['concurrent_replies']} | {r['loadavg_before']} | {r['complete']} / {r['failed']} "
-                     f"| {r['ttft_ms']['p50']}/{r['ttft_ms']['p95']} "
-                     f"| {r['ttft_direct_ms']['p50']}/{r['ttft_direct_ms']['p95']} "
-                     f"| {r['reply_ms']['p50']}/{r['reply_ms']['p95']} "
-                     f"| {w.get('cpu_avg_pct')}/{w.get('cpu_peak_pct')} "
-                     f"| {'; '.join(r['failures'])[:150]} |")
+        lines.append(
+            f"| {r['concurrent_replies']} | {r['loadavg_before']} | {r['complete']} / {r['failed']} "
+            f"| {r['ttft_ms']['p50']}/{r['ttft_ms']['p95']} "
+            f"| {r['ttft_direct_ms']['p50']}/{r['ttft_direct_ms']['p95']} "
+            f"| {r['reply_ms']['p50']}/{r['reply_ms']['p95']} "
+            f"| {w.get('cpu_avg_pct')}/{w.get('cpu_peak_pct')} "
+            f"| {'; '.join(r['failures'])[:150]} |"
+        )
     return "\n".join(lines)
 
 
 # --- One run ----------------------------------------------------------------------------------------------------
 
 
-async def population(base_url: str, *, n: int, chatting: int, seed: int, think_ms: float, cap_s: float,
-                     ramp_s: float, request_timeout_s: float):
+async def population(
+    base_url: str,
+    *,
+    n: int,
+    chatting: int,
+    seed: int,
+    think_ms: float,
+    cap_s: float,
+    ramp_s: float,
+    request_timeout_s: float,
+):
     """n bots (the first `chatting` chat once per assisted item), started over ramp_s, cancelled at cap_s."""
     from oversight_dev.bots import Bot, BotConfig, Slot
 
@@ -329,9 +390,18 @@ async def population(base_url: str, *, n: int, chatting: int, seed: int, think_m
         import httpx2 as httpx
     except ImportError:  # pragma: no cover
         import httpx
-    chat_cfg = BotConfig(slug="demo", participants=n, seed=seed, concurrency=n, base_url=base_url, timeout_rate=0.0,
-                         think_ms=think_ms, request_timeout_s=request_timeout_s, messages_per_item=1,
-                         reply_timeout_s=60.0)
+    chat_cfg = BotConfig(
+        slug="demo",
+        participants=n,
+        seed=seed,
+        concurrency=n,
+        base_url=base_url,
+        timeout_rate=0.0,
+        think_ms=think_ms,
+        request_timeout_s=request_timeout_s,
+        messages_per_item=1,
+        reply_timeout_s=60.0,
+    )
     quiet_cfg = dataclasses.replace(chat_cfg, messages_per_item=0)
     semaphore = asyncio.Semaphore(n)
     latencies: list[float] = []
@@ -341,8 +411,13 @@ async def population(base_url: str, *, n: int, chatting: int, seed: int, think_m
     async def one(i: int):
         await asyncio.sleep(ramp_s * i / max(1, n))
         async with httpx.AsyncClient(timeout=httpx.Timeout(request_timeout_s), limits=limits, trust_env=False) as c:
-            bot = Bot(index=i, config=chat_cfg if i < chatting else quiet_cfg, client=c, slot=Slot(semaphore),
-                      latencies=latencies)
+            bot = Bot(
+                index=i,
+                config=chat_cfg if i < chatting else quiet_cfg,
+                client=c,
+                slot=Slot(semaphore),
+                latencies=latencies,
+            )
             bots.append(bot)
             return await bot.run()
 
@@ -360,20 +435,35 @@ def answers_missing(topo: Topology, bots) -> int:
     expected = [(b.result.token, o.position, o.choice) for b in bots for o in b.result.outcomes if b.result.token]
     if not expected:
         return 0
-    rows = topo.sql("SELECT p.token, t.position, t.status, t.choice FROM core_trial t JOIN core_participant p "
-                    "ON p.id = t.participant_id WHERE p.token = ANY(%s)", (list({e[0] for e in expected}),))
+    rows = topo.sql(
+        "SELECT p.token, t.position, t.status, t.choice FROM core_trial t JOIN core_participant p "
+        "ON p.id = t.participant_id WHERE p.token = ANY(%s)",
+        (list({e[0] for e in expected}),),
+    )
     stored = {(r[0], r[1]): (r[2], r[3]) for r in rows}
-    return sum(stored.get((tok, pos), ("", None))[0] not in {"answered", "timed_out"}
-               or (stored[(tok, pos)][0] == "answered" and stored[(tok, pos)][1] != choice)
-               for tok, pos, choice in expected)
+    return sum(
+        stored.get((tok, pos), ("", None))[0] not in {"answered", "timed_out"}
+        or (stored[(tok, pos)][0] == "answered" and stored[(tok, pos)][1] != choice)
+        for tok, pos, choice in expected
+    )
 
 
-def run_step(topo: Topology, *, n: int, chatting: int, webs: int, seed: int, args, direct: list[float],
-             probe_cost: dict, statements: list[int], cap_s: float | None = None) -> dict:
+def run_step(
+    topo: Topology,
+    *,
+    n: int,
+    chatting: int,
+    webs: int,
+    seed: int,
+    args,
+    direct: list[float],
+    probe_cost: dict,
+    statements: list[int],
+    cap_s: float | None = None,
+) -> dict:
     time.sleep(args.settle_s)  # let the previous run's tail (and its load average) settle
     cap_s = cap_s or args.cap_s
-    print(f"\n== {n} participants ({chatting} chatting), {webs} web process(es); load average {loadavg()}",
-          flush=True)
+    print(f"\n== {n} participants ({chatting} chatting), {webs} web process(es); load average {loadavg()}", flush=True)
     row = {"participants": n, "chatting": chatting, "web_processes": webs, "loadavg_before": loadavg()}
     log_offset = topo.access_log_path().stat().st_size
     before = pg_counters(topo)
@@ -391,9 +481,18 @@ def run_step(topo: Topology, *, n: int, chatting: int, webs: int, seed: int, arg
 
     prober = threading.Thread(target=deadline_probe, daemon=True)
     prober.start()
-    bots, latencies, wall, cut = asyncio.run(population(
-        topo.base_url, n=n, chatting=chatting, seed=seed, think_ms=args.think_ms, cap_s=cap_s,
-        ramp_s=min(args.ramp_s, n / 25), request_timeout_s=args.request_timeout_s))
+    bots, latencies, wall, cut = asyncio.run(
+        population(
+            topo.base_url,
+            n=n,
+            chatting=chatting,
+            seed=seed,
+            think_ms=args.think_ms,
+            cap_s=cap_s,
+            ramp_s=min(args.ramp_s, n / 25),
+            request_timeout_s=args.request_timeout_s,
+        )
+    )
     prober.join(60)
     sampler.stop()
     after = pg_counters(topo)
@@ -423,47 +522,87 @@ def run_step(topo: Topology, *, n: int, chatting: int, webs: int, seed: int, arg
             if not left:
                 break
             time.sleep(0.5)
-        lags = [r[0] for r in topo.sql("SELECT extract(epoch FROM submitted_at - deadline_at) FROM core_trial "
-                                       "WHERE id = ANY(%s) AND status = 'timed_out'", (ids,))]
-        lag = {"finalised": len(lags), "of": len(ids), "p95_s": round(float(pct(lags, 0.95) or 0), 2),
-               "max_s": round(float(max(lags or [0])), 2)}
+        lags = [
+            r[0]
+            for r in topo.sql(
+                "SELECT extract(epoch FROM submitted_at - deadline_at) FROM core_trial "
+                "WHERE id = ANY(%s) AND status = 'timed_out'",
+                (ids,),
+            )
+        ]
+        lag = {
+            "finalised": len(lags),
+            "of": len(ids),
+            "p95_s": round(float(pct(lags, 0.95) or 0), 2),
+            "max_s": round(float(max(lags or [0])), 2),
+        }
     delta = {k: after[k] - before[k] for k in PG_COUNTERS}
     ours = bot_statements + sampler.statements + 2  # + the two counter reads
     app_xacts = delta["xact_commit"] - ours - (probe_cost.get("xact_commit", 0) if probe.get("ids") else 0)
-    writes = delta["tup_inserted"] + delta["tup_updated"] + delta["tup_deleted"] - (
-        probe_cost.get("writes", 0) if probe.get("ids") else 0)
+    writes = (
+        delta["tup_inserted"]
+        + delta["tup_updated"]
+        + delta["tup_deleted"]
+        - (probe_cost.get("writes", 0) if probe.get("ids") else 0)
+    )
     d50, d95 = pct(direct, 0.5), pct(direct, 0.95)
     t50, t95 = pct(ttft, 0.5), pct(ttft, 0.95)
-    row.update({
-        "wall_s": round(wall, 1), "bots_cut_at_cap": cut, "bots_finished": sum(b.result.finished for b in bots),
-        "answers": answers, "answers_per_s": round(answers / wall, 2),
-        "answers_missing_in_db": answers_missing(topo, bots),
-        "http_requests": len(rts), "http_per_s": round(len(rts) / wall, 1),
-        "page_ms_nginx": {"p50": ms(pct(rts, 0.5)), "p95": ms(pct(rts, 0.95)), "p99": ms(pct(rts, 0.99))},
-        "page_ms_client": {"p50": ms(pct(latencies, 0.5)), "p95": ms(pct(latencies, 0.95)),
-                           "p99": ms(pct(latencies, 0.99))},
-        "http_statuses": statuses,
-        "chat": {"replies": len(replies), "complete": sum(c.status == "complete" for c in replies),
-                 "failed": sum(c.failed and c.status != "" for c in replies),
-                 "cut_at_cap": sum(c.status == "" for c in replies),
-                 "failed_by_status": dict(sorted({c.status: sum(x.status == c.status for x in replies)
-                                                  for c in replies if c.failed and c.status}.items())),
-                 "ttft_ms": {"p50": ms(t50), "p95": ms(t95)},
-                 "ttft_direct_ms": {"p50": ms(d50), "p95": ms(d95)},
-                 "ttft_ratio": {"p50": round(t50 / d50, 2) if t50 and d50 else None,
-                                "p95": round(t95 / d95, 2) if t95 and d95 else None},
-                 "chars": sum(len(c.received) for c in replies), "lost_chars": sum(c.lost_chars for c in replies),
-                 "gaps": sum(c.gaps for c in replies), "mismatched": sum(c.mismatched for c in replies)},
-        "errors": len(errors), "error_examples": sorted({re.sub(r"bot-\d+-\d+|/p/[^/]+/", "…", e)[:200]
-                                                         for e in errors})[:5],
-        "postgres": {"delta": delta, "bot_statements": bot_statements,
-                     "app_xacts_per_answer": round(app_xacts / answers, 1) if answers else None,
-                     "connections_opened_per_answer": round(delta["sessions"] / answers, 1) if answers else None,
-                     "tuples_written_per_answer": round(writes / answers, 1) if answers else None,
-                     "tuples_read_per_answer": round((delta["tup_fetched"]) / answers, 1) if answers else None},
-        "deadline_lag": lag or probe.get("error"),
-        **sampler.report(),
-    })
+    row.update(
+        {
+            "wall_s": round(wall, 1),
+            "bots_cut_at_cap": cut,
+            "bots_finished": sum(b.result.finished for b in bots),
+            "answers": answers,
+            "answers_per_s": round(answers / wall, 2),
+            "answers_missing_in_db": answers_missing(topo, bots),
+            "http_requests": len(rts),
+            "http_per_s": round(len(rts) / wall, 1),
+            "page_ms_nginx": {"p50": ms(pct(rts, 0.5)), "p95": ms(pct(rts, 0.95)), "p99": ms(pct(rts, 0.99))},
+            "page_ms_client": {
+                "p50": ms(pct(latencies, 0.5)),
+                "p95": ms(pct(latencies, 0.95)),
+                "p99": ms(pct(latencies, 0.99)),
+            },
+            "http_statuses": statuses,
+            "chat": {
+                "replies": len(replies),
+                "complete": sum(c.status == "complete" for c in replies),
+                "failed": sum(c.failed and c.status != "" for c in replies),
+                "cut_at_cap": sum(c.status == "" for c in replies),
+                "failed_by_status": dict(
+                    sorted(
+                        {
+                            c.status: sum(x.status == c.status for x in replies)
+                            for c in replies
+                            if c.failed and c.status
+                        }.items()
+                    )
+                ),
+                "ttft_ms": {"p50": ms(t50), "p95": ms(t95)},
+                "ttft_direct_ms": {"p50": ms(d50), "p95": ms(d95)},
+                "ttft_ratio": {
+                    "p50": round(t50 / d50, 2) if t50 and d50 else None,
+                    "p95": round(t95 / d95, 2) if t95 and d95 else None,
+                },
+                "chars": sum(len(c.received) for c in replies),
+                "lost_chars": sum(c.lost_chars for c in replies),
+                "gaps": sum(c.gaps for c in replies),
+                "mismatched": sum(c.mismatched for c in replies),
+            },
+            "errors": len(errors),
+            "error_examples": sorted({re.sub(r"bot-\d+-\d+|/p/[^/]+/", "…", e)[:200] for e in errors})[:5],
+            "postgres": {
+                "delta": delta,
+                "bot_statements": bot_statements,
+                "app_xacts_per_answer": round(app_xacts / answers, 1) if answers else None,
+                "connections_opened_per_answer": round(delta["sessions"] / answers, 1) if answers else None,
+                "tuples_written_per_answer": round(writes / answers, 1) if answers else None,
+                "tuples_read_per_answer": round((delta["tup_fetched"]) / answers, 1) if answers else None,
+            },
+            "deadline_lag": lag or probe.get("error"),
+            **sampler.report(),
+        }
+    )
     print(json.dumps({k: row[k] for k in ("answers_per_s", "page_ms_nginx", "page_ms_client", "errors")}), flush=True)
     return row
 
@@ -474,25 +613,52 @@ def measure_probe_cost(topo: Topology) -> dict:
     before = pg_counters(topo)
     ids = topo.shell(PROBE % {"prefix": "probe-cost", "n": PROBE_TRIALS, "in_s": 3.0})
     end = time.monotonic() + 30
-    while time.monotonic() < end and topo.sql(
-            "SELECT count(*) FROM core_trial WHERE id = ANY(%s) AND status = 'shown'", (ids,))[0][0]:
+    while (
+        time.monotonic() < end
+        and topo.sql("SELECT count(*) FROM core_trial WHERE id = ANY(%s) AND status = 'shown'", (ids,))[0][0]
+    ):
         time.sleep(0.5)
     time.sleep(2)
     after = pg_counters(topo)
     # the sweeps ran meanwhile too (≈ 1 transaction a second): left in, a small overestimate of the probe
-    return {"xact_commit": after["xact_commit"] - before["xact_commit"],
-            "writes": sum(after[k] - before[k] for k in ("tup_inserted", "tup_updated", "tup_deleted"))}
+    return {
+        "xact_commit": after["xact_commit"] - before["xact_commit"],
+        "writes": sum(after[k] - before[k] for k in ("tup_inserted", "tup_updated", "tup_deleted")),
+    }
 
 
 # --- Reporting ----------------------------------------------------------------------------------------------------
 
 
 def table(rows: list[dict]) -> str:
-    head = "| " + " | ".join((
-        "web", "DB_POOL", "participants (chatting)", "load avg before", "answers/s", "HTTP req/s",
-        "page p50/p95/p99 ms (nginx)", "page p95 ms (client)", "chat TTFT p50/p95 ms (÷ direct)",
-        "replies ok/failed/cut", "chars lost", "bot errors", "web CPU avg/peak %", "web RSS MB", "worker CPU %",
-        "PG xacts/answer", "PG conns opened/answer", "PG conns max", "Redis MB", "deadline lag max s")) + " |"
+    head = (
+        "| "
+        + " | ".join(
+            (
+                "web",
+                "DB_POOL",
+                "participants (chatting)",
+                "load avg before",
+                "answers/s",
+                "HTTP req/s",
+                "page p50/p95/p99 ms (nginx)",
+                "page p95 ms (client)",
+                "chat TTFT p50/p95 ms (÷ direct)",
+                "replies ok/failed/cut",
+                "chars lost",
+                "bot errors",
+                "web CPU avg/peak %",
+                "web RSS MB",
+                "worker CPU %",
+                "PG xacts/answer",
+                "PG conns opened/answer",
+                "PG conns max",
+                "Redis MB",
+                "deadline lag max s",
+            )
+        )
+        + " |"
+    )
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         procs = r.get("processes", {})
@@ -500,47 +666,77 @@ def table(rows: list[dict]) -> str:
         workers = [v for k, v in procs.items() if k.startswith("worker")]
         chat = r["chat"]
         lag = r["deadline_lag"]
-        lines.append("| " + " | ".join(str(x) for x in (
-            r["web_processes"], r.get("db_pool", "0"), f"{r['participants']} ({r['chatting']})",
-            r["loadavg_before"], r["answers_per_s"],
-            r["http_per_s"],
-            "/".join(str(r["page_ms_nginx"][k]) for k in ("p50", "p95", "p99")), r["page_ms_client"]["p95"],
-            f"{chat['ttft_ms']['p50']}/{chat['ttft_ms']['p95']} "
-            f"(×{chat['ttft_ratio']['p50']}/×{chat['ttft_ratio']['p95']})",
-            f"{chat['complete']}/{chat['failed']}/{chat['cut_at_cap']}", chat["lost_chars"], r["errors"],
-            " + ".join(f"{w['cpu_avg_pct']}/{w['cpu_peak_pct']}" for w in webs),
-            " + ".join(str(w["rss_max_mb"]) for w in webs),
-            " + ".join(str(w["cpu_avg_pct"]) for w in workers),
-            r["postgres"]["app_xacts_per_answer"], r["postgres"]["connections_opened_per_answer"],
-            r.get("pg_connections_max"), r.get("redis_used_memory_max_mb"),
-            lag.get("max_s") if isinstance(lag, dict) else lag,
-        )) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                str(x)
+                for x in (
+                    r["web_processes"],
+                    r.get("db_pool", "0"),
+                    f"{r['participants']} ({r['chatting']})",
+                    r["loadavg_before"],
+                    r["answers_per_s"],
+                    r["http_per_s"],
+                    "/".join(str(r["page_ms_nginx"][k]) for k in ("p50", "p95", "p99")),
+                    r["page_ms_client"]["p95"],
+                    f"{chat['ttft_ms']['p50']}/{chat['ttft_ms']['p95']} "
+                    f"(×{chat['ttft_ratio']['p50']}/×{chat['ttft_ratio']['p95']})",
+                    f"{chat['complete']}/{chat['failed']}/{chat['cut_at_cap']}",
+                    chat["lost_chars"],
+                    r["errors"],
+                    " + ".join(f"{w['cpu_avg_pct']}/{w['cpu_peak_pct']}" for w in webs),
+                    " + ".join(str(w["rss_max_mb"]) for w in webs),
+                    " + ".join(str(w["cpu_avg_pct"]) for w in workers),
+                    r["postgres"]["app_xacts_per_answer"],
+                    r["postgres"]["connections_opened_per_answer"],
+                    r.get("pg_connections_max"),
+                    r.get("redis_used_memory_max_mb"),
+                    lag.get("max_s") if isinstance(lag, dict) else lag,
+                )
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", default="10,25,50,100,200,300,500",
-                        help="participants per knee step (1 web process)")
+    parser.add_argument(
+        "--steps", default="10,25,50,100,200,300,500", help="participants per knee step (1 web process)"
+    )
     parser.add_argument("--main", type=int, default=500, help="participants in the main run (2 web processes)")
     parser.add_argument("--chat-share", type=float, default=0.4, help="share of bots that chat [0.4: 200 of 500]")
     parser.add_argument("--think-ms", type=float, default=4000, help="bots' mean thinking time per item [4000]")
     parser.add_argument("--cap-s", type=float, default=90, help="each knee step is cut off after this long [90]")
     parser.add_argument("--main-cap-s", type=float, default=120, help="the main runs' cap [120]")
     parser.add_argument("--settle-s", type=float, default=15, help="pause before each run [15]")
-    parser.add_argument("--chat-levels", default="10,25,50,100",
-                        help="concurrent replies for the chat-capacity phase (1 web process) [10,25,50,100]")
-    parser.add_argument("--db-connection-limit", type=int, default=None,
-                        help="run the platform as a PostgreSQL role limited to this many connections (on a shared "
-                             "server, so that an overloaded run cannot use up max_connections for everyone)")
+    parser.add_argument(
+        "--chat-levels",
+        default="10,25,50,100",
+        help="concurrent replies for the chat-capacity phase (1 web process) [10,25,50,100]",
+    )
+    parser.add_argument(
+        "--db-connection-limit",
+        type=int,
+        default=None,
+        help="run the platform as a PostgreSQL role limited to this many connections (on a shared "
+        "server, so that an overloaded run cannot use up max_connections for everyone)",
+    )
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy every process's log here at the end")
     parser.add_argument("--ramp-s", type=float, default=10, help="bots start over this long [10]")
     parser.add_argument("--request-timeout-s", type=float, default=30)
-    parser.add_argument("--endpoint-concurrency", type=int, default=256,
-                        help="the demo endpoint's max_concurrency (per web process) [256; the app's default is 32]")
+    parser.add_argument(
+        "--endpoint-concurrency",
+        type=int,
+        default=256,
+        help="the demo endpoint's max_concurrency (per web process) [256; the app's default is 32]",
+    )
     parser.add_argument("--budget-s", type=float, default=1800, help="stop starting runs after this long [1800]")
-    parser.add_argument("--compare-pool", action="store_true",
-                        help="also repeat the main run with DB_POOL=1 (psycopg's pool) in the web processes")
+    parser.add_argument(
+        "--compare-pool",
+        action="store_true",
+        help="also repeat the main run with DB_POOL=1 (psycopg's pool) in the web processes",
+    )
     parser.add_argument("--quick", action="store_true", help="steps 20,40, main 60, cap 45 s")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -550,18 +746,32 @@ def main(argv: list[str] | None = None) -> int:
     steps = [int(x) for x in args.steps.split(",") if x.strip()]
     started = time.monotonic()
 
-    with tempfile.TemporaryDirectory(prefix="oversight-load-") as tmp, topology(
-        Path(tmp), web_workers=2, celery_workers=1, nginx_worker_connections=8192,
-        db_connection_limit=args.db_connection_limit,
-        tgi_args=("--ttft-ms", "100", "--tokens-per-s", "50", "--max-concurrent-requests", "1024"),
-        seed_args=("--mmlu-time-limit", "1800", "--quality-time-limit", "1800"),
-    ) as topo:
+    with (
+        tempfile.TemporaryDirectory(prefix="oversight-load-") as tmp,
+        topology(
+            Path(tmp),
+            web_workers=2,
+            celery_workers=1,
+            nginx_worker_connections=8192,
+            db_connection_limit=args.db_connection_limit,
+            tgi_args=("--ttft-ms", "100", "--tokens-per-s", "50", "--max-concurrent-requests", "1024"),
+            seed_args=("--mmlu-time-limit", "1800", "--quality-time-limit", "1800"),
+        ) as topo,
+    ):
         # This process reads the bots' answer key from the topology's database (one persistent connection).
         for key in ("REDIS_URL", "CELERY_QUEUE", "DEADLINE_SWEEPER", "TGI_URL"):
             os.environ.pop(key, None)
-        os.environ.update({"DATABASE_URL": topo.database_url, "DB_CONN_MAX_AGE": "600", "DEBUG": "0",
-                           "SECRET_KEY": secrets.token_urlsafe(40), "ALLOWED_HOSTS": "127.0.0.1",
-                           "DJANGO_SETTINGS_MODULE": "oversight.settings", "DATA_DIR": str(Path(tmp) / "driver")})
+        os.environ.update(
+            {
+                "DATABASE_URL": topo.database_url,
+                "DB_CONN_MAX_AGE": "600",
+                "DEBUG": "0",
+                "SECRET_KEY": secrets.token_urlsafe(40),
+                "ALLOWED_HOSTS": "127.0.0.1",
+                "DJANGO_SETTINGS_MODULE": "oversight.settings",
+                "DATA_DIR": str(Path(tmp) / "driver"),
+            }
+        )
         import logging
 
         import django
@@ -571,12 +781,16 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
         statements = count_statements()
         topo.sql("UPDATE core_modelendpoint SET max_concurrency = %s", (args.endpoint_concurrency,))
-        print(f"topology up in {topo.timings['ready_s']:.0f} s at {topo.base_url}; load average {loadavg()}",
-              flush=True)
+        print(
+            f"topology up in {topo.timings['ready_s']:.0f} s at {topo.base_url}; load average {loadavg()}", flush=True
+        )
         chatting_main = round(args.main * args.chat_share)
         direct = asyncio.run(direct_ttft(topo.tgi_url, max(1, chatting_main)))
-        print(f"fake TGI direct TTFT with {chatting_main} concurrent streams: p50 {ms(pct(direct, 0.5))} ms, "
-              f"p95 {ms(pct(direct, 0.95))} ms", flush=True)
+        print(
+            f"fake TGI direct TTFT with {chatting_main} concurrent streams: p50 {ms(pct(direct, 0.5))} ms, "
+            f"p95 {ms(pct(direct, 0.95))} ms",
+            flush=True,
+        )
         probe_cost = measure_probe_cost(topo)
         rows = []
         topo.set_web_upstreams(["web1"])
@@ -587,36 +801,77 @@ def main(argv: list[str] | None = None) -> int:
             if time.monotonic() - started > args.budget_s:
                 print("budget spent: no more runs", flush=True)
                 break
-            rows.append(run_step(topo, n=n, chatting=round(n * args.chat_share), webs=1, seed=100 + k, args=args,
-                                 direct=direct, probe_cost=probe_cost, statements=statements))
+            rows.append(
+                run_step(
+                    topo,
+                    n=n,
+                    chatting=round(n * args.chat_share),
+                    webs=1,
+                    seed=100 + k,
+                    args=args,
+                    direct=direct,
+                    probe_cost=probe_cost,
+                    statements=statements,
+                )
+            )
         if args.main and time.monotonic() - started <= args.budget_s:
             topo.restart("web2")
             topo.set_web_upstreams(["web1", "web2"])
-            rows.append(run_step(topo, n=args.main, chatting=chatting_main, webs=2, seed=200, args=args,
-                                 direct=direct, probe_cost=probe_cost, statements=statements,
-                                 cap_s=args.main_cap_s))
+            rows.append(
+                run_step(
+                    topo,
+                    n=args.main,
+                    chatting=chatting_main,
+                    webs=2,
+                    seed=200,
+                    args=args,
+                    direct=direct,
+                    probe_cost=probe_cost,
+                    statements=statements,
+                    cap_s=args.main_cap_s,
+                )
+            )
         if args.compare_pool and args.main and time.monotonic() - started <= args.budget_s:
             for role in ("web1", "web2"):
                 topo.procs[role].env = {**topo.env, "DB_POOL": "1"}
                 topo.restart(role)
-            row = run_step(topo, n=args.main, chatting=chatting_main, webs=2, seed=300, args=args, direct=direct,
-                           probe_cost=probe_cost, statements=statements, cap_s=args.main_cap_s)
+            row = run_step(
+                topo,
+                n=args.main,
+                chatting=chatting_main,
+                webs=2,
+                seed=300,
+                args=args,
+                direct=direct,
+                probe_cost=probe_cost,
+                statements=statements,
+                cap_s=args.main_cap_s,
+            )
             rows.append({**row, "db_pool": "1"})
-        knee = next((r["participants"] for r in rows if r["web_processes"] == 1
-                     and (r["page_ms_nginx"]["p95"] or 0) > 200), None)
-        result = {"machine": {"cpus": os.cpu_count(), "loadavg_end": loadavg()},
-                  "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                  "direct_ttft_ms": {"p50": ms(pct(direct, 0.5)), "p95": ms(pct(direct, 0.95))},
-                  "probe_cost": probe_cost, "knee_participants_1_web": knee, "chat_capacity": capacity, "runs": rows,
-                  "wall_s": round(time.monotonic() - started)}
+        knee = next(
+            (r["participants"] for r in rows if r["web_processes"] == 1 and (r["page_ms_nginx"]["p95"] or 0) > 200),
+            None,
+        )
+        result = {
+            "machine": {"cpus": os.cpu_count(), "loadavg_end": loadavg()},
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "direct_ttft_ms": {"p50": ms(pct(direct, 0.5)), "p95": ms(pct(direct, 0.95))},
+            "probe_cost": probe_cost,
+            "knee_participants_1_web": knee,
+            "chat_capacity": capacity,
+            "runs": rows,
+            "wall_s": round(time.monotonic() - started),
+        }
         from django.db import connections
 
         connections.close_all()  # before the topology drops its database (and role)
         if capacity:
             print("\n" + chat_table(capacity))
         print("\n" + table(rows))
-        print(f"\nknee (1 web process, p95 page latency through nginx > 200 ms): "
-              f"{knee if knee else 'not reached at ' + str(steps[-1] if steps else 0)} participants")
+        print(
+            f"\nknee (1 web process, p95 page latency through nginx > 200 ms): "
+            f"{knee if knee else 'not reached at ' + str(steps[-1] if steps else 0)} participants"
+        )
         if args.out:
             args.out.write_text(json.dumps(result, indent=1, default=str))
             print(f"results: {args.out}")

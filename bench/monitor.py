@@ -268,8 +268,9 @@ def _trace(consumer_class) -> None:
 
         def publish():
             log(step="publish", pid=participant_id, thread=threading.get_ident())
-            async_to_sync(get_channel_layer().group_send)(monitor.monitor_group(study_id),
-                                                          {"type": "monitor.changed", "participant_id": participant_id})
+            async_to_sync(get_channel_layer().group_send)(
+                monitor.monitor_group(study_id), {"type": "monitor.changed", "participant_id": participant_id}
+            )
             log(step="published", pid=participant_id)
 
         log(step="changed", pid=participant_id)
@@ -287,8 +288,12 @@ def _trace(consumer_class) -> None:
     original_send_json = consumer_class.send_json
 
     async def send_json(self, content, close=False):
-        log(step="send", kind=content.get("type"), pids=[pid for pid, _ in pushed_rows(content.get("rows", ""))],
-            channel=self.channel_name)
+        log(
+            step="send",
+            kind=content.get("type"),
+            pids=[pid for pid, _ in pushed_rows(content.get("rows", ""))],
+            channel=self.channel_name,
+        )
         await original_send_json(self, content, close)
 
     consumer_class.send_json = send_json
@@ -318,10 +323,18 @@ async def _bots(args) -> dict:
 
     for name in ("httpx2", "httpx", "httpcore2", "httpcore"):  # one INFO line per request otherwise
         logging.getLogger(name).setLevel(logging.WARNING)
-    config = BotConfig(slug=args.slug, participants=args.participants, seed=args.seed,
-                       concurrency=args.participants, base_url=args.base_url, timeout_rate=0.0,
-                       think_ms=args.think_ms, request_timeout_s=120.0, messages_per_item=args.messages_per_item,
-                       reply_timeout_s=120.0)
+    config = BotConfig(
+        slug=args.slug,
+        participants=args.participants,
+        seed=args.seed,
+        concurrency=args.participants,
+        base_url=args.base_url,
+        timeout_rate=0.0,
+        think_ms=args.think_ms,
+        request_timeout_s=120.0,
+        messages_per_item=args.messages_per_item,
+        reply_timeout_s=120.0,
+    )
     semaphore = asyncio.Semaphore(args.participants)
     submits: list[dict] = []
     shows: list[float] = []
@@ -340,8 +353,15 @@ async def _bots(args) -> dict:
         requests.append((sent, now - sent))
         path = request.url.path
         if request.method == "POST" and (m := SUBMIT.search(path)):
-            submits.append({"token": m.group("token"), "position": int(m.group("position")), "sent": sent,
-                            "at": now, "status": response.status_code})
+            submits.append(
+                {
+                    "token": m.group("token"),
+                    "position": int(m.group("position")),
+                    "sent": sent,
+                    "at": now,
+                    "status": response.status_code,
+                }
+            )
         elif request.method == "GET" and response.status_code == 200 and TRIAL.search(path):
             shows.append(now)
         elif request.method == "POST" and response.status_code == 302:  # the first one is the consent
@@ -351,9 +371,12 @@ async def _bots(args) -> dict:
 
     async def one(i: int) -> None:
         await asyncio.sleep(args.ramp * i / max(1, args.participants))
-        async with httpx.AsyncClient(timeout=httpx.Timeout(120.0), trust_env=False,
-                                     limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-                                     event_hooks={"request": [on_request], "response": [on_response]}) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(120.0),
+            trust_env=False,
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            event_hooks={"request": [on_request], "response": [on_response]},
+        ) as client:
             bot = Bot(index=i, config=config, client=client, slot=Slot(semaphore), latencies=[])
             result = await bot.run()
             results.append(result)
@@ -365,9 +388,17 @@ async def _bots(args) -> dict:
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    return {"start": start, "end": time.time(), "submits": submits, "shows": shows, "consents": consents,
-            "requests": requests, "errors": errors, "finished": sum(r.finished for r in results),
-            "still_running": len(pending)}
+    return {
+        "start": start,
+        "end": time.time(),
+        "submits": submits,
+        "shows": shows,
+        "consents": consents,
+        "requests": requests,
+        "errors": errors,
+        "finished": sum(r.finished for r in results),
+        "still_running": len(pending),
+    }
 
 
 # --- The viewers (this process) ----------------------------------------------------------------------------
@@ -394,9 +425,11 @@ async def login(base_url: str, username: str, password: str) -> str:
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), trust_env=False, follow_redirects=False) as client:
         page = await client.get(f"{base_url}/console/login/")
         form = next(f for f in parse_page(page.text).forms if f.input("username") is not None)
-        response = await client.post(f"{base_url}/console/login/",
-                                     data={**form.hidden(), "username": username, "password": password},
-                                     headers={"Referer": f"{base_url}/console/login/"})
+        response = await client.post(
+            f"{base_url}/console/login/",
+            data={**form.hidden(), "username": username, "password": password},
+            headers={"Referer": f"{base_url}/console/login/"},
+        )
         session = client.cookies.get("sessionid")
         if response.status_code != 302 or not session:
             raise RuntimeError(f"login failed: HTTP {response.status_code} {response.text[:300]}")
@@ -408,9 +441,17 @@ async def watch(viewer: Viewer, base_url: str, stop: asyncio.Event) -> None:
 
     url = base_url.replace("http://", "ws://") + f"/ws/monitor/{SLUG}/"
     try:
-        async with connect(url, origin=base_url, additional_headers={"Cookie": viewer.cookie}, proxy=None,
-                           open_timeout=60, close_timeout=2, max_size=64 * 2**20, ping_interval=None,
-                           compression=None) as ws:
+        async with connect(
+            url,
+            origin=base_url,
+            additional_headers={"Cookie": viewer.cookie},
+            proxy=None,
+            open_timeout=60,
+            close_timeout=2,
+            max_size=64 * 2**20,
+            ping_interval=None,
+            compression=None,
+        ) as ws:
             viewer.connected_at = time.time()
             while not stop.is_set():
                 try:
@@ -434,8 +475,15 @@ async def watch(viewer: Viewer, base_url: str, stop: asyncio.Event) -> None:
     viewer.closed_at = time.time()
 
 
-async def phase(n_viewers: int, cookies: list[str], base_url: str, duration: float, daphne_pid: int,
-                bots_pid: int, keep_rows: bool = False) -> dict:
+async def phase(
+    n_viewers: int,
+    cookies: list[str],
+    base_url: str,
+    duration: float,
+    daphne_pid: int,
+    bots_pid: int,
+    keep_rows: bool = False,
+) -> dict:
     viewers = [Viewer(i, cookies[i], keep_rows=keep_rows) for i in range(n_viewers)]
     stop = asyncio.Event()
     load_before = loadavg()
@@ -445,9 +493,16 @@ async def phase(n_viewers: int, cookies: list[str], base_url: str, duration: flo
     stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
     cpu1, bots1, machine1, t1 = proc_cpu_s(daphne_pid), proc_cpu_s(bots_pid), machine_cpu(), time.time()
-    return {"viewers": viewers, "start": t0, "end": t1, "load_before": load_before, "load_after": loadavg(),
-            "daphne_cpu": (cpu1 - cpu0) / (t1 - t0), "bots_cpu": (bots1 - bots0) / (t1 - t0),
-            "machine_busy": (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])}
+    return {
+        "viewers": viewers,
+        "start": t0,
+        "end": t1,
+        "load_before": load_before,
+        "load_after": loadavg(),
+        "daphne_cpu": (cpu1 - cpu0) / (t1 - t0),
+        "bots_cpu": (bots1 - bots0) / (t1 - t0),
+        "machine_busy": (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1]),
+    }
 
 
 # --- Analysis ----------------------------------------------------------------------------------------------
@@ -470,12 +525,15 @@ def analyse(ph: dict, stamps: dict, committed: dict[int, list[float]], raw: list
     consents = sum(start <= t < end for t in stamps["consents"].values())
     requests = [d for sent, d in stamps["requests"] if start <= sent < end]
     out = {
-        "viewers": len(ph["viewers"]), "wall_s": round(wall, 1),
+        "viewers": len(ph["viewers"]),
+        "wall_s": round(wall, 1),
         "answers_per_s": round(len(in_phase) / wall, 1),
         "events_per_s": round((len(in_phase) + shows + consents) / wall, 1),
-        "daphne_cpu": round(ph["daphne_cpu"], 3), "bots_cpu": round(ph["bots_cpu"], 3),
+        "daphne_cpu": round(ph["daphne_cpu"], 3),
+        "bots_cpu": round(ph["bots_cpu"], 3),
         "machine_busy": round(ph["machine_busy"], 3),
-        "load_before": ph["load_before"], "load_after": ph["load_after"],
+        "load_before": ph["load_before"],
+        "load_after": ph["load_after"],
         "bot_request_ms": {"n": len(requests), "p50": ms(pct(requests, 0.5)), "p95": ms(pct(requests, 0.95))},
         "per_viewer": [],
     }
@@ -485,14 +543,19 @@ def analyse(ph: dict, stamps: dict, committed: dict[int, list[float]], raw: list
         span = max(1e-9, (v.closed_at or end) - (v.connected_at or start))
         kinds = Counter(m[1] for m in msgs)
         rows_msgs = [m for m in msgs if m[1] == "rows"]
-        out["per_viewer"].append({
-            "messages_per_s": round(len(msgs) / span, 2), "bytes_per_s": round(sum(m[2] for m in msgs) / span),
-            "snapshots": kinds["snapshot"], "rows_messages": kinds["rows"],
-            "mean_rows_per_update": round(statistics.mean(m[3] for m in rows_msgs), 1) if rows_msgs else 0,
-            "mean_update_bytes": round(statistics.mean(m[2] for m in rows_msgs)) if rows_msgs else 0,
-            "snapshot_bytes": max((m[2] for m in msgs if m[1] == "snapshot"), default=0),
-            "active": v.by_status.get("In progress"), "error": v.error,
-        })
+        out["per_viewer"].append(
+            {
+                "messages_per_s": round(len(msgs) / span, 2),
+                "bytes_per_s": round(sum(m[2] for m in msgs) / span),
+                "snapshots": kinds["snapshot"],
+                "rows_messages": kinds["rows"],
+                "mean_rows_per_update": round(statistics.mean(m[3] for m in rows_msgs), 1) if rows_msgs else 0,
+                "mean_update_bytes": round(statistics.mean(m[2] for m in rows_msgs)) if rows_msgs else 0,
+                "snapshot_bytes": max((m[2] for m in msgs if m[1] == "snapshot"), default=0),
+                "active": v.by_status.get("In progress"),
+                "error": v.error,
+            }
+        )
         lo, hi = v.connected_at + 2.0, (v.closed_at or end) - 3.0
         for participant, n, s in nth:
             if not lo <= s["at"] <= hi:
@@ -507,23 +570,40 @@ def analyse(ph: dict, stamps: dict, committed: dict[int, list[float]], raw: list
             if len(commits) >= n:
                 server.append(min(seen) - commits[n - 1])
             if raw is not None:
-                raw.append({"viewers": len(ph["viewers"]), "viewer": v.index, "participant": participant, "n": n,
-                            "answer_at": s["at"], "committed_at": commits[n - 1] if len(commits) >= n else None,
-                            "seen_at": min(seen)})
-    out["latency_ms"] = {"n": len(latencies), "p50": ms(pct(latencies, 0.5)), "p95": ms(pct(latencies, 0.95)),
-                         "max": ms(max(latencies, default=None)), "min": ms(min(latencies, default=None)),
-                         "from_submit_sent_p50": ms(pct(upper, 0.5)), "from_submit_sent_p95": ms(pct(upper, 0.95)),
-                         "from_commit_p50": ms(pct(server, 0.5)), "from_commit_p95": ms(pct(server, 0.95)),
-                         "from_commit_max": ms(max(server, default=None))}
+                raw.append(
+                    {
+                        "viewers": len(ph["viewers"]),
+                        "viewer": v.index,
+                        "participant": participant,
+                        "n": n,
+                        "answer_at": s["at"],
+                        "committed_at": commits[n - 1] if len(commits) >= n else None,
+                        "seen_at": min(seen),
+                    }
+                )
+    out["latency_ms"] = {
+        "n": len(latencies),
+        "p50": ms(pct(latencies, 0.5)),
+        "p95": ms(pct(latencies, 0.95)),
+        "max": ms(max(latencies, default=None)),
+        "min": ms(min(latencies, default=None)),
+        "from_submit_sent_p50": ms(pct(upper, 0.5)),
+        "from_submit_sent_p95": ms(pct(upper, 0.95)),
+        "from_commit_p50": ms(pct(server, 0.5)),
+        "from_commit_p95": ms(pct(server, 0.95)),
+        "from_commit_max": ms(max(server, default=None)),
+    }
     out["missed"] = missed
     return out
 
 
 def print_table(rows: list[dict], header: str) -> None:
     print(f"\n{header}")
-    print("| viewers | answers/s | events/s | update latency p50 / p95 (ms) | msgs/s per viewer | "
-          "bytes/s per viewer | rows per update | daphne CPU | bots CPU | machine busy | bot request p50 / p95 (ms) "
-          "| load avg before → after |")
+    print(
+        "| viewers | answers/s | events/s | update latency p50 / p95 (ms) | msgs/s per viewer | "
+        "bytes/s per viewer | rows per update | daphne CPU | bots CPU | machine busy | bot request p50 / p95 (ms) "
+        "| load avg before → after |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         pv = r["per_viewer"]
@@ -531,10 +611,12 @@ def print_table(rows: list[dict], header: str) -> None:
         size = " / ".join(f"{v['bytes_per_s'] / 1000:.1f} kB" for v in pv) or "–"
         per = " / ".join(f"{v['mean_rows_per_update']}" for v in pv) or "–"
         lat = f"{r['latency_ms']['p50']} / {r['latency_ms']['p95']}" if pv else "–"
-        print(f"| {r['viewers']} | {r['answers_per_s']} | {r['events_per_s']} | {lat} | {msgs} | {size} | {per} | "
-              f"{r['daphne_cpu'] * 100:.0f}% of a core | {r['bots_cpu'] * 100:.0f}% | "
-              f"{r['machine_busy'] * 100:.0f}% of 2 cores | {r['bot_request_ms']['p50']} / "
-              f"{r['bot_request_ms']['p95']} | {r['load_before']} → {r['load_after']} |")
+        print(
+            f"| {r['viewers']} | {r['answers_per_s']} | {r['events_per_s']} | {lat} | {msgs} | {size} | {per} | "
+            f"{r['daphne_cpu'] * 100:.0f}% of a core | {r['bots_cpu'] * 100:.0f}% | "
+            f"{r['machine_busy'] * 100:.0f}% of 2 cores | {r['bot_request_ms']['p50']} / "
+            f"{r['bot_request_ms']['p95']} | {r['load_before']} → {r['load_after']} |"
+        )
 
 
 # --- Main ----------------------------------------------------------------------------------------------------
@@ -548,9 +630,18 @@ async def main_async(args) -> int:
     created_pg = False
     try:
         env = server_env(tmp)
-        env.update({"LOG_LEVEL": "WARNING", "DEBUG": "0", "SECRET_KEY": "bench-" + "x" * 50,
-                    "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECURE_SSL_REDIRECT": "0", "SECURE_COOKIES": "0",
-                    "SECURE_HSTS_SECONDS": "0", "STATIC_ROOT": str(tmp / "static")})
+        env.update(
+            {
+                "LOG_LEVEL": "WARNING",
+                "DEBUG": "0",
+                "SECRET_KEY": "bench-" + "x" * 50,
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "SECURE_SSL_REDIRECT": "0",
+                "SECURE_COOKIES": "0",
+                "SECURE_HSTS_SECONDS": "0",
+                "STATIC_ROOT": str(tmp / "static"),
+            }
+        )
         backend = "SQLite (temp file, WAL)"
         if args.database_url:
             create_postgres(args.database_url)
@@ -569,8 +660,14 @@ async def main_async(args) -> int:
         run_manage(env, "collectstatic", "--noinput", "-v", "0", timeout=300)
         run_manage(env, "migrate", "--noinput", "-v", "0", timeout=300)
         run_manage(env, "seed_demo", "--mmlu-time-limit", "0", "--quality-time-limit", "0", timeout=300)
-        code = SETUP.format(val=str(MMLU_VAL), items=args.items, n_conditions=2 if args.assisted else 1, slug=SLUG,
-                            user=RESEARCHER[0], assisted=args.assisted)
+        code = SETUP.format(
+            val=str(MMLU_VAL),
+            items=args.items,
+            n_conditions=2 if args.assisted else 1,
+            slug=SLUG,
+            user=RESEARCHER[0],
+            assisted=args.assisted,
+        )
         wrapped = f"import json\nresult = None\n{code}\nprint('@@' + json.dumps(result))"
         out = run_manage(env, "shell", "-c", wrapped, timeout=300).stdout
         study = json.loads(next(x for x in out.splitlines() if x.startswith("@@"))[2:])
@@ -580,8 +677,16 @@ async def main_async(args) -> int:
         if args.patch:
             backend += f"; patched: {','.join(args.patch)}"
             env["BENCH_TRACE"] = str(tmp / "trace.jsonl")
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--role", "serve", "--port", str(port),
-                   "--patch", *args.patch]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--role",
+                "serve",
+                "--port",
+                str(port),
+                "--patch",
+                *args.patch,
+            ]
         else:  # exactly as production and tests/live_server.py run it
             cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "oversight.asgi:application"]
         daphne = spawn(cmd, env, tmp / "daphne.log")
@@ -590,15 +695,41 @@ async def main_async(args) -> int:
 
         run_s = args.ramp + args.settle + len(args.viewers) * (args.duration + 3) + 10
         stamps_path = tmp / "stamps.json"
-        bots = spawn([sys.executable, str(Path(__file__).resolve()), "--role", "bots", "--slug", SLUG,
-                      "--base-url", base_url, "--participants", str(args.participants), "--think-ms",
-                      str(args.think_ms), "--ramp", str(args.ramp), "--run-s", str(run_s), "--seed", str(args.seed),
-                      "--messages-per-item", str(args.messages_per_item), "--stamps", str(stamps_path)],
-                     env, tmp / "bots.log")
-        print(f"  daphne {base_url} (pid {daphne.pid}); bots pid {bots.pid}: {args.participants} participants, "
-              f"{study['items']} unaided{' + assisted' if args.assisted else ''} items each from "
-              f"“{study['bank']}” ({study['bank_items']} items), think {args.think_ms:g} ms, ramp {args.ramp:g} s; "
-              f"{os.cpu_count()} CPUs", flush=True)
+        bots = spawn(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--role",
+                "bots",
+                "--slug",
+                SLUG,
+                "--base-url",
+                base_url,
+                "--participants",
+                str(args.participants),
+                "--think-ms",
+                str(args.think_ms),
+                "--ramp",
+                str(args.ramp),
+                "--run-s",
+                str(run_s),
+                "--seed",
+                str(args.seed),
+                "--messages-per-item",
+                str(args.messages_per_item),
+                "--stamps",
+                str(stamps_path),
+            ],
+            env,
+            tmp / "bots.log",
+        )
+        print(
+            f"  daphne {base_url} (pid {daphne.pid}); bots pid {bots.pid}: {args.participants} participants, "
+            f"{study['items']} unaided{' + assisted' if args.assisted else ''} items each from "
+            f"“{study['bank']}” ({study['bank_items']} items), think {args.think_ms:g} ms, ramp {args.ramp:g} s; "
+            f"{os.cpu_count()} CPUs",
+            flush=True,
+        )
         await asyncio.sleep(args.ramp + args.settle)
         if bots.popen.poll() is not None:
             raise RuntimeError(f"the bots exited early:\n{bots.log_tail()}")
@@ -607,8 +738,11 @@ async def main_async(args) -> int:
         for n in args.viewers:
             ph = await phase(n, cookies, base_url, args.duration, daphne.pid, bots.pid, keep_rows=bool(args.raw))
             phases.append(ph)
-            print(f"  phase: {n} viewer(s), {ph['end'] - ph['start']:.0f} s, daphne CPU {ph['daphne_cpu']:.0%} "
-                  f"of a core, load average {ph['load_after']}", flush=True)
+            print(
+                f"  phase: {n} viewer(s), {ph['end'] - ph['start']:.0f} s, daphne CPU {ph['daphne_cpu']:.0%} "
+                f"of a core, load average {ph['load_after']}",
+                flush=True,
+            )
             await asyncio.sleep(3)
 
         deadline = time.monotonic() + run_s + 120
@@ -618,54 +752,106 @@ async def main_async(args) -> int:
             raise RuntimeError(f"the bots did not finish cleanly:\n{bots.log_tail()}")
         stamps = json.loads(stamps_path.read_text())
 
-        out = run_manage(env, "shell", "-c", "import json\nresult = None\n" + AFTER.format(
-            slug=SLUG, batch=25) + "\nprint('@@' + json.dumps(result))", timeout=300).stdout
+        out = run_manage(
+            env,
+            "shell",
+            "-c",
+            "import json\nresult = None\n" + AFTER.format(slug=SLUG, batch=25) + "\nprint('@@' + json.dumps(result))",
+            timeout=300,
+        ).stdout
         after = json.loads(next(x for x in out.splitlines() if x.startswith("@@"))[2:])
         committed = {int(k): v for k, v in after["committed"].items()}
         raw: list | None = [] if args.raw else None
         rows = [analyse(ph, stamps, committed, raw) for ph in phases]
-        header = (f"backend: {backend}; {args.participants} bots ({stamps['still_running']} still active at the end, "
-                  f"{stamps['finished']} finished, {len(stamps['errors'])} errors); think {args.think_ms:g} ms; "
-                  f"{args.duration:g} s per phase; {os.cpu_count()} CPUs")
+        header = (
+            f"backend: {backend}; {args.participants} bots ({stamps['still_running']} still active at the end, "
+            f"{stamps['finished']} finished, {len(stamps['errors'])} errors); think {args.think_ms:g} ms; "
+            f"{args.duration:g} s per phase; {os.cpu_count()} CPUs"
+        )
         print_table(rows, header)
         for r in rows:
             for i, v in enumerate(r["per_viewer"]):
-                print(f"  {r['viewers']} viewer(s), viewer {i}: {v['messages_per_s']} msg/s "
-                      f"({v['rows_messages']} rows updates of {v['mean_rows_per_update']} rows, "
-                      f"{v['mean_update_bytes']} bytes each; {v['snapshots']} snapshots of {v['snapshot_bytes']} "
-                      f"bytes), {v['bytes_per_s']} bytes/s; {v['active']} in progress at the end"
-                      f"{'; ERROR ' + v['error'] if v['error'] else ''}")
+                print(
+                    f"  {r['viewers']} viewer(s), viewer {i}: {v['messages_per_s']} msg/s "
+                    f"({v['rows_messages']} rows updates of {v['mean_rows_per_update']} rows, "
+                    f"{v['mean_update_bytes']} bytes each; {v['snapshots']} snapshots of {v['snapshot_bytes']} "
+                    f"bytes), {v['bytes_per_s']} bytes/s; {v['active']} in progress at the end"
+                    f"{'; ERROR ' + v['error'] if v['error'] else ''}"
+                )
             if r["per_viewer"]:
                 lat = r["latency_ms"]
-                print(f"  {r['viewers']} viewer(s): latency over {lat['n']} (answer, viewer) pairs: p50 {lat['p50']} "
-                      f"ms, p95 {lat['p95']} ms, min {lat['min']} ms, max {lat['max']} ms; from the submit's "
-                      f"request p50 {lat['from_submit_sent_p50']} ms, p95 {lat['from_submit_sent_p95']} ms; "
-                      f"from the commit (Trial.submitted_at) p50 {lat['from_commit_p50']} ms, p95 "
-                      f"{lat['from_commit_p95']} ms, max {lat['from_commit_max']} ms; missed {r['missed']}")
-                gaps = [b[0] - a[0] for v in phases[rows.index(r)]["viewers"]
-                        for a, b in zip(v.messages, v.messages[1:], strict=False)]
-                print(f"  {r['viewers']} viewer(s): gap between a viewer's messages p50 {ms(pct(gaps, 0.5))} ms, "
-                      f"p95 {ms(pct(gaps, 0.95))} ms, max {ms(max(gaps, default=None))} ms")
+                print(
+                    f"  {r['viewers']} viewer(s): latency over {lat['n']} (answer, viewer) pairs: p50 {lat['p50']} "
+                    f"ms, p95 {lat['p95']} ms, min {lat['min']} ms, max {lat['max']} ms; from the submit's "
+                    f"request p50 {lat['from_submit_sent_p50']} ms, p95 {lat['from_submit_sent_p95']} ms; "
+                    f"from the commit (Trial.submitted_at) p50 {lat['from_commit_p50']} ms, p95 "
+                    f"{lat['from_commit_p95']} ms, max {lat['from_commit_max']} ms; missed {r['missed']}"
+                )
+                gaps = [
+                    b[0] - a[0]
+                    for v in phases[rows.index(r)]["viewers"]
+                    for a, b in zip(v.messages, v.messages[1:], strict=False)
+                ]
+                print(
+                    f"  {r['viewers']} viewer(s): gap between a viewer's messages p50 {ms(pct(gaps, 0.5))} ms, "
+                    f"p95 {ms(pct(gaps, 0.95))} ms, max {ms(max(gaps, default=None))} ms"
+                )
         c = after["cost"]
-        print(f"  query cost after the run ({c['vendor']}, {c['participants']} participants, {c['trials']} trials, "
-              f"median of 5, while nothing else runs in daphne): full snapshot rows {c['snapshot_rows_ms']} ms; "
-              f"a batch of {c['batch']} rows {c['batch_rows_ms']} ms; summary {c['summary_ms']} ms; rendering them "
-              f"(the page's partials): snapshot {c['snapshot_render_ms']} ms, batch {c['batch_render_ms']} ms")
+        print(
+            f"  query cost after the run ({c['vendor']}, {c['participants']} participants, {c['trials']} trials, "
+            f"median of 5, while nothing else runs in daphne): full snapshot rows {c['snapshot_rows_ms']} ms; "
+            f"a batch of {c['batch']} rows {c['batch_rows_ms']} ms; summary {c['summary_ms']} ms; rendering them "
+            f"(the page's partials): snapshot {c['snapshot_render_ms']} ms, batch {c['batch_render_ms']} ms"
+        )
         for e in stamps["errors"][:5]:
             print(f"  bot error: {e}")
         if args.json:
-            args.json.write_text(json.dumps({"backend": backend, "args": {k: str(v) for k, v in vars(args).items()},
-                                             "cpus": os.cpu_count(), "phases": rows, "query_cost": after["cost"],
-                                             "bot_errors": stamps["errors"]}, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "backend": backend,
+                        "args": {k: str(v) for k, v in vars(args).items()},
+                        "cpus": os.cpu_count(),
+                        "phases": rows,
+                        "query_cost": after["cost"],
+                        "bot_errors": stamps["errors"],
+                    },
+                    indent=2,
+                )
+            )
         if args.raw:
-            messages = [{"viewers": len(ph["viewers"]), "viewer": v.index, "at": m[0], "type": m[1], "bytes": m[2],
-                         "rows": m[3], "done": rows} for ph in phases for v in ph["viewers"]
-                        for m, rows in zip(v.messages, v.rows, strict=True)]
-            args.raw.write_text(json.dumps({"latencies": raw, "messages": messages, "committed": committed,
-                                            "answers": stamps["submits"], "participants": stamps["participants"]}))
+            messages = [
+                {
+                    "viewers": len(ph["viewers"]),
+                    "viewer": v.index,
+                    "at": m[0],
+                    "type": m[1],
+                    "bytes": m[2],
+                    "rows": m[3],
+                    "done": rows,
+                }
+                for ph in phases
+                for v in ph["viewers"]
+                for m, rows in zip(v.messages, v.rows, strict=True)
+            ]
+            args.raw.write_text(
+                json.dumps(
+                    {
+                        "latencies": raw,
+                        "messages": messages,
+                        "committed": committed,
+                        "answers": stamps["submits"],
+                        "participants": stamps["participants"],
+                    }
+                )
+            )
         too_chatty = any(v["messages_per_s"] > 1.05 for r in rows for v in r["per_viewer"])
-        bad = stamps["errors"] or any(r["missed"] for r in rows) or too_chatty or any(
-            v["error"] for r in rows for v in r["per_viewer"])
+        bad = (
+            stamps["errors"]
+            or any(r["missed"] for r in rows)
+            or too_chatty
+            or any(v["error"] for r in rows for v in r["per_viewer"])
+        )
         return 1 if bad else 0
     except Exception:
         if daphne is not None:
@@ -692,8 +878,13 @@ def parse_args(argv=None):
     parser.add_argument("--think-ms", type=float, default=30000.0, help="mean thinking time per item [30000]")
     parser.add_argument("--ramp", type=float, default=60.0, help="seconds over which the bots join [60]")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after the ramp before measuring [5]")
-    parser.add_argument("--viewers", type=int, nargs="+", default=[0, 1, 3],
-                        help="one phase per entry: that many researchers watch the monitor [0 1 3]")
+    parser.add_argument(
+        "--viewers",
+        type=int,
+        nargs="+",
+        default=[0, 1, 3],
+        help="one phase per entry: that many researchers watch the monitor [0 1 3]",
+    )
     parser.add_argument("--duration", type=float, default=45.0, help="seconds per phase [45]")
     parser.add_argument("--assisted", action="store_true", help="add an assisted condition (simulated assistant)")
     parser.add_argument("--messages-per-item", type=int, default=1, help="with --assisted: chat messages per item")
@@ -703,8 +894,13 @@ def parse_args(argv=None):
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, database, stamps)")
     parser.add_argument("--raw", type=Path, help="also write every (answer, viewer) latency and message as JSON")
-    parser.add_argument("--patch", nargs="+", default=[], choices=PATCHES,
-                        help="experiment: serve with a proposed fix monkeypatched in (see bench/README.md)")
+    parser.add_argument(
+        "--patch",
+        nargs="+",
+        default=[],
+        choices=PATCHES,
+        help="experiment: serve with a proposed fix monkeypatched in (see bench/README.md)",
+    )
     # internal: the bots' process and the patched server
     parser.add_argument("--role", choices=["main", "bots", "serve"], default="main", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

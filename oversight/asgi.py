@@ -21,10 +21,12 @@ if settings.DEADLINE_SWEEPER:
     start_sweeper()
 
 # Service code called from these connections publishes its channel-layer notes without blocking (broadcast).
-application = bind_event_loop(ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # Participants are addressed by their token; researchers (the monitor) by their session.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
-))
+application = bind_event_loop(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # Participants are addressed by their token; researchers (the monitor) by their session.
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
+)

@@ -130,8 +130,11 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
-                                                  conn_health_checks=True)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0), conn_health_checks=True
+        )
+    }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", False):
         # psycopg's pool replaces persistent connections; the two cannot be combined.
         DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -159,8 +162,9 @@ else:
 
 # Threads for the chat's database work in each web process (oversight/assistant/executor.py): 0 keeps it on
 # asgiref's one thread-sensitive thread (the only safe choice for SQLite).
-CHAT_DB_THREADS = env_int("CHAT_DB_THREADS", 8 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-                          else 0)
+CHAT_DB_THREADS = env_int(
+    "CHAT_DB_THREADS", 8 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" else 0
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -182,19 +186,29 @@ if REDIS_URL:
             # skipped (maintenance notifications default to "auto"), so after a Redis restart the first command
             # on each pooled connection failed (5-8 of 8 concurrent group_sends; tests/faults/test_redis_restart.py)
             # and a reply streaming then died.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000,
-                                  "retry": AsyncRedisRetry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3)}],
-                       # channels_redis keeps all of one process's websockets in ONE Redis key and checks
-                       # "capacity" against that whole inbox: at 1,500, 200 streaming chats (5,000 frames a
-                       # second) overflowed it within a moment of lag, and group_send silently dropped frames
-                       # and final replies (bench/chat_stream.py). Messages still expire after `expiry`.
-                       "capacity": 100_000, "expiry": 30},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "max_connections": 1000,
+                        "retry": AsyncRedisRetry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3),
+                    }
+                ],
+                # channels_redis keeps all of one process's websockets in ONE Redis key and checks
+                # "capacity" against that whole inbox: at 1,500, 200 streaming chats (5,000 frames a
+                # second) overflowed it within a moment of lag, and group_send silently dropped frames
+                # and final replies (bench/chat_stream.py). Messages still expire after `expiry`.
+                "capacity": 100_000,
+                "expiry": 30,
+            },
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "oversight.realtime.layers.InProcessChannelLayer",
-                                  "CONFIG": {"capacity": 1500}}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "oversight.realtime.layers.InProcessChannelLayer", "CONFIG": {"capacity": 1500}}
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Celery -----------------------------------------------------------------------------------------------

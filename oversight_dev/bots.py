@@ -249,8 +249,11 @@ class RunReport:
             "timeouts": self.timeouts,
             "errors": len(self.errors),
             "requests": len(lat),
-            "latency_ms": {"p50": round(statistics.median(lat) * 1000, 1) if lat else None,
-                           "p95": pct(0.95), "max": round(lat[-1] * 1000, 1) if lat else None},
+            "latency_ms": {
+                "p50": round(statistics.median(lat) * 1000, 1) if lat else None,
+                "p95": pct(0.95),
+                "max": round(lat[-1] * 1000, 1) if lat else None,
+            },
             "wall_s": round(self.wall_s, 2),
             "answers_per_s": round(committed / self.wall_s, 2) if self.wall_s else None,
             "chat": self.chat_summary(),
@@ -320,8 +323,15 @@ class PageParser(HTMLParser):
             self._form = Form(attrs=a)
             self.forms.append(self._form)
         elif tag in {"input", "button", "select", "textarea"} and self._form is not None:
-            self._form.inputs.append(FormInput(name=a.get("name", ""), type=a.get("type", "text").lower(),
-                                               value=a.get("value", ""), checked="checked" in a, attrs=a))
+            self._form.inputs.append(
+                FormInput(
+                    name=a.get("name", ""),
+                    type=a.get("type", "text").lower(),
+                    value=a.get("value", ""),
+                    checked="checked" in a,
+                    attrs=a,
+                )
+            )
 
     def handle_startendtag(self, tag, attrs):
         self.handle_starttag(tag, attrs)
@@ -365,9 +375,16 @@ LIKERT_WEIGHTS_RIGHT = (1, 2, 3, 4, 3)
 LIKERT_WEIGHTS_WRONG = (3, 4, 3, 2, 1)
 
 
-def decide(*, rng: random.Random, info: TrialInfo, accuracy: float, timeout_rate: float,
-           confidence_levels: list[float] | None, slider: tuple[float, float] | None,
-           has_deadline: bool) -> Decision:
+def decide(
+    *,
+    rng: random.Random,
+    info: TrialInfo,
+    accuracy: float,
+    timeout_rate: float,
+    confidence_levels: list[float] | None,
+    slider: tuple[float, float] | None,
+    has_deadline: bool,
+) -> Decision:
     """Pick an option (right with probability `accuracy`; catch items always right), a confidence that is
     higher when right, and whether to let the deadline pass instead of submitting."""
     if info.gold_index is None:  # unlabeled item: nothing to aim for
@@ -458,7 +475,7 @@ class ChatStream:
             return False
         if text and mid not in self.first_delta:
             self.first_delta[mid] = now
-        self.text[mid] = have + text[len(have) - offset:]
+        self.text[mid] = have + text[len(have) - offset :]
         return True
 
     def snapshot(self, message: dict) -> None:
@@ -492,8 +509,15 @@ async def chat(*, bot: Bot, page_url: str, ws_path: str, position: int, info: Tr
     headers = {"Cookie": cookies} if cookies else None
     stream = ChatStream()
     try:
-        async with connect(url, origin=origin, additional_headers=headers, proxy=None,
-                           open_timeout=config.request_timeout_s, close_timeout=2, max_size=8 * 2**20) as ws:
+        async with connect(
+            url,
+            origin=origin,
+            additional_headers=headers,
+            proxy=None,
+            open_timeout=config.request_timeout_s,
+            close_timeout=2,
+            max_size=8 * 2**20,
+        ) as ws:
             await ws.send(json.dumps({"type": "hello", "reconnect": False}))
             async with asyncio.timeout(config.request_timeout_s):
                 while True:
@@ -503,8 +527,9 @@ async def chat(*, bot: Bot, page_url: str, ws_path: str, position: int, info: Tr
             if not frame.get("open"):
                 raise BotFailure(url, "the chat of an open trial says it is closed")
             for k, text in enumerate(texts):
-                reply = ChatReply(position=position, item_id=info.item_id, text=text,
-                                  client_id=f"{bot.pid}-{info.item_id}-{k}")
+                reply = ChatReply(
+                    position=position, item_id=info.item_id, text=text, client_id=f"{bot.pid}-{info.item_id}-{k}"
+                )
                 bot.result.replies.append(reply)
                 await bot.pace_chat()
                 await _exchange(ws, stream, reply, timeout_s=config.reply_timeout_s)
@@ -670,8 +695,7 @@ class Bot:
         self.result.errors.append(BotError(bot=self.index, pid=self.pid, url=url, message=message))
 
     async def _run(self) -> None:
-        params = {"PROLIFIC_PID": self.pid, "STUDY_ID": f"bots-{self.config.seed}",
-                  "SESSION_ID": f"{self.pid}-session"}
+        params = {"PROLIFIC_PID": self.pid, "STUDY_ID": f"bots-{self.config.seed}", "SESSION_ID": f"{self.pid}-session"}
         join_url = f"/s/{self.config.slug}/?{urlencode(params)}"
         response = await self.request("GET", join_url)
         page = parse_page(response.text)
@@ -715,14 +739,17 @@ class Bot:
                 self.result.code = shown.group(1) if shown else ""
                 expected = await expected_code(self.result.token)
                 if self.result.code != expected:
-                    raise BotFailure(str(response.url), f"done page shows completion code {self.result.code!r}, "
-                                                        f"expected {expected!r}")
+                    raise BotFailure(
+                        str(response.url),
+                        f"done page shows completion code {self.result.code!r}, expected {expected!r}",
+                    )
                 self.result.finished = True
                 self.result.resumed_finished = not self.result.outcomes
                 return
             else:
-                raise BotFailure(str(response.url), f"unexpected page (HTTP {response.status_code}): "
-                                                    f"{_snippet(response.text)}")
+                raise BotFailure(
+                    str(response.url), f"unexpected page (HTTP {response.status_code}): {_snippet(response.text)}"
+                )
         raise BotFailure(str(response.url), "too many pages without reaching the done page")
 
     async def answer(self, response, position: int):
@@ -746,13 +773,17 @@ class Bot:
         seconds_left = form.attrs.get("data-seconds-left")
         decision = decide(
             rng=random.Random(f"{self.config.seed}:{self.index}:{info.item_id}"),
-            info=info, accuracy=self.config.accuracy_for(info.condition_kind), timeout_rate=self.config.timeout_rate,
-            confidence_levels=levels, slider=slider or ((5.0, 95.0) if distribution else None),
+            info=info,
+            accuracy=self.config.accuracy_for(info.condition_kind),
+            timeout_rate=self.config.timeout_rate,
+            confidence_levels=levels,
+            slider=slider or ((5.0, 95.0) if distribution else None),
             has_deadline=seconds_left is not None and info.time_limit_s is not None,
         )
         if info.condition_kind == "assisted" and "chat" in page.ids and self.config.messages_per_item > 0:
-            await chat(bot=self, page_url=url, ws_path=page.ids["chat"].get("data-ws-path", ""),
-                       position=position, info=info)
+            await chat(
+                bot=self, page_url=url, ws_path=page.ids["chat"].get("data-ws-path", ""), position=position, info=info
+            )
 
         data = answer_data(decision, distribution=distribution, n_options=info.n_options)
         csrf = form.hidden().get("csrfmiddlewaretoken", "")
@@ -766,9 +797,14 @@ class Bot:
         recorded_confidence = decision.confidence
         if distribution and decision.confidence is not None:
             recorded_confidence = float(data[f"p{decision.choice}"])
-        outcome = Outcome(position=position, item_id=info.item_id, choice=decision.choice,
-                          confidence=recorded_confidence, timed_out=decision.time_out,
-                          intended_correct=decision.intended_correct)
+        outcome = Outcome(
+            position=position,
+            item_id=info.item_id,
+            choice=decision.choice,
+            confidence=recorded_confidence,
+            timed_out=decision.time_out,
+            intended_correct=decision.intended_correct,
+        )
         if decision.time_out:
             # Select, then sit out the deadline (not holding a slot) and come back: the server finalises.
             await self.slot.idle(float(seconds_left) + DEADLINE_MARGIN_S)
@@ -812,9 +848,7 @@ def _lookup_trial_sync(token: str, position: int) -> TrialInfo | None:
     from oversight.core.models import Trial
 
     trial = (
-        Trial.objects.select_related("item", "condition")
-        .filter(participant__token=token, position=position)
-        .first()
+        Trial.objects.select_related("item", "condition").filter(participant__token=token, position=position).first()
     )
     return None if trial is None else trial_info(trial)
 
@@ -876,8 +910,7 @@ async def run_bots(config: BotConfig) -> RunReport:
         await sync_to_async(connections.close_all, thread_sensitive=True)()
     except Exception:  # noqa: BLE001, S110 - closing is best effort
         pass
-    return RunReport(config=config, results=list(results), wall_s=time.perf_counter() - start,
-                     latencies_s=latencies)
+    return RunReport(config=config, results=list(results), wall_s=time.perf_counter() - start, latencies_s=latencies)
 
 
 # --- In process: the same bots through the service functions ---------------------------------------------
@@ -944,8 +977,9 @@ class _Clock:
         return self.at
 
 
-def _in_process_bot(config: BotConfig, study, index: int, result: BotResult, clock: _Clock,
-                    latencies: list[float]) -> None:
+def _in_process_bot(
+    config: BotConfig, study, index: int, result: BotResult, clock: _Clock, latencies: list[float]
+) -> None:
     from oversight.core.models import Participant, Study, Trial
     from oversight.core.services.participants import current_trial, participant_complete, participant_join
     from oversight.core.services.trials import (
@@ -988,8 +1022,12 @@ def _in_process_bot(config: BotConfig, study, index: int, result: BotResult, clo
         info = trial_info(trial)
         decision = decide(
             rng=random.Random(f"{config.seed}:{index}:{info.item_id}"),
-            info=info, accuracy=config.accuracy_for(info.condition_kind), timeout_rate=config.timeout_rate,
-            confidence_levels=levels, slider=slider, has_deadline=info.time_limit_s is not None,
+            info=info,
+            accuracy=config.accuracy_for(info.condition_kind),
+            timeout_rate=config.timeout_rate,
+            confidence_levels=levels,
+            slider=slider,
+            has_deadline=info.time_limit_s is not None,
         )
         data = answer_data(decision, distribution=distribution, n_options=info.n_options)
         trial = timed(trial_show, trial=trial, now=clock.now())
@@ -1012,9 +1050,16 @@ def _in_process_bot(config: BotConfig, study, index: int, result: BotResult, clo
         recorded = decision.confidence
         if distribution and decision.confidence is not None:
             recorded = float(data[f"p{decision.choice}"])
-        result.outcomes.append(Outcome(position=trial.position, item_id=info.item_id, choice=decision.choice,
-                                       confidence=recorded, timed_out=decision.time_out,
-                                       intended_correct=decision.intended_correct))
+        result.outcomes.append(
+            Outcome(
+                position=trial.position,
+                item_id=info.item_id,
+                choice=decision.choice,
+                confidence=recorded,
+                timed_out=decision.time_out,
+                intended_correct=decision.intended_correct,
+            )
+        )
         think(0.1)  # the feedback page, where the study has one
     else:
         raise BotFailure(where, "too many items without finishing")
@@ -1022,8 +1067,9 @@ def _in_process_bot(config: BotConfig, study, index: int, result: BotResult, clo
     if participant.status not in {Participant.Status.COMPLETED, Participant.Status.SCREENED_OUT}:
         raise BotFailure(where, f"the participant is {participant.status} after the last item")
     # What the done page shows for this status (as `expected_code`).
-    result.code = study.screenout_code if participant.status == Participant.Status.SCREENED_OUT \
-        else study.completion_code
+    result.code = (
+        study.screenout_code if participant.status == Participant.Status.SCREENED_OUT else study.completion_code
+    )
     result.finished = True
     result.resumed_finished = not result.outcomes
 
@@ -1068,8 +1114,7 @@ def check_run(report: RunReport) -> CheckResult:
     all_conditions = set(study.conditions.values_list("id", flat=True))
     by_pid = {
         p.external_id.removeprefix("prolific:"): p
-        for p in Participant.objects.filter(study=study, external_id__in=[f"prolific:{r.pid}"
-                                                                          for r in report.results])
+        for p in Participant.objects.filter(study=study, external_id__in=[f"prolific:{r.pid}" for r in report.results])
     }
     final = {Trial.Status.ANSWERED, Trial.Status.TIMED_OUT}
     for result in report.results:
@@ -1081,8 +1126,9 @@ def check_run(report: RunReport) -> CheckResult:
         check.statuses[participant.status] += 1
         if participant.status not in {Participant.Status.COMPLETED, Participant.Status.SCREENED_OUT}:
             problems.append(f"{who}: participant status is {participant.status}")
-        expected_code = (study.screenout_code if participant.status == Participant.Status.SCREENED_OUT
-                         else study.completion_code)
+        expected_code = (
+            study.screenout_code if participant.status == Participant.Status.SCREENED_OUT else study.completion_code
+        )
         if result.finished and result.code != expected_code:
             problems.append(f"{who}: done page showed code {result.code!r}, expected {expected_code!r}")
         order = list(participant.condition_order)
@@ -1103,8 +1149,9 @@ def check_run(report: RunReport) -> CheckResult:
         )
         if actual != expected:
             extra, missing = actual - expected, expected - actual
-            problems.append(f"{who}: trials differ from the study's items (extra {sorted(extra)}, "
-                            f"missing {sorted(missing)})")
+            problems.append(
+                f"{who}: trials differ from the study's items (extra {sorted(extra)}, missing {sorted(missing)})"
+            )
         if any(n > 1 for n in actual.values()):
             problems.append(f"{who}: duplicate trials {sorted(k for k, n in actual.items() if n > 1)}")
         positions = sorted(t.position for t in trials)
@@ -1122,19 +1169,22 @@ def check_run(report: RunReport) -> CheckResult:
                 problems.append(f"{who}: answered item {o.item_id} at #{o.position}, database disagrees")
                 continue
             want_status = Trial.Status.TIMED_OUT if o.timed_out else Trial.Status.ANSWERED
-            want_kind = {Trial.SubmitKind.SERVER, Trial.SubmitKind.AUTO} if o.timed_out else {
-                Trial.SubmitKind.MANUAL}
+            want_kind = {Trial.SubmitKind.SERVER, Trial.SubmitKind.AUTO} if o.timed_out else {Trial.SubmitKind.MANUAL}
             if t.status != want_status or t.submit_kind not in want_kind:
-                problems.append(f"{who}: trial #{o.position} is {t.status}/{t.submit_kind}, expected "
-                                f"{want_status}/{'|'.join(sorted(want_kind))}")
+                problems.append(
+                    f"{who}: trial #{o.position} is {t.status}/{t.submit_kind}, expected "
+                    f"{want_status}/{'|'.join(sorted(want_kind))}"
+                )
             if t.choice != o.choice:
                 problems.append(f"{who}: trial #{o.position} recorded choice {t.choice}, bot chose {o.choice}")
             if o.confidence is not None and t.confidence != o.confidence:
-                problems.append(f"{who}: trial #{o.position} recorded confidence {t.confidence}, "
-                                f"bot gave {o.confidence}")
+                problems.append(
+                    f"{who}: trial #{o.position} recorded confidence {t.confidence}, bot gave {o.confidence}"
+                )
             if t.item.gold_index is not None and t.correct != o.intended_correct:
-                problems.append(f"{who}: trial #{o.position} scored correct={t.correct}, "
-                                f"bot meant {o.intended_correct}")
+                problems.append(
+                    f"{who}: trial #{o.position} scored correct={t.correct}, bot meant {o.intended_correct}"
+                )
         if result.finished and not result.resumed_finished and len(result.outcomes) != len(trials):
             problems.append(f"{who}: answered {len(result.outcomes)} items, participant has {len(trials)}")
         _check_chat(check, who, result, trials)
@@ -1145,8 +1195,11 @@ def _check_chat(check: CheckResult, who: str, result: BotResult, trials: list) -
     from oversight.assistant.models import ChatMessage
 
     problems = check.problems
-    messages = list(ChatMessage.objects.filter(trial__in=[t.pk for t in trials],
-                                               role__in=[ChatMessage.Role.USER, ChatMessage.Role.ASSISTANT]))
+    messages = list(
+        ChatMessage.objects.filter(
+            trial__in=[t.pk for t in trials], role__in=[ChatMessage.Role.USER, ChatMessage.Role.ASSISTANT]
+        )
+    )
     check.chat_messages += len(messages)
     position_of = {t.pk: t.position for t in trials}
     by_client_id: dict[str, list] = {}
@@ -1168,32 +1221,33 @@ def _check_chat(check: CheckResult, who: str, result: BotResult, trials: list) -
             continue
         user = stored[0]
         if user.content != reply.text.strip() or position_of[user.trial_id] != reply.position:
-            problems.append(f"{who}: {where} is stored as {user.content[:60]!r} on trial "
-                            f"#{position_of[user.trial_id]}")
+            problems.append(f"{who}: {where} is stored as {user.content[:60]!r} on trial #{position_of[user.trial_id]}")
         if reply.message_id is None:
             continue
         answer = by_id.get(reply.message_id)
         if answer is None or answer.reply_to_id != user.pk:
             problems.append(f"{who}: reply {reply.message_id} to {where} is not stored as its reply")
         elif answer.content != reply.received:
-            problems.append(f"{who}: reply {reply.message_id} to {where}: the bot rebuilt {len(reply.received)} "
-                            f"characters from the stream, {len(answer.content)} are stored "
-                            f"(first difference at {len(_common_prefix(reply.received, answer.content))})")
+            problems.append(
+                f"{who}: reply {reply.message_id} to {where}: the bot rebuilt {len(reply.received)} "
+                f"characters from the stream, {len(answer.content)} are stored "
+                f"(first difference at {len(_common_prefix(reply.received, answer.content))})"
+            )
 
 
 def format_summary(report: RunReport, check: CheckResult | None) -> list[str]:
     s = report.summary()
     c = report.config
-    statuses = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(check.statuses.items())) \
-        if check else ""
+    statuses = (
+        ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(check.statuses.items())) if check else ""
+    )
     lines = [
         f"run_bots {c.slug}: {s['bots']} bots "
         + ("in process (one after another" if c.in_process else f"against {c.base_url} (concurrency {c.concurrency}")
         + f", accuracy {c.accuracy_text()}, timeout rate {c.timeout_rate:g}, seed {c.seed})",
         f"  participants completed: {s['finished']}/{s['bots']}"
         + (f" ({statuses})" if statuses else "")
-        + (f"; {s['resumed_finished']} had already finished (same seed run before?)" if s["resumed_finished"]
-           else ""),
+        + (f"; {s['resumed_finished']} had already finished (same seed run before?)" if s["resumed_finished"] else ""),
         f"  answers: {s['answers'] + s['timeouts']} ({s['answers']} submitted, {s['timeouts']} left to time out)",
         f"  {'service calls' if c.in_process else 'requests'}: {s['requests']} (p50 {s['latency_ms']['p50']} ms, "
         f"p95 {s['latency_ms']['p95']} ms, "
@@ -1214,8 +1268,10 @@ def format_summary(report: RunReport, check: CheckResult | None) -> list[str]:
             f"({chat['gaps']} gaps, {chat['mismatched_replies']} replies differ from the stored text)",
         ]
     if check is not None:
-        lines.append(f"  check: {'OK' if check.ok else f'{len(check.problems)} problem(s)'} "
-                     f"({sum(check.statuses.values())} participants, {check.trials} trials"
-                     + (f", {check.chat_messages} chat messages" if check.chat_messages else "")
-                     + " in the database)")
+        lines.append(
+            f"  check: {'OK' if check.ok else f'{len(check.problems)} problem(s)'} "
+            f"({sum(check.statuses.values())} participants, {check.trials} trials"
+            + (f", {check.chat_messages} chat messages" if check.chat_messages else "")
+            + " in the database)"
+        )
     return lines

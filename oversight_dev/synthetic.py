@@ -46,8 +46,10 @@ def synthetic_tables(
     rng = np.random.default_rng(seed)
     base = base or {UNAIDED: 0.55, ASSISTED: 0.75}
     model_accuracy = {"zero-shot": 0.57, "few-shot": 0.62, "cot": 0.66} if model_accuracy is None else model_accuracy
-    conditions = [ConditionRow(id=1, kind=ASSISTED, name="Assisted", position=0),
-                  ConditionRow(id=2, kind=UNAIDED, name="Unaided", position=1)]
+    conditions = [
+        ConditionRow(id=1, kind=ASSISTED, name="Assisted", position=0),
+        ConditionRow(id=2, kind=UNAIDED, name="Unaided", position=1),
+    ]
     n_people = n_participants + pilots
     skills = rng.uniform(-skill, skill, n_people)
     trials: list[TrialRow] = []
@@ -87,16 +89,31 @@ def synthetic_tables(
             for j in range(n):
                 item = int(ids[j])
                 shown = _START + timedelta(minutes=int(rank[p, j]) * 5)
-                trials.append(TrialRow(
-                    participant_id=p + 1, condition_id=cond.id, condition_kind=cond.kind, condition_name=cond.name,
-                    task=tasks[item % len(tasks)], item_id=item, subject=subjects[item],
-                    difficult=bool(difficult[item]), n_options=n_options, gold=int(golds[item]),
-                    choice=int(choice[p, j]), confidence=float(level[p, j]), correct=bool(right[p, j]),
-                    shown_at=shown, submitted_at=shown + timedelta(seconds=float(seconds[p, j])),
-                    submit_kind="manual", turns=int(turns[p, j]), resets=int(resets[p, j]),
-                    quotes=int(quotes[p, j]), quotes_verified=int(verified[p, j]),
-                    block_position=int(rank[p, j]),
-                ))
+                trials.append(
+                    TrialRow(
+                        participant_id=p + 1,
+                        condition_id=cond.id,
+                        condition_kind=cond.kind,
+                        condition_name=cond.name,
+                        task=tasks[item % len(tasks)],
+                        item_id=item,
+                        subject=subjects[item],
+                        difficult=bool(difficult[item]),
+                        n_options=n_options,
+                        gold=int(golds[item]),
+                        choice=int(choice[p, j]),
+                        confidence=float(level[p, j]),
+                        correct=bool(right[p, j]),
+                        shown_at=shown,
+                        submitted_at=shown + timedelta(seconds=float(seconds[p, j])),
+                        submit_kind="manual",
+                        turns=int(turns[p, j]),
+                        resets=int(resets[p, j]),
+                        quotes=int(quotes[p, j]),
+                        quotes_verified=int(verified[p, j]),
+                        block_position=int(rank[p, j]),
+                    )
+                )
 
     baselines = []
     for method, accuracy in model_accuracy.items():
@@ -108,15 +125,30 @@ def synthetic_tables(
             probs = probs / probs.sum() * (1 - top)
             probs[predicted] = top
             probs = probs / probs.sum()
-            baselines.append(BaselineRow(method=method, item_id=item, probabilities=tuple(float(x) for x in probs),
-                                         predicted=predicted, correct=right, endpoint="synthetic", run_id=1))
+            baselines.append(
+                BaselineRow(
+                    method=method,
+                    item_id=item,
+                    probabilities=tuple(float(x) for x in probs),
+                    predicted=predicted,
+                    correct=right,
+                    endpoint="synthetic",
+                    run_id=1,
+                )
+            )
     people = range(1, n_people + 1)
     pilot_ids = frozenset(range(n_participants + 1, n_people + 1))
     return StudyTables(
-        slug="synthetic", title="Synthetic study", conditions=conditions, trials=trials, tasks=list(tasks),
+        slug="synthetic",
+        title="Synthetic study",
+        conditions=conditions,
+        trials=trials,
+        tasks=list(tasks),
         baselines=baselines,
-        baseline_runs=[{"id": 1, "method": m, "endpoint": "synthetic", "status": "done"} for m in model_accuracy
-                       if m in METHODS],
-        excluded=frozenset(range(1, excluded + 1)), pilots=pilot_ids,
+        baseline_runs=[
+            {"id": 1, "method": m, "endpoint": "synthetic", "status": "done"} for m in model_accuracy if m in METHODS
+        ],
+        excluded=frozenset(range(1, excluded + 1)),
+        pilots=pilot_ids,
         participant_status={p: "completed" for p in people},
     )

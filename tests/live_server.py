@@ -23,9 +23,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # Anything that would switch on a production part (or point at another database) is removed.
 SCRUBBED_ENV = (
-    "DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER", "DEADLINE_SWEEPER", "TGI_URL", "TGI_TOKEN",
-    "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE",
-    "SECURE_SSL_REDIRECT", "SECURE_COOKIES",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "DEADLINE_SWEEPER",
+    "TGI_URL",
+    "TGI_TOKEN",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "SECRET_KEY",
+    "STATIC_ROOT",
+    "MEDIA_ROOT",
+    "DJANGO_SETTINGS_MODULE",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_COOKIES",
 )
 
 
@@ -37,8 +48,15 @@ def free_port() -> int:
 
 def server_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV and not k.startswith("PYTEST_")}
-    env.update({"SQLITE_PATH": str(tmp / "db.sqlite3"), "DATA_DIR": str(tmp), "DEBUG": "1",
-                "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"})
+    env.update(
+        {
+            "SQLITE_PATH": str(tmp / "db.sqlite3"),
+            "DATA_DIR": str(tmp),
+            "DEBUG": "1",
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     return env
 
 
@@ -69,11 +87,19 @@ class LiveServer:
 
 
 def run_manage(env: dict[str, str], *args: str, timeout: float = 120, check: bool = True):
-    proc = subprocess.run([sys.executable, str(REPO / "manage.py"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"manage.py {' '.join(args[:2])} exited {proc.returncode}\n"
-                             f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"manage.py {' '.join(args[:2])} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -90,9 +116,13 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log_path: Path, deadline_s:
 
 
 @contextlib.contextmanager
-def live_server(tmp: Path, *, seed_args: Sequence[str] | None = ("--mmlu-time-limit", "20",
-                                                                 "--quality-time-limit", "20"),
-                port: int | None = None, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+def live_server(
+    tmp: Path,
+    *,
+    seed_args: Sequence[str] | None = ("--mmlu-time-limit", "20", "--quality-time-limit", "20"),
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LiveServer]:
     """Migrate a fresh SQLite database in `tmp`, run `seed_demo` (unless seed_args is None) and serve it.
 
     `{port}` in a seed argument is replaced by the server's port (e.g. a completion URL on the server).
@@ -113,7 +143,11 @@ def live_server(tmp: Path, *, seed_args: Sequence[str] | None = ("--mmlu-time-li
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "oversight.asgi:application"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         _wait_until_up(base_url, proc, log_path)

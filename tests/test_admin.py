@@ -24,10 +24,12 @@ def test_a_superuser_can_change_raw_data(client, django_user_model):
     assert b'name="title"' in client.get(f"/admin/core/study/{study.pk}/change/").content
 
 
-@pytest.mark.parametrize("app,model", [("banks", "bank"), ("banks", "item"), ("assistant", "chatmessage"),
-                                       ("core", "job")])
-def test_every_app_s_admin_is_read_only_for_staff_and_writable_for_superusers(client, alice, django_user_model,
-                                                                              app, model):
+@pytest.mark.parametrize(
+    "app,model", [("banks", "bank"), ("banks", "item"), ("assistant", "chatmessage"), ("core", "job")]
+)
+def test_every_app_s_admin_is_read_only_for_staff_and_writable_for_superusers(
+    client, alice, django_user_model, app, model
+):
     alice.is_staff = True
     alice.save()
     client.force_login(alice)

@@ -51,19 +51,28 @@ def make_expired_trial() -> Trial:
 
     bank = Bank.objects.create(name=f"bank-{uuid.uuid4().hex[:8]}")
     item = Item.objects.create(
-        bank=bank, external_id="q1", text="2 + 2 = ?", options=["3", "4", "5", "22"], gold_index=1,
+        bank=bank,
+        external_id="q1",
+        text="2 + 2 = ?",
+        options=["3", "4", "5", "22"],
+        gold_index=1,
         content_hash="x",
     )
-    study = Study.objects.create(
-        slug=f"s-{uuid.uuid4().hex[:8]}", title="Worker test", status=Study.Status.LIVE
-    )
+    study = Study.objects.create(slug=f"s-{uuid.uuid4().hex[:8]}", title="Worker test", status=Study.Status.LIVE)
     condition = Condition.objects.create(study=study, kind=Condition.Kind.UNAIDED, name="Unaided")
     participant = Participant.objects.create(study=study, status=Participant.Status.ACTIVE)
     shown_at = timezone.now() - timedelta(seconds=90)
     return Trial.objects.create(
-        participant=participant, condition=condition, item=item, position=0, time_limit_s=60,
-        status=Trial.Status.SHOWN, shown_at=shown_at, deadline_at=shown_at + timedelta(seconds=60),
-        selected_choice=1, selected_confidence=80,
+        participant=participant,
+        condition=condition,
+        item=item,
+        position=0,
+        time_limit_s=60,
+        status=Trial.Status.SHOWN,
+        shown_at=shown_at,
+        deadline_at=shown_at + timedelta(seconds=60),
+        selected_choice=1,
+        selected_confidence=80,
     )
 
 

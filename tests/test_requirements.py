@@ -47,7 +47,8 @@ def test_the_lock_pins_every_declared_dependency_within_its_range(lock, extra):
             if marker and not Marker(marker).evaluate({"python_full_version": "3.11.0", "python_version": "3.11"}):
                 continue  # a pin for a newer Python; the range is checked on the oldest supported one
             assert requirement.specifier.contains(version, prereleases=True), (
-                f"{lock}.lock pins {requirement.name}=={version}, outside {requirement}: run `make lock`")
+                f"{lock}.lock pins {requirement.name}=={version}, outside {requirement}: run `make lock`"
+            )
 
 
 def test_the_dev_lock_agrees_with_the_base_lock():

@@ -39,9 +39,7 @@ def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     clean["DJANGO_SETTINGS_MODULE"] = "oversight.settings"
     clean.update(env)
-    return subprocess.run(
-        [sys.executable, *args], cwd=BASE_DIR, env=clean, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, *args], cwd=BASE_DIR, env=clean, capture_output=True, text=True, timeout=120)
 
 
 def show_settings(**env: str) -> dict:
@@ -131,11 +129,21 @@ def test_the_apps_settings_come_from_the_environment_with_their_defaults(tmp_pat
     result = run(["-c", SHOW_APP_SETTINGS], DATA_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     defaults = json.loads(result.stdout.strip().splitlines()[-1])
-    assert defaults == {"METRICS_TOKEN": "", "EXPORT_TTL_HOURS": "72", "EXPORT_DIR": str(tmp_path / "exports"),
-                        "BASELINE_SLICE_S": "120", "DATA_DIR": str(tmp_path)}
+    assert defaults == {
+        "METRICS_TOKEN": "",
+        "EXPORT_TTL_HOURS": "72",
+        "EXPORT_DIR": str(tmp_path / "exports"),
+        "BASELINE_SLICE_S": "120",
+        "DATA_DIR": str(tmp_path),
+    }
 
-    result = run(["-c", SHOW_APP_SETTINGS], METRICS_TOKEN=" s3cret ", EXPORT_TTL_HOURS="5",
-                 EXPORT_DIR=str(tmp_path / "elsewhere"), BASELINE_SLICE_S="30")
+    result = run(
+        ["-c", SHOW_APP_SETTINGS],
+        METRICS_TOKEN=" s3cret ",
+        EXPORT_TTL_HOURS="5",
+        EXPORT_DIR=str(tmp_path / "elsewhere"),
+        BASELINE_SLICE_S="30",
+    )
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout.strip().splitlines()[-1])
     assert values["METRICS_TOKEN"] == "s3cret"
@@ -147,7 +155,8 @@ def test_only_the_settings_module_reads_the_environment():
     # One place to look for what configures a deployment (README's table, deploy/.env.example, .ci/run's list).
     # asgi.py and celery.py only name the settings module, as Django's own templates do.
     readers = re.compile(
-        r"\bos\.environ\b(?!\.setdefault\(\"DJANGO_SETTINGS_MODULE\")|\bgetenv\(|\bfrom os import environ")
+        r"\bos\.environ\b(?!\.setdefault\(\"DJANGO_SETTINGS_MODULE\")|\bgetenv\(|\bfrom os import environ"
+    )
     offenders = [
         f"{path.relative_to(BASE_DIR)}:{number}"
         for path in sorted((BASE_DIR / "oversight").rglob("*.py"))

@@ -50,7 +50,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 REPO = Path(__file__).resolve().parent.parent
 NGINX_CONF = REPO / "deploy" / "nginx.conf"
 NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+)
 REDIS_SERVER = shutil.which("redis-server")
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
@@ -128,8 +129,15 @@ class Proc:
         with open(self.log_path, "a") as log:
             log.write(f"\n===== topology: start #{self.starts} of {self.role} at {time.strftime('%H:%M:%S')}\n")
             log.flush()
-            self.popen = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            self.popen = subprocess.Popen(
+                self.argv,
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def signal(self, sig: int, *, group: bool = True) -> None:
         if self.popen is not None and self.popen.poll() is None:
@@ -157,7 +165,7 @@ class Proc:
     def log_since_start(self) -> str:
         text = self.log(10**7)
         marker = f"===== topology: start #{self.starts} of {self.role}"
-        return text[text.rfind(marker):] if marker in text else text
+        return text[text.rfind(marker) :] if marker in text else text
 
 
 class TopologyError(RuntimeError):
@@ -239,27 +247,29 @@ class Topology:
     def _base_env(self) -> dict[str, str]:
         scrub = _settings_vars()
         env = {k: v for k, v in os.environ.items() if k not in scrub and not k.startswith("PYTEST_")}
-        env.update({
-            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-            "PYTHONUNBUFFERED": "1",
-            "DEBUG": "0",
-            "SECRET_KEY": secrets.token_urlsafe(60),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SECURE_SSL_REDIRECT": "0",
-            "SECURE_COOKIES": "0",
-            "SECURE_HSTS_SECONDS": "0",
-            "DEADLINE_SWEEPER": "0",
-            "DATABASE_URL": self.database_url,
-            "DB_CONN_MAX_AGE": "0",
-            "DB_POOL": "0",
-            "REDIS_URL": self.redis_url,
-            "CELERY_QUEUE": self.queue,
-            "TGI_URL": self.tgi_url,
-            "DATA_DIR": str(self.tmp / "data"),
-            "MEDIA_ROOT": str(self.tmp / "data" / "media"),
-            "STATIC_ROOT": str(self.tmp / "static"),
-            "LOG_LEVEL": "INFO",
-        })
+        env.update(
+            {
+                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+                "PYTHONUNBUFFERED": "1",
+                "DEBUG": "0",
+                "SECRET_KEY": secrets.token_urlsafe(60),
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "SECURE_SSL_REDIRECT": "0",
+                "SECURE_COOKIES": "0",
+                "SECURE_HSTS_SECONDS": "0",
+                "DEADLINE_SWEEPER": "0",
+                "DATABASE_URL": self.database_url,
+                "DB_CONN_MAX_AGE": "0",
+                "DB_POOL": "0",
+                "REDIS_URL": self.redis_url,
+                "CELERY_QUEUE": self.queue,
+                "TGI_URL": self.tgi_url,
+                "DATA_DIR": str(self.tmp / "data"),
+                "MEDIA_ROOT": str(self.tmp / "data" / "media"),
+                "STATIC_ROOT": str(self.tmp / "static"),
+                "LOG_LEVEL": "INFO",
+            }
+        )
         env.update({k: str(v) for k, v in self.extra_env.items()})
         return env
 
@@ -279,19 +289,53 @@ class Topology:
 
         # Data stores first.
         self._create_database()
-        redis = self._add("redis", [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "",
-                                    "--appendonly", "no", "--dir", str(self.tmp), "--maxmemory-policy", "noeviction"],
-                          port=self.redis_port)
+        redis = self._add(
+            "redis",
+            [
+                REDIS_SERVER,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.redis_port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            port=self.redis_port,
+        )
         redis.start()
-        tgi = self._add("tgi", [PYTHON, "-m", "oversight_dev.faketgi", "--port", str(self.tgi_port),
-                                "--control-port", str(self.tgi_control_port), *self.tgi_args], port=self.tgi_port)
+        tgi = self._add(
+            "tgi",
+            [
+                PYTHON,
+                "-m",
+                "oversight_dev.faketgi",
+                "--port",
+                str(self.tgi_port),
+                "--control-port",
+                str(self.tgi_control_port),
+                *self.tgi_args,
+            ],
+            port=self.tgi_port,
+        )
         tgi.start()
         self._wait(lambda: self._redis_ping(), "redis", 15)
         self.redis_cmd("FLUSHDB")
 
         # The one-shots: migrate (+ collectstatic alongside), then the demo study against the fake TGI.
-        collect = subprocess.Popen([PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=REPO,
-                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        collect = subprocess.Popen(
+            [PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.manage("migrate", "--noinput", "-v", "0", timeout=300)
         self.timings["migrate_s"] = time.monotonic() - t0
         out, _ = collect.communicate(timeout=300)
@@ -303,18 +347,72 @@ class Topology:
         # Long-running processes.
         for role in self.web_roles():
             port = free_port()
-            self._add(role, [PYTHON, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port), "--proxy-headers",
-                             "--application-close-timeout", "10", "oversight.asgi:application"], port=port)
+            self._add(
+                role,
+                [
+                    PYTHON,
+                    "-m",
+                    "daphne",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--proxy-headers",
+                    "--application-close-timeout",
+                    "10",
+                    "oversight.asgi:application",
+                ],
+                port=port,
+            )
         for role in self.worker_roles():
-            self._add(role, [str(BIN / "celery"), "-A", "oversight", "worker", "--pool=solo", "--loglevel", "INFO",
-                             "--queues", self.queue, "--without-gossip", "--without-mingle", "--hostname",
-                             f"{role}@%h"])
+            self._add(
+                role,
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "oversight",
+                    "worker",
+                    "--pool=solo",
+                    "--loglevel",
+                    "INFO",
+                    "--queues",
+                    self.queue,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--hostname",
+                    f"{role}@%h",
+                ],
+            )
         if self.beat:
-            self._add("beat", [str(BIN / "celery"), "-A", "oversight", "beat", "--loglevel", "INFO", "--schedule",
-                               str(self.tmp / "celerybeat-schedule")])
+            self._add(
+                "beat",
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "oversight",
+                    "beat",
+                    "--loglevel",
+                    "INFO",
+                    "--schedule",
+                    str(self.tmp / "celerybeat-schedule"),
+                ],
+            )
         self._write_nginx_config()
-        self._add("nginx", [NGINX, "-p", f"{self.tmp}/nginx/", "-c", str(self.tmp / "nginx" / "nginx.conf"), "-e",
-                            str(self.tmp / "nginx" / "logs" / "error.log"), "-g", "daemon off;"], port=self.nginx_port)
+        self._add(
+            "nginx",
+            [
+                NGINX,
+                "-p",
+                f"{self.tmp}/nginx/",
+                "-c",
+                str(self.tmp / "nginx" / "nginx.conf"),
+                "-e",
+                str(self.tmp / "nginx" / "logs" / "error.log"),
+                "-g",
+                "daemon off;",
+            ],
+            port=self.nginx_port,
+        )
         for role in [*self.web_roles(), *self.worker_roles(), *(["beat"] if self.beat else []), "nginx"]:
             self.procs[role].start()
         self._wait(lambda: self._tgi_up(), "tgi", 30)
@@ -442,8 +540,12 @@ class Topology:
 
     def redis_cmd(self, *args: str) -> str:
         """A Redis command on the private server's db, through redis-cli."""
-        out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.redis_port), "-n", str(self.redis_db),
-                              *args], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.redis_port), "-n", str(self.redis_db), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip()
 
     def _redis_ping(self) -> bool:
@@ -457,9 +559,12 @@ class Topology:
 
     def tgi_config(self, **changes) -> dict:
         """POST /__fake/config on the fake's control port (works while the fake is `down`)."""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.tgi_control_port}/__fake/config",
-                                         data=json.dumps(changes).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.tgi_control_port}/__fake/config",
+            data=json.dumps(changes).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -468,11 +573,14 @@ class Topology:
             return json.loads(r.read())
 
     def manage(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if check and proc.returncode != 0:
-            raise TopologyError(f"manage.py {' '.join(args[:2])} exited {proc.returncode}\n"
-                                f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}")
+            raise TopologyError(
+                f"manage.py {' '.join(args[:2])} exited {proc.returncode}\n"
+                f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+            )
         return proc
 
     def shell(self, code: str, timeout: float = 120):
@@ -486,8 +594,7 @@ class Topology:
         import psycopg
 
         dsn = admin_dsn()
-        return psycopg.connect(dbname=dbname, autocommit=True, connect_timeout=5,
-                               **{k: v for k, v in dsn.items() if v})
+        return psycopg.connect(dbname=dbname, autocommit=True, connect_timeout=5, **{k: v for k, v in dsn.items() if v})
 
     def sql(self, query: str, params: tuple | dict | None = None) -> list[tuple]:
         """One statement on the topology's database (autocommit); rows, or [] for statements without any."""
@@ -501,8 +608,10 @@ class Topology:
                 conn.execute(f'CREATE DATABASE "{self.db_name}"')
                 return
             self.db_password = secrets.token_hex(16)
-            conn.execute(f"CREATE ROLE \"{self.db_name}\" LOGIN PASSWORD '{self.db_password}' "
-                         f"CONNECTION LIMIT {int(self.db_connection_limit)}")
+            conn.execute(
+                f"CREATE ROLE \"{self.db_name}\" LOGIN PASSWORD '{self.db_password}' "
+                f"CONNECTION LIMIT {int(self.db_connection_limit)}"
+            )
             conn.execute(f'CREATE DATABASE "{self.db_name}" OWNER "{self.db_name}"')
 
     def _drop_database(self) -> None:
@@ -529,8 +638,11 @@ class Topology:
     def terminate_db_backends_admin(self) -> int:
         """As terminate_db_backends, from the `postgres` database (works while the topology's refuses connections)."""
         with self._admin_connect() as conn:
-            row = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                               "WHERE datname = %s AND pid <> pg_backend_pid()", (self.db_name,)).fetchone()
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self.db_name,),
+            ).fetchone()
         return row[0]
 
     def allow_db_connections(self, allow: bool) -> None:
@@ -545,9 +657,14 @@ class Topology:
         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
             (base / name).mkdir(parents=True, exist_ok=True)
         site = base / "oversight.conf"
-        site.write_text(localised_nginx_conf(
-            NGINX_CONF.read_text(), listen_port=self.nginx_port,
-            upstream_ports=[self.procs[r].port for r in self.web_roles()], static_root=self.tmp / "static"))
+        site.write_text(
+            localised_nginx_conf(
+                NGINX_CONF.read_text(),
+                listen_port=self.nginx_port,
+                upstream_ports=[self.procs[r].port for r in self.web_roles()],
+                static_root=self.tmp / "static",
+            )
+        )
         mime = "include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
         (base / "nginx.conf").write_text(f"""
 {"user root;" if os.geteuid() == 0 else ""}
@@ -574,9 +691,14 @@ http {{
 
     def set_web_upstreams(self, roles: list[str]) -> None:
         """Point nginx's upstream at these web processes only (rewrites the site file, SIGHUP to the master)."""
-        (self.tmp / "nginx" / "oversight.conf").write_text(localised_nginx_conf(
-            NGINX_CONF.read_text(), listen_port=self.nginx_port,
-            upstream_ports=[self.procs[r].port for r in roles], static_root=self.tmp / "static"))
+        (self.tmp / "nginx" / "oversight.conf").write_text(
+            localised_nginx_conf(
+                NGINX_CONF.read_text(),
+                listen_port=self.nginx_port,
+                upstream_ports=[self.procs[r].port for r in roles],
+                static_root=self.tmp / "static",
+            )
+        )
         self.procs["nginx"].signal(signal.SIGHUP, group=False)
         time.sleep(1.5)  # new workers up, old ones finishing
 
@@ -613,8 +735,11 @@ def localised_nginx_conf(conf: str, *, listen_port: int, upstream_ports: list[in
     if n != 1:
         raise TopologyError("expected one `listen 80;` in deploy/nginx.conf")
     conf = conf.replace("alias /srv/oversight/static/;", f"alias {static_root}/;")
-    conf = re.sub(r"(?m)^(\s*)proxy_pass http://oversight_web;",
-                  rf"\1proxy_pass http://oversight_web;\n\1add_header {UPSTREAM_HEADER} $upstream_addr always;", conf)
+    conf = re.sub(
+        r"(?m)^(\s*)proxy_pass http://oversight_web;",
+        rf"\1proxy_pass http://oversight_web;\n\1add_header {UPSTREAM_HEADER} $upstream_addr always;",
+        conf,
+    )
     return conf
 
 
@@ -631,9 +756,19 @@ def topology(tmp: Path, **kwargs) -> Iterator[Topology]:
 
 # --- A participant, as a browser is one: HTTP through nginx, and the chat websocket ------------------------
 
-TRACEBACK_SIGNS = ("Traceback (most recent call last)", 'File "/', "Exception Value", "Request Method:",
-                   "django.core.exceptions", "psycopg.", "OperationalError", "redis.exceptions", "ConnectionError",
-                   "kombu.", "<pre class=\"exception_value\">")
+TRACEBACK_SIGNS = (
+    "Traceback (most recent call last)",
+    'File "/',
+    "Exception Value",
+    "Request Method:",
+    "django.core.exceptions",
+    "psycopg.",
+    "OperationalError",
+    "redis.exceptions",
+    "ConnectionError",
+    "kombu.",
+    '<pre class="exception_value">',
+)
 
 
 def human_readable_problems(body: str) -> list[str]:
@@ -659,8 +794,9 @@ class Participant:
         self.slug = slug
         self.timeout_s = timeout_s
         self.jar = CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar),
-                                                  urllib.request.ProxyHandler({}))
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), urllib.request.ProxyHandler({})
+        )
         self.seen: list[Seen] = []
         self.token = ""
         self.url = ""  # the page the participant is on
@@ -670,15 +806,26 @@ class Participant:
     def request(self, method: str, url: str, data: dict | None = None) -> Seen:
         url = urljoin(self.base_url + "/", url)
         body = urlencode(data).encode() if data is not None else None
-        req = urllib.request.Request(url, data=body, method=method,
-                                     headers={"Origin": self.base_url, "Referer": self.url or self.base_url})
+        req = urllib.request.Request(
+            url, data=body, method=method, headers={"Origin": self.base_url, "Referer": self.url or self.base_url}
+        )
         try:
             with self.opener.open(req, timeout=self.timeout_s) as resp:
-                seen = Seen(method, resp.geturl(), resp.status, resp.read().decode(errors="replace"),
-                            resp.headers.get(UPSTREAM_HEADER, ""))
+                seen = Seen(
+                    method,
+                    resp.geturl(),
+                    resp.status,
+                    resp.read().decode(errors="replace"),
+                    resp.headers.get(UPSTREAM_HEADER, ""),
+                )
         except urllib.error.HTTPError as exc:
-            seen = Seen(method, url, exc.code, exc.read().decode(errors="replace"),
-                        exc.headers.get(UPSTREAM_HEADER, "") if exc.headers else "")
+            seen = Seen(
+                method,
+                url,
+                exc.code,
+                exc.read().decode(errors="replace"),
+                exc.headers.get(UPSTREAM_HEADER, "") if exc.headers else "",
+            )
         except (OSError, urllib.error.URLError) as exc:
             seen = Seen(method, url, 0, f"{type(exc).__name__}: {exc}")
         self.seen.append(seen)
@@ -697,8 +844,9 @@ class Participant:
         page = self.request("GET", f"/s/{self.slug}/?{urlencode(params)}")
         if page.status != 200:
             return page
-        return self.request("POST", f"/s/{self.slug}/", {**params, "consent": "yes", "csrfmiddlewaretoken":
-                                                         self.csrf(page.body)})
+        return self.request(
+            "POST", f"/s/{self.slug}/", {**params, "consent": "yes", "csrfmiddlewaretoken": self.csrf(page.body)}
+        )
 
     @property
     def position(self) -> int | None:
@@ -720,8 +868,9 @@ class Participant:
         data = {"choice": str(choice), "confidence": str(confidence), "csrfmiddlewaretoken": csrf}
         self.request("POST", f"{base}/select", data)
         seen = self.request("POST", f"{base}/submit", {**data, "auto": "0"})
-        self.submits.append({"token": self.token, "position": position, "choice": choice, "status": seen.status,
-                             "landed": seen.url})
+        self.submits.append(
+            {"token": self.token, "position": position, "choice": choice, "status": seen.status, "landed": seen.url}
+        )
         return seen
 
     def next_page(self) -> Seen:
@@ -749,8 +898,15 @@ class ChatSocket:
     (monotonic time, code, reason) and `upstreams` every web process it was connected to.
     """
 
-    def __init__(self, base_url: str, ws_path: str, *, timeout_s: float = 15, auto_reconnect: bool = True,
-                 reconnect_within_s: float = 30):
+    def __init__(
+        self,
+        base_url: str,
+        ws_path: str,
+        *,
+        timeout_s: float = 15,
+        auto_reconnect: bool = True,
+        reconnect_within_s: float = 30,
+    ):
         self.base_url = base_url
         self.ws_path = ws_path
         self.timeout_s = timeout_s
@@ -772,8 +928,9 @@ class ChatSocket:
         base = (url_base or self.base_url).replace("http://", "ws://")
         # __enter__: websockets >= 17.1 wants connect() used as a context manager (older ones return the
         # connection itself, whose __enter__ returns it); the socket is closed by close() or by the server.
-        self.ws = connect(base + self.ws_path, origin=self.base_url, open_timeout=self.timeout_s, close_timeout=2,
-                          proxy=None).__enter__()
+        self.ws = connect(
+            base + self.ws_path, origin=self.base_url, open_timeout=self.timeout_s, close_timeout=2, proxy=None
+        ).__enter__()
         self.upstream = self.ws.response.headers.get(UPSTREAM_HEADER, "")
         self.upstreams.append(self.upstream)
         return self
@@ -815,8 +972,11 @@ class ChatSocket:
         if kind == "history":
             for m in frame.get("messages", []):
                 self.messages[m["id"]] = m
-                if m.get("role") == "assistant" and m.get("status") == "streaming" \
-                        and len(m.get("text") or "") >= len(self.texts.get(m["id"], "")):
+                if (
+                    m.get("role") == "assistant"
+                    and m.get("status") == "streaming"
+                    and len(m.get("text") or "") >= len(self.texts.get(m["id"], ""))
+                ):
                     self.texts[m["id"]] = m.get("text") or ""
         elif kind == "message":
             m = frame["message"]
@@ -826,7 +986,7 @@ class ChatSocket:
         elif kind == "delta":
             have = self.texts.get(frame["id"], "")
             if frame["offset"] <= len(have):
-                self.texts[frame["id"]] = have + frame["text"][len(have) - frame["offset"]:]
+                self.texts[frame["id"]] = have + frame["text"][len(have) - frame["offset"] :]
 
     def recv(self, timeout_s: float | None = None) -> dict:
         """The next frame (TimeoutError if none within timeout_s); reconnects on the way if the socket closes."""
@@ -873,6 +1033,7 @@ class ChatSocket:
     def final_reply(self, timeout_s: float = 60, after_id: int = 0) -> dict:
         """The next assistant message (id > after_id) that is no longer streaming, as the page renders it; also
         found in a `history` frame (after a reconnect the final state arrives that way)."""
+
         def done(f):
             if f.get("type") == "message":
                 ms = [f["message"]]
@@ -880,13 +1041,15 @@ class ChatSocket:
                 ms = f.get("messages", [])
             else:
                 return False
-            return any(m.get("role") == "assistant" and m["id"] > after_id and m.get("status") != "streaming"
-                       for m in ms)
+            return any(
+                m.get("role") == "assistant" and m["id"] > after_id and m.get("status") != "streaming" for m in ms
+            )
 
         frame = self.until(done, timeout_s)
         ms = [frame["message"]] if frame["type"] == "message" else frame["messages"]
-        return next(m for m in ms if m.get("role") == "assistant" and m["id"] > after_id
-                    and m.get("status") != "streaming")
+        return next(
+            m for m in ms if m.get("role") == "assistant" and m["id"] > after_id and m.get("status") != "streaming"
+        )
 
     def errors(self) -> list[str]:
         return [f.get("message", "") for f in self.frames if f.get("type") == "error"]
@@ -918,8 +1081,9 @@ class GroupListener:
         async def main():
             from channels_redis.core import RedisChannelLayer
 
-            layer = RedisChannelLayer(hosts=[{"address": self.redis_url, "socket_timeout": None}], expiry=30,
-                                      capacity=1500)
+            layer = RedisChannelLayer(
+                hosts=[{"address": self.redis_url, "socket_timeout": None}], expiry=30, capacity=1500
+            )
             channel = await layer.new_channel()
             await layer.group_add(self.group, channel)
             self._ready.set()
@@ -962,7 +1126,17 @@ if __name__ == "__main__":  # a manual check: python -m tests.topology (starts, 
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="topology-") as d, topology(Path(d)) as topo:
-        print(json.dumps({"base_url": topo.base_url, "db": topo.db_name, "redis": topo.redis_url,
-                          "tgi": topo.tgi_url, "timings": topo.timings,
-                          "pids": {r: p.pid for r, p in topo.procs.items()}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "base_url": topo.base_url,
+                    "db": topo.db_name,
+                    "redis": topo.redis_url,
+                    "tgi": topo.tgi_url,
+                    "timings": topo.timings,
+                    "pids": {r: p.pid for r, p in topo.procs.items()},
+                },
+                indent=2,
+            )
+        )
         input("running; press Enter to stop ") if sys.stdin.isatty() else time.sleep(2)

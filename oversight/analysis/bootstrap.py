@@ -70,8 +70,14 @@ def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float | None, fl
 def sign_flip_test(differences: Sequence[float], *, seed: int, permutations: int = PERMUTATIONS) -> dict:
     """Two-sided sign-flip permutation test of mean(differences) = 0 (see the module docstring)."""
     d = np.asarray(differences, dtype=float)
-    result = {"test": "sign-flip permutation", "n_items": int(d.size), "mean_difference": None, "p_value": None,
-              "exact": None, "permutations": None}
+    result = {
+        "test": "sign-flip permutation",
+        "n_items": int(d.size),
+        "mean_difference": None,
+        "p_value": None,
+        "exact": None,
+        "permutations": None,
+    }
     if d.size == 0:
         return result
     observed = d.mean()
@@ -109,5 +115,10 @@ def mcnemar_exact(first_correct: Sequence[bool], second_correct: Sequence[bool])
     else:
         k = min(b, c)
         p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
-    return {"test": "exact McNemar", "n_items": len(pairs), "first_only_correct": b, "second_only_correct": c,
-            "p_value": p}
+    return {
+        "test": "exact McNemar",
+        "n_items": len(pairs),
+        "first_only_correct": b,
+        "second_only_correct": c,
+        "p_value": p,
+    }

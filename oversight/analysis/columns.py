@@ -50,9 +50,29 @@ def _codes(values: list[str]) -> tuple[np.ndarray, list[str]]:
     return np.fromiter(map(index.__getitem__, values), np.int64, len(values)), names
 
 
-_FIELDS = ("participant_id", "condition_id", "item_id", "choice", "confidence", "correct", "gold", "n_options", "task",
-           "subject", "difficult", "role", "status", "shown_at", "submitted_at", "turns", "resets", "quotes",
-           "quotes_verified", "submit_kind", "block_position")
+_FIELDS = (
+    "participant_id",
+    "condition_id",
+    "item_id",
+    "choice",
+    "confidence",
+    "correct",
+    "gold",
+    "n_options",
+    "task",
+    "subject",
+    "difficult",
+    "role",
+    "status",
+    "shown_at",
+    "submitted_at",
+    "turns",
+    "resets",
+    "quotes",
+    "quotes_verified",
+    "submit_kind",
+    "block_position",
+)
 
 
 def _or(values, missing) -> list:
@@ -85,17 +105,37 @@ def trial_columns(tables: StudyTables) -> TrialColumns:
     final = np.isin(np.asarray(raw["status"], dtype=object), list(FINAL_STATUSES))
     scored = np.asarray(raw["role"], dtype=object) == SCORED
     participant = ints(raw["participant_id"])
-    seconds = floats([np.nan if a is None or b is None else (b - a).total_seconds()
-                      for a, b in zip(raw["shown_at"], raw["submitted_at"], strict=True)])
+    seconds = floats(
+        [
+            np.nan if a is None or b is None else (b - a).total_seconds()
+            for a, b in zip(raw["shown_at"], raw["submitted_at"], strict=True)
+        ]
+    )
     return TrialColumns(
-        n=n, participant=participant, condition=ints(raw["condition_id"]), item=ints(raw["item_id"]),
-        choice=choice, confidence=confidence, correct=correct, gold=ints(_or(raw["gold"], -1)),
-        n_options=ints(raw["n_options"]), task=task, task_names=task_names, subject=subject,
-        subject_names=subject_names, difficult=ints([-1 if d is None else int(d) for d in raw["difficult"]]),
+        n=n,
+        participant=participant,
+        condition=ints(raw["condition_id"]),
+        item=ints(raw["item_id"]),
+        choice=choice,
+        confidence=confidence,
+        correct=correct,
+        gold=ints(_or(raw["gold"], -1)),
+        n_options=ints(raw["n_options"]),
+        task=task,
+        task_names=task_names,
+        subject=subject,
+        subject_names=subject_names,
+        difficult=ints([-1 if d is None else int(d) for d in raw["difficult"]]),
         analysable=scored & final & ~np.isnan(correct),
         pilot=np.isin(participant, np.fromiter(tables.pilots, np.int64, len(tables.pilots))),
-        timed_out=np.asarray(raw["status"], dtype=object) == "timed_out", seconds=seconds,
-        turns=ints(raw["turns"]), resets=ints(raw["resets"]), quotes=ints(raw["quotes"]),
-        quotes_verified=ints(raw["quotes_verified"]), submit_kind=kind, submit_kind_names=kind_names,
-        block_position=ints(raw["block_position"]), distribution=distribution,
+        timed_out=np.asarray(raw["status"], dtype=object) == "timed_out",
+        seconds=seconds,
+        turns=ints(raw["turns"]),
+        resets=ints(raw["resets"]),
+        quotes=ints(raw["quotes"]),
+        quotes_verified=ints(raw["quotes_verified"]),
+        submit_kind=kind,
+        submit_kind_names=kind_names,
+        block_position=ints(raw["block_position"]),
+        distribution=distribution,
     )

@@ -265,7 +265,9 @@ def build_condition_arrays(
             probs = answer_probabilities(
                 choice=None if choice[k] < 0 else int(choice[k]),
                 confidence=float(conf[k]) if has_conf[k] else None,
-                n_options=int(n_opts[k]), confidence_format=confidence_format, distribution=cols.distribution[row],
+                n_options=int(n_opts[k]),
+                confidence_format=confidence_format,
+                distribution=cols.distribution[row],
             )
             if probs is not None:
                 logp[r[k], c[k], : n_opts[k]] = np.log(probs)
@@ -302,9 +304,19 @@ def build_condition_arrays(
         + [logp.reshape(n_p, n_i * kmax), chosen.reshape(n_p, n_i * kmax), answered]
     )
     return ConditionArrays(
-        condition=condition, participants=participants, items=items, kmax=kmax, answered=answered,
-        correct=correct, conf=conf_grid, has_conf=has_grid, first_half=first, second_half=second,
-        valid_options=valid_options, gold=gold[items], stacked=stacked,
+        condition=condition,
+        participants=participants,
+        items=items,
+        kmax=kmax,
+        answered=answered,
+        correct=correct,
+        conf=conf_grid,
+        has_conf=has_grid,
+        first_half=first,
+        second_half=second,
+        valid_options=valid_options,
+        gold=gold[items],
+        stacked=stacked,
     )
 
 
@@ -445,21 +457,25 @@ def condition_series(
                 "vote_ties_lowest_option": int((vote.tie_break[0, cols] == 2).sum()),
                 "max_confidence_n_items": int(v_den[0, TOP_BIN]),
                 "vote_mean_confidence": float(100 * (vote.confidence[0, cols] * weight[0]).sum() / weight[0].sum())
-                if weight[0].sum() else None,
+                if weight[0].sum()
+                else None,
             }
 
     if groups:
         names = list(groups)
-        pieces = [c[:, groups[g]] @ arr.gathered(("group", g), groups[g], "correct", "answered", dtype=dtype).T
-                  for g in names]
+        pieces = [
+            c[:, groups[g]] @ arr.gathered(("group", g), groups[g], "correct", "answered", dtype=dtype).T for g in names
+        ]
         p = len(arr.participants)
         for name, sums in zip(names, pieces, strict=True):
             out["accuracy", name] = 100 * _participant_mean(sums[:, :p], sums[:, p:], w)
             if detail:
                 answered = arr.answered[:, groups[name]]
-                details[name] = {"n_items": int((answered.sum(0) > 0).sum()),
-                                 "n_participants": int((answered.sum(1) > 0).sum()),
-                                 "n_answers": int(answered.sum())}
+                details[name] = {
+                    "n_items": int((answered.sum(0) > 0).sum()),
+                    "n_participants": int((answered.sum(1) > 0).sum()),
+                    "n_answers": int(answered.sum()),
+                }
 
     halves_key = ("halves", np.dtype(dtype).str)
     if halves_key not in arr.cache:
@@ -525,8 +541,9 @@ def build_baseline_arrays(
         if probs:
             predicted = row.predicted if row.predicted is not None else int(np.argmax(probs))
             bins[i] = int(nearest_bin_index(np.asarray([100 * probs[predicted]]))[0])
-    return BaselineArrays(key=key, method=method, endpoint=endpoint, correct=correct, has_result=has, bin=bins,
-                          n_errors=errors)
+    return BaselineArrays(
+        key=key, method=method, endpoint=endpoint, correct=correct, has_result=has, bin=bins, n_errors=errors
+    )
 
 
 def baseline_series(

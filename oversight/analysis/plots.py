@@ -37,8 +37,14 @@ from oversight.analysis.tables import ASSISTED, BIN_CENTRES, StudyTables
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
 OKABE_ITO = {
-    "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
-    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7",
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
 }
 UNAIDED_COLOURS = [OKABE_ITO["orange"], OKABE_ITO["reddish_purple"]]
 ASSISTED_COLOURS = [OKABE_ITO["blue"], OKABE_ITO["bluish_green"]]
@@ -196,17 +202,41 @@ def sandwich_svg(report, *, variant: str = "with_exclusions", experts: Mapping[s
                     continue
                 value, lo, hi = e
                 ax.vlines([x], [lo], [hi], color=s["color"], linewidth=2, gid=f"{gid}-ci")
-                (line,) = ax.plot([x], [value], linestyle="none", markersize=9, markeredgecolor="black",
-                                  markeredgewidth=0.6, label=row["label"], gid=gid, **s)
-                ax.annotate(f"{value:.1f}", (x, value), textcoords="offset points", xytext=(8, 0), ha="left",
-                            va="center", fontsize=8)
+                (line,) = ax.plot(
+                    [x],
+                    [value],
+                    linestyle="none",
+                    markersize=9,
+                    markeredgecolor="black",
+                    markeredgewidth=0.6,
+                    label=row["label"],
+                    gid=gid,
+                    **s,
+                )
+                ax.annotate(
+                    f"{value:.1f}",
+                    (x, value),
+                    textcoords="offset points",
+                    xytext=(8, 0),
+                    ha="left",
+                    va="center",
+                    fontsize=8,
+                )
                 handles.setdefault(row["label"], line)
             if task in experts:
-                ref = ax.axhline(experts[task], color=EXPERT_COLOUR, linestyle="--", linewidth=1.3,
-                                 gid=f"sandwich-{p}-experts")
-                ax.annotate(f"experts {experts[task]:g}", (0, experts[task]), xycoords=("axes fraction", "data"),
-                            textcoords="offset points", xytext=(3, 3), ha="left", fontsize=8,
-                            color=EXPERT_COLOUR)
+                ref = ax.axhline(
+                    experts[task], color=EXPERT_COLOUR, linestyle="--", linewidth=1.3, gid=f"sandwich-{p}-experts"
+                )
+                ax.annotate(
+                    f"experts {experts[task]:g}",
+                    (0, experts[task]),
+                    xycoords=("axes fraction", "data"),
+                    textcoords="offset points",
+                    xytext=(3, 3),
+                    ha="left",
+                    fontsize=8,
+                    color=EXPERT_COLOUR,
+                )
                 handles.setdefault("Experts (reference)", ref)
             ax.set_xticks(range(len(present)), [r["label"].replace(" (", "\n(") for r in present], fontsize=8)
             ax.set_xlim(-0.6, max(len(present), 1) - 0.4)
@@ -215,8 +245,7 @@ def sandwich_svg(report, *, variant: str = "with_exclusions", experts: Mapping[s
             ax.grid(axis="y", color="#dde1e8", linewidth=0.6)
             ax.set_axisbelow(True)
         axes[0].set_ylabel("Accuracy (%)")
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-                   ncol=min(len(handles), 4))
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 4))
 
     categories = sum(sum(1 for r in rows if t in r["cells"]) for t in tasks)
     return _render(draw, PLOTS["sandwich"], figsize=(min(max(7.0, 1.15 * categories + 1.5), 14), 4.8))
@@ -243,22 +272,54 @@ def reliability_svg(report, *, variant: str = "with_exclusions") -> str:
             ax = fig.add_subplot(grid[0, k])
             counts = fig.add_subplot(grid[1, k], sharex=ax)
             colour = colours.get(cid, "#000")
-            ax.plot([15, 105], [15, 105], color="#888", linestyle=":", linewidth=1, label="Perfect calibration",
-                    gid=f"reliability-{cid}-diagonal")
+            ax.plot(
+                [15, 105],
+                [15, 105],
+                color="#888",
+                linestyle=":",
+                linewidth=1,
+                label="Perfect calibration",
+                gid=f"reliability-{cid}-diagonal",
+            )
             bins = scope["calibration"]["bins"]
             xs = [b["centre"] for b in bins if b["n"] and _finite(b["accuracy"])]
             ys = [b["accuracy"] for b in bins if b["n"] and _finite(b["accuracy"])]
-            ax.plot(xs, ys, color=colour, marker="o", markersize=7, linewidth=1.8, label="Individual answers",
-                    gid=f"reliability-{cid}-answers")
+            ax.plot(
+                xs,
+                ys,
+                color=colour,
+                marker="o",
+                markersize=7,
+                linewidth=1.8,
+                label="Individual answers",
+                gid=f"reliability-{cid}-answers",
+            )
             for b in bins:
                 if b["n"] and _finite(b["accuracy"]):
-                    ax.annotate(f"n={b['n']}", (b["centre"], b["accuracy"]), textcoords="offset points",
-                                xytext=(0, 7), ha="center", fontsize=7, color="#333")
+                    ax.annotate(
+                        f"n={b['n']}",
+                        (b["centre"], b["accuracy"]),
+                        textcoords="offset points",
+                        xytext=(0, 7),
+                        ha="center",
+                        fontsize=7,
+                        color="#333",
+                    )
             vote_bins = scope["vote"]["calibration"]["bins"]
             vx = [b["centre"] for b in vote_bins if b["n"] and _finite(b["accuracy"])]
             vy = [b["accuracy"] for b in vote_bins if b["n"] and _finite(b["accuracy"])]
-            ax.plot(vx, vy, color=colour, marker="s", markerfacecolor="white", markersize=6, linestyle="--",
-                    linewidth=1.2, label="Vote", gid=f"reliability-{cid}-vote")
+            ax.plot(
+                vx,
+                vy,
+                color=colour,
+                marker="s",
+                markerfacecolor="white",
+                markersize=6,
+                linestyle="--",
+                linewidth=1.2,
+                label="Vote",
+                gid=f"reliability-{cid}-vote",
+            )
             ce = _est(scope["calibration"]["ce"])
             ax.set_title(f"{row['label']} (CE {ce[0]:.1f})" if ce else f"{row['label']} (CE –)")
             ax.set_xlim(15, 105)
@@ -268,8 +329,9 @@ def reliability_svg(report, *, variant: str = "with_exclusions") -> str:
             ax.grid(color="#eef1f5", linewidth=0.6)
             ax.set_axisbelow(True)
             answered = counts.bar(BIN_CENTRES, [b["n"] for b in bins], width=9, color=colour, alpha=0.55)
-            voted = counts.bar(BIN_CENTRES, [b["n"] for b in vote_bins], width=4, color="white", edgecolor=colour,
-                               hatch="///")
+            voted = counts.bar(
+                BIN_CENTRES, [b["n"] for b in vote_bins], width=4, color="white", edgecolor=colour, hatch="///"
+            )
             for centre, bar, vote_bar in zip(BIN_CENTRES, answered.patches, voted.patches, strict=True):
                 bar.set_gid(f"reliability-{cid}-count-{centre}")
                 vote_bar.set_gid(f"reliability-{cid}-vote-count-{centre}")
@@ -279,10 +341,11 @@ def reliability_svg(report, *, variant: str = "with_exclusions") -> str:
                 counts.set_ylabel("Count")
             if not xs and not vx:
                 ax.text(0.5, 0.5, "No answers", ha="center", va="center", transform=ax.transAxes, color="#5b6475")
-        handles = [_line(color="#444", marker="o", linewidth=1.8, label="Answers (bars: count)"),
-                   _line(color="#444", marker="s", markerfacecolor="white", linestyle="--",
-                          label="Vote (hatched: items)"),
-                   _line(color="#888", linestyle=":", label="Perfect calibration")]
+        handles = [
+            _line(color="#444", marker="o", linewidth=1.8, label="Answers (bars: count)"),
+            _line(color="#444", marker="s", markerfacecolor="white", linestyle="--", label="Vote (hatched: items)"),
+            _line(color="#888", linestyle=":", label="Perfect calibration"),
+        ]
         fig.legend(handles=handles, loc="outside lower center", ncol=3 if len(rows) > 1 else 2)
 
     return _render(draw, PLOTS["reliability"], figsize=(max(6.0, 3.6 * max(len(rows), 1)), 5.4))
@@ -323,14 +386,34 @@ def confidence_svg(report, *, variant: str = "with_exclusions") -> str:
                     if not b["n"] or not _finite(b["accuracy"]):
                         continue
                     x = i - 0.4 + width * (k + 0.5)
-                    bars = ax.bar([x], [b["accuracy"]], width=width * 0.92, color=colours.get(cid, "#000"),
-                                  edgecolor="black", linewidth=0.4,
-                                  gid=f"confidence-{p}-{cid}-{b['centre']}")
-                    ax.annotate(f"n={b['n']}", (x, b["accuracy"]), textcoords="offset points", xytext=(0, 2),
-                                ha="center", fontsize=7)
+                    bars = ax.bar(
+                        [x],
+                        [b["accuracy"]],
+                        width=width * 0.92,
+                        color=colours.get(cid, "#000"),
+                        edgecolor="black",
+                        linewidth=0.4,
+                        gid=f"confidence-{p}-{cid}-{b['centre']}",
+                    )
+                    ax.annotate(
+                        f"n={b['n']}",
+                        (x, b["accuracy"]),
+                        textcoords="offset points",
+                        xytext=(0, 2),
+                        ha="center",
+                        fontsize=7,
+                    )
                     handles.setdefault(label, bars.patches[0])
-            ax.plot(range(len(BIN_CENTRES)), BIN_CENTRES, color="#888", linestyle=":", marker="_", markersize=14,
-                    label="Stated confidence", gid=f"confidence-{p}-level")
+            ax.plot(
+                range(len(BIN_CENTRES)),
+                BIN_CENTRES,
+                color="#888",
+                linestyle=":",
+                marker="_",
+                markersize=14,
+                label="Stated confidence",
+                gid=f"confidence-{p}-level",
+            )
             ax.set_xticks(range(len(BIN_CENTRES)), [f"{c}%" for c in BIN_CENTRES])
             ax.set_xlabel("Confidence level")
             ax.set_ylim(0, 110)
@@ -338,8 +421,7 @@ def confidence_svg(report, *, variant: str = "with_exclusions") -> str:
             ax.grid(axis="y", color="#eef1f5", linewidth=0.6)
             ax.set_axisbelow(True)
         axes[0].set_ylabel("Accuracy (%)")
-        handles["Accuracy if perfectly calibrated"] = _line(color="#888", linestyle=":", marker="_",
-                                                             markersize=14)
+        handles["Accuracy if perfectly calibrated"] = _line(color="#888", linestyle=":", marker="_", markersize=14)
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 2))
 
     return _render(draw, PLOTS["confidence"], figsize=(min(max(6.4, 4.8 * len(panels)), 14), 4.8))
@@ -414,19 +496,45 @@ def participants_svg(report, participants: Sequence[Mapping], *, variant: str = 
             alpha = 0.7 if len(people) <= 50 else max(0.12, 0.7 * 50 / len(people))
             from matplotlib.collections import LineCollection
 
-            ax.add_collection(LineCollection(lines, colors=colour, linestyles=dash, linewidths=1.1, alpha=alpha,
-                                             gid=f"participants-{key}"))
+            ax.add_collection(
+                LineCollection(
+                    lines, colors=colour, linestyles=dash, linewidths=1.1, alpha=alpha, gid=f"participants-{key}"
+                )
+            )
             xs = [x for line in lines for x, _ in line]
             ys = [y for line in lines for _, y in line]
-            ax.plot(xs, ys, linestyle="none", marker="o", markersize=3.5, color=colour, alpha=alpha,
-                    gid=f"participants-{key}-points")
-            handles.append(_line(color=colour, linestyle=dash, marker="o", markersize=3.5,
-                                  label=f"{label} ({len(lines)})"))
+            ax.plot(
+                xs,
+                ys,
+                linestyle="none",
+                marker="o",
+                markersize=3.5,
+                color=colour,
+                alpha=alpha,
+                gid=f"participants-{key}-points",
+            )
+            handles.append(
+                _line(color=colour, linestyle=dash, marker="o", markersize=3.5, label=f"{label} ({len(lines)})")
+            )
         if singles_x:
-            ax.plot(singles_x, singles_y, linestyle="none", marker="o", markersize=3.5, color="#888888",
-                    gid="participants-single")
-            handles.append(_line(color="#888888", linestyle="none", marker="o", markersize=3.5,
-                                  label=f"In one condition only ({len(singles_x)})"))
+            ax.plot(
+                singles_x,
+                singles_y,
+                linestyle="none",
+                marker="o",
+                markersize=3.5,
+                color="#888888",
+                gid="participants-single",
+            )
+            handles.append(
+                _line(
+                    color="#888888",
+                    linestyle="none",
+                    marker="o",
+                    markersize=3.5,
+                    label=f"In one condition only ({len(singles_x)})",
+                )
+            )
         for row in rows:
             cid = row["condition_id"]
             e = _est(blocks[cid]["all"]["accuracy"])
@@ -435,20 +543,38 @@ def participants_svg(report, participants: Sequence[Mapping], *, variant: str = 
             value, lo, hi = e
             x = position[cid] + (-0.3 if position[cid] == 0 and len(order) > 1 else 0.3)
             ax.vlines([x], [lo], [hi], color="black", linewidth=2, gid=f"participants-mean-{cid}-ci")
-            ax.plot([x], [value], marker="D", markersize=8, color=colours.get(cid, "#000"), markeredgecolor="black",
-                    linestyle="none", gid=f"participants-mean-{cid}")
+            ax.plot(
+                [x],
+                [value],
+                marker="D",
+                markersize=8,
+                color=colours.get(cid, "#000"),
+                markeredgecolor="black",
+                linestyle="none",
+                gid=f"participants-mean-{cid}",
+            )
             left = x < position[cid]
-            ax.annotate(f"{value:.1f}", (x, value), textcoords="offset points", xytext=(-8 if left else 8, 0),
-                        ha="right" if left else "left", va="center", fontsize=8, fontweight="bold")
-        handles.append(_line(color="black", marker="D", markerfacecolor="white", linestyle="-",
-                              label="Condition mean [95% CI]"))
+            ax.annotate(
+                f"{value:.1f}",
+                (x, value),
+                textcoords="offset points",
+                xytext=(-8 if left else 8, 0),
+                ha="right" if left else "left",
+                va="center",
+                fontsize=8,
+                fontweight="bold",
+            )
+        handles.append(
+            _line(color="black", marker="D", markerfacecolor="white", linestyle="-", label="Condition mean [95% CI]")
+        )
         ax.set_xticks(range(len(order)), [r["label"] for r in rows])
         ax.set_xlim(-0.55, len(order) - 0.45)
         ax.set_ylim(-4, 104)
         ax.set_xlabel("Condition")
         ax.set_ylabel("Participant's accuracy (%)")
-        ax.set_title(f"{len(people)} participants; lines join one participant's conditions", fontsize=9,
-                     color="#5b6475")
+        ax.set_title(
+            f"{len(people)} participants; lines join one participant's conditions", fontsize=9, color="#5b6475"
+        )
         ax.grid(axis="y", color="#eef1f5", linewidth=0.6)
         ax.set_axisbelow(True)
         fig.legend(handles=handles, loc="outside lower center", ncol=2)
@@ -456,8 +582,14 @@ def participants_svg(report, participants: Sequence[Mapping], *, variant: str = 
     return _render(draw, PLOTS["participants"], figsize=(max(6.4, 2.8 * max(len(rows), 2)), 5.0))
 
 
-def render(name: str, report, *, variant: str = "with_exclusions", experts: Mapping[str, float] | None = None,
-           participants: Sequence[Mapping] = ()) -> str:
+def render(
+    name: str,
+    report,
+    *,
+    variant: str = "with_exclusions",
+    experts: Mapping[str, float] | None = None,
+    participants: Sequence[Mapping] = (),
+) -> str:
     """The plot called `name` (a key of `PLOTS`)."""
     if name == "sandwich":
         return sandwich_svg(report, variant=variant, experts=experts)

@@ -148,9 +148,14 @@ def build_report(tables: StudyTables, *, seed: int = DEFAULT_SEED, resamples: in
     )
     data = {
         "schema": SCHEMA,
-        "study": {"slug": tables.slug, "title": tables.title, "confidence_format": tables.confidence_format,
-                  "design": tables.design, "order": tables.order,
-                  "tasks": _task_order(tables, [cols.task_names[k] for k in np.unique(cols.task[cols.analysable])])},
+        "study": {
+            "slug": tables.slug,
+            "title": tables.title,
+            "confidence_format": tables.confidence_format,
+            "design": tables.design,
+            "order": tables.order,
+            "tasks": _task_order(tables, [cols.task_names[k] for k in np.unique(cols.task[cols.analysable])]),
+        },
         "method": {
             **METHOD_TEXT,
             "confidence_format": FORMAT_TEXT.get(tables.confidence_format, tables.confidence_format),
@@ -164,8 +169,10 @@ def build_report(tables: StudyTables, *, seed: int = DEFAULT_SEED, resamples: in
             },
         },
         "participants": {
-            "pilots_left_out": {"n_participants": len(np.unique(cols.participant[cols.pilot])),
-                                "n_trials": int(cols.pilot.sum())},
+            "pilots_left_out": {
+                "n_participants": len(np.unique(cols.participant[cols.pilot])),
+                "n_trials": int(cols.pilot.sum()),
+            },
             "excluded": sorted(tables.excluded & analysed),
             "status_counts": dict(sorted(statuses.items())),
             "screened_out_not_excluded": screened,
@@ -271,8 +278,9 @@ def analyse(
         "n_answers": len(layout.rows),
         "participant_ids": layout.participants.tolist(),
         "tasks": layout.tasks,
-        "table": paper_table(layout.conditions, layout.baselines, condition_blocks, baseline_blocks, layout.tasks,
-                             layout.single_endpoint),
+        "table": paper_table(
+            layout.conditions, layout.baselines, condition_blocks, baseline_blocks, layout.tasks, layout.single_endpoint
+        ),
         "conditions": condition_blocks,
         "baselines": baseline_blocks,
         "sandwich": [sandwich_block(layout, results, a, u, seed) for a, u in layout.pairs],
@@ -307,12 +315,24 @@ def lay_out(tables: StudyTables, cols: TrialColumns, *, apply_exclusions: bool) 
         )
     baselines, single_endpoint = baseline_arrays(tables.baselines, {item: i for i, item in enumerate(items.tolist())})
     return Layout(
-        rows=rows, participants=participants, items=items, i_of_row=i_of_row, item_task=item_task,
-        item_subject=item_subject, item_difficulty=item_difficulty, tasks=tasks, task_code=task_code,
-        conditions=conditions, in_condition=in_condition, arrays=arrays, condition_tasks=condition_tasks,
-        scopes=scopes, groups=groups,
+        rows=rows,
+        participants=participants,
+        items=items,
+        i_of_row=i_of_row,
+        item_task=item_task,
+        item_subject=item_subject,
+        item_difficulty=item_difficulty,
+        tasks=tasks,
+        task_code=task_code,
+        conditions=conditions,
+        in_condition=in_condition,
+        arrays=arrays,
+        condition_tasks=condition_tasks,
+        scopes=scopes,
+        groups=groups,
         item_sets=model_item_sets(conditions, arrays, scopes, condition_tasks, item_task, tasks, task_code),
-        baselines=baselines, single_endpoint=single_endpoint,
+        baselines=baselines,
+        single_endpoint=single_endpoint,
         pairs=[(a, u) for a in conditions if a.kind == ASSISTED for u in conditions if u.kind == UNAIDED],
         strata=bootstrap_strata(conditions, in_condition, i_of_row, item_task, len(rows), len(items)),
     )
@@ -440,8 +460,9 @@ def compute_series(layout: Layout, w: np.ndarray, c: np.ndarray, *, detail: bool
     details: dict = {}
     for cond in layout.conditions:
         arr = layout.arrays[cond.id]
-        s, d = condition_series(arr, w[:, arr.participants], c[:, arr.items], layout.scopes[cond.id],
-                                layout.groups[cond.id], detail=detail)
+        s, d = condition_series(
+            arr, w[:, arr.participants], c[:, arr.items], layout.scopes[cond.id], layout.groups[cond.id], detail=detail
+        )
         series.update({("condition", cond.id, *k): v for k, v in s.items()})
         details["condition", cond.id] = d
     for base in layout.baselines:
@@ -478,8 +499,9 @@ def resample_series(layout: Layout, *, seed: int, resamples: int) -> dict:
     """Each series over the two-way cluster bootstrap, in batches of CHUNK resamples: key → list of arrays."""
     replicates: dict = defaultdict(list)
     if resamples and len(layout.rows):
-        w_all, c_all = bootstrap.two_way_weights(seed, resamples, len(layout.participants), layout.strata,
-                                                 len(layout.items))
+        w_all, c_all = bootstrap.two_way_weights(
+            seed, resamples, len(layout.participants), layout.strata, len(layout.items)
+        )
         for start in range(0, resamples, CHUNK):
             # float32 weights (from two_way_weights): exact for draw counts, and half the memory traffic of the
             # participant-side sums.
@@ -522,8 +544,10 @@ def scope_block(results: Results, dialogue: dict, cond: ConditionRow, scope) -> 
             "accuracy": est((*key, "vote_accuracy", scope)),
             "mean_confidence": d["vote_mean_confidence"],
             "calibration": {"ce": est((*key, "vote_ce", scope)), "bins": d["vote_bins"]},
-            "max_confidence": {"accuracy": est((*key, "max_confidence_accuracy", scope)),
-                               "n_items": d["max_confidence_n_items"]},
+            "max_confidence": {
+                "accuracy": est((*key, "max_confidence_accuracy", scope)),
+                "n_items": d["max_confidence_n_items"],
+            },
             "ties": {"plurality": d["vote_ties_plurality"], "lowest_option": d["vote_ties_lowest_option"]},
         },
         "dialogue": dialogue[cond.id, scope],
@@ -542,8 +566,9 @@ def condition_block(layout: Layout, results: Results, dialogue: dict, c: Conditi
         "all": scope_block(results, dialogue, c, ALL),
         "by_task": {task: scope_block(results, dialogue, c, ("task", task)) for task in layout.condition_tasks[c.id]},
         "by_subject": {g[1]: {"accuracy": est((*key, "accuracy", g)), **d[g]} for g in groups if g[0] == "subject"},
-        "by_difficulty": {g[1]: {"accuracy": est((*key, "accuracy", g)), **d[g]}
-                          for g in groups if g[0] == "difficulty"},
+        "by_difficulty": {
+            g[1]: {"accuracy": est((*key, "accuracy", g)), **d[g]} for g in groups if g[0] == "difficulty"
+        },
         "learning": {
             "n_participants": d["learning_n_participants"],
             "first_half": est((*key, "learning_first_half", ALL)),
@@ -555,8 +580,12 @@ def condition_block(layout: Layout, results: Results, dialogue: dict, c: Conditi
 
 def model_block(results: Results, base: BaselineArrays, item_set) -> dict:
     d = results.details["model", base.key][item_set]
-    return {"n_items": d["n_items"], "accuracy": results.estimate(("model", base.key, "accuracy", item_set)),
-            "ce": results.estimate(("model", base.key, "ce", item_set)), "bins": d["bins"]}
+    return {
+        "n_items": d["n_items"],
+        "accuracy": results.estimate(("model", base.key, "accuracy", item_set)),
+        "ce": results.estimate(("model", base.key, "ce", item_set)),
+        "bins": d["bins"],
+    }
 
 
 def baseline_block(tables: StudyTables, layout: Layout, results: Results, base: BaselineArrays) -> dict:
@@ -568,8 +597,11 @@ def baseline_block(tables: StudyTables, layout: Layout, results: Results, base: 
         "endpoint": base.endpoint,
         "n_results": int(base.has_result.sum()),
         "n_errors": base.n_errors,
-        "runs": [r for r in tables.baseline_runs
-                 if r.get("method") == base.method and (single_endpoint or r.get("endpoint") == base.endpoint)],
+        "runs": [
+            r
+            for r in tables.baseline_runs
+            if r.get("method") == base.method and (single_endpoint or r.get("endpoint") == base.endpoint)
+        ],
         "all": model_block(results, base, ALL),
         "by_task": {task: model_block(results, base, ("task", task)) for task in layout.tasks},
     }
@@ -580,8 +612,9 @@ def sandwich_block(layout: Layout, results: Results, a: ConditionRow, u: Conditi
         "assisted": {"id": a.id, "name": a.name},
         "unaided": {"id": u.id, "name": u.name},
         "all": sandwich_scope(layout, results, a, u, ALL, seed),
-        "by_task": {task: sandwich_scope(layout, results, a, u, ("task", task), seed)
-                    for task in layout.condition_tasks[a.id]},
+        "by_task": {
+            task: sandwich_scope(layout, results, a, u, ("task", task), seed) for task in layout.condition_tasks[a.id]
+        },
     }
 
 
@@ -599,8 +632,9 @@ def sandwich_scope(layout: Layout, results: Results, a: ConditionRow, u: Conditi
     if (*key, "gap_unaided") in point:
         others[_condition_label(u, layout.conditions)] = point["condition", u.id, "accuracy", scope][0]
     for base in baselines:
-        others[_model_label(base, layout.single_endpoint)] = point["model", base.key, "accuracy",
-                                                                   ("condition", a.id, scope)][0]
+        others[_model_label(base, layout.single_endpoint)] = point[
+            "model", base.key, "accuracy", ("condition", a.id, scope)
+        ][0]
     defined = {k: v for k, v in others.items() if not math.isnan(v)}
     best_label = max(defined, key=defined.get) if defined else None
     return {
@@ -616,8 +650,9 @@ def sandwich_scope(layout: Layout, results: Results, a: ConditionRow, u: Conditi
             "assisted_minus_model": {b.key: est((*key, "gap_model", b.key)) for b in baselines},
             "assisted_minus_best_other": est((*key, "gap_best")) if others else None,
         },
-        "paired_tests": {b.key: paired_tests(layout.arrays[a.id], b, layout.scopes[a.id][scope], seed)
-                         for b in baselines},
+        "paired_tests": {
+            b.key: paired_tests(layout.arrays[a.id], b, layout.scopes[a.id][scope], seed) for b in baselines
+        },
     }
 
 
@@ -647,17 +682,38 @@ def paper_table(conditions, baselines, condition_blocks, baseline_blocks, tasks,
             s = scope_of(block, column)
             if s is None:
                 continue
-            individual[column] = {"accuracy": s["accuracy"], "ce": s["calibration"]["ce"], "n_items": s["n_items"],
-                                  "n_participants": s["n_participants"], "n_answers": s["n_answers"]}
-            vote[column] = {"accuracy": s["vote"]["accuracy"], "ce": s["vote"]["calibration"]["ce"],
-                            "n_items": s["vote"]["n_items"], "n_participants": s["n_participants"],
-                            "n_answers": s["n_answers"]}
+            individual[column] = {
+                "accuracy": s["accuracy"],
+                "ce": s["calibration"]["ce"],
+                "n_items": s["n_items"],
+                "n_participants": s["n_participants"],
+                "n_answers": s["n_answers"],
+            }
+            vote[column] = {
+                "accuracy": s["vote"]["accuracy"],
+                "ce": s["vote"]["calibration"]["ce"],
+                "n_items": s["vote"]["n_items"],
+                "n_participants": s["n_participants"],
+                "n_answers": s["n_answers"],
+            }
         label = _condition_label(cond, conditions)
         return [
-            {"key": f"condition:{cond.id}", "label": label, "kind": "individual", "condition_id": cond.id,
-             "baseline": None, "cells": individual},
-            {"key": f"condition:{cond.id}:vote", "label": f"{label} vote", "kind": "vote", "condition_id": cond.id,
-             "baseline": None, "cells": vote},
+            {
+                "key": f"condition:{cond.id}",
+                "label": label,
+                "kind": "individual",
+                "condition_id": cond.id,
+                "baseline": None,
+                "cells": individual,
+            },
+            {
+                "key": f"condition:{cond.id}:vote",
+                "label": f"{label} vote",
+                "kind": "vote",
+                "condition_id": cond.id,
+                "baseline": None,
+                "cells": vote,
+            },
         ]
 
     rows = []
@@ -669,10 +725,23 @@ def paper_table(conditions, baselines, condition_blocks, baseline_blocks, tasks,
         for column in columns:
             s = block["all"] if column == "All" else block["by_task"].get(column)
             if s is not None and s["n_items"]:
-                cells[column] = {"accuracy": s["accuracy"], "ce": s["ce"], "n_items": s["n_items"],
-                                 "n_participants": None, "n_answers": s["n_items"]}
-        rows.append({"key": f"model:{block['key']}", "label": block["label"], "kind": "model", "condition_id": None,
-                     "baseline": block["key"], "cells": cells})
+                cells[column] = {
+                    "accuracy": s["accuracy"],
+                    "ce": s["ce"],
+                    "n_items": s["n_items"],
+                    "n_participants": None,
+                    "n_answers": s["n_items"],
+                }
+        rows.append(
+            {
+                "key": f"model:{block['key']}",
+                "label": block["label"],
+                "kind": "model",
+                "condition_id": None,
+                "baseline": block["key"],
+                "cells": cells,
+            }
+        )
     for cond in conditions:
         if cond.kind == ASSISTED:
             rows += human_rows(cond)
@@ -773,8 +842,10 @@ def markdown_table(analysis: dict) -> list[str]:
                 cells += [_est(cell["accuracy"]), _num(cell["ce"]["value"]), str(cell["n_items"])]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Accuracy and CE in %; N = items. Individual rows: mean over participants of each participant's "
-                 "accuracy; vote rows: confidence-weighted majority vote per item.")
+    lines.append(
+        "Accuracy and CE in %; N = items. Individual rows: mean over participants of each participant's "
+        "accuracy; vote rows: confidence-weighted majority vote per item."
+    )
     return lines
 
 
@@ -795,38 +866,52 @@ def markdown_key_numbers(analysis: dict, conditions_label) -> list[str]:
             for key, m in s["models"].items():
                 parts.append(f"{model_labels[key]} {_est(m['accuracy'])}")
             line = f"- **Sandwich, {name}** ({pair['assisted']['name']} vs {pair['unaided']['name']}): " + "; ".join(
-                parts)
+                parts
+            )
             if s["best_other"]:
-                line += (f". Assisted − best other ({s['best_other']['label']}): "
-                         f"{_est(s['gaps']['assisted_minus_best_other'], sign=True)} pp")
-            tests = [f"{model_labels[key]}: p = {_p(t['individual']['p_value'])} (sign-flip, "
-                     f"{_count(t['individual']['n_items'], 'item')}), "
-                     f"vote p = {_p(t['vote']['p_value'])} (McNemar)" for key, t in s["paired_tests"].items()]
+                line += (
+                    f". Assisted − best other ({s['best_other']['label']}): "
+                    f"{_est(s['gaps']['assisted_minus_best_other'], sign=True)} pp"
+                )
+            tests = [
+                f"{model_labels[key]}: p = {_p(t['individual']['p_value'])} (sign-flip, "
+                f"{_count(t['individual']['n_items'], 'item')}), "
+                f"vote p = {_p(t['vote']['p_value'])} (McNemar)"
+                for key, t in s["paired_tests"].items()
+            ]
             if tests:
                 line += ". Paired vs model — " + "; ".join(tests)
             lines.append(line + ".")
     for c in analysis["conditions"]:
         label = conditions_label(c)
         a = c["all"]
-        lines.append(f"- **{label}**: accuracy {_est(a['accuracy'])} (pooled {_num(a['pooled_accuracy'])}); "
-                     f"mean confidence {_est(a['mean_confidence'])}; CE {_est(a['calibration']['ce'])}; "
-                     f"vote {_est(a['vote']['accuracy'])}; max-confidence vote subset "
-                     f"{_est(a['vote']['max_confidence']['accuracy'])} (N = {a['vote']['max_confidence']['n_items']}); "
-                     f"{_count(a['n_participants'], 'participant')} × {_count(a['n_items'], 'item')}.")
+        lines.append(
+            f"- **{label}**: accuracy {_est(a['accuracy'])} (pooled {_num(a['pooled_accuracy'])}); "
+            f"mean confidence {_est(a['mean_confidence'])}; CE {_est(a['calibration']['ce'])}; "
+            f"vote {_est(a['vote']['accuracy'])}; max-confidence vote subset "
+            f"{_est(a['vote']['max_confidence']['accuracy'])} (N = {a['vote']['max_confidence']['n_items']}); "
+            f"{_count(a['n_participants'], 'participant')} × {_count(a['n_items'], 'item')}."
+        )
         d = a["dialogue"]
         if c["kind"] == ASSISTED:
             verified = d["quotes_verified_share"]
-            lines.append(f"  Dialogue: {_num(d['turns_per_item'])} turns and {_num(d['resets_per_item'])} resets per "
-                         f"item; {_num(d['seconds_per_item_mean'], 0)} s per item (median "
-                         f"{_num(d['seconds_per_item_median'], 0)}); {_num(d['quotes_per_item'], 2)} quotes per item, "
-                         f"{_num(verified, 0)}% verified.")
+            lines.append(
+                f"  Dialogue: {_num(d['turns_per_item'])} turns and {_num(d['resets_per_item'])} resets per "
+                f"item; {_num(d['seconds_per_item_mean'], 0)} s per item (median "
+                f"{_num(d['seconds_per_item_median'], 0)}); {_num(d['quotes_per_item'], 2)} quotes per item, "
+                f"{_num(verified, 0)}% verified."
+            )
         else:
-            lines.append(f"  Time: {_num(d['seconds_per_item_mean'], 0)} s per item (median "
-                         f"{_num(d['seconds_per_item_median'], 0)}).")
+            lines.append(
+                f"  Time: {_num(d['seconds_per_item_mean'], 0)} s per item (median "
+                f"{_num(d['seconds_per_item_median'], 0)})."
+            )
         learning = c["learning"]
-        lines.append(f"  Learning: first half {_est(learning['first_half'])} → second half "
-                     f"{_est(learning['second_half'])}, difference {_est(learning['difference'], sign=True)} pp "
-                     f"({_count(learning['n_participants'], 'participant')}).")
+        lines.append(
+            f"  Learning: first half {_est(learning['first_half'])} → second half "
+            f"{_est(learning['second_half'])}, difference {_est(learning['difference'], sign=True)} pp "
+            f"({_count(learning['n_participants'], 'participant')})."
+        )
     return lines
 
 
@@ -865,15 +950,34 @@ def render_markdown(data: dict) -> str:
         lines.append("Nobody was excluded: the same as above.")
     else:
         lines += markdown_table(everyone)
-        lines += ["", *[line for line in markdown_key_numbers(everyone, label_for(everyone))
-                        if line.startswith("- **Sandwich")]]
+        lines += [
+            "",
+            *[line for line in markdown_key_numbers(everyone, label_for(everyone)) if line.startswith("- **Sandwich")],
+        ]
     if people["screened_out_not_excluded"]:
-        lines += ["", "Screened out but not excluded (included above): "
-                  + ", ".join(f"P{p}" for p in people["screened_out_not_excluded"]) + "."]
+        lines += [
+            "",
+            "Screened out but not excluded (included above): "
+            + ", ".join(f"P{p}" for p in people["screened_out_not_excluded"])
+            + ".",
+        ]
     lines += ["", "## Method", ""]
-    for key in ("accuracy", "vote", "vote_tie_rule", "vote_confidence", "calibration", "confidence_format",
-                "mean_confidence", "learning_effect", "sandwich", "paired_tests", "inclusion"):
+    for key in (
+        "accuracy",
+        "vote",
+        "vote_tie_rule",
+        "vote_confidence",
+        "calibration",
+        "confidence_format",
+        "mean_confidence",
+        "learning_effect",
+        "sandwich",
+        "paired_tests",
+        "inclusion",
+    ):
         lines.append(f"- **{key.replace('_', ' ').capitalize()}.** {method[key]}")
-    lines.append(f"- **Bootstrap.** {boot['type']}; {boot['interval']} intervals; {boot['resamples']:,} resamples; "
-                 f"seed {boot['seed']}; {boot['generator']}.")
+    lines.append(
+        f"- **Bootstrap.** {boot['type']}; {boot['interval']} intervals; {boot['resamples']:,} resamples; "
+        f"seed {boot['seed']}; {boot['generator']}."
+    )
     return "\n".join(lines) + "\n"

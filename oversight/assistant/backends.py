@@ -67,9 +67,15 @@ class GenerationRequest:
 
 
 def request_for_endpoint(endpoint, **fields) -> "GenerationRequest":
-    return GenerationRequest(kind=endpoint.kind, base_url=endpoint.base_url, token=endpoint.token,
-                             model_label=endpoint.model_label, timeout_s=endpoint.request_timeout_s,
-                             simulation=dict(endpoint.simulation or {}), **fields)
+    return GenerationRequest(
+        kind=endpoint.kind,
+        base_url=endpoint.base_url,
+        token=endpoint.token,
+        model_label=endpoint.model_label,
+        timeout_s=endpoint.request_timeout_s,
+        simulation=dict(endpoint.simulation or {}),
+        **fields,
+    )
 
 
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "frequency_penalty", "presence_penalty", "stop")
@@ -108,9 +114,13 @@ def _async_http_client() -> httpx2.AsyncClient:
     if _ssl_context is None:
         _ssl_context = httpx2.create_ssl_context()
     return httpx2.AsyncClient(
-        event_hooks={"request": [hf_http.async_hf_request_event_hook],
-                     "response": [hf_http.async_hf_response_event_hook]},
-        follow_redirects=True, timeout=None, verify=_ssl_context,
+        event_hooks={
+            "request": [hf_http.async_hf_request_event_hook],
+            "response": [hf_http.async_hf_response_event_hook],
+        },
+        follow_redirects=True,
+        timeout=None,
+        verify=_ssl_context,
     )
 
 
@@ -136,15 +146,22 @@ async def _stream_messages_api(request: GenerationRequest) -> AsyncIterator[Chun
         async for chunk in stream:
             usage = getattr(chunk, "usage", None)
             if usage:
-                yield Chunk(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                            model_id=getattr(chunk, "model", None))
+                yield Chunk(
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    model_id=getattr(chunk, "model", None),
+                )
             for choice in chunk.choices or []:
                 text = (choice.delta.content or "") if choice.delta else ""
                 if text:
                     completion_tokens += 1
                 if text or choice.finish_reason:
-                    yield Chunk(text=text, finish_reason=choice.finish_reason, model_id=getattr(chunk, "model", None),
-                                completion_tokens=completion_tokens if choice.finish_reason else None)
+                    yield Chunk(
+                        text=text,
+                        finish_reason=choice.finish_reason,
+                        model_id=getattr(chunk, "model", None),
+                        completion_tokens=completion_tokens if choice.finish_reason else None,
+                    )
     except AssistantError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a participant-safe AssistantError
@@ -175,7 +192,9 @@ def classify(exc: BaseException) -> AssistantError:
     if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, TimeoutError):
         return AssistantError("timeout", detail)
     if isinstance(exc, ConnectionError | urllib.error.URLError) or names & {
-        "ConnectError", "RemoteProtocolError", "NetworkError"
+        "ConnectError",
+        "RemoteProtocolError",
+        "NetworkError",
     }:
         return AssistantError("unavailable", detail)
     status = _status_of(exc)
@@ -206,8 +225,13 @@ def _get(url: str, timeout: float) -> tuple[int, bytes]:
 async def probe(request: GenerationRequest) -> dict:
     """Health, /info and a one-line chat with latency: what a researcher sees when testing an endpoint."""
     if request.kind == "simulated":
-        return {"healthy": True, "info": {"model_id": "simulated"}, "reply": "(simulated)", "latency_ms": 0.0,
-                "error": None}
+        return {
+            "healthy": True,
+            "info": {"model_id": "simulated"},
+            "reply": "(simulated)",
+            "latency_ms": 0.0,
+            "error": None,
+        }
     result: dict = {"healthy": False, "info": None, "reply": None, "latency_ms": None, "error": None}
     base = request.base_url.rstrip("/")
     timeout = min(request.timeout_s, 10)
@@ -222,7 +246,8 @@ async def probe(request: GenerationRequest) -> dict:
         return result
     started = time.monotonic()
     probe_request = dataclasses.replace(
-        request, messages=[{"role": "user", "content": "Reply with one short sentence: are you there?"}],
+        request,
+        messages=[{"role": "user", "content": "Reply with one short sentence: are you there?"}],
         sampling={"max_tokens": 20},
     )
     try:

@@ -29,7 +29,7 @@ from oversight.assistant.services import (
     chat_group,
     generation_finish,
     generation_flush,
-        message_payload,
+    message_payload,
 )
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,9 @@ class _Flusher:
 
 
 _flushers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher]" = weakref.WeakKeyDictionary()
-_semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]]" = \
+_semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]]" = (
     weakref.WeakKeyDictionary()
+)
 
 
 def _flusher() -> _Flusher:
@@ -136,8 +137,9 @@ async def run_generation(job: ReplyJob) -> None:
         if len(text) > sent:
             try:
                 await live.aset(message_id, text)
-                await layer.group_send(group, {"type": "chat.delta", "id": message_id, "offset": sent,
-                                               "text": text[sent:]})
+                await layer.group_send(
+                    group, {"type": "chat.delta", "id": message_id, "offset": sent, "text": text[sent:]}
+                )
                 sent = len(text)
             except Exception:  # noqa: BLE001 - see docstring
                 log.warning("could not relay a frame", exc_info=True, extra={"message_id": message_id})
@@ -164,8 +166,10 @@ async def run_generation(job: ReplyJob) -> None:
         status, error_kind, error = ChatMessage.Status.CANCELLED, "deadline", "the trial's deadline passed"
     except AssistantError as exc:
         status, error_kind, error = ChatMessage.Status.FAILED, exc.kind, exc.detail
-        log.warning("generation failed", extra={"message_id": message_id, "trial_id": job.trial_id, "kind": exc.kind,
-                                                "detail": exc.detail[:300]})
+        log.warning(
+            "generation failed",
+            extra={"message_id": message_id, "trial_id": job.trial_id, "kind": exc.kind, "detail": exc.detail[:300]},
+        )
     except asyncio.CancelledError:
         status, error_kind, error = ChatMessage.Status.CANCELLED, "cancelled", "generation cancelled"
     except Exception as exc:  # noqa: BLE001 - a bug must still end the reply visibly, not leave it streaming
@@ -175,8 +179,15 @@ async def run_generation(job: ReplyJob) -> None:
     total_ms = (time.monotonic() - started) * 1000
     try:
         message = await _finish_with_retries(
-            message_id=message_id, text=text, status=status, error_kind=error_kind, error=error, ttft_ms=ttft_ms,
-            total_ms=total_ms, model_id=request.model_label or job.endpoint_name, **final,
+            message_id=message_id,
+            text=text,
+            status=status,
+            error_kind=error_kind,
+            error=error,
+            ttft_ms=ttft_ms,
+            total_ms=total_ms,
+            model_id=request.model_label or job.endpoint_name,
+            **final,
         )
     finally:
         flusher.untrack(message_id)
@@ -185,8 +196,17 @@ async def run_generation(job: ReplyJob) -> None:
             await layer.group_send(group, {"type": "chat.message", "message": await _render(message)})
         except Exception:  # noqa: BLE001 - the reply is final in the database; a page's next hello shows it
             log.warning("could not publish a final reply", exc_info=True, extra={"message_id": message_id})
-    log.info("generation finished", extra={"message_id": message_id, "trial_id": job.trial_id, "status": status,
-                                           "ttft_ms": ttft_ms, "total_ms": round(total_ms, 1), "chars": len(text)})
+    log.info(
+        "generation finished",
+        extra={
+            "message_id": message_id,
+            "trial_id": job.trial_id,
+            "status": status,
+            "ttft_ms": ttft_ms,
+            "total_ms": round(total_ms, 1),
+            "chars": len(text),
+        },
+    )
 
 
 FINISH_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
@@ -202,7 +222,11 @@ async def _finish_with_retries(**fields) -> ChatMessage | None:
         except Exception:
             if delay is None:
                 raise
-            log.warning("finalising a reply failed; retrying in %.1f s", delay, exc_info=True,
-                        extra={"message_id": fields["message_id"]})
+            log.warning(
+                "finalising a reply failed; retrying in %.1f s",
+                delay,
+                exc_info=True,
+                extra={"message_id": fields["message_id"]},
+            )
             await asyncio.sleep(delay)
     return None

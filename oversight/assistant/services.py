@@ -83,8 +83,9 @@ class Sent:
     job: ReplyJob | None
 
 
-def _placeholder(trial: Trial, reply_to: ChatMessage, now,
-                 history: list[ChatMessage] | None = None) -> tuple[ChatMessage, ReplyJob]:
+def _placeholder(
+    trial: Trial, reply_to: ChatMessage, now, history: list[ChatMessage] | None = None
+) -> tuple[ChatMessage, ReplyJob]:
     """Store the reply's placeholder with the context the model will get, and build the request for it.
 
     `history`, when the caller already read it in this transaction, is every message of the trial so far
@@ -95,19 +96,40 @@ def _placeholder(trial: Trial, reply_to: ChatMessage, now,
     seq = history[-1].seq + 1 if history else _next_seq(trial)
     messages, context = context_before(trial, seq, earlier=history)
     placeholder = ChatMessage.objects.create(
-        trial=trial, seq=seq, role=ChatMessage.Role.ASSISTANT, status=ChatMessage.Status.STREAMING,
-        reply_to=reply_to, endpoint=endpoint, model_id=(endpoint.model_label or endpoint.name) if endpoint else "",
-        sampling=condition.sampling, context=context, created_at=now, heartbeat_at=now,
+        trial=trial,
+        seq=seq,
+        role=ChatMessage.Role.ASSISTANT,
+        status=ChatMessage.Status.STREAMING,
+        reply_to=reply_to,
+        endpoint=endpoint,
+        model_id=(endpoint.model_label or endpoint.name) if endpoint else "",
+        sampling=condition.sampling,
+        context=context,
+        created_at=now,
+        heartbeat_at=now,
     )
     item = trial.item
     request = request_for_endpoint(
-        endpoint, messages=messages, sampling=dict(condition.sampling or {}),
-        item=SimulatedItem(item_key=f"{item.bank_id}:{item.external_id}", question=item.text, options=item.options,
-                           gold_index=item.gold_index, passage=item.passage.text if item.passage_id else None),
+        endpoint,
+        messages=messages,
+        sampling=dict(condition.sampling or {}),
+        item=SimulatedItem(
+            item_key=f"{item.bank_id}:{item.external_id}",
+            question=item.text,
+            options=item.options,
+            gold_index=item.gold_index,
+            passage=item.passage.text if item.passage_id else None,
+        ),
     )
-    job = ReplyJob(message_id=placeholder.pk, trial_id=trial.pk, deadline_at=trial.deadline_at,
-                   endpoint_id=endpoint.pk, endpoint_name=endpoint.name, max_concurrency=endpoint.max_concurrency,
-                   request=request)
+    job = ReplyJob(
+        message_id=placeholder.pk,
+        trial_id=trial.pk,
+        deadline_at=trial.deadline_at,
+        endpoint_id=endpoint.pk,
+        endpoint_name=endpoint.name,
+        max_concurrency=endpoint.max_concurrency,
+        request=request,
+    )
     return placeholder, job
 
 
@@ -135,18 +157,27 @@ def chat_send(*, trial_id: int, text: str, client_id: str = "", now=None) -> Sen
                     f"Your message is {len(text):,} characters long; the limit is {condition.max_message_chars:,}. "
                     "Please shorten it."
                 )
-            if any(m.role == ChatMessage.Role.ASSISTANT and m.status == ChatMessage.Status.STREAMING
-                   for m in history):
+            if any(m.role == ChatMessage.Role.ASSISTANT and m.status == ChatMessage.Status.STREAMING for m in history):
                 raise ChatRejected("Please wait for the assistant to finish its reply.")
             turns = sum(m.role == ChatMessage.Role.USER for m in history)
             if turns >= condition.max_turns:
                 raise ChatRejected(f"You have used all {condition.max_turns} messages for this question.")
             _rate_limit(trial.participant_id)
-            user = ChatMessage.objects.create(trial=trial, seq=(history[-1].seq if history else 0) + 1,
-                                              role=ChatMessage.Role.USER, content=text, client_id=client_id[:64],
-                                              created_at=now)
-            Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.CHAT_SENT, at=now,
-                                 data={"message_id": user.pk, "chars": len(text)})
+            user = ChatMessage.objects.create(
+                trial=trial,
+                seq=(history[-1].seq if history else 0) + 1,
+                role=ChatMessage.Role.USER,
+                content=text,
+                client_id=client_id[:64],
+                created_at=now,
+            )
+            Event.objects.create(
+                participant_id=trial.participant_id,
+                trial=trial,
+                kind=Event.Kind.CHAT_SENT,
+                at=now,
+                data={"message_id": user.pk, "chars": len(text)},
+            )
             placeholder, job = _placeholder(trial, user, now, history=[*history, user])
             monitor_changed(study_id=trial.participant.study_id, participant_id=trial.participant_id)
             return Sent([message_payload(user), message_payload(placeholder)], job)
@@ -172,8 +203,13 @@ def chat_reset(*, trial_id: int, now=None) -> Sent:
     if last is None or last.role == ChatMessage.Role.RESET:
         raise ChatRejected("The conversation is already fresh.")
     reset = ChatMessage.objects.create(trial=trial, seq=_next_seq(trial), role=ChatMessage.Role.RESET, created_at=now)
-    Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.CHAT_RESET, at=now,
-                         data={"message_id": reset.pk})
+    Event.objects.create(
+        participant_id=trial.participant_id,
+        trial=trial,
+        kind=Event.Kind.CHAT_RESET,
+        at=now,
+        data={"message_id": reset.pk},
+    )
     return Sent([message_payload(reset)], None)
 
 
@@ -211,9 +247,13 @@ def context_before(trial: Trial, seq: int, earlier: list[ChatMessage] | None = N
     resets = [m.seq for m in earlier if m.role == ChatMessage.Role.RESET]
     since = resets[-1] if resets else 0
     turns = [
-        m for m in earlier
-        if m.seq > since and (m.role == ChatMessage.Role.USER
-                              or (m.role == ChatMessage.Role.ASSISTANT and m.status == ChatMessage.Status.COMPLETE))
+        m
+        for m in earlier
+        if m.seq > since
+        and (
+            m.role == ChatMessage.Role.USER
+            or (m.role == ChatMessage.Role.ASSISTANT and m.status == ChatMessage.Status.COMPLETE)
+        )
     ]
     messages = []
     if condition.system_prompt:
@@ -234,20 +274,30 @@ def context_before(trial: Trial, seq: int, earlier: list[ChatMessage] | None = N
             if prefix_parts:
                 content = "\n\n".join([*prefix_parts, content])
         messages.append({"role": m.role, "content": content})
-    return messages, {"message_ids": [m.pk for m in turns], "passage_injected": passage_injected,
-                      "question_sent": bool(condition.send_question), "since_reset_seq": since}
+    return messages, {
+        "message_ids": [m.pk for m in turns],
+        "passage_injected": passage_injected,
+        "question_sent": bool(condition.send_question),
+        "since_reset_seq": since,
+    }
 
 
 def message_payload(message: ChatMessage, passage_text: str | None = None, live_text: str | None = None) -> dict:
     """What the page renders. Model text is only ever sent as sanitised HTML (or as plain text while streaming)."""
-    payload = {"id": message.pk, "seq": message.seq, "role": message.role, "status": message.status,
-               "created_at": message.created_at.isoformat()}
+    payload = {
+        "id": message.pk,
+        "seq": message.seq,
+        "role": message.role,
+        "status": message.status,
+        "created_at": message.created_at.isoformat(),
+    }
     if message.role == ChatMessage.Role.USER:
         payload["text"] = message.content
     elif message.role == ChatMessage.Role.ASSISTANT:
         if message.status == ChatMessage.Status.STREAMING:
-            payload["text"] = live_text if live_text is not None and len(live_text) >= len(message.content) \
-                else message.content
+            payload["text"] = (
+                live_text if live_text is not None and len(live_text) >= len(message.content) else message.content
+            )
         else:
             payload["html"] = render_markdown(message.content, quotes=message.quotes)
             payload["quotes"] = message.quotes
@@ -262,8 +312,11 @@ def failure_notice(message: ChatMessage) -> str:
     if message.status == ChatMessage.Status.INTERRUPTED:
         return "The reply was interrupted. You can ask again."
     if message.status == ChatMessage.Status.CANCELLED:
-        return "The reply was stopped because time ran out." if message.error_kind == "deadline" \
+        return (
+            "The reply was stopped because time ran out."
+            if message.error_kind == "deadline"
             else "The reply was stopped."
+        )
     return HUMAN_MESSAGES.get(message.error_kind, HUMAN_MESSAGES["generation"]) + " You can try again."
 
 
@@ -306,9 +359,12 @@ def generation_finish(*, message_id: int, text: str, status: str, now=None, **fi
     """Finalise a reply with its metrics; a reply already finalised (e.g. marked interrupted) is left alone."""
     now = now or timezone.now()
     with transaction.atomic():
-        message = (ChatMessage.objects.select_for_update(of=("self",))
-                   .select_related("trial__item__passage", "trial__participant")
-                   .filter(pk=message_id).first())
+        message = (
+            ChatMessage.objects.select_for_update(of=("self",))
+            .select_related("trial__item__passage", "trial__participant")
+            .filter(pk=message_id)
+            .first()
+        )
         if message is None or message.status != ChatMessage.Status.STREAMING:
             return None
         passage = message.trial.item.passage
@@ -327,16 +383,23 @@ def generation_finish(*, message_id: int, text: str, status: str, now=None, **fi
 def interrupt_stale_generations(*, now=None, trial_id: int | None = None) -> int:
     """Replies whose process died mid-stream: keep the partial text, mark them interrupted."""
     now = now or timezone.now()
-    stale = ChatMessage.objects.filter(status=ChatMessage.Status.STREAMING,
-                                       heartbeat_at__lt=now - timedelta(seconds=STALE_AFTER_S))
+    stale = ChatMessage.objects.filter(
+        status=ChatMessage.Status.STREAMING, heartbeat_at__lt=now - timedelta(seconds=STALE_AFTER_S)
+    )
     if trial_id is not None:
         stale = stale.filter(trial_id=trial_id)
     count = 0
     for message in stale:
         so_far = live.get(message.pk)
         text = so_far if so_far is not None and len(so_far) > len(message.content) else message.content
-        final = generation_finish(message_id=message.pk, text=text, status=ChatMessage.Status.INTERRUPTED, now=now,
-                                  error_kind="interrupted", error="no heartbeat from the generating process")
+        final = generation_finish(
+            message_id=message.pk,
+            text=text,
+            status=ChatMessage.Status.INTERRUPTED,
+            now=now,
+            error_kind="interrupted",
+            error="no heartbeat from the generating process",
+        )
         if final is not None:
             count += 1
             _announce(final)
@@ -345,5 +408,8 @@ def interrupt_stale_generations(*, now=None, trial_id: int | None = None) -> int
 
 def _announce(message: ChatMessage) -> None:
     """Tell pages watching the trial that a reply was finalised outside its generating task."""
-    broadcast.group_send(chat_group(message.trial_id), {"type": "chat.message", "message": message_payload(message)},
-                         what="interrupted reply")
+    broadcast.group_send(
+        chat_group(message.trial_id),
+        {"type": "chat.message", "message": message_payload(message)},
+        what="interrupted reply",
+    )

@@ -17,12 +17,35 @@ class PromptTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(BaselineRun)
 class BaselineRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "method", "endpoint", "bank", "split", "study", "status", "done", "total", "errors",
-                    "created_at"]
+    list_display = [
+        "id",
+        "method",
+        "endpoint",
+        "bank",
+        "split",
+        "study",
+        "status",
+        "done",
+        "total",
+        "errors",
+        "created_at",
+    ]
     list_filter = ["status", "method", "endpoint"]
     list_select_related = ["endpoint", "bank", "study"]
-    readonly_fields = ["template_hash", "total", "done", "errors", "progress", "summary", "created_at", "started_at",
-                       "finished_at", "heartbeat_at", "claimed_by", "job"]
+    readonly_fields = [
+        "template_hash",
+        "total",
+        "done",
+        "errors",
+        "progress",
+        "summary",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "claimed_by",
+        "job",
+    ]
 
 
 @admin.register(BaselineResult)

@@ -55,8 +55,11 @@ class ItemError(Exception):
 
 
 # TGI's two length errors (validation.rs) and the usual OpenAI-compatible wording.
-_LENGTH_RE = re.compile(r"`inputs` tokens \+ `max_new_tokens` must be|`inputs` must have less than|context length"
-                        r"|too many tokens|prompt is too long", re.IGNORECASE)
+_LENGTH_RE = re.compile(
+    r"`inputs` tokens \+ `max_new_tokens` must be|`inputs` must have less than|context length"
+    r"|too many tokens|prompt is too long",
+    re.IGNORECASE,
+)
 
 
 def item_error(exc: BaseException) -> ItemError:
@@ -219,8 +222,12 @@ class HTTPBackend(Backend):
         http = await self._pool()
         if http is None:
             return await self.client.text_generation(text, **parameters)  # a dict subclass
-        response = await http.post(self.generate_url, json={"inputs": text, "parameters": parameters},
-                                   headers=self.headers, timeout=self.request.timeout_s)
+        response = await http.post(
+            self.generate_url,
+            json={"inputs": text, "parameters": parameters},
+            headers=self.headers,
+            timeout=self.request.timeout_s,
+        )
         if response.status_code != 200:
             raise _http_error(response.status_code, response.content)
         try:
@@ -238,10 +245,16 @@ class HTTPBackend(Backend):
 
     async def _chat_distribution(self, prompt: Prompt, spec: ItemSpec) -> Distribution:
         letters = spec.item.letters
-        out = await self._call(lambda: self.client.chat_completion(
-            self._messages(prompt), model=self.model, max_tokens=1, logprobs=True,
-            top_logprobs=self.settings.top_n, temperature=0,
-        ))
+        out = await self._call(
+            lambda: self.client.chat_completion(
+                self._messages(prompt),
+                model=self.model,
+                max_tokens=1,
+                logprobs=True,
+                top_logprobs=self.settings.top_n,
+                temperature=0,
+            )
+        )
         try:
             choice = out.choices[0]
             content = _get(_get(choice, "logprobs"), "content")
@@ -249,11 +262,15 @@ class HTTPBackend(Backend):
             top = [(_get(t, "token"), _get(t, "logprob")) for t in (_get(first, "top_logprobs") or [])]
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
             raise ItemError("bad_response", f"unexpected chat completion: {exc!r}") from exc
-        response = {"api": "chat", "token": [_get(first, "token"), _get(first, "logprob")] if first else None,
-                    "top_tokens": [list(p) for p in top]}
+        response = {
+            "api": "chat",
+            "token": [_get(first, "token"), _get(first, "logprob")] if first else None,
+            "top_tokens": [list(p) for p in top],
+        }
         if not top:
-            raise ItemError("no_logprobs", "the server answered without top_logprobs (does it support logprobs?)",
-                            response=response)
+            raise ItemError(
+                "no_logprobs", "the server answered without top_logprobs (does it support logprobs?)", response=response
+            )
         merged, spellings = letters_in_top(top, letters)
         response["letters"] = spellings
         missing = []
@@ -265,15 +282,27 @@ class HTTPBackend(Backend):
             bound = min(cutoff, math.log(max(unlisted, 1e-12) / len(absent)))
             for letter in absent:
                 merged[letter] = bound
-                missing.append({"letter": letter, "method": "upper_bound", "logprob": bound,
-                                "top_n_cutoff": cutoff, "unlisted_mass": unlisted})
+                missing.append(
+                    {
+                        "letter": letter,
+                        "method": "upper_bound",
+                        "logprob": bound,
+                        "top_n_cutoff": cutoff,
+                        "unlisted_mass": unlisted,
+                    }
+                )
         return Distribution([merged[letter] for letter in letters], response, missing)
 
     async def _chat_sample(self, prompt: Prompt, spec: ItemSpec, j: int) -> tuple[str, dict]:
-        out = await self._call(lambda: self.client.chat_completion(
-            self._messages(prompt), model=self.model, max_tokens=self.settings.max_reasoning_tokens,
-            temperature=self.settings.temperature, seed=self.sample_seed(spec, j),
-        ))
+        out = await self._call(
+            lambda: self.client.chat_completion(
+                self._messages(prompt),
+                model=self.model,
+                max_tokens=self.settings.max_reasoning_tokens,
+                temperature=self.settings.temperature,
+                seed=self.sample_seed(spec, j),
+            )
+        )
         try:
             choice = out.choices[0]
             text = _get(_get(choice, "message"), "content") or ""
@@ -286,17 +315,24 @@ class TGIBackend(HTTPBackend):
     def __init__(self, request: GenerationRequest, settings: Settings):
         super().__init__(request, settings)
         if settings.transport == "fast":
-            self.poster = JSONPoster(request.base_url, token=request.token, timeout_s=request.timeout_s,
-                                     user_agent="oversight-baselines")
+            self.poster = JSONPoster(
+                request.base_url, token=request.token, timeout_s=request.timeout_s, user_agent="oversight-baselines"
+            )
 
     async def distribution(self, prompt: Prompt, spec: ItemSpec, salt: str = "") -> Distribution:
         if prompt.chat:
             return await self._chat_distribution(prompt, spec)
         letters = spec.item.letters
         text = prompt.text or ""
-        out = await self._call(lambda: self._generate(
-            text, max_new_tokens=1, details=True, top_n_tokens=self.settings.top_n, do_sample=False,
-        ))
+        out = await self._call(
+            lambda: self._generate(
+                text,
+                max_new_tokens=1,
+                details=True,
+                top_n_tokens=self.settings.top_n,
+                do_sample=False,
+            )
+        )
         try:
             details = _get(out, "details")
             tops = _get(details, "top_tokens")
@@ -305,11 +341,17 @@ class TGIBackend(HTTPBackend):
             top = [(_get(t, "text"), _get(t, "logprob")) for t in (tops[0] if tops else [])]
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
             raise ItemError("bad_response", f"unexpected /generate answer: {exc!r}") from exc
-        response = {"api": "generate", "token": [_get(first, "text"), _get(first, "logprob")] if first else None,
-                    "top_tokens": [list(p) for p in top]}
+        response = {
+            "api": "generate",
+            "token": [_get(first, "text"), _get(first, "logprob")] if first else None,
+            "top_tokens": [list(p) for p in top],
+        }
         if not top:
-            raise ItemError("no_logprobs", "the server answered without details.top_tokens (is top_n_tokens "
-                            "allowed? TGI's --max-top-n-tokens)", response=response)
+            raise ItemError(
+                "no_logprobs",
+                "the server answered without details.top_tokens (is top_n_tokens allowed? TGI's --max-top-n-tokens)",
+                response=response,
+            )
         merged, spellings = letters_in_top(top, letters)
         response["letters"] = spellings
         missing = []
@@ -320,17 +362,32 @@ class TGIBackend(HTTPBackend):
             for letter in absent:
                 logprob, scored_tokens, exact = await self._prefill_score(text, space + letter)
                 merged[letter] = logprob
-                missing.append({"letter": letter, "method": "prefill", "scored": space + letter, "logprob": logprob,
-                                "tokens": scored_tokens, "exact": exact, "top_n_cutoff": cutoff})
+                missing.append(
+                    {
+                        "letter": letter,
+                        "method": "prefill",
+                        "scored": space + letter,
+                        "logprob": logprob,
+                        "tokens": scored_tokens,
+                        "exact": exact,
+                        "top_n_cutoff": cutoff,
+                    }
+                )
         return Distribution([merged[letter] for letter in letters], response, missing)
 
     async def _prefill_score(self, text: str, candidate: str) -> tuple[float, list, bool]:
         """The log-probability of `candidate` after `text`: the prompt with the candidate appended, read from
         `details.prefill`. Sums the trailing tokens that make up the candidate; `exact` is False when the
         tokeniser merged the candidate with the end of the prompt."""
-        out = await self._call(lambda: self._generate(
-            text + candidate, max_new_tokens=1, details=True, decoder_input_details=True, do_sample=False,
-        ))
+        out = await self._call(
+            lambda: self._generate(
+                text + candidate,
+                max_new_tokens=1,
+                details=True,
+                decoder_input_details=True,
+                do_sample=False,
+            )
+        )
         prefill = _get(_get(out, "details"), "prefill") or []
         covered, total, tokens = "", 0.0, []
         for tok in reversed(prefill):
@@ -343,8 +400,10 @@ class TGIBackend(HTTPBackend):
             if len(covered) >= len(candidate):
                 break
         if not tokens or len(covered) < len(candidate):
-            raise ItemError("no_logprobs", f"the server answered without prefill log-probabilities for {candidate!r} "
-                            "(decoder_input_details)")
+            raise ItemError(
+                "no_logprobs",
+                f"the server answered without prefill log-probabilities for {candidate!r} (decoder_input_details)",
+            )
         return total, tokens, covered == candidate
 
     async def sample(self, prompt: Prompt, spec: ItemSpec, j: int, stop: list[str]) -> tuple[str, dict]:
@@ -352,17 +411,25 @@ class TGIBackend(HTTPBackend):
             return await self._chat_sample(prompt, spec, j)
         temperature = self.settings.temperature
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        out = await self._call(lambda: self._generate(
-            prompt.text or "", max_new_tokens=self.settings.max_reasoning_tokens, details=True,
-            seed=self.sample_seed(spec, j), stop=list(stop), **sampling,
-        ))
+        out = await self._call(
+            lambda: self._generate(
+                prompt.text or "",
+                max_new_tokens=self.settings.max_reasoning_tokens,
+                details=True,
+                seed=self.sample_seed(spec, j),
+                stop=list(stop),
+                **sampling,
+            )
+        )
         text = _get(out, "generated_text") or ""
         for s in stop:
             if s and text.endswith(s):
                 text = text[: -len(s)]
         details = _get(out, "details")
-        return text.rstrip(), {"finish_reason": _get(details, "finish_reason"),
-                               "generated_tokens": _get(details, "generated_tokens")}
+        return text.rstrip(), {
+            "finish_reason": _get(details, "finish_reason"),
+            "generated_tokens": _get(details, "generated_tokens"),
+        }
 
 
 class OpenAIBackend(HTTPBackend):
@@ -392,8 +459,13 @@ class SimulatedBackend(Backend):
         sim = self.simulation
         item = spec.item
         belief = believed_option(
-            SimulatedItem(item_key=spec.key, question=item.question, options=list(item.options),
-                          gold_index=spec.gold_index, passage=item.passage),
+            SimulatedItem(
+                item_key=spec.key,
+                question=item.question,
+                options=list(item.options),
+                gold_index=spec.gold_index,
+                passage=item.passage,
+            ),
             sim,
         )
         right = spec.gold_index is not None and belief == spec.gold_index

@@ -211,8 +211,9 @@ class Template:
 
     # -- chat templates ---------------------------------------------------------------------------------------
 
-    def _chat_messages(self, item: PromptItem, examples: Sequence[PromptItem], reasoning: str | None,
-                       stop_at_reasoning: bool) -> tuple[dict, ...]:
+    def _chat_messages(
+        self, item: PromptItem, examples: Sequence[PromptItem], reasoning: str | None, stop_at_reasoning: bool
+    ) -> tuple[dict, ...]:
         values = _values(item)
         messages: list[dict] = []
         turns = list(self.turns)

@@ -162,13 +162,27 @@ def create_run(
         template.save(update_fields=["content_hash"])
     params = normalise_params(method, params)
     with transaction.atomic():
-        run = BaselineRun(endpoint=endpoint, bank=bank, split=split or "", study=study, method=method, params=params,
-                          template=template, template_hash=template.content_hash, created_by=created_by)
+        run = BaselineRun(
+            endpoint=endpoint,
+            bank=bank,
+            split=split or "",
+            study=study,
+            method=method,
+            params=params,
+            template=template,
+            template_hash=template.content_hash,
+            created_by=created_by,
+        )
         run.total = run_items(run).count()
         if run.total == 0:
             raise RunError("no items match (check the bank, split and study)")
-        run.job = Job.objects.create(kind=Job.Kind.BASELINE, study=study, created_by=created_by, total=run.total,
-                                     params={"method": method, "endpoint": endpoint.name})
+        run.job = Job.objects.create(
+            kind=Job.Kind.BASELINE,
+            study=study,
+            created_by=created_by,
+            total=run.total,
+            params={"method": method, "endpoint": endpoint.name},
+        )
         run.save()
         Job.objects.filter(pk=run.job_id).update(params={**run.job.params, "baseline_run": run.pk})
     return run
@@ -193,7 +207,11 @@ def prepare_resume(run: BaselineRun, *, retry_errors: bool = False, force: bool 
     if retry_errors:
         run.results.exclude(error_kind="").delete()
     BaselineRun.objects.filter(pk=run.pk).update(
-        status=BaselineRun.Status.QUEUED, cancel_requested=False, claimed_by="", finished_at=None, message="",
+        status=BaselineRun.Status.QUEUED,
+        cancel_requested=False,
+        claimed_by="",
+        finished_at=None,
+        message="",
         total=run_items(run).count(),
     )
     run.refresh_from_db()
@@ -221,9 +239,11 @@ def _natural(external_id: str):
 def load_specs(run: BaselineRun, exclude: set[int]) -> list[ItemSpec]:
     """Plain-value specs of the run's items not in `exclude`, in id order, with passages and few-shot examples."""
     rows = [
-        r for r in run_items(run).order_by("pk").values_list(
-            "pk", "bank_id", "external_id", "text", "options", "gold_index", "subject", "passage_id"
-        ) if r[0] not in exclude
+        r
+        for r in run_items(run)
+        .order_by("pk")
+        .values_list("pk", "bank_id", "external_id", "text", "options", "gold_index", "subject", "passage_id")
+        if r[0] not in exclude
     ]
     passage_ids = {r[7] for r in rows if r[7] is not None}
     passages = dict(Passage.objects.filter(pk__in=passage_ids).values_list("pk", "text"))
@@ -232,15 +252,26 @@ def load_specs(run: BaselineRun, exclude: set[int]) -> list[ItemSpec]:
     if shots:
         wanted = {(r[1], r[6]) for r in rows}
         pool = Item.objects.filter(
-            bank_id__in={b for b, _ in wanted}, subject__in={s for _, s in wanted},
-            split=run.params.get("examples_split", "dev"), gold_index__isnull=False,
+            bank_id__in={b for b, _ in wanted},
+            subject__in={s for _, s in wanted},
+            split=run.params.get("examples_split", "dev"),
+            gold_index__isnull=False,
         ).values_list("pk", "bank_id", "external_id", "text", "options", "gold_index", "subject", "passage_id")
         grouped: dict[tuple[int, str], list] = defaultdict(list)
         for pk, bank_id, ext, text, options, gold, subject, passage_id in pool:
-            grouped[(bank_id, subject)].append((pk, ext, PromptItem(
-                question=text, options=tuple(options), subject=subject, gold_index=gold,
-                passage=passages.get(passage_id) if passage_id else None,
-            )))
+            grouped[(bank_id, subject)].append(
+                (
+                    pk,
+                    ext,
+                    PromptItem(
+                        question=text,
+                        options=tuple(options),
+                        subject=subject,
+                        gold_index=gold,
+                        passage=passages.get(passage_id) if passage_id else None,
+                    ),
+                )
+            )
         examples = {key: sorted(found, key=lambda e: _natural(e[1])) for key, found in grouped.items()}
     specs = []
     for pk, bank_id, ext, text, options, gold, subject, passage_id in rows:
@@ -248,13 +279,23 @@ def load_specs(run: BaselineRun, exclude: set[int]) -> list[ItemSpec]:
         if shots:
             pool = [e[2] for e in examples.get((bank_id, subject), []) if e[0] != pk]
             if len(pool) < shots:
-                error = (f"only {len(pool)} labelled {run.params.get('examples_split', 'dev')!r} examples of subject "
-                         f"{subject!r} in this bank; {shots} needed")
+                error = (
+                    f"only {len(pool)} labelled {run.params.get('examples_split', 'dev')!r} examples of subject "
+                    f"{subject!r} in this bank; {shots} needed"
+                )
             shots_for = tuple(pool[:shots])
-        item = PromptItem(question=text, options=tuple(options), subject=subject, gold_index=gold,
-                          passage=passages.get(passage_id) if passage_id else None)
-        specs.append(ItemSpec(id=pk, key=f"{bank_id}:{ext}", item=item, gold_index=gold, examples=shots_for,
-                              examples_error=error))
+        item = PromptItem(
+            question=text,
+            options=tuple(options),
+            subject=subject,
+            gold_index=gold,
+            passage=passages.get(passage_id) if passage_id else None,
+        )
+        specs.append(
+            ItemSpec(
+                id=pk, key=f"{bank_id}:{ext}", item=item, gold_index=gold, examples=shots_for, examples_error=error
+            )
+        )
     return specs
 
 
@@ -278,10 +319,19 @@ class Outcome:
         correct = None
         if self.predicted is not None and self.gold_index is not None:
             correct = self.predicted == self.gold_index
-        return BaselineResult(run_id=run_id, item_id=self.item_id, probabilities=self.probabilities,
-                              predicted=self.predicted, correct=correct, prompt=self.prompt, response=self.response,
-                              latency_ms=self.latency_ms, error=self.error, error_kind=self.error_kind,
-                              missing_letters=self.missing_letters)
+        return BaselineResult(
+            run_id=run_id,
+            item_id=self.item_id,
+            probabilities=self.probabilities,
+            predicted=self.predicted,
+            correct=correct,
+            prompt=self.prompt,
+            response=self.response,
+            latency_ms=self.latency_ms,
+            error=self.error,
+            error_kind=self.error_kind,
+            missing_letters=self.missing_letters,
+        )
 
 
 _DONE = object()
@@ -297,8 +347,16 @@ def _consume(specs: list):
 class Engine:
     """The event-loop side: scores specs with bounded concurrency and hands Outcomes to the calling thread."""
 
-    def __init__(self, specs: list[ItemSpec], *, backend_factory: Callable[[], Backend], method: str,
-                 template: Template, params: dict, concurrency: int):
+    def __init__(
+        self,
+        specs: list[ItemSpec],
+        *,
+        backend_factory: Callable[[], Backend],
+        method: str,
+        template: Template,
+        params: dict,
+        concurrency: int,
+    ):
         self.count = len(specs)
         self._items = _consume(specs)  # specs are freed as they are taken: memory stays flat
         self.backend_factory = backend_factory
@@ -381,8 +439,10 @@ class Engine:
             if len(self._held) >= self.params.get("breaker", DEFAULT_PARAMS["breaker"]) and self.failure is None:
                 last = self._held[-1]
                 what = "refuses the requests" if last.error_kind == "invalid_request" else "looks down"
-                self.failure = (f"the endpoint {what}: {len(self._held)} items in a row failed "
-                                f"({last.error_kind}: {last.error[:300]})")
+                self.failure = (
+                    f"the endpoint {what}: {len(self._held)} items in a row failed "
+                    f"({last.error_kind}: {last.error[:300]})"
+                )
                 self._held.clear()  # not recorded: a resume scores them again
                 self.stop(graceful=False)
                 self._cancel_all()
@@ -420,8 +480,9 @@ class Engine:
         outcome.latency_ms = (time.perf_counter() - started) * 1000
         return outcome
 
-    async def _score_cot(self, backend: Backend, semaphore: asyncio.Semaphore, selector, spec: ItemSpec,
-                         outcome: Outcome) -> None:
+    async def _score_cot(
+        self, backend: Backend, semaphore: asyncio.Semaphore, selector, spec: ItemSpec, outcome: Outcome
+    ) -> None:
         reasoning_prompt = self.template.reasoning_prompt(spec.item)
         outcome.prompt = reasoning_prompt.display()
         stop = self.template.stop_sequences
@@ -433,8 +494,12 @@ class Engine:
             async with semaphore:
                 dist = await backend.distribution(prompt, spec, salt=f"cot{j}")
             probabilities = normalise(dist.logprobs)
-            sample = CotSample(reasoning=reasoning, probabilities=probabilities, predicted=predict(probabilities),
-                               response={**info, **dist.response, "logprobs": dist.logprobs})
+            sample = CotSample(
+                reasoning=reasoning,
+                probabilities=probabilities,
+                predicted=predict(probabilities),
+                response={**info, **dist.response, "logprobs": dist.logprobs},
+            )
             return sample, [{**m, "sample": j} for m in dist.missing]
 
         n = self.params.get("samples", 1)
@@ -452,8 +517,10 @@ class Engine:
         outcome.missing_letters = [m for _, missing in samples for m in missing]
         outcome.response = {
             **selection.detail,
-            "samples": [{"reasoning": s.reasoning, "probabilities": s.probabilities, "predicted": s.predicted,
-                         **s.response} for s, _ in samples],
+            "samples": [
+                {"reasoning": s.reasoning, "probabilities": s.probabilities, "predicted": s.predicted, **s.response}
+                for s, _ in samples
+            ],
             "failed_samples": [{"kind": f.kind, "detail": f.detail[:500]} for f in failures],
         }
 
@@ -493,8 +560,10 @@ def run_summary(run: BaselineRun) -> dict:
     rows = BaselineResult.objects.filter(run=run).values_list(
         "item__subject", "item__gold_index", "probabilities", "predicted", "correct", "error_kind"
     )
-    return summarise(ResultRow(subject=s, labelled=g is not None, probabilities=p, predicted=pr, correct=c,
-                               error_kind=k) for s, g, p, pr, c, k in rows)
+    return summarise(
+        ResultRow(subject=s, labelled=g is not None, probabilities=p, predicted=pr, correct=c, error_kind=k)
+        for s, g, p, pr, c, k in rows
+    )
 
 
 def execute(
@@ -520,24 +589,45 @@ def execute(
     try:
         template = Template.from_row(run.template)
         if run.template.content_hash != run.template_hash or template.text != run.template.text:
-            raise RunError(f"prompt template {run.template.name!r} changed since the run was created "
-                           f"(hash {run.template_hash[:12]}…); create a new run")
+            raise RunError(
+                f"prompt template {run.template.name!r} changed since the run was created "
+                f"(hash {run.template_hash[:12]}…); create a new run"
+            )
         done_ids = set(BaselineResult.objects.filter(run_id=run_id).values_list("item_id", flat=True))
         specs = load_specs(run, done_ids)
         total = len(done_ids) + len(specs)
         concurrency = min(run.params.get("concurrency", 32), max(1, run.endpoint.max_concurrency))
         request = request_for_endpoint(run.endpoint)
-        settings = Settings(**{k: run.params[k] for k in ("top_n", "max_retries", "retry_base_s", "retry_cap_s",
-                                                          "seed", "temperature", "max_reasoning_tokens", "transport")
-                               if k in run.params})
+        settings = Settings(
+            **{
+                k: run.params[k]
+                for k in (
+                    "top_n",
+                    "max_retries",
+                    "retry_base_s",
+                    "retry_cap_s",
+                    "seed",
+                    "temperature",
+                    "max_reasoning_tokens",
+                    "transport",
+                )
+                if k in run.params
+            }
+        )
         factory = backend_factory or (lambda: backend_for(request, settings))
-        run.set_progress(where=Q(claimed_by=token), total=total,
-                         progress={**(run.progress or {}), "concurrency": concurrency})
-        engine = Engine(specs, backend_factory=factory, method=run.method, template=template, params=run.params,
-                        concurrency=concurrency)
+        run.set_progress(
+            where=Q(claimed_by=token), total=total, progress={**(run.progress or {}), "concurrency": concurrency}
+        )
+        engine = Engine(
+            specs,
+            backend_factory=factory,
+            method=run.method,
+            template=template,
+            params=run.params,
+            concurrency=concurrency,
+        )
         del specs
-        return _drive(run, token, engine, total, slice_s=slice_s, should_yield=should_yield,
-                      on_progress=on_progress)
+        return _drive(run, token, engine, total, slice_s=slice_s, should_yield=should_yield, on_progress=on_progress)
     except KeyboardInterrupt:  # before the engine ran: nothing to keep
         if engine is not None:
             engine.stop(graceful=False)
@@ -558,8 +648,13 @@ def _finish(run: BaselineRun, token: str, new_status: str, message: str = "", su
     done, errors, by_kind = _counts(run.pk)
     progress = BaselineRun.objects.filter(pk=run.pk).values_list("progress", flat=True).first() or {}
     now = timezone.now()
-    fields = {"claimed_by": "", "done": done, "errors": errors, "heartbeat_at": now,
-              "progress": {**progress, "errors_by_kind": by_kind, "eta_s": None}}
+    fields = {
+        "claimed_by": "",
+        "done": done,
+        "errors": errors,
+        "heartbeat_at": now,
+        "progress": {**progress, "errors_by_kind": by_kind, "eta_s": None},
+    }
     if summary is not None:
         fields["summary"] = summary
     mine = Q(claimed_by=token)
@@ -602,8 +697,9 @@ def _drive(run: BaselineRun, token: str, engine: Engine, total: int, *, slice_s,
         """Write the buffer, heartbeat, publish progress. False when the claim was lost."""
         nonlocal last_flush, scored
         if buffer:
-            BaselineResult.objects.bulk_create([o.to_row(run_id) for o in buffer], ignore_conflicts=True,
-                                               batch_size=BATCH_SIZE)
+            BaselineResult.objects.bulk_create(
+                [o.to_row(run_id) for o in buffer], ignore_conflicts=True, batch_size=BATCH_SIZE
+            )
             scored += len(buffer)
             by_kind.update(o.error_kind for o in buffer if o.error_kind)
             buffer.clear()
@@ -612,9 +708,17 @@ def _drive(run: BaselineRun, token: str, engine: Engine, total: int, *, slice_s,
         rate = (done - done_before) / max(last_flush - started, 1e-9)
         eta = (total - done) / rate if rate > 0 else None
         kept = run.set_progress(
-            where=Q(claimed_by=token), done=done, errors=errors, heartbeat_at=timezone.now(),
-            progress={"rate": round(rate, 2), "eta_s": None if eta is None else round(eta, 1),
-                      "errors_by_kind": kinds, "concurrency": engine.concurrency, "retries": engine.retries},
+            where=Q(claimed_by=token),
+            done=done,
+            errors=errors,
+            heartbeat_at=timezone.now(),
+            progress={
+                "rate": round(rate, 2),
+                "eta_s": None if eta is None else round(eta, 1),
+                "errors_by_kind": kinds,
+                "concurrency": engine.concurrency,
+                "retries": engine.retries,
+            },
         )
         _mirror_job(run_id)
         reset_queries()  # with DEBUG on, Django keeps every query (bulk inserts are large): stay flat
@@ -646,8 +750,9 @@ def _drive(run: BaselineRun, token: str, engine: Engine, total: int, *, slice_s,
                 done = done_before + scored + len(buffer)
                 rate = (done - done_before) / max(now - started, 1e-9)
                 errors = sum(by_kind.values()) + sum(1 for o in buffer if o.error_kind)
-                on_progress(Progress(done, total, errors, rate, (total - done) / rate if rate > 0 else None,
-                                     dict(by_kind)))
+                on_progress(
+                    Progress(done, total, errors, rate, (total - done) / rate if rate > 0 else None, dict(by_kind))
+                )
     except KeyboardInterrupt:
         interrupted = True
         stopping = "cancel"
@@ -657,8 +762,9 @@ def _drive(run: BaselineRun, token: str, engine: Engine, total: int, *, slice_s,
     engine.join(timeout=GRACE_S)
     kept = flush()
     if stopping == "lost" or not kept:
-        return ExecutionResult("lost", BaselineRun.objects.get(pk=run_id), "another executor took the run over",
-                               scored=scored)
+        return ExecutionResult(
+            "lost", BaselineRun.objects.get(pk=run_id), "another executor took the run over", scored=scored
+        )
     if engine.failure is not None:
         message = f"{engine.failure} (resume with: manage.py run_baseline --resume {run_id})"
         _finish(run, token, status.FAILED, message)
@@ -666,8 +772,9 @@ def _drive(run: BaselineRun, token: str, engine: Engine, total: int, *, slice_s,
     if stopping == "cancel":
         message = "interrupted (Ctrl-C)" if interrupted else "cancelled"
         _finish(run, token, status.CANCELLED, message)
-        return ExecutionResult("cancelled", BaselineRun.objects.get(pk=run_id), message, scored=scored,
-                               interrupted=interrupted)
+        return ExecutionResult(
+            "cancelled", BaselineRun.objects.get(pk=run_id), message, scored=scored, interrupted=interrupted
+        )
     done, _, _ = _counts(run_id)
     if done < total:
         if stopping == "yield":

@@ -150,8 +150,9 @@ class BestSampleSelector:
         scores = [self.score(s) for s in samples]
         best = max(range(len(samples)), key=lambda i: (scores[i], -i))
         chosen = samples[best]
-        return Selection(list(chosen.probabilities), chosen.predicted,
-                         {"selector": self.name, "chosen": best, "scores": scores})
+        return Selection(
+            list(chosen.probabilities), chosen.predicted, {"selector": self.name, "chosen": best, "scores": scores}
+        )
 
 
 SELECTORS: dict[str, Callable[[], Selector]] = {SelfConsistencyVote.name: SelfConsistencyVote}
@@ -180,8 +181,9 @@ def calibration(pairs: Iterable[tuple[float, bool]]) -> dict:
         if counts[i]:
             accuracy = 100 * right[i] / counts[i]
             gaps.append(abs(accuracy - centre))
-            bins.append({"centre": centre, "n": counts[i], "accuracy": accuracy,
-                         "mean_confidence": conf[i] / counts[i]})
+            bins.append(
+                {"centre": centre, "n": counts[i], "accuracy": accuracy, "mean_confidence": conf[i] / counts[i]}
+            )
         else:
             bins.append({"centre": centre, "n": 0, "accuracy": None, "mean_confidence": None})
     return {"ce": sum(gaps) / len(gaps) if gaps else None, "bins": bins}

@@ -57,8 +57,12 @@ class JSONPoster:
         host_header = self.host if default_port else f"{self.host}:{self.port}"
         if ":" in self.host and not default_port:  # IPv6 literal
             host_header = f"[{self.host}]:{self.port}"
-        headers = [f"Host: {host_header}", "Content-Type: application/json", "Accept: application/json",
-                   f"User-Agent: {user_agent}"]
+        headers = [
+            f"Host: {host_header}",
+            "Content-Type: application/json",
+            "Accept: application/json",
+            f"User-Agent: {user_agent}",
+        ]
         if token:
             headers.append(f"Authorization: Bearer {token}")
         self._headers = "\r\n".join(headers)
@@ -97,9 +101,9 @@ class JSONPoster:
             if now - conn.idle_since < IDLE_S and not conn.reader.at_eof():
                 return conn, True
             conn.close()
-        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl,
-                                                       server_hostname=self.host if self.ssl else None,
-                                                       limit=2**20)
+        reader, writer = await asyncio.open_connection(
+            self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None, limit=2**20
+        )
         return _Conn(reader, writer), False
 
     async def _exchange(self, conn: _Conn, request: bytes) -> tuple[int, bytes, bool]:

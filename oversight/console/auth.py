@@ -17,8 +17,7 @@ def _keys(request) -> list[str]:
 
 def _locked(request) -> bool:
     counts = cache.get_many(_keys(request))
-    return any(count >= MAX_FAILURES * (1 if key.startswith("login:fail:user") else 4)
-               for key, count in counts.items())
+    return any(count >= MAX_FAILURES * (1 if key.startswith("login:fail:user") else 4) for key, count in counts.items())
 
 
 class ThrottledLoginView(auth_views.LoginView):
@@ -26,8 +25,7 @@ class ThrottledLoginView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         if _locked(request):
-            response = self.render_to_response(self.get_context_data(
-                form=self.get_form(), locked=True))
+            response = self.render_to_response(self.get_context_data(form=self.get_form(), locked=True))
             response.status_code = 429
             return response
         return super().post(request, *args, **kwargs)

@@ -40,7 +40,8 @@ class MonitorConsumer(RelayMixin, AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         self.study, self.blind = await database_sync_to_async(_viewer)(
-            self.scope.get("user"), self.scope["url_route"]["kwargs"]["slug"])
+            self.scope.get("user"), self.scope["url_route"]["kwargs"]["slug"]
+        )
         if self.study is None:
             await self.close(code=4403)
             return
@@ -61,8 +62,7 @@ class MonitorConsumer(RelayMixin, AsyncJsonWebsocketConsumer):
         self.dirty.add(event["participant_id"])
 
     async def _rendered(self, participant_ids=None) -> dict:
-        data = await database_sync_to_async(monitor_data)(self.study, blind=self.blind,
-                                                           participant_ids=participant_ids)
+        data = await database_sync_to_async(monitor_data)(self.study, blind=self.blind, participant_ids=participant_ids)
         return await _render(data)
 
     async def _flush_loop(self):

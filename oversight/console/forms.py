@@ -70,9 +70,20 @@ class StudyForm(_NoColon, forms.ModelForm):
     class Meta:
         model = Study
         fields = [
-            "title", "slug", "consent_text", "instructions", "completion_message",
-            "design", "order", "disjoint_samples", "sample_seed", "randomise_item_order",
-            "confidence_format", "reveal_gold", "catch_pass_threshold", "blind_collaborators",
+            "title",
+            "slug",
+            "consent_text",
+            "instructions",
+            "completion_message",
+            "design",
+            "order",
+            "disjoint_samples",
+            "sample_seed",
+            "randomise_item_order",
+            "confidence_format",
+            "reveal_gold",
+            "catch_pass_threshold",
+            "blind_collaborators",
         ]
         labels = {
             "slug": "Slug (the participant link is /s/<slug>/)",
@@ -178,10 +189,22 @@ class TaskForm(_DesignPartForm):
 
     class Meta:
         model = Task
-        fields = ["name", "role", "bank", "sample_size", "time_limit_s", "splits", "subjects", "difficult_only",
-                  "position"]
-        labels = {"time_limit_s": "Time limit per item (seconds)", "difficult_only": "Difficult items only (QuALITY)",
-                  "position": "Order"}
+        fields = [
+            "name",
+            "role",
+            "bank",
+            "sample_size",
+            "time_limit_s",
+            "splits",
+            "subjects",
+            "difficult_only",
+            "position",
+        ]
+        labels = {
+            "time_limit_s": "Time limit per item (seconds)",
+            "difficult_only": "Difficult items only (QuALITY)",
+            "position": "Order",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -201,8 +224,18 @@ class ConditionForm(_DesignPartForm):
 
     class Meta:
         model = Condition
-        fields = ["name", "kind", "endpoint", "system_prompt", "sampling", "inject_passage", "send_question",
-                  "max_message_chars", "max_turns", "position"]
+        fields = [
+            "name",
+            "kind",
+            "endpoint",
+            "system_prompt",
+            "sampling",
+            "inject_passage",
+            "send_question",
+            "max_message_chars",
+            "max_turns",
+            "position",
+        ]
         labels = {"position": "Order", "sampling": "Sampling (JSON)"}
         widgets = {"system_prompt": forms.Textarea(attrs={"rows": 4}), "sampling": forms.Textarea(attrs={"rows": 2})}
 
@@ -248,9 +281,12 @@ class CollaboratorForm(_NoColon, forms.Form):
 
 # --- Banks ---------------------------------------------------------------------------------------------------
 
-BANK_FORMATS = [("", "Detect from the file"), ("mmlu", "MMLU (data.tar, or a zip of its CSVs)"),
-                ("quality", "QuALITY (JSON Lines, or the official zip)"), ("custom", "Custom (CSV with a header, "
-                                                                              "or JSON Lines)")]
+BANK_FORMATS = [
+    ("", "Detect from the file"),
+    ("mmlu", "MMLU (data.tar, or a zip of its CSVs)"),
+    ("quality", "QuALITY (JSON Lines, or the official zip)"),
+    ("custom", "Custom (CSV with a header, or JSON Lines)"),
+]
 DEFAULT_BANK_NAMES = {"mmlu": mmlu.DEFAULT_BANK, "quality": quality.DEFAULT_BANK}
 _MMLU_CSV = re.compile(r"^.+_(dev|val|test)\.csv$")
 _QUALITY_NAME = re.compile(r"\.(train|dev|test)(\.jsonl?)?$", re.IGNORECASE)
@@ -314,13 +350,16 @@ def custom_subformat(upload) -> str:
 
 
 class BankUploadForm(_NoColon, forms.Form):
-    file = forms.FileField(help_text="MMLU's data.tar or a zip of its CSVs; a QuALITY .jsonl or zip; a custom "
-                                     ".csv or .jsonl (columns in docs/banks.md).")
+    file = forms.FileField(
+        help_text="MMLU's data.tar or a zip of its CSVs; a QuALITY .jsonl or zip; a custom "
+        ".csv or .jsonl (columns in docs/banks.md)."
+    )
     format = forms.ChoiceField(choices=BANK_FORMATS, required=False)
     bank_name = forms.CharField(
-        max_length=100, required=False,
+        max_length=100,
+        required=False,
         help_text="Empty: MMLU, QuALITY, or the file's name for a custom bank. Importing into an existing bank "
-                  "adds new items and updates changed ones.",
+        "adds new items and updates changed ones.",
     )
 
     def clean(self):
@@ -355,19 +394,33 @@ FROZEN_WHILE_LIVE = ("kind", "model_label", "simulation")
 
 class EndpointForm(_NoColon, forms.ModelForm):
     token = forms.CharField(
-        required=False, max_length=500, widget=forms.PasswordInput(render_value=False),
+        required=False,
+        max_length=500,
+        widget=forms.PasswordInput(render_value=False),
         help_text="Never shown again. Editing: leave empty to keep the current token.",
     )
     clear_token = forms.BooleanField(required=False, label="Remove the stored token")
 
     class Meta:
         model = ModelEndpoint
-        fields = ["name", "kind", "base_url", "token", "model_label", "request_timeout_s", "max_concurrency",
-                  "simulation"]
-        labels = {"base_url": "Base URL", "request_timeout_s": "Request timeout (s)",
-                  "simulation": "Simulation settings (JSON, simulated endpoints only)"}
-        help_texts = {"simulation": "accuracy, seed, ttft_ms, tokens_per_s, sycophancy, quote_rate; missing keys "
-                                    "take defaults."}
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "token",
+            "model_label",
+            "request_timeout_s",
+            "max_concurrency",
+            "simulation",
+        ]
+        labels = {
+            "base_url": "Base URL",
+            "request_timeout_s": "Request timeout (s)",
+            "simulation": "Simulation settings (JSON, simulated endpoints only)",
+        }
+        help_texts = {
+            "simulation": "accuracy, seed, ttft_ms, tokens_per_s, sycophancy, quote_rate; missing keys take defaults."
+        }
         widgets = {"simulation": forms.Textarea(attrs={"rows": 3})}
 
     def __init__(self, *args, **kwargs):
@@ -377,9 +430,11 @@ class EndpointForm(_NoColon, forms.ModelForm):
             self.order_fields(["name", "kind", "base_url", "token", "clear_token"])
         else:
             del self.fields["clear_token"]
-        self.live_studies = list(
-            Study.objects.filter(status=Study.Status.LIVE, conditions__endpoint=self.instance).distinct()
-        ) if self.instance.pk else []
+        self.live_studies = (
+            list(Study.objects.filter(status=Study.Status.LIVE, conditions__endpoint=self.instance).distinct())
+            if self.instance.pk
+            else []
+        )
 
     def clean_token(self):
         return self.cleaned_data.get("token") or self.old_token
@@ -404,8 +459,11 @@ class EndpointForm(_NoColon, forms.ModelForm):
             names = ", ".join(s.slug for s in self.live_studies)
             for name in FROZEN_WHILE_LIVE:
                 if name in cleaned and name not in self.errors and _differs(name, cleaned[name], self.instance):
-                    self.add_error(name, f"Live studies ({names}) use this endpoint and their manifests froze this "
-                                         f"setting; add a new endpoint instead.")
+                    self.add_error(
+                        name,
+                        f"Live studies ({names}) use this endpoint and their manifests froze this "
+                        f"setting; add a new endpoint instead.",
+                    )
         return cleaned
 
 
@@ -428,13 +486,20 @@ class ExportForm(_NoColon, forms.Form):
     tampered POST (an unknown format, ids the study forbids) is refused here, before any job exists."""
 
     formats = forms.ChoiceField(
-        choices=[("all", "All three (CSV, JSONL and Parquet)"), ("csv", "CSV"), ("jsonl", "JSONL"),
-                 ("parquet", "Parquet")],
-        initial="all", widget=forms.RadioSelect, label="Formats",
+        choices=[
+            ("all", "All three (CSV, JSONL and Parquet)"),
+            ("csv", "CSV"),
+            ("jsonl", "JSONL"),
+            ("parquet", "Parquet"),
+        ],
+        initial="all",
+        widget=forms.RadioSelect,
+        label="Formats",
         error_messages={"invalid_choice": "Choose CSV, JSONL, Parquet or all three (got “%(value)s”)."},
     )
     include_external_ids = forms.BooleanField(
-        required=False, label="Include recruitment ids (Prolific PIDs)",
+        required=False,
+        label="Include recruitment ids (Prolific PIDs)",
         help_text="Identifies participants: for paying and linking records, never for publication.",
     )
     include_pilots = forms.BooleanField(required=False, label="Include pilot participants (marked)")
@@ -448,8 +513,9 @@ class ExportForm(_NoColon, forms.Form):
 
     def clean_include_external_ids(self):
         # A disabled field takes its initial value, so read what was actually posted.
-        wanted = self.fields["include_external_ids"].widget.value_from_datadict(self.data, self.files,
-                                                                              self.add_prefix("include_external_ids"))
+        wanted = self.fields["include_external_ids"].widget.value_from_datadict(
+            self.data, self.files, self.add_prefix("include_external_ids")
+        )
         if not wanted:
             return False
         if not self.may_identify:
@@ -467,9 +533,11 @@ class BonusForm(_NoColon, forms.Form):
     """The Prolific bonus rule: a fixed amount per correct scored answer (oversight/exports/payments.py)."""
 
     per_correct = forms.DecimalField(
-        label="Bonus per correct answer", min_value=0, max_digits=8, decimal_places=4,
+        label="Bonus per correct answer",
+        min_value=0,
+        max_digits=8,
+        decimal_places=4,
         help_text="In the Prolific study's currency, e.g. 0.10. Totals are rounded to the cent (half up).",
         widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "class": "short"}),
     )
-    withhold_excluded = forms.BooleanField(required=False,
-                                           label="No bonus for participants with an active exclusion")
+    withhold_excluded = forms.BooleanField(required=False, label="No bonus for participants with an active exclusion")

@@ -53,36 +53,41 @@ def monitor_rows(study: Study, *, participant_ids=None, blind: bool = False, now
         accuracy = {}
         if not blind:
             for cid, condition in conditions.items():
-                scored = [t for t in mine
-                          if t["condition_id"] == cid and t["role"] == "scored" and t["status"] in final]
+                scored = [
+                    t for t in mine if t["condition_id"] == cid and t["role"] == "scored" and t["status"] in final
+                ]
                 if scored:
                     accuracy[condition.name] = round(sum(bool(t["correct"]) for t in scored) / len(scored), 3)
         activity = p.last_event or p.created_at
         idle = p.status == Participant.Status.ACTIVE and now - activity > IDLE_AFTER
-        rows.append({
-            "id": p.pk,
-            "label": f"P{p.pk}",
-            "pilot": p.is_pilot,
-            "status": p.status,
-            "status_label": p.get_status_display(),
-            "done": sum(t["status"] in final for t in mine),
-            "total": len(mine),
-            "item": None if current is None else current["position"] + 1,
-            "condition": None if current is None else getattr(conditions.get(current["condition_id"]), "name", ""),
-            "deadline": current["deadline_at"].isoformat() if current and current["deadline_at"] else None,
-            "generating": bool(chat.get(p.pk, {}).get("generating")),
-            "messages": chat.get(p.pk, {}).get("messages", 0),
-            "accuracy": accuracy,
-            "last_activity": activity.isoformat(),
-            "idle": idle,
-        })
+        rows.append(
+            {
+                "id": p.pk,
+                "label": f"P{p.pk}",
+                "pilot": p.is_pilot,
+                "status": p.status,
+                "status_label": p.get_status_display(),
+                "done": sum(t["status"] in final for t in mine),
+                "total": len(mine),
+                "item": None if current is None else current["position"] + 1,
+                "condition": None if current is None else getattr(conditions.get(current["condition_id"]), "name", ""),
+                "deadline": current["deadline_at"].isoformat() if current and current["deadline_at"] else None,
+                "generating": bool(chat.get(p.pk, {}).get("generating")),
+                "messages": chat.get(p.pk, {}).get("messages", 0),
+                "accuracy": accuracy,
+                "last_activity": activity.isoformat(),
+                "idle": idle,
+            }
+        )
     return rows
 
 
 def monitor_summary(study: Study, *, blind: bool = False) -> dict:
     """Counts by status and accuracy so far per condition (pilots left out, as in analysis)."""
     by_status = dict(
-        Participant.objects.filter(study=study, is_pilot=False).values("status").annotate(n=Count("id"))
+        Participant.objects.filter(study=study, is_pilot=False)
+        .values("status")
+        .annotate(n=Count("id"))
         .values_list("status", "n")
     )
     summary = {"by_status": {label: by_status.get(value, 0) for value, label in Participant.Status.choices}}
@@ -90,11 +95,15 @@ def monitor_summary(study: Study, *, blind: bool = False) -> dict:
         accuracy = {}
         for condition in study.conditions.all():
             scored = Trial.objects.filter(
-                condition=condition, role="scored", participant__is_pilot=False,
+                condition=condition,
+                role="scored",
+                participant__is_pilot=False,
                 status__in=[Trial.Status.ANSWERED, Trial.Status.TIMED_OUT],
             ).aggregate(n=Count("id"), right=Count("id", filter=Q(correct=True)))
-            accuracy[condition.name] = {"n": scored["n"],
-                                        "accuracy": round(scored["right"] / scored["n"], 3) if scored["n"] else None}
+            accuracy[condition.name] = {
+                "n": scored["n"],
+                "accuracy": round(scored["right"] / scored["n"], 3) if scored["n"] else None,
+            }
         summary["accuracy"] = accuracy
     return summary
 
@@ -105,11 +114,17 @@ def condition_names(study: Study) -> list[str]:
 
 def monitor_data(study: Study, *, blind: bool, participant_ids=None) -> dict:
     """What the monitor page's partials render: all rows, or only those of `participant_ids`, and the summary."""
-    return {"study": study, "blind": blind, "summary": monitor_summary(study, blind=blind),
-            "rows": monitor_rows(study, participant_ids=participant_ids, blind=blind)}
+    return {
+        "study": study,
+        "blind": blind,
+        "summary": monitor_summary(study, blind=blind),
+        "rows": monitor_rows(study, participant_ids=participant_ids, blind=blind),
+    }
 
 
 def monitor_html(data: dict) -> dict:
     """`monitor_data` rendered by the page's own partials (no database access: safe off the database thread)."""
-    return {"rows": render_to_string(f"{TEMPLATE}#rows", data),
-            "summary": render_to_string(f"{TEMPLATE}#summary", data)}
+    return {
+        "rows": render_to_string(f"{TEMPLATE}#rows", data),
+        "summary": render_to_string(f"{TEMPLATE}#summary", data),
+    }

@@ -35,8 +35,11 @@ urlpatterns = [
     path("studies/<slug:slug>/conditions/<int:pk>", views_design.condition_edit, name="condition_edit"),
     path("studies/<slug:slug>/conditions/<int:pk>/delete", views_design.condition_delete, name="condition_delete"),
     path("studies/<slug:slug>/collaborators", views_design.collaborators, name="collaborators"),
-    path("studies/<slug:slug>/collaborators/<int:pk>/remove", views_design.collaborator_remove,
-         name="collaborator_remove"),
+    path(
+        "studies/<slug:slug>/collaborators/<int:pk>/remove",
+        views_design.collaborator_remove,
+        name="collaborator_remove",
+    ),
     path("banks/", views_banks.bank_list, name="banks"),
     path("banks/upload", views_banks.bank_upload, name="bank_upload"),
     path("banks/<int:pk>/", views_banks.bank_detail, name="bank"),
@@ -52,8 +55,9 @@ urlpatterns = [
     path("studies/<slug:slug>/participants/<int:participant_id>/exclude", views_run.exclude, name="exclude"),
     path("studies/<slug:slug>/exclusions/", views_run.exclusions, name="exclusions"),
     path("studies/<slug:slug>/exclusions/apply", views_run.apply_rule, name="apply_rule"),
-    path("studies/<slug:slug>/exclusions/<int:exclusion_id>/revoke", views_run.revoke_exclusion,
-         name="revoke_exclusion"),
+    path(
+        "studies/<slug:slug>/exclusions/<int:exclusion_id>/revoke", views_run.revoke_exclusion, name="revoke_exclusion"
+    ),
     path("studies/<slug:slug>/pilot", views_run.pilot, name="pilot"),
     # report
     path("studies/<slug:slug>/report/", views_report.report, name="report"),
@@ -63,9 +67,17 @@ urlpatterns = [
     # exports and payments
     path("studies/<slug:slug>/export/", views_export.export_page, name="export"),
     path("studies/<slug:slug>/export/<int:pk>/download", views_export.export_download, name="export_download"),
-    path("studies/<slug:slug>/export/prolific-bonus.csv", views_export.payments_file, {"which": "bonus"},
-         name="export_bonus"),
-    path("studies/<slug:slug>/export/statuses.csv", views_export.payments_file, {"which": "statuses"},
-         name="export_statuses"),
+    path(
+        "studies/<slug:slug>/export/prolific-bonus.csv",
+        views_export.payments_file,
+        {"which": "bonus"},
+        name="export_bonus",
+    ),
+    path(
+        "studies/<slug:slug>/export/statuses.csv",
+        views_export.payments_file,
+        {"which": "statuses"},
+        name="export_statuses",
+    ),
     # end exports and payments
 ]

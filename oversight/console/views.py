@@ -30,25 +30,31 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
     conditions = study.conditions.select_related("endpoint").annotate(
         n_items=Count("condition_items", distinct=True),
-        n_answered=Count("trials", filter=Q(trials__status__in=[Trial.Status.ANSWERED, Trial.Status.TIMED_OUT]),
-                         distinct=True),
+        n_answered=Count(
+            "trials", filter=Q(trials__status__in=[Trial.Status.ANSWERED, Trial.Status.TIMED_OUT]), distinct=True
+        ),
     )
-    return render(request, "console/study_detail.html", {
-        "study": study,
-        "can_edit": can_edit(request.user, study),
-        "conditions": conditions,
-        "tasks": study.tasks.select_related("bank"),
-        "statuses": [(label, by_status.get(value, 0)) for value, label in Participant.Status.choices],
-        "problems": study_design_problems(study) if study.status == study.Status.DRAFT else [],
-    })
+    return render(
+        request,
+        "console/study_detail.html",
+        {
+            "study": study,
+            "can_edit": can_edit(request.user, study),
+            "conditions": conditions,
+            "tasks": study.tasks.select_related("bank"),
+            "statuses": [(label, by_status.get(value, 0)) for value, label in Participant.Status.choices],
+            "problems": study_design_problems(study) if study.status == study.Status.DRAFT else [],
+        },
+    )
 
 
 @login_required
 @require_GET
 def study_manifest(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_study_for_user(request.user, slug)
-    return JsonResponse({"manifest_hash": study.manifest_hash, "manifest": study.manifest},
-                        json_dumps_params={"indent": 2})
+    return JsonResponse(
+        {"manifest_hash": study.manifest_hash, "manifest": study.manifest}, json_dumps_params={"indent": 2}
+    )
 
 
 @login_required

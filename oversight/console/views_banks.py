@@ -49,9 +49,13 @@ def bank_upload(request: HttpRequest) -> HttpResponse:
     require_staff(request.user)
     form = BankUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        job = bank_import_request(upload=form.cleaned_data["file"], format=form.cleaned_data["format"],
-                                  custom_format=form.cleaned_data["custom_format"],
-                                  bank_name=form.cleaned_data["bank_name"], by=request.user)
+        job = bank_import_request(
+            upload=form.cleaned_data["file"],
+            format=form.cleaned_data["format"],
+            custom_format=form.cleaned_data["custom_format"],
+            bank_name=form.cleaned_data["bank_name"],
+            by=request.user,
+        )
         return redirect("console:job", pk=job.pk)
     return render(request, "console/bank_upload.html", {"form": form})
 

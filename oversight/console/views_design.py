@@ -36,17 +36,26 @@ TEMPLATE = "console/study_form.html"
 
 
 def _frozen_page(request: HttpRequest, study: Study, message: str) -> HttpResponse:
-    return render(request, TEMPLATE, {"page": "locked", "study": study, "message": message,
-                                      "can_edit": can_edit(request.user, study)}, status=403)
+    return render(
+        request,
+        TEMPLATE,
+        {"page": "locked", "study": study, "message": message, "can_edit": can_edit(request.user, study)},
+        status=403,
+    )
 
 
 def _editable_draft(request: HttpRequest, slug: str) -> tuple[Study, HttpResponse | None]:
     """The draft this user may edit, or (study, the 403 page that says why its design is frozen)."""
     study = get_study_for_user(request.user, slug, write=True)
     if study.status != Study.Status.DRAFT:
-        return study, _frozen_page(request, study, (
-            f"“{study.title}” is {study.get_status_display().lower()}: its design was frozen in the manifest at "
-            f"launch and cannot be edited. Clone it to start a new draft with the same design."))
+        return study, _frozen_page(
+            request,
+            study,
+            (
+                f"“{study.title}” is {study.get_status_display().lower()}: its design was frozen in the manifest at "
+                f"launch and cannot be edited. Clone it to start a new draft with the same design."
+            ),
+        )
     return study, None
 
 
@@ -107,8 +116,9 @@ def study_clone_view(request: HttpRequest, slug: str) -> HttpResponse:
     require_staff(request.user)
     form = CloneForm(request.POST or None, initial={"slug": f"{study.slug}-copy"[:64]})
     if request.method == "POST" and form.is_valid():
-        clone = study_clone(study=study, slug=form.cleaned_data["slug"], title=form.cleaned_data["title"] or None,
-                            owner=request.user)
+        clone = study_clone(
+            study=study, slug=form.cleaned_data["slug"], title=form.cleaned_data["title"] or None, owner=request.user
+        )
         messages.success(request, f"Cloned into the draft “{clone.title}”.")
         return redirect("console:design", slug=clone.slug)
     return render(request, TEMPLATE, {"page": "clone", "study": study, "form": form})
@@ -119,8 +129,12 @@ def study_clone_view(request: HttpRequest, slug: str) -> HttpResponse:
 def study_recruitment(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_study_for_user(request.user, slug, write=True)
     if study.status == Study.Status.CLOSED:
-        return _frozen_page(request, study, f"“{study.title}” is closed: no participant can finish it any more, "
-                                            f"so its recruitment settings no longer change anything.")
+        return _frozen_page(
+            request,
+            study,
+            f"“{study.title}” is closed: no participant can finish it any more, "
+            f"so its recruitment settings no longer change anything.",
+        )
     form = RecruitmentForm(request.POST or None, instance=study)
     if request.method == "POST" and form.is_valid():
         form.save()
@@ -215,8 +229,12 @@ def _owned_study(request: HttpRequest, slug: str) -> Study:
 
 
 def _collaborators_response(request: HttpRequest, study: Study, form: CollaboratorForm) -> HttpResponse:
-    context = {"page": "collaborators", "study": study, "form": form,
-               "collaborators": study.collaborators.select_related("user").order_by("user__username")}
+    context = {
+        "page": "collaborators",
+        "study": study,
+        "form": form,
+        "collaborators": study.collaborators.select_related("user").order_by("user__username"),
+    }
     template = f"{TEMPLATE}#collaborators" if request.htmx else TEMPLATE
     # An invalid form comes back with 200 too: htmx swaps only 2xx responses by default.
     return render(request, template, context)
@@ -231,7 +249,8 @@ def collaborators(request: HttpRequest, slug: str) -> HttpResponse:
         if not form.is_valid():
             return _collaborators_response(request, study, form)
         _, created = Collaborator.objects.update_or_create(
-            study=study, user=form.user,
+            study=study,
+            user=form.user,
             defaults={"role": form.cleaned_data["role"], "blind": form.cleaned_data["blind"]},
         )
         verb = "added" if created else "updated"

@@ -50,46 +50,70 @@ def _study_data(request: HttpRequest, slug: str, *, write: bool = False) -> Stud
 def _exports(study: Study, *, may_identify: bool) -> list[dict]:
     now = timezone.now()
     rows = []
-    for job in Job.objects.filter(study=study, kind=Job.Kind.EXPORT).select_related("created_by") \
-            .order_by("-created_at", "-pk")[:MAX_LISTED]:
+    for job in (
+        Job.objects.filter(study=study, kind=Job.Kind.EXPORT)
+        .select_related("created_by")
+        .order_by("-created_at", "-pk")[:MAX_LISTED]
+    ):
         result = job.result or {}
         identifying = bool((job.params or {}).get("include_external_ids"))
         expired = bool(result.get("expired")) or (job.expires_at is not None and job.expires_at <= now)
-        rows.append({
-            "job": job,
-            "formats": ", ".join((job.params or {}).get("formats", [])),
-            "identifying": identifying,
-            "pilots": bool((job.params or {}).get("include_pilots")),
-            "size": result.get("size"),
-            "expired": expired,
-            "downloadable": (may_identify or not identifying) and export_file(job, now=now) is not None,
-            "finished": job.is_finished,
-        })
+        rows.append(
+            {
+                "job": job,
+                "formats": ", ".join((job.params or {}).get("formats", [])),
+                "identifying": identifying,
+                "pilots": bool((job.params or {}).get("include_pilots")),
+                "size": result.get("size"),
+                "expired": expired,
+                "downloadable": (may_identify or not identifying) and export_file(job, now=now) is not None,
+                "finished": job.is_finished,
+            }
+        )
     return rows
 
 
-def _page(request: HttpRequest, study: Study, *, form: ExportForm | None = None, bonus_form: BonusForm | None = None,
-          status: int = 200) -> HttpResponse:
+def _page(
+    request: HttpRequest,
+    study: Study,
+    *,
+    form: ExportForm | None = None,
+    bonus_form: BonusForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     may_identify = can_edit(request.user, study)
     rows = _exports(study, may_identify=may_identify)
-    context = {"page": "exports", "study": study, "may_identify": may_identify, "exports": rows,
-               "polling": any(not r["finished"] for r in rows)}
+    context = {
+        "page": "exports",
+        "study": study,
+        "may_identify": may_identify,
+        "exports": rows,
+        "polling": any(not r["finished"] for r in rows),
+    }
     if request.htmx:
         return render(request, f"{TEMPLATE}#exports", context, status=status)
     context["form"] = form or ExportForm(study=study, may_identify=may_identify)
     if may_identify:
-        context.update(_bonus_context(study, bonus_form or BonusForm(request.GET if "per_correct" in request.GET
-                                                                   else None)))
+        context.update(
+            _bonus_context(study, bonus_form or BonusForm(request.GET if "per_correct" in request.GET else None))
+        )
     return render(request, TEMPLATE, context, status=status)
 
 
 def _bonus_context(study: Study, form: BonusForm) -> dict:
     context: dict = {"bonus_form": form}
     if form.is_bound and form.is_valid():
-        rows = payment_rows(study=study, per_correct=form.cleaned_data["per_correct"],
-                            withhold_excluded=form.cleaned_data["withhold_excluded"])
-        query = urlencode({"per_correct": form.cleaned_data["per_correct"],
-                           **({"withhold_excluded": "on"} if form.cleaned_data["withhold_excluded"] else {})})
+        rows = payment_rows(
+            study=study,
+            per_correct=form.cleaned_data["per_correct"],
+            withhold_excluded=form.cleaned_data["withhold_excluded"],
+        )
+        query = urlencode(
+            {
+                "per_correct": form.cleaned_data["per_correct"],
+                **({"withhold_excluded": "on"} if form.cleaned_data["withhold_excluded"] else {}),
+            }
+        )
         context["bonus"] = {
             "lines": len(prolific_bonus_lines(rows)),
             "total": sum((r.bonus for r in rows if r.prolific_pid), Decimal("0")),
@@ -113,9 +137,13 @@ def export_page(request: HttpRequest, slug: str) -> HttpResponse:
     form = ExportForm(request.POST, study=study, may_identify=can_edit(request.user, study))
     if form.is_valid():
         try:
-            job = export_request(study=study, by=request.user, formats=form.cleaned_data["formats"],
-                                 include_external_ids=form.cleaned_data["include_external_ids"],
-                                 include_pilots=form.cleaned_data["include_pilots"])
+            job = export_request(
+                study=study,
+                by=request.user,
+                formats=form.cleaned_data["formats"],
+                include_external_ids=form.cleaned_data["include_external_ids"],
+                include_pilots=form.cleaned_data["include_pilots"],
+            )
         except ExportError as exc:  # the study's setting changed since the form was checked
             form.add_error(None, str(exc))
         else:
@@ -134,10 +162,18 @@ def export_download(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     path = export_file(job)
     if path is None:
         done = job.status == Job.Status.DONE
-        return render(request, TEMPLATE, {"page": "gone" if done else "not_ready", "study": study, "job": job},
-                      status=410 if done else 404)
-    response = FileResponse(path.open("rb"), as_attachment=True, filename=job.result.get("filename") or path.name,
-                            content_type="application/zip")
+        return render(
+            request,
+            TEMPLATE,
+            {"page": "gone" if done else "not_ready", "study": study, "job": job},
+            status=410 if done else 404,
+        )
+    response = FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=job.result.get("filename") or path.name,
+        content_type="application/zip",
+    )
     response["Cache-Control"] = "private, no-store"
     return response
 
@@ -152,8 +188,11 @@ def payments_file(request: HttpRequest, slug: str, which: str) -> HttpResponse:
     form = BonusForm(request.GET)
     if not form.is_valid():
         return _page(request, study, bonus_form=form, status=400)
-    rows = payment_rows(study=study, per_correct=form.cleaned_data["per_correct"],
-                        withhold_excluded=form.cleaned_data["withhold_excluded"])
+    rows = payment_rows(
+        study=study,
+        per_correct=form.cleaned_data["per_correct"],
+        withhold_excluded=form.cleaned_data["withhold_excluded"],
+    )
     out = io.StringIO(newline="")
     write(rows, out)
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")

@@ -97,9 +97,16 @@ def _table(analysis: dict, items_base: str, variant: str, resamples: int) -> dic
             if cell is None:
                 cells.append(None)
                 continue
-            cells.append({"value": _value(cell["accuracy"]), "ci": _ci(cell["accuracy"]), "ce": _value(cell["ce"]),
-                          "n": cell["n_items"], "n_participants": cell["n_participants"],
-                          "n_answers": cell["n_answers"]})
+            cells.append(
+                {
+                    "value": _value(cell["accuracy"]),
+                    "ci": _ci(cell["accuracy"]),
+                    "ce": _value(cell["ce"]),
+                    "n": cell["n_items"],
+                    "n_participants": cell["n_participants"],
+                    "n_answers": cell["n_answers"],
+                }
+            )
         link = items_base + _query(variant, resamples, condition=row["condition_id"])
         rows.append({"label": row["label"], "kind": row["kind"], "key": row["key"], "cells": cells, "link": link})
     return {"columns": columns, "rows": rows}
@@ -125,34 +132,54 @@ def _metric_rows(analysis: dict) -> tuple[list[str], list[dict]]:
         def get(b):
             v = b["all"]["dialogue"][key]
             return plain("–" if v is None else f"{v:.{digits}f}{suffix}")
+
         return get
 
     rows = [
-        row("Participants × items (answers)", lambda b: plain(
-            f"{b['all']['n_participants']} × {b['all']['n_items']} ({b['all']['n_answers']})")),
+        row(
+            "Participants × items (answers)",
+            lambda b: plain(f"{b['all']['n_participants']} × {b['all']['n_items']} ({b['all']['n_answers']})"),
+        ),
         row("Accuracy (%)", lambda b: est(b["all"]["accuracy"])),
         row("Pooled accuracy, for contrast (%)", lambda b: plain(_num(b["all"]["pooled_accuracy"]))),
         row("Mean confidence (%)", lambda b: est(b["all"]["mean_confidence"]), "Confidence"),
     ]
     if len(tasks) > 1:
         for task in tasks:
-            rows.append(row(f"Mean confidence, {task} (%)", lambda b, task=task: est(
-                b["by_task"][task]["mean_confidence"]) if task in b["by_task"] else plain("–"), "Confidence"))
+            rows.append(
+                row(
+                    f"Mean confidence, {task} (%)",
+                    lambda b, task=task: (
+                        est(b["by_task"][task]["mean_confidence"]) if task in b["by_task"] else plain("–")
+                    ),
+                    "Confidence",
+                )
+            )
     rows += [
         row("Calibration error (pp)", lambda b: est(b["all"]["calibration"]["ce"]), "Confidence"),
         row("Vote accuracy (%)", lambda b: est(b["all"]["vote"]["accuracy"]), "Vote"),
         row("Vote mean confidence (%)", lambda b: plain(_num(b["all"]["vote"]["mean_confidence"])), "Vote"),
-        row("Max-confidence vote subset: accuracy (%)", lambda b: est(b["all"]["vote"]["max_confidence"]["accuracy"]),
-            "Vote"),
-        row("Max-confidence vote subset: N items", lambda b: plain(str(b["all"]["vote"]["max_confidence"]["n_items"])),
-            "Vote"),
-        row("Vote ties (by plurality / lowest option)", lambda b: plain(
-            f"{b['all']['vote']['ties']['plurality']} / {b['all']['vote']['ties']['lowest_option']}"), "Vote"),
+        row(
+            "Max-confidence vote subset: accuracy (%)",
+            lambda b: est(b["all"]["vote"]["max_confidence"]["accuracy"]),
+            "Vote",
+        ),
+        row(
+            "Max-confidence vote subset: N items",
+            lambda b: plain(str(b["all"]["vote"]["max_confidence"]["n_items"])),
+            "Vote",
+        ),
+        row(
+            "Vote ties (by plurality / lowest option)",
+            lambda b: plain(f"{b['all']['vote']['ties']['plurality']} / {b['all']['vote']['ties']['lowest_option']}"),
+            "Vote",
+        ),
         row("Learning: first half (%)", lambda b: est(b["learning"]["first_half"]), "Learning"),
         row("Learning: second half (%)", lambda b: est(b["learning"]["second_half"]), "Learning"),
         row("Learning: second − first (pp)", lambda b: est(b["learning"]["difference"], sign=True), "Learning"),
-        row("Learning: participants with both halves", lambda b: plain(str(b["learning"]["n_participants"])),
-            "Learning"),
+        row(
+            "Learning: participants with both halves", lambda b: plain(str(b["learning"]["n_participants"])), "Learning"
+        ),
         row("Turns per item", dialogue("turns_per_item"), "Dialogue"),
         row("Resets per item", dialogue("resets_per_item", 2), "Dialogue"),
         row("Seconds per item: mean", dialogue("seconds_per_item_mean", 0), "Dialogue"),
@@ -161,8 +188,13 @@ def _metric_rows(analysis: dict) -> tuple[list[str], list[dict]]:
         row("Items with a quote (%)", dialogue("items_with_quotes_share", 0), "Dialogue"),
         row("Quotes verified (%)", dialogue("quotes_verified_share", 0), "Dialogue"),
         row("Timed out (%)", dialogue("timed_out_share", 0), "Dialogue"),
-        row("Submitted: manual / auto / server", lambda b: plain(" / ".join(
-            str(b["all"]["dialogue"]["submit_kinds"].get(k, 0)) for k in ("manual", "auto", "server"))), "Dialogue"),
+        row(
+            "Submitted: manual / auto / server",
+            lambda b: plain(
+                " / ".join(str(b["all"]["dialogue"]["submit_kinds"].get(k, 0)) for k in ("manual", "auto", "server"))
+            ),
+            "Dialogue",
+        ),
     ]
     return [labels[cid] for cid in order], rows
 
@@ -180,26 +212,44 @@ def _sandwich(analysis: dict) -> list[dict]:
                 test = s["paired_tests"].get(key, {})
                 individual, vote = test.get("individual") or {}, test.get("vote") or {}
                 gap = s["gaps"]["assisted_minus_model"].get(key)
-                models.append({
-                    "label": labels.get(key, key), "accuracy": _value(m["accuracy"]), "ci": _ci(m["accuracy"]),
-                    "gap": _value(gap, sign=True), "gap_ci": _ci(gap, sign=True),
-                    "p": _p(individual.get("p_value")), "p_items": individual.get("n_items"),
-                    "p_exact": individual.get("exact"), "vote_p": _p(vote.get("p_value")),
-                })
+                models.append(
+                    {
+                        "label": labels.get(key, key),
+                        "accuracy": _value(m["accuracy"]),
+                        "ci": _ci(m["accuracy"]),
+                        "gap": _value(gap, sign=True),
+                        "gap_ci": _ci(gap, sign=True),
+                        "p": _p(individual.get("p_value")),
+                        "p_items": individual.get("n_items"),
+                        "p_exact": individual.get("exact"),
+                        "vote_p": _p(vote.get("p_value")),
+                    }
+                )
             best = s["best_other"]
             gap_best = s["gaps"]["assisted_minus_best_other"]
             gap_unaided = s["gaps"]["assisted_minus_unaided"]
-            out.append({
-                "scope": name, "assisted_name": pair["assisted"]["name"], "unaided_name": pair["unaided"]["name"],
-                "assisted": _value(s["assisted"]), "assisted_ci": _ci(s["assisted"]),
-                "n_assisted": s["n_items_assisted"], "n_unaided": s["n_items_unaided"],
-                "unaided": _value(s["unaided"]), "unaided_ci": _ci(s["unaided"]), "same_items": s["same_items"],
-                "best_label": best["label"] if best else None,
-                "best": _value(best["accuracy"]) if best else "–", "best_ci": _ci(best["accuracy"]) if best else "",
-                "gap": _value(gap_best, sign=True), "gap_ci": _ci(gap_best, sign=True),
-                "gap_unaided": _value(gap_unaided, sign=True), "gap_unaided_ci": _ci(gap_unaided, sign=True),
-                "models": models,
-            })
+            out.append(
+                {
+                    "scope": name,
+                    "assisted_name": pair["assisted"]["name"],
+                    "unaided_name": pair["unaided"]["name"],
+                    "assisted": _value(s["assisted"]),
+                    "assisted_ci": _ci(s["assisted"]),
+                    "n_assisted": s["n_items_assisted"],
+                    "n_unaided": s["n_items_unaided"],
+                    "unaided": _value(s["unaided"]),
+                    "unaided_ci": _ci(s["unaided"]),
+                    "same_items": s["same_items"],
+                    "best_label": best["label"] if best else None,
+                    "best": _value(best["accuracy"]) if best else "–",
+                    "best_ci": _ci(best["accuracy"]) if best else "",
+                    "gap": _value(gap_best, sign=True),
+                    "gap_ci": _ci(gap_best, sign=True),
+                    "gap_unaided": _value(gap_unaided, sign=True),
+                    "gap_unaided_ci": _ci(gap_unaided, sign=True),
+                    "models": models,
+                }
+            )
     return out
 
 
@@ -213,8 +263,14 @@ def _participant_rows(analysis: dict, people: list[dict], study: Study, excluded
             cid = r["condition_id"]
             acc = person["accuracy"].get(cid)
             cells.append("–" if acc is None else f"{acc:.0f}% ({person['n'][cid]})")
-        rows.append({"id": pid, "excluded": pid in excluded, "cells": cells,
-                     "url": reverse("console:transcript", kwargs={"slug": study.slug, "participant_id": pid})})
+        rows.append(
+            {
+                "id": pid,
+                "excluded": pid in excluded,
+                "cells": cells,
+                "url": reverse("console:transcript", kwargs={"slug": study.slug, "participant_id": pid}),
+            }
+        )
     return [r["label"] for r in human], rows
 
 
@@ -227,8 +283,14 @@ def report(request: HttpRequest, slug: str) -> HttpResponse:
     """The report page: the table, the key metrics, the sandwich, the plots, the method; `?exclusions=off`."""
     study = get_study_for_user(request.user, slug)
     variant, resamples = _params(request)
-    context = {"study": study, "variant": variant, "resamples": resamples, "max_resamples": MAX_RESAMPLES,
-               "default_resamples": DEFAULT_RESAMPLES, "hidden": results_hidden(request.user, study)}
+    context = {
+        "study": study,
+        "variant": variant,
+        "resamples": resamples,
+        "max_resamples": MAX_RESAMPLES,
+        "default_resamples": DEFAULT_RESAMPLES,
+        "hidden": results_hidden(request.user, study),
+    }
     if context["hidden"]:
         return render(request, "console/report.html", context)
 
@@ -240,37 +302,62 @@ def report(request: HttpRequest, slug: str) -> HttpResponse:
     items_url = items_base + _query(variant, resamples)
     excluded = set(data["participants"]["excluded"])
     condition_labels, metric_rows = _metric_rows(analysis)
-    participant_columns, participant_rows = _participant_rows(analysis, bundle["participants"][variant], study,
-                                                              excluded)
+    participant_columns, participant_rows = _participant_rows(
+        analysis, bundle["participants"][variant], study, excluded
+    )
     query = _query(variant, resamples)
-    context.update({
-        "report": data,
-        "analysis": analysis,
-        "same_variants": data["with_exclusions"] == data["without_exclusions"],
-        "with_url": base + _query("with_exclusions", resamples),
-        "without_url": base + _query("without_exclusions", resamples),
-        "items_url": items_url,
-        "table": _table(analysis, items_base, variant, resamples),
-        "condition_labels": condition_labels,
-        "metric_rows": metric_rows,
-        "sandwich": _sandwich(analysis),
-        "participant_columns": participant_columns,
-        "participant_rows": participant_rows,
-        "excluded": [{"id": pid, "url": reverse("console:transcript", kwargs={"slug": slug, "participant_id": pid})}
-                     for pid in data["participants"]["excluded"]],
-        "screened": data["participants"]["screened_out_not_excluded"],
-        "experts": bundle["experts"],
-        "plots": [{"name": name, "title": plots.PLOTS[name], "full": name in FULL_WIDTH_PLOTS,
-                   "src": reverse("console:report_plot", kwargs={"slug": slug, "name": name}) + query,
-                   "download": reverse("console:report_plot", kwargs={"slug": slug, "name": name})
-                   + _query(variant, resamples, download=1)}
-                  for name in PLOT_ORDER],
-        "method": [(key.replace("_", " ").capitalize(), data["method"][key])
-                   for key in ("accuracy", "vote", "vote_tie_rule", "vote_confidence", "calibration",
-                               "confidence_format", "mean_confidence", "learning_effect", "sandwich", "dialogue",
-                               "paired_tests", "inclusion", "units")],
-        "bootstrap": data["method"]["bootstrap"],
-    })
+    context.update(
+        {
+            "report": data,
+            "analysis": analysis,
+            "same_variants": data["with_exclusions"] == data["without_exclusions"],
+            "with_url": base + _query("with_exclusions", resamples),
+            "without_url": base + _query("without_exclusions", resamples),
+            "items_url": items_url,
+            "table": _table(analysis, items_base, variant, resamples),
+            "condition_labels": condition_labels,
+            "metric_rows": metric_rows,
+            "sandwich": _sandwich(analysis),
+            "participant_columns": participant_columns,
+            "participant_rows": participant_rows,
+            "excluded": [
+                {"id": pid, "url": reverse("console:transcript", kwargs={"slug": slug, "participant_id": pid})}
+                for pid in data["participants"]["excluded"]
+            ],
+            "screened": data["participants"]["screened_out_not_excluded"],
+            "experts": bundle["experts"],
+            "plots": [
+                {
+                    "name": name,
+                    "title": plots.PLOTS[name],
+                    "full": name in FULL_WIDTH_PLOTS,
+                    "src": reverse("console:report_plot", kwargs={"slug": slug, "name": name}) + query,
+                    "download": reverse("console:report_plot", kwargs={"slug": slug, "name": name})
+                    + _query(variant, resamples, download=1),
+                }
+                for name in PLOT_ORDER
+            ],
+            "method": [
+                (key.replace("_", " ").capitalize(), data["method"][key])
+                for key in (
+                    "accuracy",
+                    "vote",
+                    "vote_tie_rule",
+                    "vote_confidence",
+                    "calibration",
+                    "confidence_format",
+                    "mean_confidence",
+                    "learning_effect",
+                    "sandwich",
+                    "dialogue",
+                    "paired_tests",
+                    "inclusion",
+                    "units",
+                )
+            ],
+            "bootstrap": data["method"]["bootstrap"],
+        }
+    )
     return render(request, "console/report.html", context)
 
 
@@ -300,8 +387,12 @@ def report_items(request: HttpRequest, slug: str) -> HttpResponse:
     """Per item: answers, share right, the vote, the gold, the models' answers, links to the transcripts."""
     study = get_study_for_user(request.user, slug)
     variant, resamples = _params(request)
-    context = {"study": study, "variant": variant, "resamples": resamples,
-               "hidden": results_hidden(request.user, study)}
+    context = {
+        "study": study,
+        "variant": variant,
+        "resamples": resamples,
+        "hidden": results_hidden(request.user, study),
+    }
     if context["hidden"]:
         return render(request, "console/report.html", {**context, "items_page": True})
     bundle = report_bundle(study=study, resamples=resamples)
@@ -319,31 +410,49 @@ def report_items(request: HttpRequest, slug: str) -> HttpResponse:
             continue
         vote = r["vote"]
         answers = r["answers"]
-        rows.append({
-            **r,
-            "gold_letter": _letter(r["gold"]),
-            "accuracy_text": f"{r['accuracy']:.0f}",
-            "vote_text": "–" if vote is None else f"{_letter(vote['choice'])} ({vote['confidence']:.0f}%)",
-            "vote_correct": vote["correct"] if vote else None,
-            "model_cells": [
-                {"text": _letter(r["models"][k]["predicted"]), "correct": r["models"][k]["correct"]}
-                if k in r["models"] else None for k in model_keys
-            ],
-            "links": [{"id": pid, "correct": correct, "excluded": pid in excluded,
-                       "url": reverse("console:transcript", kwargs={"slug": slug, "participant_id": pid})
-                       + (f"#item-{position}" if position is not None else "")}
-                      for pid, position, correct in answers[:MAX_PARTICIPANT_LINKS]],
-            "more": max(len(answers) - MAX_PARTICIPANT_LINKS, 0),
-        })
+        rows.append(
+            {
+                **r,
+                "gold_letter": _letter(r["gold"]),
+                "accuracy_text": f"{r['accuracy']:.0f}",
+                "vote_text": "–" if vote is None else f"{_letter(vote['choice'])} ({vote['confidence']:.0f}%)",
+                "vote_correct": vote["correct"] if vote else None,
+                "model_cells": [
+                    {"text": _letter(r["models"][k]["predicted"]), "correct": r["models"][k]["correct"]}
+                    if k in r["models"]
+                    else None
+                    for k in model_keys
+                ],
+                "links": [
+                    {
+                        "id": pid,
+                        "correct": correct,
+                        "excluded": pid in excluded,
+                        "url": reverse("console:transcript", kwargs={"slug": slug, "participant_id": pid})
+                        + (f"#item-{position}" if position is not None else ""),
+                    }
+                    for pid, position, correct in answers[:MAX_PARTICIPANT_LINKS]
+                ],
+                "more": max(len(answers) - MAX_PARTICIPANT_LINKS, 0),
+            }
+        )
     conditions = [{"id": c["id"], "name": c["name"]} for c in analysis["conditions"]]
     base = reverse("console:report_items", kwargs={"slug": slug})
-    context.update({
-        "items_page": True, "rows": rows, "model_labels": model_labels, "conditions": conditions, "only": only,
-        "report_url": reverse("console:report", kwargs={"slug": slug}) + _query(variant, resamples),
-        "all_url": base + _query(variant, resamples),
-        "condition_urls": [{"id": c["id"], "name": c["name"],
-                            "url": base + _query(variant, resamples, condition=c["id"])} for c in conditions],
-        "with_url": base + _query("with_exclusions", resamples, condition=only),
-        "without_url": base + _query("without_exclusions", resamples, condition=only),
-    })
+    context.update(
+        {
+            "items_page": True,
+            "rows": rows,
+            "model_labels": model_labels,
+            "conditions": conditions,
+            "only": only,
+            "report_url": reverse("console:report", kwargs={"slug": slug}) + _query(variant, resamples),
+            "all_url": base + _query(variant, resamples),
+            "condition_urls": [
+                {"id": c["id"], "name": c["name"], "url": base + _query(variant, resamples, condition=c["id"])}
+                for c in conditions
+            ],
+            "with_url": base + _query("with_exclusions", resamples, condition=only),
+            "without_url": base + _query("without_exclusions", resamples, condition=only),
+        }
+    )
     return render(request, "console/report.html", context)

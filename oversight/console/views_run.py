@@ -21,10 +21,17 @@ def monitor(request: HttpRequest, slug: str) -> HttpResponse:
     """The page renders a full snapshot (works without JS); the websocket then keeps it live."""
     study = get_study_for_user(request.user, slug)
     blind = viewer_is_blind(request.user, study)
-    return render(request, "console/monitor.html", {
-        "study": study, "rows": monitor_rows(study, blind=blind), "summary": monitor_summary(study, blind=blind),
-        "blind": blind, "conditions": condition_names(study),
-    })
+    return render(
+        request,
+        "console/monitor.html",
+        {
+            "study": study,
+            "rows": monitor_rows(study, blind=blind),
+            "summary": monitor_summary(study, blind=blind),
+            "blind": blind,
+            "conditions": condition_names(study),
+        },
+    )
 
 
 @login_required
@@ -41,17 +48,33 @@ def transcript(request: HttpRequest, slug: str, participant_id: int) -> HttpResp
     rows = []
     for trial in trials:
         item = trial.item
-        seconds = (trial.submitted_at - trial.shown_at).total_seconds() if trial.submitted_at and trial.shown_at \
-            else None
-        rows.append({"trial": trial, "item": item, "options": list(zip(item.letters, item.options, strict=True)),
-                     "chosen": None if trial.choice is None else item.letters[trial.choice],
-                     "gold": None if blind else item.gold_letter, "seconds": seconds,
-                     "messages": chat.get(trial.pk, [])})
-    return render(request, "console/transcript.html", {
-        "study": study, "participant": participant, "rows": rows, "blind": blind,
-        "exclusions": participant.exclusions.select_related("created_by", "revoked_by").order_by("-created_at"),
-        "rules": RULES, "events": participant.events.select_related("trial").order_by("at")[:500],
-    })
+        seconds = (
+            (trial.submitted_at - trial.shown_at).total_seconds() if trial.submitted_at and trial.shown_at else None
+        )
+        rows.append(
+            {
+                "trial": trial,
+                "item": item,
+                "options": list(zip(item.letters, item.options, strict=True)),
+                "chosen": None if trial.choice is None else item.letters[trial.choice],
+                "gold": None if blind else item.gold_letter,
+                "seconds": seconds,
+                "messages": chat.get(trial.pk, []),
+            }
+        )
+    return render(
+        request,
+        "console/transcript.html",
+        {
+            "study": study,
+            "participant": participant,
+            "rows": rows,
+            "blind": blind,
+            "exclusions": participant.exclusions.select_related("created_by", "revoked_by").order_by("-created_at"),
+            "rules": RULES,
+            "events": participant.events.select_related("trial").order_by("at")[:500],
+        },
+    )
 
 
 @login_required
@@ -60,8 +83,12 @@ def exclude(request: HttpRequest, slug: str, participant_id: int) -> HttpRespons
     study = get_study_for_user(request.user, slug, write=True)
     participant = get_object_or_404(Participant, study=study, pk=participant_id)
     try:
-        exclusion_add(participant=participant, reason=request.POST.get("reason", ""),
-                      rule=request.POST.get("rule", "manual"), by=request.user)
+        exclusion_add(
+            participant=participant,
+            reason=request.POST.get("reason", ""),
+            rule=request.POST.get("rule", "manual"),
+            by=request.user,
+        )
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
@@ -88,15 +115,28 @@ def exclusions(request: HttpRequest, slug: str) -> HttpResponse:
     candidates = []
     if rule:
         try:
-            candidates = exclusion_candidates(study=study, rule=rule, k=_float(request.GET.get("k"), 2.0),
-                                              min_seconds=_float(request.GET.get("min_seconds"), 5.0))
+            candidates = exclusion_candidates(
+                study=study,
+                rule=rule,
+                k=_float(request.GET.get("k"), 2.0),
+                min_seconds=_float(request.GET.get("min_seconds"), 5.0),
+            )
         except ValueError as exc:
             messages.error(request, str(exc))
     active = Exclusion.objects.filter(participant__study=study).select_related("participant", "created_by")
-    return render(request, "console/exclusions.html", {
-        "study": study, "rules": RULES, "rule": rule, "candidates": candidates, "exclusions": active,
-        "k": request.GET.get("k", "2"), "min_seconds": request.GET.get("min_seconds", "5"),
-    })
+    return render(
+        request,
+        "console/exclusions.html",
+        {
+            "study": study,
+            "rules": RULES,
+            "rule": rule,
+            "candidates": candidates,
+            "exclusions": active,
+            "k": request.GET.get("k", "2"),
+            "min_seconds": request.GET.get("min_seconds", "5"),
+        },
+    )
 
 
 def _float(raw, default: float) -> float:
@@ -112,14 +152,19 @@ def apply_rule(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_study_for_user(request.user, slug, write=True)
     rule = request.POST.get("rule", "")
     try:
-        candidates = exclusion_candidates(study=study, rule=rule, k=_float(request.POST.get("k"), 2.0),
-                                          min_seconds=_float(request.POST.get("min_seconds"), 5.0))
+        candidates = exclusion_candidates(
+            study=study,
+            rule=rule,
+            k=_float(request.POST.get("k"), 2.0),
+            min_seconds=_float(request.POST.get("min_seconds"), 5.0),
+        )
     except ValueError as exc:
         messages.error(request, str(exc))
         return redirect("console:exclusions", slug=slug)
     for c in candidates:
-        exclusion_add(participant=c["participant"], reason=f"{RULES[rule]}: {c['evidence']}", rule=rule,
-                      by=request.user)
+        exclusion_add(
+            participant=c["participant"], reason=f"{RULES[rule]}: {c['evidence']}", rule=rule, by=request.user
+        )
     messages.success(request, f"Rule “{RULES[rule]}” excluded {len(candidates)} participant(s).")
     return redirect("console:exclusions", slug=slug)
 
@@ -133,6 +178,7 @@ def pilot(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, "Launch the study first: a pilot runs the frozen design participants will see.")
         return redirect("console:study", slug=slug)
     count = Participant.objects.filter(study=study, is_pilot=True).count()
-    participant = participant_join(study=study, params={"pid": f"pilot-{request.user.pk}-{count + 1}"},
-                                   consent=True, is_pilot=True)
+    participant = participant_join(
+        study=study, params={"pid": f"pilot-{request.user.pk}-{count + 1}"}, consent=True, is_pilot=True
+    )
     return redirect("participant:next", token=participant.token)

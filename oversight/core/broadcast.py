@@ -17,8 +17,7 @@ from channels.layers import get_channel_layer
 log = logging.getLogger(__name__)
 
 # Copied into sync_to_async threads with the rest of the caller's context, so sync code can find its loop.
-_loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar("broadcast_loop",
-                                                                                        default=None)
+_loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar("broadcast_loop", default=None)
 _pending: set[asyncio.Task] = set()  # fire-and-forget sends stay referenced until they finish
 # The web process's loop, for threads that did not inherit a context (the in-process deadline sweeper): the
 # in-memory channel layer's queues belong to that loop and must not be touched from another thread's loop.

@@ -13,6 +13,8 @@ from oversight.core import redisclient
 
 _lock = threading.Lock()
 _local: dict[str, tuple[float, int]] = {}  # key -> (window ends at, count)
+
+
 def hit(key: str, window_s: int) -> int:
     """Count one event under `key`; returns how many there have been in the current window, this one included."""
     if settings.REDIS_URL:

@@ -16,8 +16,7 @@ from django.db import transaction
 log = logging.getLogger(__name__)
 
 
-def enqueue_on_commit(task, *args, eta: datetime | None = None,
-                      on_failure: Callable[[], object] | None = None) -> None:
+def enqueue_on_commit(task, *args, eta: datetime | None = None, on_failure: Callable[[], object] | None = None) -> None:
     """Send `task(*args)` (at `eta`, if given) once the current transaction commits.
 
     A broker that cannot be reached is logged, then `on_failure()` is called, rather than raised: by then the
@@ -34,8 +33,9 @@ def enqueue_on_commit(task, *args, eta: datetime | None = None,
         try:
             task.apply_async(args, eta=eta)
         except Exception:  # noqa: BLE001 - kombu's OperationalError after its publish retries, or worse
-            log.warning("could not enqueue %s", task.name, exc_info=True,
-                        extra={"task": task.name, "task_args": list(args)})
+            log.warning(
+                "could not enqueue %s", task.name, exc_info=True, extra={"task": task.name, "task_args": list(args)}
+            )
             if on_failure is not None:
                 on_failure()
 

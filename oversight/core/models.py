@@ -414,18 +414,29 @@ class JobLifecycle:
         """Store progress (`done`, `total`, `message`, …) while running; a late report after the end is dropped."""
         return self.update_if(Q(where, status=JobStatus.RUNNING), **fields)
 
-    def finish(self, status: str, *, message: str = "", now: datetime | None = None, where: Q = NO_CONDITION,
-               **fields) -> bool:
+    def finish(
+        self, status: str, *, message: str = "", now: datetime | None = None, where: Q = NO_CONDITION, **fields
+    ) -> bool:
         """Running → done, failed or cancelled, once."""
         if status not in self.FINISHED:
             raise ValueError(f"{status!r} does not finish a job")
-        return self.update_if(Q(where, status=JobStatus.RUNNING), status=status, message=message,
-                              finished_at=now or timezone.now(), **fields)
+        return self.update_if(
+            Q(where, status=JobStatus.RUNNING),
+            status=status,
+            message=message,
+            finished_at=now or timezone.now(),
+            **fields,
+        )
 
     def fail(self, message: str, *, now: datetime | None = None, where: Q = NO_CONDITION, **fields) -> bool:
         """Running → failed; or queued → failed, for a job that could not be handed to a worker at all."""
-        return self.update_if(Q(where, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]), status=JobStatus.FAILED,
-                              message=message, finished_at=now or timezone.now(), **fields)
+        return self.update_if(
+            Q(where, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]),
+            status=JobStatus.FAILED,
+            message=message,
+            finished_at=now or timezone.now(),
+            **fields,
+        )
 
     def fail_unexpectedly(self, exc: BaseException) -> bool:
         """Fail on an error nobody planned for. Call it in the `except` block: the traceback goes to the log, and
@@ -433,12 +444,17 @@ class JobLifecycle:
         log.exception("%s failed", self)
         return self.fail(f"Unexpected error ({type(exc).__name__}); see the server log.")
 
-    def cancel(self, *, message: str = "Cancelled before it started", now: datetime | None = None,
-               where: Q = NO_CONDITION) -> bool:
+    def cancel(
+        self, *, message: str = "Cancelled before it started", now: datetime | None = None, where: Q = NO_CONDITION
+    ) -> bool:
         """Queued → cancelled: a job nobody executes yet stops at once, and no executor can claim it after this.
         A running one is not stopped here (BaselineRun asks its executor to stop with `cancel_requested`)."""
-        return self.update_if(Q(where, status=JobStatus.QUEUED), status=JobStatus.CANCELLED, message=message,
-                              finished_at=now or timezone.now())
+        return self.update_if(
+            Q(where, status=JobStatus.QUEUED),
+            status=JobStatus.CANCELLED,
+            message=message,
+            finished_at=now or timezone.now(),
+        )
 
 
 class Job(JobLifecycle, models.Model):
@@ -474,5 +490,4 @@ class Job(JobLifecycle, models.Model):
         """Take the job for the task about to run it (see `take`). A job has no heartbeat: one still running
         `stale_after` after it started belongs to a worker that died (acks_late delivered its task again)."""
         now = now or timezone.now()
-        return self.take(stale=Q(started_at__lt=now - stale_after), started_at=now, message="Starting", done=0,
-                         total=0)
+        return self.take(stale=Q(started_at__lt=now - stale_after), started_at=now, message="Starting", done=0, total=0)

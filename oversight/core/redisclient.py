@@ -40,7 +40,8 @@ def async_client():
 
         # Blocking: with 200 chats streaming, more frames than connections are in flight at once, and redis-py's
         # default pool raises MaxConnectionsError instead of waiting for a free connection.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=64, timeout=10,
-                                                             retry=Retry(_backoff(), 3))
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=64, timeout=10, retry=Retry(_backoff(), 3)
+        )
         client = _async[loop] = redis.asyncio.Redis(connection_pool=pool)
     return client

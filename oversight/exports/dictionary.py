@@ -83,9 +83,13 @@ def C(name, type, meaning, units="", nullable=True, external_id=False) -> Column
     return Column(name, type, meaning, units, nullable, external_id)
 
 
-PID = C("participant_id", "string", "Pseudonymous participant id, `P` and a number (the platform's internal row "
-        "number). It links a participant's rows across tables and is linked to no recruitment id in the export.",
-        nullable=False)
+PID = C(
+    "participant_id",
+    "string",
+    "Pseudonymous participant id, `P` and a number (the platform's internal row "
+    "number). It links a participant's rows across tables and is linked to no recruitment id in the export.",
+    nullable=False,
+)
 SECONDS = "seconds"
 PERCENT = "percent (0–100)"
 INDEX = "0-based option index (0 = A)"
@@ -98,26 +102,58 @@ TABLES: tuple[Table, ...] = (
         "one participant",
         (
             PID,
-            C("status", "string", "Where the participant got to: consent (has not answered the consent form), "
-              "declined, active (in progress or abandoned mid-way), completed, screened_out (failed the attention "
-              "checks), returned.", nullable=False),
-            C("is_pilot", "bool", "A pilot (test) participant. Pilots are never analysed and are exported only "
-              "with --include-pilots.", nullable=False),
-            C("excluded", "bool", "Has an active (unrevoked) exclusion: left out of the primary analysis. See the "
-              "exclusions table for who decided it and why.", nullable=False),
-            C("recruitment_source", "string", "How they arrived: prolific, mturk, pid (another panel's id) or empty "
-              "for an anonymous join.", nullable=False),
-            C("condition_order", "list<int64>", "The condition ids this participant does, in the order done "
-                                                "(conditions.condition_id).", nullable=False),
-            C("order_seed", "int64", "The seed of this participant's item order and attention-check positions.",
-              nullable=False),
+            C(
+                "status",
+                "string",
+                "Where the participant got to: consent (has not answered the consent form), "
+                "declined, active (in progress or abandoned mid-way), completed, screened_out (failed the attention "
+                "checks), returned.",
+                nullable=False,
+            ),
+            C(
+                "is_pilot",
+                "bool",
+                "A pilot (test) participant. Pilots are never analysed and are exported only with --include-pilots.",
+                nullable=False,
+            ),
+            C(
+                "excluded",
+                "bool",
+                "Has an active (unrevoked) exclusion: left out of the primary analysis. See the "
+                "exclusions table for who decided it and why.",
+                nullable=False,
+            ),
+            C(
+                "recruitment_source",
+                "string",
+                "How they arrived: prolific, mturk, pid (another panel's id) or empty for an anonymous join.",
+                nullable=False,
+            ),
+            C(
+                "condition_order",
+                "list<int64>",
+                "The condition ids this participant does, in the order done (conditions.condition_id).",
+                nullable=False,
+            ),
+            C(
+                "order_seed",
+                "int64",
+                "The seed of this participant's item order and attention-check positions.",
+                nullable=False,
+            ),
             C("joined_at", "timestamp", "When they first opened the join link.", "UTC", nullable=False),
             C("consented_at", "timestamp", "When they consented; null if they have not.", "UTC"),
             C("completed_at", "timestamp", "When they finished (completed or screened out); null otherwise.", "UTC"),
             C("last_seen_at", "timestamp", "The last time the server heard from their page, if recorded.", "UTC"),
-            C("external_id", "string", "The recruitment platform's id, `<source>:<id>` (e.g. `prolific:5f…`). "
-              "Identifying: present only when the export was asked for external ids AND the study allows their "
-              "export.", nullable=False, external_id=True),
+            C(
+                "external_id",
+                "string",
+                "The recruitment platform's id, `<source>:<id>` (e.g. `prolific:5f…`). "
+                "Identifying: present only when the export was asked for external ids AND the study allows their "
+                "export.",
+                nullable=False,
+                external_id=True,
+            ),
         ),
     ),
     Table(
@@ -129,10 +165,18 @@ TABLES: tuple[Table, ...] = (
             C("name", "string", "The researcher's name for the condition.", nullable=False),
             C("kind", "string", "unaided or assisted.", nullable=False),
             C("position", "int64", "Order in the study's design (fixed order: the order done).", nullable=False),
-            C("endpoint", "string", "Name of the model endpoint an assisted condition talks to; empty if none.",
-              nullable=False),
-            C("model_label", "string", "The model id the endpoint reports or was configured with; empty if none.",
-              nullable=False),
+            C(
+                "endpoint",
+                "string",
+                "Name of the model endpoint an assisted condition talks to; empty if none.",
+                nullable=False,
+            ),
+            C(
+                "model_label",
+                "string",
+                "The model id the endpoint reports or was configured with; empty if none.",
+                nullable=False,
+            ),
             C("inject_passage", "bool", "Whether a QuALITY passage opens the model's context.", nullable=False),
             C("send_question", "bool", "Whether the question and options are sent to the model.", nullable=False),
             C("max_turns", "int64", "Most participant messages per item.", "messages", nullable=False),
@@ -146,12 +190,22 @@ TABLES: tuple[Table, ...] = (
         (
             C("task_id", "int64", "Task id.", nullable=False),
             C("name", "string", "Task name (trials.task).", nullable=False),
-            C("role", "string", "scored (sampled per condition), practice (shown first, unscored) or catch "
-              "(attention checks that decide screen-outs).", nullable=False),
+            C(
+                "role",
+                "string",
+                "scored (sampled per condition), practice (shown first, unscored) or catch "
+                "(attention checks that decide screen-outs).",
+                nullable=False,
+            ),
             C("position", "int64", "Order of the task in the study's design.", nullable=False),
             C("bank", "string", "Name of the question bank the items come from.", nullable=False),
-            C("sample_size", "int64", "Items per condition (scored) or in total (practice, catch).", "items",
-              nullable=False),
+            C(
+                "sample_size",
+                "int64",
+                "Items per condition (scored) or in total (practice, catch).",
+                "items",
+                nullable=False,
+            ),
             C("time_limit_s", "int64", "Time limit per item; null for none.", SECONDS),
             C("difficult_only", "bool", "Only QuALITY's hard subset was sampled.", nullable=False),
         ),
@@ -172,8 +226,12 @@ TABLES: tuple[Table, ...] = (
             C("gold_index", "int64", "The right option; null where the source has no label.", INDEX),
             C("difficult", "bool", "QuALITY's `difficult` flag (hard subset); null where the source has none."),
             C("passage_id", "int64", "The passage the question is about (passages.passage_id); null for MMLU."),
-            C("content_hash", "string", "SHA-256 of the item's content as imported (to match the manifest).",
-              nullable=False),
+            C(
+                "content_hash",
+                "string",
+                "SHA-256 of the item's content as imported (to match the manifest).",
+                nullable=False,
+            ),
         ),
     ),
     Table(
@@ -197,8 +255,12 @@ TABLES: tuple[Table, ...] = (
         (
             C("trial_id", "int64", "Trial id (messages.trial_id, events.trial_id).", nullable=False),
             PID,
-            C("condition_id", "int64", "The condition the item was shown in (conditions.condition_id).",
-              nullable=False),
+            C(
+                "condition_id",
+                "int64",
+                "The condition the item was shown in (conditions.condition_id).",
+                nullable=False,
+            ),
             C("condition_kind", "string", "unaided or assisted.", nullable=False),
             C("condition_name", "string", "The condition's name.", nullable=False),
             C("task", "string", "The task the item was drawn for (tasks.name); empty if unknown.", nullable=False),
@@ -206,25 +268,45 @@ TABLES: tuple[Table, ...] = (
             C("role", "string", "scored, practice or catch. Only scored trials are analysed.", nullable=False),
             C("position", "int64", "0-based position in the participant's whole sequence.", nullable=False),
             C("time_limit_s", "int64", "The item's time limit; null for none.", SECONDS),
-            C("status", "string", "pending (not shown yet), shown (in progress), answered, timed_out.",
-              nullable=False),
+            C("status", "string", "pending (not shown yet), shown (in progress), answered, timed_out.", nullable=False),
             C("shown_at", "timestamp", "When the item was first shown (the clock starts).", "UTC"),
             C("deadline_at", "timestamp", "When the time limit ran out; null without a limit.", "UTC"),
-            C("submitted_at", "timestamp", "When the answer was recorded (by the participant or at the deadline).",
-              "UTC"),
-            C("submit_kind", "string", "manual (submitted), auto (the page submitted at the deadline), server "
-              "(finalised by the server at the deadline); empty while not final.", nullable=False),
+            C(
+                "submitted_at",
+                "timestamp",
+                "When the answer was recorded (by the participant or at the deadline).",
+                "UTC",
+            ),
+            C(
+                "submit_kind",
+                "string",
+                "manual (submitted), auto (the page submitted at the deadline), server "
+                "(finalised by the server at the deadline); empty while not final.",
+                nullable=False,
+            ),
             C("seconds_used", "float64", "submitted_at − shown_at; null unless both are set.", SECONDS),
             C("selected_choice", "int64", "The last option the server saw selected before the answer.", INDEX),
-            C("selected_confidence", "float64", "The last confidence the server saw set before the answer.",
-              PERCENT),
+            C("selected_confidence", "float64", "The last confidence the server saw set before the answer.", PERCENT),
             C("choice", "int64", "The recorded answer; null if none was selected.", INDEX),
-            C("confidence", "float64", "The recorded confidence: the Likert level (25/42/60/80/100), the slider "
-              "value (5–95), or for the all-options format the chosen option's share.", PERCENT),
-            C("distribution", "list<float64>", "All-options format only: the probability given to each option.",
-              PERCENT),
-            C("correct", "bool", "choice = the item's gold answer; null for unlabelled items or trials not final. "
-              "A timed-out trial with nothing selected is false."),
+            C(
+                "confidence",
+                "float64",
+                "The recorded confidence: the Likert level (25/42/60/80/100), the slider "
+                "value (5–95), or for the all-options format the chosen option's share.",
+                PERCENT,
+            ),
+            C(
+                "distribution",
+                "list<float64>",
+                "All-options format only: the probability given to each option.",
+                PERCENT,
+            ),
+            C(
+                "correct",
+                "bool",
+                "choice = the item's gold answer; null for unlabelled items or trials not final. "
+                "A timed-out trial with nothing selected is false.",
+            ),
         ),
     ),
     Table(
@@ -237,33 +319,75 @@ TABLES: tuple[Table, ...] = (
             C("trial_id", "int64", "The trial the chat belongs to (trials.trial_id).", nullable=False),
             PID,
             C("seq", "int64", "0-based order of the message within its trial.", nullable=False),
-            C("role", "string", "user (the participant), assistant (the model) or reset (the model's context was "
-              "emptied here; the participant still saw the history).", nullable=False),
-            C("status", "string", "complete, streaming, failed, cancelled, interrupted (the server stopped "
-              "mid-reply).", nullable=False),
-            C("content", "string", "The text (the participant's message, or the model's reply as shown).",
-              nullable=False),
+            C(
+                "role",
+                "string",
+                "user (the participant), assistant (the model) or reset (the model's context was "
+                "emptied here; the participant still saw the history).",
+                nullable=False,
+            ),
+            C(
+                "status",
+                "string",
+                "complete, streaming, failed, cancelled, interrupted (the server stopped mid-reply).",
+                nullable=False,
+            ),
+            C(
+                "content",
+                "string",
+                "The text (the participant's message, or the model's reply as shown).",
+                nullable=False,
+            ),
             C("reply_to_id", "int64", "The participant message a reply answers (messages.message_id)."),
-            C("endpoint", "string", "Name of the model endpoint that produced a reply; empty otherwise.",
-              nullable=False),
+            C(
+                "endpoint",
+                "string",
+                "Name of the model endpoint that produced a reply; empty otherwise.",
+                nullable=False,
+            ),
             C("model_id", "string", "The model id reported for a reply; empty otherwise.", nullable=False),
-            C("sampling", "json", "Sampling parameters used for a reply (temperature, top_p, max_tokens, seed).",
-              nullable=False),
-            C("context", "json", "What was in the model's context: the message ids and whether the passage was "
-              "injected.", nullable=False),
+            C(
+                "sampling",
+                "json",
+                "Sampling parameters used for a reply (temperature, top_p, max_tokens, seed).",
+                nullable=False,
+            ),
+            C(
+                "context",
+                "json",
+                "What was in the model's context: the message ids and whether the passage was injected.",
+                nullable=False,
+            ),
             C("prompt_tokens", "int64", "Prompt length of a reply, as counted by the server.", "tokens"),
             C("completion_tokens", "int64", "Length of a reply.", "tokens"),
             C("ttft_ms", "float64", "Time to the reply's first token.", "milliseconds"),
             C("total_ms", "float64", "Time to the reply's last token.", "milliseconds"),
-            C("finish_reason", "string", "Why generation stopped (length, stop, eos_token…); empty if unknown.",
-              nullable=False),
-            C("error_kind", "string", "For a failed reply: timeout, connection, server, …; empty otherwise.",
-              nullable=False),
+            C(
+                "finish_reason",
+                "string",
+                "Why generation stopped (length, stop, eos_token…); empty if unknown.",
+                nullable=False,
+            ),
+            C(
+                "error_kind",
+                "string",
+                "For a failed reply: timeout, connection, server, …; empty otherwise.",
+                nullable=False,
+            ),
             C("error", "string", "For a failed reply: the error message; empty otherwise.", nullable=False),
-            C("quotes", "json", "Quotations of the passage in a reply and whether each was verified against it.",
-              nullable=False),
-            C("created_at", "timestamp", "When the message was stored (a reply: when generation started).", "UTC",
-              nullable=False),
+            C(
+                "quotes",
+                "json",
+                "Quotations of the passage in a reply and whether each was verified against it.",
+                nullable=False,
+            ),
+            C(
+                "created_at",
+                "timestamp",
+                "When the message was stored (a reply: when generation started).",
+                "UTC",
+                nullable=False,
+            ),
             C("finished_at", "timestamp", "When a reply finished.", "UTC"),
         ),
     ),
@@ -276,13 +400,22 @@ TABLES: tuple[Table, ...] = (
             C("event_id", "int64", "Event id.", nullable=False),
             PID,
             C("trial_id", "int64", "The trial it concerns; null for participant-level events."),
-            C("kind", "string", "joined, resumed, consented, declined, item_shown, selection_changed, "
-              "confidence_changed, submitted, timed_out, late_post (an answer that arrived after the deadline), "
-              "page_hidden, page_visible, reconnect, completed, screened_out, chat_sent, chat_reset.",
-              nullable=False),
+            C(
+                "kind",
+                "string",
+                "joined, resumed, consented, declined, item_shown, selection_changed, "
+                "confidence_changed, submitted, timed_out, late_post (an answer that arrived after the deadline), "
+                "page_hidden, page_visible, reconnect, completed, screened_out, chat_sent, chat_reset.",
+                nullable=False,
+            ),
             C("at", "timestamp", "When the server recorded it.", "UTC", nullable=False),
-            C("data", "json", "Details of the event (e.g. the choice and confidence of a submission, the seconds "
-              "past the deadline of a timeout as `lag_s`).", nullable=False),
+            C(
+                "data",
+                "json",
+                "Details of the event (e.g. the choice and confidence of a submission, the seconds "
+                "past the deadline of a timeout as `lag_s`).",
+                nullable=False,
+            ),
         ),
     ),
     Table(
@@ -297,8 +430,7 @@ TABLES: tuple[Table, ...] = (
             C("reason", "string", "The researcher's stated reason.", nullable=False),
             C("created_at", "timestamp", "When it was decided.", "UTC", nullable=False),
             C("revoked_at", "timestamp", "When it was revoked; null while active.", "UTC"),
-            C("active", "bool", "Not revoked: the participant is left out of the primary analysis.",
-              nullable=False),
+            C("active", "bool", "Not revoked: the participant is left out of the primary analysis.", nullable=False),
         ),
     ),
     Table(
@@ -308,24 +440,25 @@ TABLES: tuple[Table, ...] = (
         "one baseline run",
         (
             C("run_id", "int64", "Run id (baselines.run_id).", nullable=False),
-            C("scope", "string", "study (the study's scored items) or bank (a whole bank or split).",
-              nullable=False),
+            C("scope", "string", "study (the study's scored items) or bank (a whole bank or split).", nullable=False),
             C("bank", "string", "The bank of a bank-scoped run; empty otherwise.", nullable=False),
             C("split", "string", "The split of a bank-scoped run; empty for all.", nullable=False),
             C("method", "string", "zero-shot, few-shot or cot (chain of thought, best of N).", nullable=False),
             C("endpoint", "string", "Name of the model endpoint.", nullable=False),
             C("model_label", "string", "The endpoint's model id.", nullable=False),
-            C("params", "json", "The parameters actually used (shots k, samples n, temperature, …).",
-              nullable=False),
+            C("params", "json", "The parameters actually used (shots k, samples n, temperature, …).", nullable=False),
             C("template", "string", "Name of the prompt template.", nullable=False),
-            C("template_hash", "string", "SHA-256 of the template's content when the run was made.",
-              nullable=False),
+            C("template_hash", "string", "SHA-256 of the template's content when the run was made.", nullable=False),
             C("status", "string", "queued, running, done, failed or cancelled.", nullable=False),
             C("total", "int64", "Items in the run.", "items", nullable=False),
             C("done", "int64", "Items with a result.", "items", nullable=False),
             C("errors", "int64", "Items whose request failed.", "items", nullable=False),
-            C("summary", "json", "Written when the run finished: accuracy, calibration error, errors by kind, "
-              "accuracy per subject (null before)."),
+            C(
+                "summary",
+                "json",
+                "Written when the run finished: accuracy, calibration error, errors by kind, "
+                "accuracy per subject (null before).",
+            ),
             C("created_at", "timestamp", "When the run was created.", "UTC", nullable=False),
             C("started_at", "timestamp", "When it started.", "UTC"),
             C("finished_at", "timestamp", "When it finished.", "UTC"),
@@ -343,14 +476,26 @@ TABLES: tuple[Table, ...] = (
             C("item_id", "int64", "The item (items.item_id).", nullable=False),
             C("predicted", "int64", "The option the model gave the highest probability; null on error.", INDEX),
             C("correct", "bool", "predicted = gold; null on error or for unlabelled items."),
-            C("probabilities", "list<float64>", "The model's probability of each option, normalised to sum to 1; "
-              "null on error.", "fraction (0–1)"),
+            C(
+                "probabilities",
+                "list<float64>",
+                "The model's probability of each option, normalised to sum to 1; null on error.",
+                "fraction (0–1)",
+            ),
             C("latency_ms", "float64", "Time the request(s) took.", "milliseconds", nullable=False),
-            C("error_kind", "string", "For a failed request: timeout, connection, server, …; empty otherwise.",
-              nullable=False),
+            C(
+                "error_kind",
+                "string",
+                "For a failed request: timeout, connection, server, …; empty otherwise.",
+                nullable=False,
+            ),
             C("error", "string", "For a failed request: the error message; empty otherwise.", nullable=False),
-            C("missing_letters", "json", "Option letters absent from the model's top tokens, and how each was "
-              "scored instead.", nullable=False),
+            C(
+                "missing_letters",
+                "json",
+                "Option letters absent from the model's top tokens, and how each was scored instead.",
+                nullable=False,
+            ),
             C("prompt", "string", "The prompt sent.", nullable=False),
             C("response", "json", "The raw response, token log-probabilities included.", nullable=False),
             C("created_at", "timestamp", "When the result was stored.", "UTC", nullable=False),
@@ -362,10 +507,10 @@ BY_NAME = {t.name: t for t in TABLES}
 
 FILES = {
     "README.md": "What the export is, when it was made, the manifest hash, row counts, and how pilots and "
-                 "exclusions are handled.",
+    "exclusions are handled.",
     "export.json": "The same facts, machine-readable: study, options, formats, row counts, manifest hash.",
     "manifest.json": "The study's manifest, frozen at launch (the full design, the exact items per condition, "
-                     "prompts and endpoint settings) and its SHA-256 hash.",
+    "prompts and endpoint settings) and its SHA-256 hash.",
     "data_dictionary.md": "This dictionary.",
     "data_dictionary.json": "This dictionary, machine-readable.",
     "<format>/<table>.<ext>": "One file per table and format: csv/…csv, jsonl/…jsonl, parquet/…parquet.",
@@ -374,16 +519,15 @@ FILES = {
 CONVENTIONS = {
     "timestamps": "UTC, microsecond precision; ISO 8601 with a Z in CSV and JSONL.",
     "nulls": "An empty CSV cell, JSON null, Parquet null. String columns are never null: an absent value is the "
-             "empty string.",
+    "empty string.",
     "lists_and_json": "Parquet: native lists; `json` columns as JSON text. CSV: JSON text. JSONL: the values "
-                      "themselves.",
-    "csv": "RFC 4180 (comma, double-quote quoting, CRLF line ends), UTF-8 without a byte-order mark, one header "
-           "line.",
+    "themselves.",
+    "csv": "RFC 4180 (comma, double-quote quoting, CRLF line ends), UTF-8 without a byte-order mark, one header line.",
     "jsonl": "UTF-8, one JSON object per line, keys in the dictionary's column order.",
     "parquet": "Zstandard-compressed, one row group per batch of rows; the Arrow type of every column as listed "
-               "here; each field's metadata carries its meaning and units.",
+    "here; each field's metadata carries its meaning and units.",
     "ids": "Numeric ids are the platform's row ids; participants are `P<number>`. They are stable across tables "
-           "of one export (and across exports of the same database).",
+    "of one export (and across exports of the same database).",
 }
 
 
@@ -439,10 +583,19 @@ def as_markdown(level: int = 1) -> str:
     lines += ["", f"{h2} Conventions", ""]
     lines += [f"- **{name.replace('_', ' ')}**: {text}" for name, text in CONVENTIONS.items()]
     for t in TABLES:
-        lines += ["", f"{h2} `{t.name}`", "", f"{t.description} One row: {t.row}.", "",
-                  "| column | type | Arrow type | units | null? | meaning |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"{h2} `{t.name}`",
+            "",
+            f"{t.description} One row: {t.row}.",
+            "",
+            "| column | type | Arrow type | units | null? | meaning |",
+            "|---|---|---|---|---|---|",
+        ]
         for c in t.columns:
             meaning = c.meaning + (" *(only with external ids)*" if c.external_id else "")
-            lines.append(f"| `{c.name}` | {c.type} | {ARROW_TYPES[c.type]} | {c.units} | "
-                         f"{'yes' if c.nullable else 'no'} | {_cell(meaning)} |")
+            lines.append(
+                f"| `{c.name}` | {c.type} | {ARROW_TYPES[c.type]} | {c.units} | "
+                f"{'yes' if c.nullable else 'no'} | {_cell(meaning)} |"
+            )
     return "\n".join(lines) + "\n"

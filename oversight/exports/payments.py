@@ -77,14 +77,17 @@ class PaymentRow:
 def payment_rows(*, study: Study, per_correct: Decimal | str, withhold_excluded: bool = False) -> list[PaymentRow]:
     """One row per participant of the study (pilots included, marked), with their bonus under the rule above."""
     per_correct = parse_amount(per_correct)
-    scored = Q(trials__role=ConditionItem.Role.SCORED,
-               trials__status__in=[Trial.Status.ANSWERED, Trial.Status.TIMED_OUT])
+    scored = Q(
+        trials__role=ConditionItem.Role.SCORED, trials__status__in=[Trial.Status.ANSWERED, Trial.Status.TIMED_OUT]
+    )
     active = Exclusion.objects.filter(participant=OuterRef("pk"), revoked_at__isnull=True)
     participants = (
         Participant.objects.filter(study=study)
-        .annotate(n_scored=Count("trials", filter=scored),
-                  n_correct=Count("trials", filter=scored & Q(trials__correct=True)),
-                  excluded=Exists(active))
+        .annotate(
+            n_scored=Count("trials", filter=scored),
+            n_correct=Count("trials", filter=scored & Q(trials__correct=True)),
+            excluded=Exists(active),
+        )
         .order_by("pk")
     )
     rows = []
@@ -99,11 +102,21 @@ def payment_rows(*, study: Study, per_correct: Decimal | str, withhold_excluded:
             note += " Excluded from analysis."
         bonus = (per_correct * p.n_correct).quantize(CENT, rounding=ROUND_HALF_UP) if eligible else Decimal("0.00")
         prolific = p.external_id.removeprefix(PROLIFIC_PREFIX) if p.external_id.startswith(PROLIFIC_PREFIX) else ""
-        rows.append(PaymentRow(
-            participant_id=pid(p.pk), prolific_pid=prolific, external_id=p.external_id, status=p.status,
-            is_pilot=p.is_pilot, excluded=p.excluded, n_scored=p.n_scored, n_correct=p.n_correct, bonus=bonus,
-            action=action, note=note,
-        ))
+        rows.append(
+            PaymentRow(
+                participant_id=pid(p.pk),
+                prolific_pid=prolific,
+                external_id=p.external_id,
+                status=p.status,
+                is_pilot=p.is_pilot,
+                excluded=p.excluded,
+                n_scored=p.n_scored,
+                n_correct=p.n_correct,
+                bonus=bonus,
+                action=action,
+                note=note,
+            )
+        )
     return rows
 
 
@@ -123,8 +136,19 @@ def write_prolific_bonus_csv(rows: Iterable[PaymentRow], out: TextIO) -> int:
     return len(lines)
 
 
-STATUS_COLUMNS = ("participant_id", "prolific_pid", "external_id", "status", "action", "is_pilot", "excluded",
-                  "n_scored", "n_correct", "bonus", "note")
+STATUS_COLUMNS = (
+    "participant_id",
+    "prolific_pid",
+    "external_id",
+    "status",
+    "action",
+    "is_pilot",
+    "excluded",
+    "n_scored",
+    "n_correct",
+    "bonus",
+    "note",
+)
 
 
 def write_statuses_csv(rows: Iterable[PaymentRow], out: TextIO) -> int:
@@ -134,8 +158,20 @@ def write_statuses_csv(rows: Iterable[PaymentRow], out: TextIO) -> int:
     writer.writerow(STATUS_COLUMNS)
     n = 0
     for r in rows:
-        writer.writerow([r.participant_id, r.prolific_pid, r.external_id, r.status, r.action,
-                         "true" if r.is_pilot else "false", "true" if r.excluded else "false", r.n_scored,
-                         r.n_correct, f"{r.bonus:.2f}", r.note])
+        writer.writerow(
+            [
+                r.participant_id,
+                r.prolific_pid,
+                r.external_id,
+                r.status,
+                r.action,
+                "true" if r.is_pilot else "false",
+                "true" if r.excluded else "false",
+                r.n_scored,
+                r.n_correct,
+                f"{r.bonus:.2f}",
+                r.note,
+            ]
+        )
         n += 1
     return n

@@ -40,12 +40,17 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
     study = meta["study"]
 
     conditions = sorted(
-        (ConditionRow(id=r["condition_id"], kind=r["kind"], name=r["name"], position=r["position"])
-         for r in read_table(folder, "conditions", fmt)),
+        (
+            ConditionRow(id=r["condition_id"], kind=r["kind"], name=r["name"], position=r["position"])
+            for r in read_table(folder, "conditions", fmt)
+        ),
         key=lambda c: (c.position, c.id),
     )
-    tasks = [r["name"] for r in sorted(read_table(folder, "tasks", fmt), key=lambda r: (r["position"], r["task_id"]))
-             if r["role"] == "scored"]
+    tasks = [
+        r["name"]
+        for r in sorted(read_table(folder, "tasks", fmt), key=lambda r: (r["position"], r["task_id"]))
+        if r["role"] == "scored"
+    ]
     items = {r["item_id"]: r for r in read_table(folder, "items", fmt)}
 
     turns: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # user, reset, quotes, verified
@@ -71,41 +76,57 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
             position = block_rank[participant, r["condition_id"]]
             block_rank[participant, r["condition_id"]] += 1
         n_turns, n_resets, n_quotes, n_verified = turns.get(r["trial_id"], (0, 0, 0, 0))
-        trials.append(TrialRow(
-            participant_id=participant,
-            condition_id=r["condition_id"],
-            condition_kind=r["condition_kind"],
-            condition_name=r["condition_name"],
-            task=r["task"],
-            item_id=r["item_id"],
-            subject=item["subject"],
-            difficult=item["difficult"],
-            n_options=item["n_options"],
-            gold=item["gold_index"],
-            role=r["role"],
-            status=r["status"],
-            choice=r["choice"],
-            confidence=r["confidence"],
-            distribution=tuple(r["distribution"]) if r["distribution"] else None,
-            correct=r["correct"],
-            shown_at=r["shown_at"],
-            submitted_at=r["submitted_at"],
-            submit_kind=r["submit_kind"],
-            turns=n_turns,
-            resets=n_resets,
-            quotes=n_quotes,
-            quotes_verified=n_verified,
-            block_position=position,
-        ))
+        trials.append(
+            TrialRow(
+                participant_id=participant,
+                condition_id=r["condition_id"],
+                condition_kind=r["condition_kind"],
+                condition_name=r["condition_name"],
+                task=r["task"],
+                item_id=r["item_id"],
+                subject=item["subject"],
+                difficult=item["difficult"],
+                n_options=item["n_options"],
+                gold=item["gold_index"],
+                role=r["role"],
+                status=r["status"],
+                choice=r["choice"],
+                confidence=r["confidence"],
+                distribution=tuple(r["distribution"]) if r["distribution"] else None,
+                correct=r["correct"],
+                shown_at=r["shown_at"],
+                submitted_at=r["submitted_at"],
+                submit_kind=r["submit_kind"],
+                turns=n_turns,
+                resets=n_resets,
+                quotes=n_quotes,
+                quotes_verified=n_verified,
+                block_position=position,
+            )
+        )
 
     shown = {t.item_id for t in trials}
-    runs = [{"id": r["run_id"], "method": r["method"], "endpoint": r["endpoint"], "split": r["split"],
-             "status": r["status"]}
-            for r in sorted(read_table(folder, "baseline_runs", fmt), key=lambda r: r["run_id"])]
+    runs = [
+        {
+            "id": r["run_id"],
+            "method": r["method"],
+            "endpoint": r["endpoint"],
+            "split": r["split"],
+            "status": r["status"],
+        }
+        for r in sorted(read_table(folder, "baseline_runs", fmt), key=lambda r: r["run_id"])
+    ]
     baselines = [
-        BaselineRow(method=r["method"], endpoint=r["endpoint"], run_id=r["run_id"], item_id=r["item_id"],
-                    probabilities=tuple(r["probabilities"]) if r["probabilities"] else None,
-                    predicted=r["predicted"], correct=r["correct"], error=r["error"])
+        BaselineRow(
+            method=r["method"],
+            endpoint=r["endpoint"],
+            run_id=r["run_id"],
+            item_id=r["item_id"],
+            probabilities=tuple(r["probabilities"]) if r["probabilities"] else None,
+            predicted=r["predicted"],
+            correct=r["correct"],
+            error=r["error"],
+        )
         for r in sorted(read_table(folder, "baselines", fmt), key=lambda r: (r["run_id"], r["item_id"]))
         if r["item_id"] in shown
     ]
@@ -122,8 +143,11 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
         trials=trials,
         baselines=baselines,
         baseline_runs=runs,
-        excluded=frozenset(participant_pk(r["participant_id"]) for r in read_table(folder, "exclusions", fmt)
-                           if r["revoked_at"] is None),
+        excluded=frozenset(
+            participant_pk(r["participant_id"])
+            for r in read_table(folder, "exclusions", fmt)
+            if r["revoked_at"] is None
+        ),
         pilots=frozenset(participant_pk(p["participant_id"]) for p in participants if p["is_pilot"]),
         participant_status={participant_pk(p["participant_id"]): p["status"] for p in participants},
     )

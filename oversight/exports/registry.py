@@ -136,8 +136,20 @@ def exporters(ctx: ExportContext) -> list[Exporter]:
 @register
 class ParticipantsExporter(Exporter):
     identifier = "participants"
-    fields = ("participant_id", "status", "is_pilot", "excluded", "recruitment_source", "condition_order",
-              "order_seed", "joined_at", "consented_at", "completed_at", "last_seen_at", "external_id")
+    fields = (
+        "participant_id",
+        "status",
+        "is_pilot",
+        "excluded",
+        "recruitment_source",
+        "condition_order",
+        "order_seed",
+        "joined_at",
+        "consented_at",
+        "completed_at",
+        "last_seen_at",
+        "external_id",
+    )
 
     def queryset(self):
         return Participant.objects.filter(self.ctx.participant_filter())
@@ -145,28 +157,84 @@ class ParticipantsExporter(Exporter):
     def rows(self):
         active = Exclusion.objects.filter(participant=OuterRef("pk"), revoked_at__isnull=True)
         qs = self.queryset().annotate(excluded=Exists(active)).order_by("pk")
-        for (pk, status, is_pilot, excluded, recruitment, order, seed, created, consented, completed, seen,
-             external_id) in self.stream(qs, "pk", "status", "is_pilot", "excluded", "recruitment", "condition_order",
-                                         "order_seed", "created_at", "consented_at", "completed_at", "last_seen_at",
-                                         "external_id"):
+        for (
+            pk,
+            status,
+            is_pilot,
+            excluded,
+            recruitment,
+            order,
+            seed,
+            created,
+            consented,
+            completed,
+            seen,
+            external_id,
+        ) in self.stream(
+            qs,
+            "pk",
+            "status",
+            "is_pilot",
+            "excluded",
+            "recruitment",
+            "condition_order",
+            "order_seed",
+            "created_at",
+            "consented_at",
+            "completed_at",
+            "last_seen_at",
+            "external_id",
+        ):
             source = (recruitment or {}).get("source", "") if isinstance(recruitment, dict) else ""
-            yield (pid(pk), status, is_pilot, excluded, source, list(order or []), seed, created, consented,
-                   completed, seen, external_id)
+            yield (
+                pid(pk),
+                status,
+                is_pilot,
+                excluded,
+                source,
+                list(order or []),
+                seed,
+                created,
+                consented,
+                completed,
+                seen,
+                external_id,
+            )
 
 
 @register
 class ConditionsExporter(Exporter):
     identifier = "conditions"
-    fields = ("condition_id", "name", "kind", "position", "endpoint", "model_label", "inject_passage",
-              "send_question", "max_turns", "max_message_chars")
+    fields = (
+        "condition_id",
+        "name",
+        "kind",
+        "position",
+        "endpoint",
+        "model_label",
+        "inject_passage",
+        "send_question",
+        "max_turns",
+        "max_message_chars",
+    )
 
     def queryset(self):
         return Condition.objects.filter(study=self.study).order_by("position", "pk")
 
     def rows(self):
-        for row in self.stream(self.queryset(), "pk", "name", "kind", "position", "endpoint__name",
-                               "endpoint__model_label", "inject_passage", "send_question", "max_turns",
-                               "max_message_chars"):
+        for row in self.stream(
+            self.queryset(),
+            "pk",
+            "name",
+            "kind",
+            "position",
+            "endpoint__name",
+            "endpoint__model_label",
+            "inject_passage",
+            "send_question",
+            "max_turns",
+            "max_message_chars",
+        ):
             yield row[:4] + (row[4] or "", row[5] or "") + row[6:]
 
 
@@ -179,26 +247,82 @@ class TasksExporter(Exporter):
         return Task.objects.filter(study=self.study).order_by("position", "pk")
 
     def rows(self):
-        return self.stream(self.queryset(), "pk", "name", "role", "position", "bank__name", "sample_size",
-                           "time_limit_s", "difficult_only")
+        return self.stream(
+            self.queryset(),
+            "pk",
+            "name",
+            "role",
+            "position",
+            "bank__name",
+            "sample_size",
+            "time_limit_s",
+            "difficult_only",
+        )
 
 
 @register
 class ItemsExporter(Exporter):
     identifier = "items"
-    fields = ("item_id", "bank", "external_id", "subject", "split", "text", "options", "n_options", "gold_index",
-              "difficult", "passage_id", "content_hash")
+    fields = (
+        "item_id",
+        "bank",
+        "external_id",
+        "subject",
+        "split",
+        "text",
+        "options",
+        "n_options",
+        "gold_index",
+        "difficult",
+        "passage_id",
+        "content_hash",
+    )
 
     def queryset(self):
         return Item.objects.filter(self.ctx.study_items()).order_by("pk")
 
     def rows(self):
-        for (pk, bank, external_id, subject, split, text, options, gold, difficult, passage_id,
-             content_hash) in self.stream(self.queryset(), "pk", "bank__name", "external_id", "subject", "split",
-                                          "text", "options", "gold_index", "difficult", "passage_id", "content_hash"):
+        for (
+            pk,
+            bank,
+            external_id,
+            subject,
+            split,
+            text,
+            options,
+            gold,
+            difficult,
+            passage_id,
+            content_hash,
+        ) in self.stream(
+            self.queryset(),
+            "pk",
+            "bank__name",
+            "external_id",
+            "subject",
+            "split",
+            "text",
+            "options",
+            "gold_index",
+            "difficult",
+            "passage_id",
+            "content_hash",
+        ):
             options = [str(o) for o in options or []]
-            yield (pk, bank, external_id, subject, split, text, options, len(options), gold, difficult, passage_id,
-                   content_hash)
+            yield (
+                pk,
+                bank,
+                external_id,
+                subject,
+                split,
+                text,
+                options,
+                len(options),
+                gold,
+                difficult,
+                passage_id,
+                content_hash,
+            )
 
 
 @register
@@ -212,62 +336,184 @@ class PassagesExporter(Exporter):
         return Passage.objects.filter(pk__in=items).order_by("pk")
 
     def rows(self):
-        return self.stream(self.queryset(), "pk", "bank__name", "external_id", "title", "author", "text",
-                           "content_hash")
+        return self.stream(
+            self.queryset(), "pk", "bank__name", "external_id", "title", "author", "text", "content_hash"
+        )
 
 
 @register
 class TrialsExporter(Exporter):
     identifier = "trials"
-    fields = ("trial_id", "participant_id", "condition_id", "condition_kind", "condition_name", "task", "item_id",
-              "role", "position", "time_limit_s", "status", "shown_at", "deadline_at", "submitted_at", "submit_kind",
-              "seconds_used", "selected_choice", "selected_confidence", "choice", "confidence", "distribution",
-              "correct")
+    fields = (
+        "trial_id",
+        "participant_id",
+        "condition_id",
+        "condition_kind",
+        "condition_name",
+        "task",
+        "item_id",
+        "role",
+        "position",
+        "time_limit_s",
+        "status",
+        "shown_at",
+        "deadline_at",
+        "submitted_at",
+        "submit_kind",
+        "seconds_used",
+        "selected_choice",
+        "selected_confidence",
+        "choice",
+        "confidence",
+        "distribution",
+        "correct",
+    )
 
     def queryset(self):
         return Trial.objects.filter(self.ctx.participant_filter("participant__"))
 
     def rows(self):
-        conditions = {pk: (kind, name) for pk, kind, name in
-                      Condition.objects.filter(study=self.study).values_list("pk", "kind", "name")}
+        conditions = {
+            pk: (kind, name)
+            for pk, kind, name in Condition.objects.filter(study=self.study).values_list("pk", "kind", "name")
+        }
         # Scored items belong to a condition's sample; practice and catch items to the study (condition null).
         task_of = {
             (condition_id, item_id, role): task
             for condition_id, item_id, role, task in ConditionItem.objects.filter(study=self.study).values_list(
-                "condition_id", "item_id", "role", "task__name")
+                "condition_id", "item_id", "role", "task__name"
+            )
         }
         qs = self.queryset().order_by("participant_id", "position")
-        for (pk, participant_id, condition_id, item_id, role, position, time_limit, status, shown, deadline,
-             submitted, submit_kind, selected_choice, selected_confidence, choice, confidence, distribution,
-             correct) in self.stream(qs, "pk", "participant_id", "condition_id", "item_id", "role", "position",
-                                     "time_limit_s", "status", "shown_at", "deadline_at", "submitted_at",
-                                     "submit_kind", "selected_choice", "selected_confidence", "choice", "confidence",
-                                     "distribution", "correct"):
+        for (
+            pk,
+            participant_id,
+            condition_id,
+            item_id,
+            role,
+            position,
+            time_limit,
+            status,
+            shown,
+            deadline,
+            submitted,
+            submit_kind,
+            selected_choice,
+            selected_confidence,
+            choice,
+            confidence,
+            distribution,
+            correct,
+        ) in self.stream(
+            qs,
+            "pk",
+            "participant_id",
+            "condition_id",
+            "item_id",
+            "role",
+            "position",
+            "time_limit_s",
+            "status",
+            "shown_at",
+            "deadline_at",
+            "submitted_at",
+            "submit_kind",
+            "selected_choice",
+            "selected_confidence",
+            "choice",
+            "confidence",
+            "distribution",
+            "correct",
+        ):
             kind, name = conditions.get(condition_id, ("", ""))
             task = task_of.get((condition_id if role == ConditionItem.Role.SCORED else None, item_id, role), "")
             used = (submitted - shown).total_seconds() if shown and submitted else None
-            yield (pk, pid(participant_id), condition_id, kind, name, task, item_id, role, position, time_limit,
-                   status, shown, deadline, submitted, submit_kind, used, selected_choice, selected_confidence,
-                   choice, confidence, [float(p) for p in distribution] if distribution else None, correct)
+            yield (
+                pk,
+                pid(participant_id),
+                condition_id,
+                kind,
+                name,
+                task,
+                item_id,
+                role,
+                position,
+                time_limit,
+                status,
+                shown,
+                deadline,
+                submitted,
+                submit_kind,
+                used,
+                selected_choice,
+                selected_confidence,
+                choice,
+                confidence,
+                [float(p) for p in distribution] if distribution else None,
+                correct,
+            )
 
 
 @register
 class MessagesExporter(Exporter):
     identifier = "messages"
     batch_rows = 10_000
-    fields = ("message_id", "trial_id", "participant_id", "seq", "role", "status", "content", "reply_to_id",
-              "endpoint", "model_id", "sampling", "context", "prompt_tokens", "completion_tokens", "ttft_ms",
-              "total_ms", "finish_reason", "error_kind", "error", "quotes", "created_at", "finished_at")
+    fields = (
+        "message_id",
+        "trial_id",
+        "participant_id",
+        "seq",
+        "role",
+        "status",
+        "content",
+        "reply_to_id",
+        "endpoint",
+        "model_id",
+        "sampling",
+        "context",
+        "prompt_tokens",
+        "completion_tokens",
+        "ttft_ms",
+        "total_ms",
+        "finish_reason",
+        "error_kind",
+        "error",
+        "quotes",
+        "created_at",
+        "finished_at",
+    )
 
     def queryset(self):
         return ChatMessage.objects.filter(self.ctx.participant_filter("trial__participant__"))
 
     def rows(self):
         qs = self.queryset().order_by("trial_id", "seq")
-        for row in self.stream(qs, "pk", "trial_id", "trial__participant_id", "seq", "role", "status", "content",
-                               "reply_to_id", "endpoint__name", "model_id", "sampling", "context", "prompt_tokens",
-                               "completion_tokens", "ttft_ms", "total_ms", "finish_reason", "error_kind", "error",
-                               "quotes", "created_at", "finished_at", raw_json=("sampling", "context", "quotes")):
+        for row in self.stream(
+            qs,
+            "pk",
+            "trial_id",
+            "trial__participant_id",
+            "seq",
+            "role",
+            "status",
+            "content",
+            "reply_to_id",
+            "endpoint__name",
+            "model_id",
+            "sampling",
+            "context",
+            "prompt_tokens",
+            "completion_tokens",
+            "ttft_ms",
+            "total_ms",
+            "finish_reason",
+            "error_kind",
+            "error",
+            "quotes",
+            "created_at",
+            "finished_at",
+            raw_json=("sampling", "context", "quotes"),
+        ):
             yield row[:2] + (pid(row[2]),) + row[3:8] + (row[8] or "",) + row[9:]
 
 
@@ -282,8 +528,9 @@ class EventsExporter(Exporter):
     def rows(self):
         keep_ids = self.ctx.include_external_ids
         qs = self.queryset().order_by("at", "pk")
-        for pk, participant_id, trial_id, kind, at, data in self.stream(qs, "pk", "participant_id", "trial_id",
-                                                                         "kind", "at", "data", raw_json=("data",)):
+        for pk, participant_id, trial_id, kind, at, data in self.stream(
+            qs, "pk", "participant_id", "trial_id", "kind", "at", "data", raw_json=("data",)
+        ):
             if data is None:
                 data = RawJSON("{}")
             elif not keep_ids and any(key in data for key in RECRUITMENT_PARAMS):  # a cheap test on the text first
@@ -320,35 +567,109 @@ class BaselineExporter(Exporter):
 @register
 class BaselineRunsExporter(BaselineExporter):
     identifier = "baseline_runs"
-    fields = ("run_id", "scope", "bank", "split", "method", "endpoint", "model_label", "params", "template",
-              "template_hash", "status", "total", "done", "errors", "summary", "created_at", "started_at",
-              "finished_at")
+    fields = (
+        "run_id",
+        "scope",
+        "bank",
+        "split",
+        "method",
+        "endpoint",
+        "model_label",
+        "params",
+        "template",
+        "template_hash",
+        "status",
+        "total",
+        "done",
+        "errors",
+        "summary",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
 
     def queryset(self):
         return self.runs().order_by("pk")
 
     def rows(self):
-        for row in self.stream(self.queryset(), "pk", "study_id", "bank__name", "split", "method", "endpoint__name",
-                               "endpoint__model_label", "params", "template__name", "template_hash", "status", "total",
-                               "done", "errors", "summary", "created_at", "started_at", "finished_at"):
-            yield (row[0], "study" if row[1] else "bank", row[2] or "", row[3], row[4], row[5] or "", row[6] or "",
-                   *row[7:])
+        for row in self.stream(
+            self.queryset(),
+            "pk",
+            "study_id",
+            "bank__name",
+            "split",
+            "method",
+            "endpoint__name",
+            "endpoint__model_label",
+            "params",
+            "template__name",
+            "template_hash",
+            "status",
+            "total",
+            "done",
+            "errors",
+            "summary",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ):
+            yield (
+                row[0],
+                "study" if row[1] else "bank",
+                row[2] or "",
+                row[3],
+                row[4],
+                row[5] or "",
+                row[6] or "",
+                *row[7:],
+            )
 
 
 @register
 class BaselinesExporter(BaselineExporter):
     identifier = "baselines"
     batch_rows = 2_000  # prompts (few-shot: kilobytes) and raw responses with token log-probabilities
-    fields = ("result_id", "run_id", "method", "endpoint", "item_id", "predicted", "correct", "probabilities",
-              "latency_ms", "error_kind", "error", "missing_letters", "prompt", "response", "created_at")
+    fields = (
+        "result_id",
+        "run_id",
+        "method",
+        "endpoint",
+        "item_id",
+        "predicted",
+        "correct",
+        "probabilities",
+        "latency_ms",
+        "error_kind",
+        "error",
+        "missing_letters",
+        "prompt",
+        "response",
+        "created_at",
+    )
 
     def queryset(self):
         return BaselineResult.objects.filter(Q(run__in=self.runs()) & self.ctx.study_items("item_id"))
 
     def rows(self):
         qs = self.queryset().order_by("run_id", "item_id")
-        for row in self.stream(qs, "pk", "run_id", "run__method", "run__endpoint__name", "item_id", "predicted",
-                               "correct", "probabilities", "latency_ms", "error_kind", "error", "missing_letters",
-                               "prompt", "response", "created_at", raw_json=("missing_letters", "response")):
+        for row in self.stream(
+            qs,
+            "pk",
+            "run_id",
+            "run__method",
+            "run__endpoint__name",
+            "item_id",
+            "predicted",
+            "correct",
+            "probabilities",
+            "latency_ms",
+            "error_kind",
+            "error",
+            "missing_letters",
+            "prompt",
+            "response",
+            "created_at",
+            raw_json=("missing_letters", "response"),
+        ):
             probabilities = [float(p) for p in row[7]] if row[7] else None
             yield (*row[:3], row[3] or "", *row[4:7], probabilities, *row[8:])

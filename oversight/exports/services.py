@@ -118,8 +118,9 @@ def export_study(
     formats = normalise_formats(formats)
     now = now or timezone.now()
     name = export_name(study, now)
-    ctx = ExportContext(study=study, include_pilots=include_pilots, include_external_ids=include_external_ids,
-                        chunk_size=chunk_size)
+    ctx = ExportContext(
+        study=study, include_pilots=include_pilots, include_external_ids=include_external_ids, chunk_size=chunk_size
+    )
 
     if zip_path is not None:
         zip_path = Path(zip_path)
@@ -144,8 +145,14 @@ def export_study(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_tables(folder: Path, ctx: ExportContext, formats: tuple[str, ...], *, progress: Progress | None = None,
-                 batch_rows: int = BATCH_ROWS) -> dict[str, int]:
+def write_tables(
+    folder: Path,
+    ctx: ExportContext,
+    formats: tuple[str, ...],
+    *,
+    progress: Progress | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> dict[str, int]:
     """Stream every table through one writer per format; returns the rows written per table."""
     for fmt in formats:
         (folder / fmt).mkdir(exist_ok=True)
@@ -167,8 +174,9 @@ def write_tables(folder: Path, ctx: ExportContext, formats: tuple[str, ...], *, 
 
     for exporter in tables:
         name = exporter.identifier
-        writers = [WRITERS[fmt](folder / fmt / f"{name}.{EXTENSIONS[fmt]}", exporter.columns, table=name)
-                   for fmt in formats]
+        writers = [
+            WRITERS[fmt](folder / fmt / f"{name}.{EXTENSIONS[fmt]}", exporter.columns, table=name) for fmt in formats
+        ]
         size = min(batch_rows, exporter.batch_rows or batch_rows)
         written = 0
         report(f"Writing {name}", force=True)
@@ -196,8 +204,9 @@ def write_tables(folder: Path, ctx: ExportContext, formats: tuple[str, ...], *, 
     return counts
 
 
-def write_documents(folder: Path, ctx: ExportContext, formats: tuple[str, ...], counts: dict[str, int], *,
-                    name: str, now: datetime) -> dict:
+def write_documents(
+    folder: Path, ctx: ExportContext, formats: tuple[str, ...], counts: dict[str, int], *, name: str, now: datetime
+) -> dict:
     study = ctx.study
     stored_hash = study.manifest_hash
     verified = bool(study.manifest) and manifest_hash(study.manifest) == stored_hash
@@ -226,8 +235,10 @@ def write_documents(folder: Path, ctx: ExportContext, formats: tuple[str, ...], 
         "software": {"django": django.get_version(), "pyarrow": pyarrow.__version__},
     }
     meta["files"] = sorted(set(meta["files"]))
-    _write_json(folder / "manifest.json", {"manifest_hash": stored_hash, "hash_algorithm": MANIFEST_HASH_TEXT,
-                                           "manifest": study.manifest})
+    _write_json(
+        folder / "manifest.json",
+        {"manifest_hash": stored_hash, "hash_algorithm": MANIFEST_HASH_TEXT, "manifest": study.manifest},
+    )
     _write_json(folder / "data_dictionary.json", dictionary.as_json())
     (folder / "data_dictionary.md").write_text(dictionary.as_markdown(), encoding="utf-8")
     _write_json(folder / "export.json", meta)
@@ -251,16 +262,16 @@ def readme(meta: dict) -> str:
     pilots = (
         "**included** (this export was asked for them): pilot participants' rows are present and "
         "`participants.is_pilot` marks them. The analysis never includes pilots; leave them out before analysing."
-        if meta["include_pilots"] else
-        "**left out**: pilot (test) participants and all their data (trials, messages, events, exclusions) are not "
-        "in this export."
+        if meta["include_pilots"]
+        else "**left out**: pilot (test) participants and all their data (trials, messages, events, exclusions) "
+        "are not in this export."
     )
     ids = (
         "**included**: `participants.external_id` holds the recruitment platform's id and `joined` events keep "
         "the recruitment parameters. This export identifies participants; do not publish it."
-        if meta["include_external_ids"] else
-        "**not included**: participants are known only by pseudonymous ids (`P<number>`); recruitment platform ids "
-        "and parameters are removed."
+        if meta["include_external_ids"]
+        else "**not included**: participants are known only by pseudonymous ids (`P<number>`); recruitment "
+        "platform ids and parameters are removed."
     )
     lines = [
         f"# Data export: {study['title']}",
@@ -272,8 +283,11 @@ def readme(meta: dict) -> str:
         f"- Launched: {study['launched_at'] or 'not launched'}; closed: {study['closed_at'] or 'not closed'}.",
         f"- Design: {study['design']}, order {study['order']}, confidence format {study['confidence_format']}.",
         f"- Manifest hash (SHA-256): `{meta['manifest_hash'] or 'none (the study has no manifest)'}` — "
-        + ("recomputed from `manifest.json` at export time and matching."
-           if meta["manifest_hash_verified"] else "NOT verified (no manifest, or it does not match)."),
+        + (
+            "recomputed from `manifest.json` at export time and matching."
+            if meta["manifest_hash_verified"]
+            else "NOT verified (no manifest, or it does not match)."
+        ),
         f"- Formats: {', '.join(meta['formats'])} (one folder each, one file per table).",
         f"- Export schema: `{meta['schema']}`.",
         "",
@@ -289,8 +303,7 @@ def readme(meta: dict) -> str:
         "- Exclusions are **not applied**: every exported participant's data is present. `exclusions` lists every "
         "decision (revoked ones too) and `participants.excluded` marks an active one. The primary analysis leaves "
         "out participants with an active exclusion; the report also gives the analysis without exclusions.",
-        "- Screened-out participants (failed attention checks) are present with `participants.status = "
-        "screened_out`.",
+        "- Screened-out participants (failed attention checks) are present with `participants.status = screened_out`.",
         f"- External (recruitment) ids: {ids}",
         "- Never exported: participant tokens, completion and screen-out codes, endpoint credentials, researchers' "
         "user names.",
@@ -326,15 +339,27 @@ def write_zip(folder: Path, zip_path: Path, *, name: str) -> None:
 # --- The export job ---------------------------------------------------------------------------------------------
 
 
-def export_request(*, study: Study, by, formats: str | Iterable[str] = "all", include_external_ids: bool = False,
-                   include_pilots: bool = False) -> Job:
+def export_request(
+    *,
+    study: Study,
+    by,
+    formats: str | Iterable[str] = "all",
+    include_external_ids: bool = False,
+    include_pilots: bool = False,
+) -> Job:
     """Create an export job and enqueue it once this transaction commits (eager on the embedded default)."""
     check_allowed(study=study, include_external_ids=include_external_ids)
     formats = normalise_formats(formats)
     job = Job.objects.create(
-        kind=Job.Kind.EXPORT, study=study, created_by=by, message="Queued",
-        params={"formats": list(formats), "include_external_ids": include_external_ids,
-                "include_pilots": include_pilots},
+        kind=Job.Kind.EXPORT,
+        study=study,
+        created_by=by,
+        message="Queued",
+        params={
+            "formats": list(formats),
+            "include_external_ids": include_external_ids,
+            "include_pilots": include_pilots,
+        },
     )
     from oversight.exports.tasks import run_export
 
@@ -363,10 +388,13 @@ def export_job_run(*, job_id: int, now: datetime | None = None) -> bool:
     name = export_name(job.study, now)
     try:
         result = export_study(
-            study=job.study, formats=params.get("formats", "all"),
+            study=job.study,
+            formats=params.get("formats", "all"),
             include_external_ids=bool(params.get("include_external_ids")),
-            include_pilots=bool(params.get("include_pilots")), zip_path=folder / f"{name}.zip",
-            progress=progress, now=now,
+            include_pilots=bool(params.get("include_pilots")),
+            zip_path=folder / f"{name}.zip",
+            progress=progress,
+            now=now,
         )
     except ExportError as exc:
         shutil.rmtree(folder, ignore_errors=True)
@@ -379,7 +407,11 @@ def export_job_run(*, job_id: int, now: datetime | None = None) -> bool:
     finished = timezone.now()
     total = result.total_rows
     job.finish(
-        Job.Status.DONE, message=f"Exported {total:,} rows", now=finished, done=total, total=total,
+        Job.Status.DONE,
+        message=f"Exported {total:,} rows",
+        now=finished,
+        done=total,
+        total=total,
         expires_at=finished + timedelta(hours=ttl_hours()),
         result={
             "path": result.path.relative_to(export_dir()).as_posix(),
@@ -418,14 +450,17 @@ def exports_cleanup(*, now: datetime | None = None) -> int:
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
-        Job.objects.filter(pk=job.pk).update(result={**(job.result or {}), "expired": True},
-                                             message="Expired: the file was deleted")
+        Job.objects.filter(pk=job.pk).update(
+            result={**(job.result or {}), "expired": True}, message="Expired: the file was deleted"
+        )
     root = export_dir()
     if root.is_dir():
         keep = set(
-            Job.objects.filter(kind=Job.Kind.EXPORT, status__in=[Job.Status.QUEUED, Job.Status.RUNNING,
-                                                                 Job.Status.DONE])
-            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).values_list("pk", flat=True)
+            Job.objects.filter(
+                kind=Job.Kind.EXPORT, status__in=[Job.Status.QUEUED, Job.Status.RUNNING, Job.Status.DONE]
+            )
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .values_list("pk", flat=True)
         )
         cutoff = now.timestamp() - ttl_hours() * 3600
         for folder in root.glob("job-*"):

@@ -43,8 +43,12 @@ def arrow_type(type_: str) -> pa.DataType:
 
 def arrow_schema(columns: Sequence[Column], *, table: str = "") -> pa.Schema:
     fields = [
-        pa.field(c.name, arrow_type(c.type), nullable=c.nullable,
-                 metadata={"type": c.type, "meaning": c.meaning, "units": c.units})
+        pa.field(
+            c.name,
+            arrow_type(c.type),
+            nullable=c.nullable,
+            metadata={"type": c.type, "meaning": c.meaning, "units": c.units},
+        )
         for c in columns
     ]
     return pa.schema(fields, metadata={"table": table, "schema": "oversight.export/1"} if table else None)

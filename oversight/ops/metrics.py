@@ -137,20 +137,23 @@ class Exposition:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def family(self, name: str, kind: str, help_text: str,
-               samples: Iterable[tuple[dict[str, str], float | int | None]]) -> None:
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], float | int | None]]
+    ) -> None:
         self.lines.append(f"# HELP {name} {_escape_help(help_text)}")
         self.lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             rendered = ",".join(f'{key}="{_escape_label(val)}"' for key, val in labels.items())
-            self.lines.append(f"{name}{{{rendered}}} {format_value(value)}" if rendered
-                              else f"{name} {format_value(value)}")
+            self.lines.append(
+                f"{name}{{{rendered}}} {format_value(value)}" if rendered else f"{name} {format_value(value)}"
+            )
 
     def gauge(self, name: str, help_text: str, value: float | int | None) -> None:
         self.family(name, "gauge", help_text, [({}, value)])
 
-    def recent_distribution(self, name: str, help_text: str, buckets: tuple[float, ...],
-                            counts: list[int], count: int, total: float) -> None:
+    def recent_distribution(
+        self, name: str, help_text: str, buckets: tuple[float, ...], counts: list[int], count: int, total: float
+    ) -> None:
         """A gauge 'histogram' over the window: cumulative buckets, count and sum (see the module doc)."""
         cumulative = [({"le": format_le(bound)}, n) for bound, n in zip(buckets, counts, strict=True)]
         cumulative.append(({"le": "+Inf"}, count))
@@ -178,8 +181,11 @@ def collect(now=None) -> Exposition:
     start = now - WINDOW
     out = Exposition()
 
-    out.gauge("oversight_metrics_window_seconds",
-              "Length of the sliding window the oversight_recent_* distributions cover.", WINDOW.total_seconds())
+    out.gauge(
+        "oversight_metrics_window_seconds",
+        "Length of the sliding window the oversight_recent_* distributions cover.",
+        WINDOW.total_seconds(),
+    )
 
     recently_active = Event.objects.filter(at__gte=now - ACTIVE_WINDOW).values("participant_id")
     active = (
@@ -187,49 +193,70 @@ def collect(now=None) -> Exposition:
         .filter(Q(last_seen_at__gte=now - ACTIVE_WINDOW) | Q(pk__in=recently_active))
         .count()
     )
-    out.gauge("oversight_active_participants",
-              f"Participants in progress (status active) seen in the last {int(ACTIVE_WINDOW.total_seconds())} s.",
-              active)
+    out.gauge(
+        "oversight_active_participants",
+        f"Participants in progress (status active) seen in the last {int(ACTIVE_WINDOW.total_seconds())} s.",
+        active,
+    )
 
     trials = Trial.objects.filter(status=Trial.Status.SHOWN).aggregate(
         shown=Count("id"), overdue=Count("id", filter=Q(deadline_at__lt=now - OVERDUE_AFTER))
     )
-    out.gauge("oversight_trials_in_progress", "Trials shown to a participant and not yet answered or timed out.",
-              trials["shown"])
-    out.gauge("oversight_trials_overdue",
-              f"Shown trials more than {int(OVERDUE_AFTER.total_seconds())} s past their deadline "
-              "(the deadline sweep is behind or not running).", trials["overdue"])
+    out.gauge(
+        "oversight_trials_in_progress",
+        "Trials shown to a participant and not yet answered or timed out.",
+        trials["shown"],
+    )
+    out.gauge(
+        "oversight_trials_overdue",
+        f"Shown trials more than {int(OVERDUE_AFTER.total_seconds())} s past their deadline "
+        "(the deadline sweep is behind or not running).",
+        trials["overdue"],
+    )
 
     streaming = ChatMessage.objects.filter(status=ChatMessage.Status.STREAMING).aggregate(
         in_flight=Count("id"), stale=Count("id", filter=Q(heartbeat_at__lt=now - STALE_GENERATION_AFTER))
     )
     out.gauge("oversight_generations_in_flight", "Assistant replies streaming now.", streaming["in_flight"])
-    out.gauge("oversight_generations_stale",
-              f"Streaming replies with no heartbeat for {int(STALE_GENERATION_AFTER.total_seconds())} s "
-              "(their process died; the stale-generation sweep marks them interrupted).", streaming["stale"])
+    out.gauge(
+        "oversight_generations_stale",
+        f"Streaming replies with no heartbeat for {int(STALE_GENERATION_AFTER.total_seconds())} s "
+        "(their process died; the stale-generation sweep marks them interrupted).",
+        streaming["stale"],
+    )
 
     # Time to first token of replies that finished in the window.
-    ttft_filter = {f"le_{i}": Count("id", filter=Q(ttft_ms__lte=bound * 1000))
-                   for i, bound in enumerate(TTFT_BUCKETS_S)}
-    ttft = (
-        ChatMessage.objects.filter(status__in=FINISHED_REPLY, heartbeat_at__gte=start - HEARTBEAT_MARGIN,
-                                   finished_at__gte=start, role=ChatMessage.Role.ASSISTANT, ttft_ms__isnull=False)
-        .aggregate(count=Count("id"), total=Sum("ttft_ms"), **ttft_filter)
-    )
+    ttft_filter = {
+        f"le_{i}": Count("id", filter=Q(ttft_ms__lte=bound * 1000)) for i, bound in enumerate(TTFT_BUCKETS_S)
+    }
+    ttft = ChatMessage.objects.filter(
+        status__in=FINISHED_REPLY,
+        heartbeat_at__gte=start - HEARTBEAT_MARGIN,
+        finished_at__gte=start,
+        role=ChatMessage.Role.ASSISTANT,
+        ttft_ms__isnull=False,
+    ).aggregate(count=Count("id"), total=Sum("ttft_ms"), **ttft_filter)
     out.recent_distribution(
         "oversight_recent_ttft_seconds",
         f"Time to first token of assistant replies that finished in the last {int(WINDOW.total_seconds())} s.",
-        TTFT_BUCKETS_S, [ttft[f"le_{i}"] for i in range(len(TTFT_BUCKETS_S))], ttft["count"],
+        TTFT_BUCKETS_S,
+        [ttft[f"le_{i}"] for i in range(len(TTFT_BUCKETS_S))],
+        ttft["count"],
         (ttft["total"] or 0.0) / 1000,
     )
 
     # Deadline finalisation lag: how late the server closed trials whose deadline passed in the window.
     lag_expr = ExpressionWrapper(F("submitted_at") - F("deadline_at"), output_field=DurationField())
-    lag_filter = {f"le_{i}": Count("id", filter=Q(lag__lte=timedelta(seconds=bound)))
-                  for i, bound in enumerate(LAG_BUCKETS_S)}
+    lag_filter = {
+        f"le_{i}": Count("id", filter=Q(lag__lte=timedelta(seconds=bound))) for i, bound in enumerate(LAG_BUCKETS_S)
+    }
     lag = (
-        Trial.objects.filter(status=Trial.Status.TIMED_OUT, deadline_at__gte=start,
-                             submit_kind=Trial.SubmitKind.SERVER, submitted_at__isnull=False)
+        Trial.objects.filter(
+            status=Trial.Status.TIMED_OUT,
+            deadline_at__gte=start,
+            submit_kind=Trial.SubmitKind.SERVER,
+            submitted_at__isnull=False,
+        )
         .annotate(lag=lag_expr)
         .aggregate(count=Count("id"), total=Sum("lag"), worst=Max("lag"), **lag_filter)
     )
@@ -237,29 +264,48 @@ def collect(now=None) -> Exposition:
         "oversight_recent_deadline_lag_seconds",
         "Seconds between a trial's deadline and the server finalising it, for trials whose deadline passed "
         f"in the last {int(WINDOW.total_seconds())} s.",
-        LAG_BUCKETS_S, [lag[f"le_{i}"] for i in range(len(LAG_BUCKETS_S))], lag["count"], _seconds(lag["total"]),
+        LAG_BUCKETS_S,
+        [lag[f"le_{i}"] for i in range(len(LAG_BUCKETS_S))],
+        lag["count"],
+        _seconds(lag["total"]),
     )
-    out.gauge("oversight_recent_deadline_lag_seconds_max",
-              "Largest deadline finalisation lag in the window (0 when there was none).", _seconds(lag["worst"]))
+    out.gauge(
+        "oversight_recent_deadline_lag_seconds_max",
+        "Largest deadline finalisation lag in the window (0 when there was none).",
+        _seconds(lag["worst"]),
+    )
 
     answers = {key: 0 for key in ANSWER_SERIES}
-    for row in (Trial.objects.filter(status__in=(Trial.Status.ANSWERED, Trial.Status.TIMED_OUT))
-                .values("status", "submit_kind").annotate(n=Count("id")).order_by()):
+    for row in (
+        Trial.objects.filter(status__in=(Trial.Status.ANSWERED, Trial.Status.TIMED_OUT))
+        .values("status", "submit_kind")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
         answers[(row["status"], row["submit_kind"])] = row["n"]
-    out.family("oversight_answers_total", "counter",
-               "Final answers recorded (status answered or timed_out), by who submitted them.",
-               [({"status": status, "submit_kind": kind or "none"}, n)
-                for (status, kind), n in sorted(answers.items())])
+    out.family(
+        "oversight_answers_total",
+        "counter",
+        "Final answers recorded (status answered or timed_out), by who submitted them.",
+        [({"status": status, "submit_kind": kind or "none"}, n) for (status, kind), n in sorted(answers.items())],
+    )
 
     # The backend's error kinds (TGI unreachable, timeout, busy, context too long, …) start at 0.
     errors = {(ChatMessage.Status.FAILED.value, kind): 0 for kind in HUMAN_MESSAGES}
-    for row in (ChatMessage.objects.filter(status__in=ENDED_BADLY).values("status", "error_kind")
-                .annotate(n=Count("id")).order_by()):
+    for row in (
+        ChatMessage.objects.filter(status__in=ENDED_BADLY)
+        .values("status", "error_kind")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
         errors[(row["status"], row["error_kind"] or "unknown")] = row["n"]
-    out.family("oversight_generation_errors_total", "counter",
-               "Assistant replies that did not complete, by status and error kind: status failed are backend "
-               "(TGI) errors, cancelled are deadlines and cancellations, interrupted lost their process.",
-               [({"status": status, "kind": kind}, n) for (status, kind), n in sorted(errors.items())])
+    out.family(
+        "oversight_generation_errors_total",
+        "counter",
+        "Assistant replies that did not complete, by status and error kind: status failed are backend "
+        "(TGI) errors, cancelled are deadlines and cancellations, interrupted lost their process.",
+        [({"status": status, "kind": kind}, n) for (status, kind), n in sorted(errors.items())],
+    )
     return out
 
 
@@ -269,18 +315,26 @@ def metrics(request: HttpRequest) -> HttpResponse:
     token = metrics_token()
     if not (direct_from_private_network(request) or has_valid_token(request, token)):
         if token:
-            response = HttpResponse("metrics: a valid bearer token is required\n", status=401,
-                                    content_type="text/plain; charset=utf-8")
+            response = HttpResponse(
+                "metrics: a valid bearer token is required\n", status=401, content_type="text/plain; charset=utf-8"
+            )
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
-        return HttpResponse("metrics: only from loopback or a private network (or set METRICS_TOKEN)\n",
-                            status=403, content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            "metrics: only from loopback or a private network (or set METRICS_TOKEN)\n",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
     started = time.perf_counter()
     try:
         exposition = collect()
     except DatabaseError as exc:
-        return HttpResponse(f"metrics: database unavailable: {str(exc)[:200]}\n", status=503,
-                            content_type="text/plain; charset=utf-8")
-    exposition.gauge("oversight_metrics_scrape_duration_seconds", "Time taken to compute these metrics.",
-                     round(time.perf_counter() - started, 6))
+        return HttpResponse(
+            f"metrics: database unavailable: {str(exc)[:200]}\n", status=503, content_type="text/plain; charset=utf-8"
+        )
+    exposition.gauge(
+        "oversight_metrics_scrape_duration_seconds",
+        "Time taken to compute these metrics.",
+        round(time.perf_counter() - started, 6),
+    )
     return HttpResponse(exposition.render(), content_type=CONTENT_TYPE)

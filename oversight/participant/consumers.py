@@ -33,9 +33,12 @@ class ChatConsumer(RelayMixin, AsyncJsonWebsocketConsumer):
             if frame.get("type") == "hello":
                 await self.send_json(await chat_resume(trial=self.trial, reconnect=bool(frame.get("reconnect"))))
             else:
-                await chat_act(trial_id=self.trial.pk, action=frame.get("type"),
-                               text=str(frame.get("text", ""))[:MAX_TEXT_CHARS],
-                               client_id=str(frame.get("client_id", ""))[:MAX_CLIENT_ID_CHARS])
+                await chat_act(
+                    trial_id=self.trial.pk,
+                    action=frame.get("type"),
+                    text=str(frame.get("text", ""))[:MAX_TEXT_CHARS],
+                    client_id=str(frame.get("client_id", ""))[:MAX_CLIENT_ID_CHARS],
+                )
         except ChatRejected as exc:
             await self.send_json({"type": "error", "message": str(exc)})
 

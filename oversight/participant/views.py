@@ -29,8 +29,13 @@ from oversight.core.services.trials import (
     trial_submit,
 )
 
-LIKERT_LABELS = {25: "Guessing (25%)", 42: "Unsure (42%)", 60: "Somewhat sure (60%)", 80: "Fairly sure (80%)",
-                 100: "Certain (100%)"}
+LIKERT_LABELS = {
+    25: "Guessing (25%)",
+    42: "Unsure (42%)",
+    60: "Somewhat sure (60%)",
+    80: "Fairly sure (80%)",
+    100: "Certain (100%)",
+}
 RECRUITMENT_PARAMS = [key for keys in RECRUITMENT_KEYS.values() for key in keys]
 
 
@@ -40,8 +45,12 @@ def _error(request, status: int, title: str, message: str) -> HttpResponse:
 
 def _study_open(request, study: Study) -> HttpResponse | None:
     if study.status == Study.Status.CLOSED:
-        return _error(request, 410, "This study has closed", "Thank you for your interest. "
-                      "This study is no longer accepting answers.")
+        return _error(
+            request,
+            410,
+            "This study has closed",
+            "Thank you for your interest. This study is no longer accepting answers.",
+        )
     if study.status != Study.Status.LIVE:
         return _error(request, 404, "Study not found", "This study is not open yet. Please check your link.")
     return None
@@ -74,9 +83,15 @@ def welcome(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("participant:next", token=participant.token)
     external_id, _ = recruitment_from_params(params)
     existing = participant_for_external_id(study=study, external_id=external_id)
-    return render(request, "participant/welcome.html",
-                  {"study": study, "params": params, "returning": existing is not None
-                   and existing.status != Participant.Status.DECLINED})
+    return render(
+        request,
+        "participant/welcome.html",
+        {
+            "study": study,
+            "params": params,
+            "returning": existing is not None and existing.status != Participant.Status.DECLINED,
+        },
+    )
 
 
 @require_GET
@@ -223,12 +238,19 @@ def feedback(request: HttpRequest, token: str, position: int) -> HttpResponse:
     if not trial.is_final or not participant.study.reveal_gold:
         return redirect("participant:next", token=token)
     item = trial.item
-    return render(request, "participant/feedback.html", {
-        "participant": participant, "study": participant.study, "trial": trial, "item": item,
-        "options": list(zip(item.letters, item.options, strict=True)),
-        "chosen_letter": None if trial.choice is None else item.letters[trial.choice],
-        "gold_letter": item.gold_letter,
-    })
+    return render(
+        request,
+        "participant/feedback.html",
+        {
+            "participant": participant,
+            "study": participant.study,
+            "trial": trial,
+            "item": item,
+            "options": list(zip(item.letters, item.options, strict=True)),
+            "chosen_letter": None if trial.choice is None else item.letters[trial.choice],
+            "gold_letter": item.gold_letter,
+        },
+    )
 
 
 @require_POST
@@ -260,10 +282,17 @@ def done(request: HttpRequest, token: str) -> HttpResponse:
     # Only now — every answer committed and the participant closed — do we send them back to Prolific.
     if participant.recruitment.get("source") == "prolific" and study.prolific_completion_url and code:
         return_url = _with_query(study.prolific_completion_url, {"cc": code})
-    return render(request, "participant/done.html", {
-        "study": study, "participant": participant, "code": code, "screened_out": screened_out,
-        "return_url": return_url,
-    })
+    return render(
+        request,
+        "participant/done.html",
+        {
+            "study": study,
+            "participant": participant,
+            "code": code,
+            "screened_out": screened_out,
+            "return_url": return_url,
+        },
+    )
 
 
 def _with_query(url: str, params: dict) -> str:

@@ -37,28 +37,46 @@ def item_rows(tables: StudyTables, *, apply_exclusions: bool, positions=None, in
         first = trials[0]
         gold = next((t.gold for t in trials if t.gold is not None and t.gold >= 0), None)
         vote = weighted_vote(
-            [(t.choice, answer_probabilities(choice=t.choice, confidence=t.confidence, n_options=t.n_options,
-                                             confidence_format=tables.confidence_format,
-                                             distribution=t.distribution)) for t in trials],
+            [
+                (
+                    t.choice,
+                    answer_probabilities(
+                        choice=t.choice,
+                        confidence=t.confidence,
+                        n_options=t.n_options,
+                        confidence_format=tables.confidence_format,
+                        distribution=t.distribution,
+                    ),
+                )
+                for t in trials
+            ],
             first.n_options,
         )
         right = sum(bool(t.correct) for t in trials)
-        rows.append({
-            "condition_id": cid,
-            "condition": conditions[cid].name if cid in conditions else first.condition_name,
-            "item_id": item,
-            "external_id": info.get(item, {}).get("external_id", ""),
-            "subject": info.get(item, {}).get("subject", first.subject),
-            "task": first.task,
-            "gold": gold,
-            "n_answers": len(trials),
-            "n_right": right,
-            "accuracy": 100 * right / len(trials),
-            "vote": None if vote is None else {"choice": vote.choice, "confidence": 100 * vote.confidence,
-                                               "correct": gold is not None and vote.choice == gold,
-                                               "tie_break": vote.tie_break},
-            "models": models.get(item, {}),
-            "answers": sorted((t.participant_id, positions.get((t.participant_id, cid, item)), bool(t.correct))
-                              for t in trials),
-        })
+        rows.append(
+            {
+                "condition_id": cid,
+                "condition": conditions[cid].name if cid in conditions else first.condition_name,
+                "item_id": item,
+                "external_id": info.get(item, {}).get("external_id", ""),
+                "subject": info.get(item, {}).get("subject", first.subject),
+                "task": first.task,
+                "gold": gold,
+                "n_answers": len(trials),
+                "n_right": right,
+                "accuracy": 100 * right / len(trials),
+                "vote": None
+                if vote is None
+                else {
+                    "choice": vote.choice,
+                    "confidence": 100 * vote.confidence,
+                    "correct": gold is not None and vote.choice == gold,
+                    "tie_break": vote.tie_break,
+                },
+                "models": models.get(item, {}),
+                "answers": sorted(
+                    (t.participant_id, positions.get((t.participant_id, cid, item)), bool(t.correct)) for t in trials
+                ),
+            }
+        )
     return rows

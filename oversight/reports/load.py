@@ -35,8 +35,10 @@ def load_tables(study: Study) -> StudyTables:
         row["trial_id"]: (row["turns"], row["resets"])
         for row in ChatMessage.objects.filter(trial__participant__study=study)
         .values("trial_id")
-        .annotate(turns=Count("id", filter=Q(role=ChatMessage.Role.USER)),
-                  resets=Count("id", filter=Q(role=ChatMessage.Role.RESET)))
+        .annotate(
+            turns=Count("id", filter=Q(role=ChatMessage.Role.USER)),
+            resets=Count("id", filter=Q(role=ChatMessage.Role.RESET)),
+        )
     }
     quotes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     replies = ChatMessage.objects.filter(trial__participant__study=study, role=ChatMessage.Role.ASSISTANT)
@@ -48,8 +50,22 @@ def load_tables(study: Study) -> StudyTables:
     raw = list(
         Trial.objects.filter(participant__study=study)
         .order_by("participant_id", "position")
-        .values("id", "participant_id", "condition_id", "item_id", "role", "position", "status", "choice",
-                "confidence", "distribution", "correct", "shown_at", "submitted_at", "submit_kind")
+        .values(
+            "id",
+            "participant_id",
+            "condition_id",
+            "item_id",
+            "role",
+            "position",
+            "status",
+            "choice",
+            "confidence",
+            "distribution",
+            "correct",
+            "shown_at",
+            "submitted_at",
+            "submit_kind",
+        )
     )
     items = {
         row["id"]: row
@@ -71,32 +87,34 @@ def load_tables(study: Study) -> StudyTables:
             block_rank[row["participant_id"], row["condition_id"]] += 1
         turns, resets = chat.get(row["id"], (0, 0))
         n_quotes, n_verified = quotes.get(row["id"], (0, 0))
-        trials.append(TrialRow(
-            participant_id=row["participant_id"],
-            condition_id=row["condition_id"],
-            condition_kind=condition.kind if condition else "",
-            condition_name=condition.name if condition else "",
-            task=task_of.get(key, ""),
-            item_id=row["item_id"],
-            subject=item["subject"],
-            difficult=item["difficult"],
-            n_options=len(item["options"]),
-            gold=item["gold_index"],
-            role=row["role"],
-            status=row["status"],
-            choice=row["choice"],
-            confidence=row["confidence"],
-            distribution=tuple(row["distribution"]) if row["distribution"] else None,
-            correct=row["correct"],
-            shown_at=row["shown_at"],
-            submitted_at=row["submitted_at"],
-            submit_kind=row["submit_kind"],
-            turns=turns,
-            resets=resets,
-            quotes=n_quotes,
-            quotes_verified=n_verified,
-            block_position=position,
-        ))
+        trials.append(
+            TrialRow(
+                participant_id=row["participant_id"],
+                condition_id=row["condition_id"],
+                condition_kind=condition.kind if condition else "",
+                condition_name=condition.name if condition else "",
+                task=task_of.get(key, ""),
+                item_id=row["item_id"],
+                subject=item["subject"],
+                difficult=item["difficult"],
+                n_options=len(item["options"]),
+                gold=item["gold_index"],
+                role=row["role"],
+                status=row["status"],
+                choice=row["choice"],
+                confidence=row["confidence"],
+                distribution=tuple(row["distribution"]) if row["distribution"] else None,
+                correct=row["correct"],
+                shown_at=row["shown_at"],
+                submitted_at=row["submitted_at"],
+                submit_kind=row["submit_kind"],
+                turns=turns,
+                resets=resets,
+                quotes=n_quotes,
+                quotes_verified=n_verified,
+                block_position=position,
+            )
+        )
 
     participants = Participant.objects.filter(study=study)
     baselines, runs = load_baselines(study, item_ids=set(items))
@@ -112,8 +130,9 @@ def load_tables(study: Study) -> StudyTables:
         baselines=baselines,
         baseline_runs=runs,
         excluded=frozenset(
-            Exclusion.objects.filter(participant__study=study, revoked_at__isnull=True)
-            .values_list("participant_id", flat=True)
+            Exclusion.objects.filter(participant__study=study, revoked_at__isnull=True).values_list(
+                "participant_id", flat=True
+            )
         ),
         pilots=frozenset(participants.filter(is_pilot=True).values_list("id", flat=True)),
         participant_status=dict(participants.values_list("id", "status")),
@@ -132,17 +151,29 @@ def load_baselines(study: Study, *, item_ids: set[int]) -> tuple[list[BaselineRo
     info = {}
     for run in runs.select_related("endpoint").order_by("pk"):
         endpoint = run.endpoint.name or str(run.endpoint)
-        info[run.pk] = {"id": run.pk, "method": run.method, "endpoint": endpoint, "split": run.split,
-                        "status": run.status}
+        info[run.pk] = {
+            "id": run.pk,
+            "method": run.method,
+            "endpoint": endpoint,
+            "split": run.split,
+            "status": run.status,
+        }
     rows = []
     results = BaselineResult.objects.filter(run_id__in=list(info), item_id__in=item_ids).order_by("run_id", "item_id")
     for run_id, item_id, probabilities, predicted, correct, error in results.values_list(
         "run_id", "item_id", "probabilities", "predicted", "correct", "error"
     ):
         run = info[run_id]
-        rows.append(BaselineRow(
-            method=run["method"], endpoint=run["endpoint"], run_id=run_id, item_id=item_id,
-            probabilities=tuple(probabilities) if probabilities else None, predicted=predicted, correct=correct,
-            error=error or "",
-        ))
+        rows.append(
+            BaselineRow(
+                method=run["method"],
+                endpoint=run["endpoint"],
+                run_id=run_id,
+                item_id=item_id,
+                probabilities=tuple(probabilities) if probabilities else None,
+                predicted=predicted,
+                correct=correct,
+                error=error or "",
+            )
+        )
     return rows, list(info.values())

@@ -33,14 +33,21 @@ def data_version(study: Study) -> str:
     banks = list(study.tasks.values_list("bank_id", flat=True))
     parts = [
         Trial.objects.filter(participant__study=study).aggregate(
-            n=Count("id"), final=Count("id", filter=Q(status__in=final)), last=Max("submitted_at"),
-            right=Count("id", filter=Q(correct=True))),
+            n=Count("id"),
+            final=Count("id", filter=Q(status__in=final)),
+            last=Max("submitted_at"),
+            right=Count("id", filter=Q(correct=True)),
+        ),
         Participant.objects.filter(study=study).aggregate(
-            n=Count("id"), pilots=Count("id", filter=Q(is_pilot=True)), done=Max("completed_at"),
+            n=Count("id"),
+            pilots=Count("id", filter=Q(is_pilot=True)),
+            done=Max("completed_at"),
             screened=Count("id", filter=Q(status=Participant.Status.SCREENED_OUT)),
-            completed=Count("id", filter=Q(status=Participant.Status.COMPLETED))),
+            completed=Count("id", filter=Q(status=Participant.Status.COMPLETED)),
+        ),
         Exclusion.objects.filter(participant__study=study).aggregate(
-            n=Count("id"), revoked=Count("revoked_at"), last=Max("created_at"), last_revoked=Max("revoked_at")),
+            n=Count("id"), revoked=Count("revoked_at"), last=Max("created_at"), last_revoked=Max("revoked_at")
+        ),
         BaselineResult.objects.filter(
             Q(run__study=study) | Q(run__study__isnull=True, run__bank_id__in=banks)
         ).aggregate(n=Count("id"), last=Max("id"), runs=Max("run_id")),
@@ -72,8 +79,13 @@ def report_plot_svg(*, study: Study, name: str, variant: str, resamples: int) ->
     svg = cache.get(key)
     if svg is None:
         bundle = report_bundle(study=study, resamples=resamples, version=version)
-        svg = plots.render(name, bundle["report"], variant=variant, experts=bundle["experts"],
-                           participants=bundle["participants"][variant])
+        svg = plots.render(
+            name,
+            bundle["report"],
+            variant=variant,
+            experts=bundle["experts"],
+            participants=bundle["participants"][variant],
+        )
         cache.set(key, svg, CACHE_SECONDS)
     return svg
 
@@ -85,8 +97,9 @@ def build_bundle(study: Study, resamples: int) -> dict:
     info = {row["id"]: row for row in Item.objects.filter(pk__in=item_ids).values("id", "external_id", "subject")}
     positions = {
         (p, c, i): pos
-        for p, c, i, pos in Trial.objects.filter(participant__study=study, item_id__in=item_ids, role="scored")
-        .values_list("participant_id", "condition_id", "item_id", "position")
+        for p, c, i, pos in Trial.objects.filter(
+            participant__study=study, item_id__in=item_ids, role="scored"
+        ).values_list("participant_id", "condition_id", "item_id", "position")
     }
     formats = dict(study.tasks.filter(role="scored").values_list("name", "bank__format"))
     return {

@@ -9,23 +9,58 @@ CONDITIONS = [
 ]
 
 
-def trial(participant, item, choice, confidence=60, *, gold=0, assisted=False, task="MMLU", n_options=4,
-          block_position=0, **fields) -> TrialRow:
+def trial(
+    participant,
+    item,
+    choice,
+    confidence=60,
+    *,
+    gold=0,
+    assisted=False,
+    task="MMLU",
+    n_options=4,
+    block_position=0,
+    **fields,
+) -> TrialRow:
     condition = CONDITIONS[1] if assisted else CONDITIONS[0]
     return TrialRow(
-        participant_id=participant, condition_id=condition.id, condition_kind=condition.kind,
-        condition_name=condition.name, task=task, item_id=item, choice=choice, confidence=confidence,
-        correct=None if gold is None else choice == gold, gold=gold, n_options=n_options,
-        block_position=block_position, **fields,
+        participant_id=participant,
+        condition_id=condition.id,
+        condition_kind=condition.kind,
+        condition_name=condition.name,
+        task=task,
+        item_id=item,
+        choice=choice,
+        confidence=confidence,
+        correct=None if gold is None else choice == gold,
+        gold=gold,
+        n_options=n_options,
+        block_position=block_position,
+        **fields,
     )
 
 
 def model(method, item, correct, probabilities=None, predicted=None) -> BaselineRow:
-    return BaselineRow(method=method, item_id=item, probabilities=probabilities, predicted=predicted,
-                       correct=correct, endpoint="sim", run_id=1)
+    return BaselineRow(
+        method=method,
+        item_id=item,
+        probabilities=probabilities,
+        predicted=predicted,
+        correct=correct,
+        endpoint="sim",
+        run_id=1,
+    )
 
 
 def tables(trials, *, baselines=(), excluded=(), pilots=(), confidence_format="likert", **fields) -> StudyTables:
-    return StudyTables(slug="t", title="Test study", conditions=CONDITIONS, trials=list(trials),
-                       baselines=list(baselines), excluded=frozenset(excluded), pilots=frozenset(pilots),
-                       confidence_format=confidence_format, **fields)
+    return StudyTables(
+        slug="t",
+        title="Test study",
+        conditions=CONDITIONS,
+        trials=list(trials),
+        baselines=list(baselines),
+        excluded=frozenset(excluded),
+        pilots=frozenset(pilots),
+        confidence_format=confidence_format,
+        **fields,
+    )

@@ -33,8 +33,9 @@ def test_the_same_seed_gives_the_same_interval_twice_and_another_seed_another():
     second = build_report(tables, seed=11, resamples=300).to_dict()
     other = build_report(tables, seed=12, resamples=300).to_dict()
     assert interval_of(first) == interval_of(second)
-    assert build_report(tables, seed=11, resamples=300).to_json() == build_report(tables, seed=11,
-                                                                                 resamples=300).to_json()
+    assert (
+        build_report(tables, seed=11, resamples=300).to_json() == build_report(tables, seed=11, resamples=300).to_json()
+    )
     assert interval_of(first) != interval_of(other)
     assert first["method"]["bootstrap"]["seed"] == 11 and first["method"]["bootstrap"]["resamples"] == 300
 

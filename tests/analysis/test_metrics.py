@@ -18,9 +18,15 @@ from tests.analysis.rows import model, tables, trial
 
 
 def test_calibration_error_is_the_unweighted_mean_over_non_empty_bins():
-    observations = [(25, True), (25, False), (25, False), (25, False),  # 25% right in the 25 bin: error 0
-                    (60, True), (60, True),  # 100% in the 60 bin: error 40
-                    (100, False)]  # 0% in the 100 bin: error 100
+    observations = [
+        (25, True),
+        (25, False),
+        (25, False),
+        (25, False),  # 25% right in the 25 bin: error 0
+        (60, True),
+        (60, True),  # 100% in the 60 bin: error 40
+        (100, False),
+    ]  # 0% in the 100 bin: error 100
     ce, bins = calibration_error(observations)
     assert ce == pytest.approx((0 + 40 + 100) / 3)  # not weighted by the 4, 2 and 1 answers
     assert [b["n"] for b in bins] == [4, 0, 2, 0, 1]
@@ -29,7 +35,18 @@ def test_calibration_error_is_the_unweighted_mean_over_non_empty_bins():
 
 def test_probabilities_go_to_the_nearest_bin_and_exact_midpoints_to_the_lower_one():
     assert [nearest_bin(v) for v in (5, 33.5, 33.6, 51, 51.1, 70, 89.9, 90, 90.1, 95, 99)] == [
-        25, 25, 42, 42, 60, 60, 80, 80, 100, 100, 100]
+        25,
+        25,
+        42,
+        42,
+        60,
+        60,
+        80,
+        80,
+        100,
+        100,
+        100,
+    ]
 
 
 def test_the_mean_of_participant_accuracies_is_not_the_pooled_accuracy():
@@ -77,7 +94,9 @@ def test_model_calibration_bins_the_predicted_options_probability():
 def test_the_vote_calibration_uses_the_votes_confidence_and_the_max_confidence_subset_its_top_bin():
     rows = [
         # Item 1: three A@80 → A with confidence .512/(.512 + 3 × (.2/3)^3) = 0.9977 → the 100 bin; right.
-        trial(1, 1, 0, 80), trial(2, 1, 0, 80), trial(3, 1, 0, 80),
+        trial(1, 1, 0, 80),
+        trial(2, 1, 0, 80),
+        trial(3, 1, 0, 80),
         # Item 2: a lone B@60 → confidence 0.6 → the 60 bin; wrong.
         trial(1, 2, 1, 60),
     ]
@@ -89,10 +108,14 @@ def test_the_vote_calibration_uses_the_votes_confidence_and_the_max_confidence_s
 
 def test_the_learning_effect_compares_the_first_and_second_half_of_each_participants_items():
     # P1 saw five assisted items: wrong, wrong, (middle, ignored), right, right. P2 four: right, wrong | right, right.
-    rows = [trial(1, i, 0 if ok else 1, assisted=True, block_position=pos)
-            for pos, (i, ok) in enumerate([(5, False), (4, False), (3, True), (2, True), (1, True)])]
-    rows += [trial(2, i, 0 if ok else 1, assisted=True, block_position=pos)
-             for pos, (i, ok) in enumerate([(1, True), (2, False), (3, True), (4, True)])]
+    rows = [
+        trial(1, i, 0 if ok else 1, assisted=True, block_position=pos)
+        for pos, (i, ok) in enumerate([(5, False), (4, False), (3, True), (2, True), (1, True)])
+    ]
+    rows += [
+        trial(2, i, 0 if ok else 1, assisted=True, block_position=pos)
+        for pos, (i, ok) in enumerate([(1, True), (2, False), (3, True), (4, True)])
+    ]
     learning = build_report(tables(rows), resamples=0).to_dict()["with_exclusions"]["conditions"][0]["learning"]
     assert learning["first_half"]["value"] == pytest.approx((0 + 50) / 2)
     assert learning["second_half"]["value"] == pytest.approx(100)
@@ -101,8 +124,10 @@ def test_the_learning_effect_compares_the_first_and_second_half_of_each_particip
 
 
 def test_the_dialogue_statistics_are_per_item_means():
-    rows = [trial(1, 1, 0, assisted=True, turns=4, resets=1, quotes=2, quotes_verified=1),
-            trial(1, 2, 0, assisted=True, turns=2, resets=0, quotes=0, quotes_verified=0)]
+    rows = [
+        trial(1, 1, 0, assisted=True, turns=4, resets=1, quotes=2, quotes_verified=1),
+        trial(1, 2, 0, assisted=True, turns=2, resets=0, quotes=0, quotes_verified=0),
+    ]
     dialogue = build_report(tables(rows), resamples=0).to_dict()["with_exclusions"]["conditions"][0]["all"]["dialogue"]
     assert dialogue["turns_per_item"] == 3
     assert dialogue["resets_per_item"] == 0.5
@@ -120,8 +145,17 @@ def test_the_vectorised_point_estimates_equal_the_reference_definitions(fmt):
         for item in range(1, 13):
             if rng.random() < 0.75:  # not everybody answers everything
                 gold = item % 4
-                rows.append(trial(p, item, rng.randrange(4), rng.choice(levels), gold=gold,
-                                  task="A" if item <= 6 else "B", block_position=item))
+                rows.append(
+                    trial(
+                        p,
+                        item,
+                        rng.randrange(4),
+                        rng.choice(levels),
+                        gold=gold,
+                        task="A" if item <= 6 else "B",
+                        block_position=item,
+                    )
+                )
     t = tables(rows, confidence_format=fmt)
     report = build_report(t, resamples=0).to_dict()["with_exclusions"]
     unaided = report["conditions"][0]
@@ -136,8 +170,16 @@ def test_the_vectorised_point_estimates_equal_the_reference_definitions(fmt):
     votes = []
     for item in sorted({r.item_id for r in analysed}):
         answers = [r for r in analysed if r.item_id == item]
-        vote = weighted_vote([(r.choice, answer_probabilities(choice=r.choice, confidence=r.confidence, n_options=4,
-                                                              confidence_format=fmt)) for r in answers], 4)
+        vote = weighted_vote(
+            [
+                (
+                    r.choice,
+                    answer_probabilities(choice=r.choice, confidence=r.confidence, n_options=4, confidence_format=fmt),
+                )
+                for r in answers
+            ],
+            4,
+        )
         votes.append((vote, answers[0].gold))
     accuracy = 100 * sum(v.choice == g for v, g in votes) / len(votes)
     assert unaided["all"]["vote"]["accuracy"]["value"] == pytest.approx(accuracy)

@@ -30,8 +30,9 @@ def small_tables(**kw):
         for task, items in ASSISTED_ITEMS.items():
             for i in items:
                 wrong = p == 3 and i == 8
-                rows.append(trial(p, i, 2 if wrong else 0, 80 if p == 3 else 100, assisted=True, task=task,
-                                  block_position=i))
+                rows.append(
+                    trial(p, i, 2 if wrong else 0, 80 if p == 3 else 100, assisted=True, task=task, block_position=i)
+                )
     baselines = [model("zero-shot", i, i % 2 == 0) for i in range(1, 9)]
     baselines += [model("cot", i, i != 3) for i in range(1, 9)]
     return tables(rows, baselines=baselines, tasks=["MMLU", "QuALITY"], **kw)
@@ -83,8 +84,12 @@ def test_the_sandwich_chart_has_a_panel_per_task_with_each_series_and_the_expert
     assert "experts 90" in text and "experts 93.5" not in text
     for panel in (0, 1):
         series = [gid for gid in ids(root, f"sandwich-{panel}-") if not gid.endswith(("-ci", "-experts"))]
-        assert series == [f"sandwich-{panel}-condition-{UNAIDED_ID}", f"sandwich-{panel}-model-zero-shot",
-                          f"sandwich-{panel}-model-cot", f"sandwich-{panel}-condition-{ASSISTED_ID}"]
+        assert series == [
+            f"sandwich-{panel}-condition-{UNAIDED_ID}",
+            f"sandwich-{panel}-model-zero-shot",
+            f"sandwich-{panel}-model-cot",
+            f"sandwich-{panel}-condition-{ASSISTED_ID}",
+        ]
         assert all(points(root, gid) == 1 for gid in series)
         assert all(group(root, f"{gid}-ci") is not None for gid in series)  # each with its interval
     assert group(root, "sandwich-0-experts") is not None and group(root, "sandwich-1-experts") is None
@@ -94,7 +99,9 @@ def test_the_sandwich_chart_has_a_panel_per_task_with_each_series_and_the_expert
 
 def test_the_expert_reference_follows_the_banks_format():
     assert plots.expert_reference({"MMLU": "mmlu", "Stories": "quality", "Own": "custom"}) == {
-        "MMLU": 90.0, "Stories": 93.5}
+        "MMLU": 90.0,
+        "Stories": 93.5,
+    }
 
 
 def test_the_reliability_diagram_has_a_panel_per_condition_with_a_point_per_non_empty_bin(report):
@@ -135,8 +142,10 @@ def test_per_participant_lines_join_each_participants_conditions(report, partici
     assert "Per-participant accuracy across conditions" in text
     assert "Participant's accuracy (%)" in text and "Condition" in text and "Condition mean [95% CI]" in text
     # P1 100 → 100 (same), P2 50 → 100 (up), P3 0 → 75 (up); P4 did only the unaided condition.
-    lines = {key: sum(1 for _ in (group(root, f"participants-{key}") or ET.Element("g")).iter(f"{SVG}path"))
-             for key in ("up", "down", "same")}
+    lines = {
+        key: sum(1 for _ in (group(root, f"participants-{key}") or ET.Element("g")).iter(f"{SVG}path"))
+        for key in ("up", "down", "same")
+    }
     assert lines == {"up": 2, "down": 0, "same": 1}
     assert points(root, "participants-single") == 1
     assert "Assisted higher (2)" in text and "No change (1)" in text and "In one condition only (1)" in text

@@ -46,8 +46,14 @@ def test_the_table_has_the_papers_rows_in_order_and_models_on_all_the_studys_ite
     rows, baselines = sandwich_rows()
     table = build_report(tables(rows, baselines=baselines), resamples=0).to_dict()["with_exclusions"]["table"]
     assert table["columns"] == ["MMLU"]
-    assert [r["label"] for r in table["rows"]] == ["Unaided", "Unaided vote", "Model (zero-shot)", "Model (CoT)",
-                                                   "Assisted", "Assisted vote"]
+    assert [r["label"] for r in table["rows"]] == [
+        "Unaided",
+        "Unaided vote",
+        "Model (zero-shot)",
+        "Model (CoT)",
+        "Assisted",
+        "Assisted vote",
+    ]
     cells = {r["label"]: r["cells"]["MMLU"] for r in table["rows"]}
     assert cells["Model (zero-shot)"]["accuracy"]["value"] == pytest.approx(300 / 8)  # items 1, 2, 5 of 8
     assert cells["Model (zero-shot)"]["n_items"] == 8
@@ -88,8 +94,13 @@ def test_pilots_are_never_included():
 
 
 def test_practice_catch_and_unfinished_trials_are_not_analysed():
-    rows = [trial(1, 1, 0), trial(1, 2, 0, role="catch"), trial(1, 3, 0, role="practice"),
-            trial(1, 4, None, None, status="shown"), trial(1, 5, None, None, status="pending")]
+    rows = [
+        trial(1, 1, 0),
+        trial(1, 2, 0, role="catch"),
+        trial(1, 3, 0, role="practice"),
+        trial(1, 4, None, None, status="shown"),
+        trial(1, 5, None, None, status="pending"),
+    ]
     data = build_report(tables(rows), resamples=0).to_dict()["with_exclusions"]
     assert data["n_answers"] == 1
 

@@ -20,13 +20,18 @@ def likert(choice, level, k=4):
 def test_the_papers_example_b_at_60_percent_gives_133_60_133_133():
     assert answer_probabilities(choice=1, confidence=60, n_options=4) == pytest.approx([0.4 / 3, 0.6, 0.4 / 3, 0.4 / 3])
     assert [round(p, 3) for p in answer_probabilities(choice=1, confidence=60, n_options=4)] == [
-        0.133, 0.6, 0.133, 0.133]
+        0.133,
+        0.6,
+        0.133,
+        0.133,
+    ]
 
 
 def test_certain_100_percent_is_scored_as_99_percent():
     assert likert_probability(100) == 0.99
-    assert answer_probabilities(choice=0, confidence=100, n_options=4) == pytest.approx([0.99, 0.01 / 3, 0.01 / 3,
-                                                                                         0.01 / 3])
+    assert answer_probabilities(choice=0, confidence=100, n_options=4) == pytest.approx(
+        [0.99, 0.01 / 3, 0.01 / 3, 0.01 / 3]
+    )
 
 
 def test_a_certain_answer_does_not_veto_the_others_because_it_counts_as_99_percent():
@@ -90,7 +95,8 @@ def test_an_answer_without_a_confidence_or_option_is_uninformative():
 
 def test_the_slider_is_taken_literally_and_five_percent_favours_the_other_options():
     assert answer_probabilities(choice=0, confidence=5, n_options=4, confidence_format="slider") == pytest.approx(
-        [0.05, 0.95 / 3, 0.95 / 3, 0.95 / 3])
+        [0.05, 0.95 / 3, 0.95 / 3, 0.95 / 3]
+    )
     assert answer_probabilities(choice=0, confidence=95, n_options=4, confidence_format="slider")[0] == 0.95
 
 
@@ -101,17 +107,29 @@ def test_an_all_options_answer_is_floored_so_no_single_answer_vetoes_an_option()
     assert sum(probs) == pytest.approx(1)
     assert floored_distribution([40, 30, 20, 10], 4) == pytest.approx([0.4, 0.3, 0.2, 0.1])
     # Three options at 90/5/5 outvote one certain answer elsewhere.
-    vote = weighted_vote([(0, floored_distribution([100, 0, 0], 3)), (1, floored_distribution([5, 90, 5], 3)),
-                          (1, floored_distribution([5, 90, 5], 3))], 3)
+    vote = weighted_vote(
+        [
+            (0, floored_distribution([100, 0, 0], 3)),
+            (1, floored_distribution([5, 90, 5], 3)),
+            (1, floored_distribution([5, 90, 5], 3)),
+        ],
+        3,
+    )
     assert vote.choice == 1
 
 
 def test_the_reports_vote_is_the_reference_vote_on_every_item():
     # Item 1: A@60 + B@60 (tie → A, lowest); item 2: B@60, B@25, A@60 (tie → B, plurality); item 3: C@100 vs D@80 ×3.
     rows = [
-        trial(1, 1, 0, 60, gold=1), trial(2, 1, 1, 60, gold=1),
-        trial(1, 2, 1, 60, gold=1), trial(2, 2, 1, 25, gold=1), trial(3, 2, 0, 60, gold=1),
-        trial(1, 3, 2, 100, gold=3), trial(2, 3, 3, 80, gold=3), trial(3, 3, 3, 80, gold=3), trial(4, 3, 3, 80, gold=3),
+        trial(1, 1, 0, 60, gold=1),
+        trial(2, 1, 1, 60, gold=1),
+        trial(1, 2, 1, 60, gold=1),
+        trial(2, 2, 1, 25, gold=1),
+        trial(3, 2, 0, 60, gold=1),
+        trial(1, 3, 2, 100, gold=3),
+        trial(2, 3, 3, 80, gold=3),
+        trial(3, 3, 3, 80, gold=3),
+        trial(4, 3, 3, 80, gold=3),
     ]
     report = build_report(tables(rows), resamples=0).to_dict()
     unaided = report["with_exclusions"]["conditions"][0]["all"]
@@ -123,13 +141,16 @@ def test_the_reports_vote_is_the_reference_vote_on_every_item():
 
 def test_with_the_all_options_format_the_vote_uses_each_whole_distribution():
     # P1 60/40/0/0 (chooses A), P2 0/40/0/60 (chooses D): B, which nobody chose, has the highest product.
-    rows = [trial(1, 1, 0, 60, gold=1, distribution=(60, 40, 0, 0)),
-            trial(2, 1, 3, 60, gold=1, distribution=(0, 40, 0, 60))]
+    rows = [
+        trial(1, 1, 0, 60, gold=1, distribution=(60, 40, 0, 0)),
+        trial(2, 1, 3, 60, gold=1, distribution=(0, 40, 0, 60)),
+    ]
     report = build_report(tables(rows, confidence_format="distribution"), resamples=0).to_dict()
     unaided = report["with_exclusions"]["conditions"][0]["all"]
     assert unaided["vote"]["accuracy"]["value"] == 100
-    reference = weighted_vote([(0, floored_distribution((60, 40, 0, 0), 4)),
-                               (3, floored_distribution((0, 40, 0, 60), 4))], 4)
+    reference = weighted_vote(
+        [(0, floored_distribution((60, 40, 0, 0), 4)), (3, floored_distribution((0, 40, 0, 60), 4))], 4
+    )
     assert reference.choice == 1
     assert unaided["vote"]["mean_confidence"] == pytest.approx(100 * reference.confidence)
     assert [b["n"] for b in unaided["calibration"]["bins"]] == [0, 0, 2, 0, 0]  # each stated 60% for its choice
@@ -138,8 +159,9 @@ def test_with_the_all_options_format_the_vote_uses_each_whole_distribution():
 
 def test_with_the_slider_answers_go_to_the_nearest_bin_and_enter_the_vote_literally():
     rows = [trial(1, 1, 0, 70, gold=0), trial(2, 1, 1, 95, gold=0), trial(3, 2, 2, 51, gold=2)]
-    unaided = build_report(tables(rows, confidence_format="slider"), resamples=0).to_dict()[
-        "with_exclusions"]["conditions"][0]["all"]
+    unaided = build_report(tables(rows, confidence_format="slider"), resamples=0).to_dict()["with_exclusions"][
+        "conditions"
+    ][0]["all"]
     # 70 → 60 (halfway, lower bin), 95 → 100, 51 → 42 (halfway).
     assert [b["n"] for b in unaided["calibration"]["bins"]] == [0, 1, 1, 0, 1]
     # Item 1: A at .70 vs B at .95 → B = .95 × .1 = .095 beats A = .7 × (.05/3) = .0117: the vote is wrong.

@@ -40,10 +40,17 @@ def _fresh_cache():
 
 def _setup(base_url: str, *, kind="tgi", time_limit_s=300, timeout_s=5.0, **condition_fields) -> Trial:
     study = make_study(slug="chat", n_items=1, time_limit_s=time_limit_s, launch=False, passage=PASSAGE)
-    endpoint = ModelEndpoint.objects.create(name="fake", kind=kind, base_url=base_url, request_timeout_s=timeout_s,
-                                            model_label="tgi", simulation={"ttft_ms": 0, "tokens_per_s": 0})
-    Condition.objects.filter(study=study, kind="assisted").update(endpoint=endpoint, system_prompt="Be helpful.",
-                                                                  sampling={"max_tokens": 200}, **condition_fields)
+    endpoint = ModelEndpoint.objects.create(
+        name="fake",
+        kind=kind,
+        base_url=base_url,
+        request_timeout_s=timeout_s,
+        model_label="tgi",
+        simulation={"ttft_ms": 0, "tokens_per_s": 0},
+    )
+    Condition.objects.filter(study=study, kind="assisted").update(
+        endpoint=endpoint, system_prompt="Be helpful.", sampling={"max_tokens": 200}, **condition_fields
+    )
     from oversight.core.services.studies import study_launch
 
     study_launch(study=study)
@@ -73,9 +80,12 @@ async def until_final(ws, text="", timeout=10) -> tuple[str, dict]:
         frame = await ws.receive_json_from(timeout=timeout)
         if frame["type"] == "delta":
             assert frame["offset"] <= len(text), "a gap in the stream"
-            text += frame["text"][len(text) - frame["offset"]:]
-        elif frame["type"] == "message" and frame["message"]["role"] == "assistant" \
-                and frame["message"]["status"] != "streaming":
+            text += frame["text"][len(text) - frame["offset"] :]
+        elif (
+            frame["type"] == "message"
+            and frame["message"]["role"] == "assistant"
+            and frame["message"]["status"] != "streaming"
+        ):
             return text, frame["message"]
 
 
@@ -136,7 +146,7 @@ async def test_a_reconnect_mid_stream_shows_the_history_and_the_reply_continues_
             frame = await ws2.receive_json_from(timeout=10)
             if frame["type"] == "delta":
                 assert frame["offset"] <= len(text)
-                text += frame["text"][len(text) - frame["offset"]:]
+                text += frame["text"][len(text) - frame["offset"] :]
             elif frame["type"] == "message" and frame["message"]["status"] == "complete":
                 break
         assert text == reply
@@ -237,7 +247,7 @@ async def test_a_verified_quote_is_marked_with_its_place_in_the_passage():
         verified = [q for q in final["quotes"] if q["verified"]]
         unverified = [q for q in final["quotes"] if not q["verified"]]
         assert len(verified) == 1 and len(unverified) == 1
-        assert PASSAGE[verified[0]["start"]:verified[0]["end"]].lower().startswith("the quartermaster cut")
+        assert PASSAGE[verified[0]["start"] : verified[0]["end"]].lower().startswith("the quartermaster cut")
         assert 'class="quote verified"' in final["html"] and 'class="quote unverified"' in final["html"]
         await ws.disconnect()
 
@@ -248,8 +258,10 @@ async def test_it_enforces_the_message_cap_the_turn_cap_and_one_generation_at_a_
         ws, _ = await connect(trial)
         await send(ws, "x" * 21)
         error = await ws.receive_json_from(timeout=5)
-        assert error == {"type": "error", "message": "Your message is 21 characters long; the limit is 20. "
-                                                     "Please shorten it."}
+        assert error == {
+            "type": "error",
+            "message": "Your message is 21 characters long; the limit is 20. Please shorten it.",
+        }
         await send(ws, "one")
         await ws.receive_json_from(timeout=5)  # user
         await ws.receive_json_from(timeout=5)  # placeholder
@@ -302,8 +314,15 @@ async def test_a_reply_whose_process_died_is_marked_interrupted_keeping_its_part
         def orphan():
             user = ChatMessage.objects.create(trial=trial, seq=1, role="user", content="Hi")
             old = timezone.now() - timedelta(seconds=STALE_AFTER_S + 5)
-            return ChatMessage.objects.create(trial=trial, seq=2, role="assistant", status="streaming",
-                                              content="Half an ans", reply_to=user, heartbeat_at=old)
+            return ChatMessage.objects.create(
+                trial=trial,
+                seq=2,
+                role="assistant",
+                status="streaming",
+                content="Half an ans",
+                reply_to=user,
+                heartbeat_at=old,
+            )
 
         await sync_to_async(orphan)()
         ws, history = await connect(trial, reconnect=True)
@@ -339,8 +358,10 @@ async def test_a_participant_over_the_rate_limit_is_told_to_wait_and_nothing_is_
         ws, _ = await connect(trial)
         await send(ws, "One more?")
         refused = await ws.receive_json_from(timeout=5)
-        assert refused == {"type": "error",
-                           "message": "You are sending messages very quickly. Please wait a moment and try again."}
+        assert refused == {
+            "type": "error",
+            "message": "You are sending messages very quickly. Please wait a moment and try again.",
+        }
         assert await messages(trial) == []
         await ws.disconnect()
 
@@ -401,8 +422,11 @@ async def test_a_frame_the_channel_layer_refuses_does_not_end_the_reply(monkeypa
         await send(ws, "Tell me.")
         while True:  # the page may see a gap where frames were refused; the final message carries it all
             frame = await ws.receive_json_from(timeout=10)
-            if frame["type"] == "message" and frame["message"]["role"] == "assistant" \
-                    and frame["message"]["status"] != "streaming":
+            if (
+                frame["type"] == "message"
+                and frame["message"]["role"] == "assistant"
+                and frame["message"]["status"] != "streaming"
+            ):
                 break
         assert frame["message"]["status"] == "complete"
         assert failures["left"] == 0

@@ -34,7 +34,11 @@ async def test_a_reply_streams_from_the_process_generating_it_to_a_page_on_anoth
         env = {**os.environ, "DATABASE_URL": database_url()}
         process_a = subprocess.Popen(
             [sys.executable, "-m", "tests.assistant.process_a", token, str(trial.position)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             assert process_a.stdout.readline().strip() == "DETACHED", process_a.stderr.read()
@@ -47,7 +51,7 @@ async def test_a_reply_streams_from_the_process_generating_it_to_a_page_on_anoth
                 frame = await ws.receive_json_from(timeout=15)
                 if frame["type"] == "delta":
                     assert frame["offset"] <= len(text), "a gap between the snapshot and the stream"
-                    text += frame["text"][len(text) - frame["offset"]:]
+                    text += frame["text"][len(text) - frame["offset"] :]
                 elif frame["type"] == "message" and frame["message"]["status"] != "streaming":
                     assert frame["message"]["status"] == "complete"
                     break

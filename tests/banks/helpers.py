@@ -3,8 +3,10 @@
 from oversight.banks.models import Bank, Item, Passage
 
 # Small custom banks (CSV): two good items; and one whose line 3 has an answer that is not an option.
-CUSTOM_OK = ("id,question,option_a,option_b,answer,subject\n"
-             "q1,Is ice cold?,yes,no,A,physics\nq2,Is fire cold?,yes,no,B,physics\n")
+CUSTOM_OK = (
+    "id,question,option_a,option_b,answer,subject\n"
+    "q1,Is ice cold?,yes,no,A,physics\nq2,Is fire cold?,yes,no,B,physics\n"
+)
 CUSTOM_BAD = "id,question,option_a,option_b,answer\nq1,Is ice cold?,yes,no,A\nq2,Is fire cold?,yes,no,Z\n"
 
 

@@ -22,17 +22,28 @@ def softmax(values):
 def make_items(bank, n, *, subjects=("physics",), split="test", passage=None, prefix="q", gold=None):
     stored = None
     if passage is not None:
-        stored = Passage.objects.create(bank=bank, external_id=f"{prefix}-story", title="A story", text=passage,
-                                        content_hash=content_hash({"text": passage}))
+        stored = Passage.objects.create(
+            bank=bank,
+            external_id=f"{prefix}-story",
+            title="A story",
+            text=passage,
+            content_hash=content_hash({"text": passage}),
+        )
     items = []
     for i in range(n):
-        items.append(Item.objects.create(
-            bank=bank, external_id=f"{prefix}{i}", subject=subjects[i % len(subjects)], split=split,
-            text=f"Question {prefix}{i}: which is right?", options=[f"first {i}", f"second {i}", f"third {i}",
-                                                                    f"fourth {i}"],
-            gold_index=(i % 4) if gold is None else gold, passage=stored,
-            content_hash=content_hash({"i": i, "prefix": prefix}),
-        ))
+        items.append(
+            Item.objects.create(
+                bank=bank,
+                external_id=f"{prefix}{i}",
+                subject=subjects[i % len(subjects)],
+                split=split,
+                text=f"Question {prefix}{i}: which is right?",
+                options=[f"first {i}", f"second {i}", f"third {i}", f"fourth {i}"],
+                gold_index=(i % 4) if gold is None else gold,
+                passage=stored,
+                content_hash=content_hash({"i": i, "prefix": prefix}),
+            )
+        )
     return items
 
 
@@ -49,8 +60,9 @@ def tgi():
 
 @pytest.fixture
 def endpoint(tgi):
-    return ModelEndpoint.objects.create(name="fake-tgi", kind="tgi", base_url=tgi.url, request_timeout_s=5,
-                                        max_concurrency=8)
+    return ModelEndpoint.objects.create(
+        name="fake-tgi", kind="tgi", base_url=tgi.url, request_timeout_s=5, max_concurrency=8
+    )
 
 
 @pytest.fixture

@@ -39,8 +39,22 @@ def test_it_passes_the_method_parameters_and_caps_concurrency_at_the_endpoints(b
     make_items(bank, 2, split="test")
     endpoint.max_concurrency = 4
     endpoint.save()
-    call_command("run_baseline", "--endpoint", endpoint.name, "--bank", bank.name, "--split", "test", "--method",
-                 "few-shot", "--shots", "3", "--concurrency", "64", stdout=io.StringIO())
+    call_command(
+        "run_baseline",
+        "--endpoint",
+        endpoint.name,
+        "--bank",
+        bank.name,
+        "--split",
+        "test",
+        "--method",
+        "few-shot",
+        "--shots",
+        "3",
+        "--concurrency",
+        "64",
+        stdout=io.StringIO(),
+    )
 
     run = BaselineRun.objects.get()
     assert run.params["shots"] == 3 and run.params["concurrency"] == 64
@@ -71,8 +85,10 @@ def test_it_resumes_a_cancelled_run(bank, endpoint, tgi):
         (["--endpoint", "sim"], "give --bank and/or --study"),
         (["--endpoint", "sim", "--bank", "Unit MMLU", "--shots", "5"], "--shots does not apply to zero-shot"),
         (["--endpoint", "sim", "--bank", "Unit MMLU", "--split", "nope"], "no items match"),
-        (["--endpoint", "sim", "--bank", "Unit MMLU", "--method", "cot", "--template", "paper-zero-shot"],
-         "is for zero-shot, not cot"),
+        (
+            ["--endpoint", "sim", "--bank", "Unit MMLU", "--method", "cot", "--template", "paper-zero-shot"],
+            "is for zero-shot, not cot",
+        ),
         (["--resume", "999"], "no baseline run 999"),
         (["--endpoint", "nourl", "--bank", "Unit MMLU"], "endpoint 'nourl' has no http\\(s\\) base URL"),
     ],

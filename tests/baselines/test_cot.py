@@ -23,8 +23,12 @@ def test_the_vote_is_the_majority_and_the_probabilities_are_the_mean_of_the_samp
 
 
 def test_a_tied_vote_goes_to_the_option_with_the_higher_mean_probability():
-    samples = [sample([0.1, 0.0, 0.5, 0.4]), sample([0.0, 0.1, 0.45, 0.45], predicted=2),
-               sample([0.0, 0.0, 0.3, 0.7]), sample([0.0, 0.0, 0.4, 0.6])]
+    samples = [
+        sample([0.1, 0.0, 0.5, 0.4]),
+        sample([0.0, 0.1, 0.45, 0.45], predicted=2),
+        sample([0.0, 0.0, 0.3, 0.7]),
+        sample([0.0, 0.0, 0.4, 0.6]),
+    ]
     selection = SelfConsistencyVote().select(samples)
 
     assert selection.detail["votes"] == [0, 0, 2, 2]
@@ -37,8 +41,10 @@ def test_a_tie_in_votes_and_mean_probability_goes_to_the_lowest_letter():
 
 
 def test_a_preference_model_plugs_in_as_a_selector_that_keeps_the_best_sample():
-    samples = [sample([0.1, 0.7, 0.1, 0.1], reasoning="short"),
-               sample([0.6, 0.2, 0.1, 0.1], reasoning="a careful, longer argument")]
+    samples = [
+        sample([0.1, 0.7, 0.1, 0.1], reasoning="short"),
+        sample([0.6, 0.2, 0.1, 0.1], reasoning="a careful, longer argument"),
+    ]
     selection = BestSampleSelector(lambda s: len(s.reasoning)).select(samples)
 
     assert selection.predicted == 0 and selection.probabilities == [0.6, 0.2, 0.1, 0.1]
@@ -95,8 +101,9 @@ def test_each_item_samples_n_reasonings_then_scores_the_papers_follow_up_after_e
 def test_a_failed_sample_is_left_out_of_the_vote_and_recorded(bank, run_baseline):
     make_items(bank, 1)
     with FakeTGI(letter_logprobs=SCRIPTED, reply="Because.", http_status=424, fault_times=1) as tgi:
-        endpoint = ModelEndpoint.objects.create(name="t", kind="tgi", base_url=tgi.url, request_timeout_s=5,
-                                                max_concurrency=1)
+        endpoint = ModelEndpoint.objects.create(
+            name="t", kind="tgi", base_url=tgi.url, request_timeout_s=5, max_concurrency=1
+        )
         run = run_baseline(endpoint=endpoint, bank=bank, method="cot", params={"samples": 3})
 
     result = run.results.get()

@@ -30,10 +30,12 @@ def test_the_prompt_holds_exactly_five_dev_examples_of_the_items_subject_each_wi
         # In the dev file's row order (natural order of external ids), not physdev10 before physdev2.
         assert examples_in(prompt) == [f"Question physdev{i}" for i in range(5)]
         assert prompt.count("Human: ") == 6 and prompt.count("\nAssistant:") == 6
-        assert prompt.endswith(f"Question: Question {item.external_id}: which is right?\n\nChoices:\n"
-                               f" (A) first {item.external_id[4:]}\n (B) second {item.external_id[4:]}\n"
-                               f" (C) third {item.external_id[4:]}\n (D) fourth {item.external_id[4:]}\n\n"
-                               "Answer:\n\nAssistant:")
+        assert prompt.endswith(
+            f"Question: Question {item.external_id}: which is right?\n\nChoices:\n"
+            f" (A) first {item.external_id[4:]}\n (B) second {item.external_id[4:]}\n"
+            f" (C) third {item.external_id[4:]}\n (D) fourth {item.external_id[4:]}\n\n"
+            "Answer:\n\nAssistant:"
+        )
     chem_prompt = BaselineResult.objects.get(run=run, item=chemistry[0]).prompt
     assert examples_in(chem_prompt) == [f"Question chemdev{i}" for i in range(5)]
     # Each example is answered with its gold letter (gold_index = i % 4 in make_items).
@@ -47,8 +49,10 @@ def test_the_number_of_shots_is_a_parameter(bank, endpoint, run_baseline):
     (item,) = make_items(bank, 1, subjects=("physics",), split="val", prefix="phys")
     run = run_baseline(endpoint=endpoint, bank=bank, split="val", method="few-shot", params={"shots": 2})
 
-    assert examples_in(BaselineResult.objects.get(run=run, item=item).prompt) == ["Question physdev0",
-                                                                                 "Question physdev1"]
+    assert examples_in(BaselineResult.objects.get(run=run, item=item).prompt) == [
+        "Question physdev0",
+        "Question physdev1",
+    ]
 
 
 def test_an_item_whose_subject_has_too_few_dev_examples_is_recorded_as_an_error_and_the_run_goes_on(

@@ -40,8 +40,10 @@ def test_the_chain_of_thought_prompts_are_the_papers():
     reasoning_prompt = template.reasoning_prompt(ITEM).text
     assert reasoning_prompt.endswith("Answer:\n\nAssistant: Let's think step by step.")
     scored = template.render(ITEM, reasoning=" 2 + 2 is 4.").text
-    assert scored == (reasoning_prompt + " 2 + 2 is 4.\n\nHuman: Based on the above, what is the single, most "
-                      "likely answer choice?\n\nAssistant: The single, most likely answer choice is")
+    assert scored == (
+        reasoning_prompt + " 2 + 2 is 4.\n\nHuman: Based on the above, what is the single, most "
+        "likely answer choice?\n\nAssistant: The single, most likely answer choice is"
+    )
     assert template.stop_sequences == ["\n\nHuman:"]
 
 

@@ -73,10 +73,12 @@ def test_a_cancelled_run_stops_early_and_a_resume_finishes_it_without_redoing_an
 def test_items_that_already_have_a_result_are_not_sent_again(bank, endpoint, tgi):
     items = make_items(bank, 8)
     run = create_run(endpoint=endpoint, bank=bank, method="zero-shot")
-    BaselineResult.objects.bulk_create([
-        BaselineResult(run=run, item=item, probabilities=[1, 0, 0, 0], predicted=0, correct=item.gold_index == 0)
-        for item in items[:3]
-    ])
+    BaselineResult.objects.bulk_create(
+        [
+            BaselineResult(run=run, item=item, probabilities=[1, 0, 0, 0], predicted=0, correct=item.gold_index == 0)
+            for item in items[:3]
+        ]
+    )
 
     assert execute(run.pk).outcome == "done"
     assert sorted(requests_per_item(tgi)) == sorted(f"q{i}" for i in range(3, 8))
@@ -88,8 +90,9 @@ def test_items_that_already_have_a_result_are_not_sent_again(bank, endpoint, tgi
 def test_a_run_whose_executor_died_is_taken_over_once_its_heartbeat_is_stale(bank, endpoint, tgi):
     items = make_items(bank, 6)
     run = create_run(endpoint=endpoint, bank=bank, method="zero-shot")
-    BaselineResult.objects.bulk_create([BaselineResult(run=run, item=item, probabilities=[1, 0, 0, 0], predicted=0)
-                                        for item in items[:2]])
+    BaselineResult.objects.bulk_create(
+        [BaselineResult(run=run, item=item, probabilities=[1, 0, 0, 0], predicted=0) for item in items[:2]]
+    )
     alive = timezone.now() - timedelta(seconds=5)
     BaselineRun.objects.filter(pk=run.pk).update(status="running", claimed_by="dead-worker", heartbeat_at=alive)
 

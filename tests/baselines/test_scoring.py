@@ -49,8 +49,16 @@ def test_confidence_goes_to_the_nearest_of_the_papers_five_bins_and_a_midpoint_t
 
 
 def test_calibration_error_is_the_unweighted_mean_gap_over_the_non_empty_bins():
-    pairs = [(0.3, True), (0.3, False), (0.3, False), (0.3, False),  # bin 25: 25% right, gap 0
-             (0.95, True), (0.95, True), (0.95, True), (0.95, False)]  # bin 100: 75% right, gap 25
+    pairs = [
+        (0.3, True),
+        (0.3, False),
+        (0.3, False),
+        (0.3, False),  # bin 25: 25% right, gap 0
+        (0.95, True),
+        (0.95, True),
+        (0.95, True),
+        (0.95, False),
+    ]  # bin 100: 75% right, gap 25
     result = calibration(pairs)
     assert result["ce"] == pytest.approx(12.5)
     assert [b["n"] for b in result["bins"]] == [4, 0, 0, 0, 4]

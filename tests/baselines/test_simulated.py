@@ -25,9 +25,7 @@ def test_its_accuracy_is_close_to_the_configured_accuracy(simulated, run_baselin
     assert 64 <= run.summary["accuracy"] <= 76
 
 
-def test_it_predicts_the_option_the_simulated_assistant_believes_with_a_plausible_distribution(
-    simulated, run_baseline
-):
+def test_it_predicts_the_option_the_simulated_assistant_believes_with_a_plausible_distribution(simulated, run_baseline):
     bank = Bank.objects.create(name="b")
     items = make_items(bank, 40)
     run = run_baseline(endpoint=simulated, bank=bank)
@@ -35,9 +33,16 @@ def test_it_predicts_the_option_the_simulated_assistant_believes_with_a_plausibl
     settings = SimulationSettings.from_dict(simulated.simulation)
     for item in items:
         result = run.results.get(item=item)
-        belief = believed_option(SimulatedItem(item_key=f"{bank.pk}:{item.external_id}", question=item.text,
-                                               options=item.options, gold_index=item.gold_index, passage=None),
-                                 settings)
+        belief = believed_option(
+            SimulatedItem(
+                item_key=f"{bank.pk}:{item.external_id}",
+                question=item.text,
+                options=item.options,
+                gold_index=item.gold_index,
+                passage=None,
+            ),
+            settings,
+        )
         assert result.predicted == belief
         assert sum(result.probabilities) == pytest.approx(1.0)
         assert 0.25 < max(result.probabilities) < 1.0 and min(result.probabilities) > 0

@@ -8,8 +8,9 @@ import pytest
 from oversight.baselines.transport import JSONPoster, ProtocolError
 from oversight_dev.faketgi import AsyncFakeTGI
 
-BODY = json.dumps({"inputs": "Human: hi\n\nAssistant:", "parameters": {"max_new_tokens": 1, "details": True,
-                                                                       "top_n_tokens": 2}}).encode()
+BODY = json.dumps(
+    {"inputs": "Human: hi\n\nAssistant:", "parameters": {"max_new_tokens": 1, "details": True, "top_n_tokens": 2}}
+).encode()
 
 
 async def serve(answer: bytes):
@@ -19,8 +20,9 @@ async def serve(answer: bytes):
     async def handle(reader, writer):
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
             seen.append(head + await reader.readexactly(length))
             writer.write(answer)
             await writer.drain()
@@ -49,8 +51,9 @@ async def test_it_posts_json_and_reuses_one_keep_alive_connection():
 
 @pytest.mark.asyncio
 async def test_it_reads_a_chunked_answer():
-    server, url, _ = await serve(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                 b"4\r\n{\"a\"\r\n3\r\n: 1\r\n1\r\n}\r\n0\r\n\r\n")
+    server, url, _ = await serve(
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n3\r\n: 1\r\n1\r\n}\r\n0\r\n\r\n'
+    )
     async with server:
         poster = JSONPoster(url, timeout_s=5)
         assert await poster.post("/generate", BODY) == (200, b'{"a": 1}')

@@ -105,10 +105,12 @@ def test_a_run_whose_worker_was_killed_is_picked_up_again_by_the_stale_run_sweep
         endpoint = ModelEndpoint.objects.create(name="t", kind="tgi", base_url=tgi.url, max_concurrency=4)
         run = create_run(endpoint=endpoint, bank=bank, method="zero-shot")
         # What a kill -9 leaves behind: "running", a heartbeat that stopped, some results, no task in the broker.
-        BaselineResult.objects.bulk_create([BaselineResult(run=run, item=item, probabilities=[1, 0, 0, 0], predicted=0)
-                                            for item in items[:10]])
-        BaselineRun.objects.filter(pk=run.pk).update(status="running", claimed_by="killed",
-                                                      heartbeat_at=timezone.now() - timedelta(minutes=10))
+        BaselineResult.objects.bulk_create(
+            [BaselineResult(run=run, item=item, probabilities=[1, 0, 0, 0], predicted=0) for item in items[:10]]
+        )
+        BaselineRun.objects.filter(pk=run.pk).update(
+            status="running", claimed_by="killed", heartbeat_at=timezone.now() - timedelta(minutes=10)
+        )
 
         with worker_on(default_queue):
             assert resume_stale_baselines() == 1

@@ -42,8 +42,12 @@ def test_each_item_is_one_greedy_one_token_request_for_the_top_tokens(bank, endp
     assert len(requests) == 3
     for request in requests:
         assert request.path == "/generate"
-        assert request.json["parameters"] == {"details": True, "do_sample": False, "max_new_tokens": 1,
-                                              "top_n_tokens": 5}
+        assert request.json["parameters"] == {
+            "details": True,
+            "do_sample": False,
+            "max_new_tokens": 1,
+            "top_n_tokens": 5,
+        }
 
 
 def test_the_prompt_is_the_papers_human_assistant_prompt(bank, endpoint, run_baseline):
@@ -90,8 +94,17 @@ def test_a_letter_missing_from_the_top_tokens_is_scored_explicitly_and_recorded(
 
 
 def test_no_letter_at_all_in_the_top_tokens_scores_every_letter_explicitly(bank, run_baseline):
-    scripted = {"\n": -0.1, " The": -0.2, " I": -0.3, " It": -0.4, " So": -0.5,
-                " A": -3.0, " B": -2.0, " C": -5.0, " D": -2.5}
+    scripted = {
+        "\n": -0.1,
+        " The": -0.2,
+        " I": -0.3,
+        " It": -0.4,
+        " So": -0.5,
+        " A": -3.0,
+        " B": -2.0,
+        " C": -5.0,
+        " D": -2.5,
+    }
     make_items(bank, 1)
     with FakeTGI(letter_logprobs=scripted) as tgi:
         endpoint = ModelEndpoint.objects.create(name="t", kind="tgi", base_url=tgi.url, request_timeout_s=5)
@@ -133,8 +146,9 @@ def test_a_tokeniser_that_spells_a_letter_with_and_without_its_space_gets_both_m
 def test_an_openai_compatible_endpoint_is_scored_from_chat_top_logprobs(bank, run_baseline):
     make_items(bank, 2)
     with FakeTGI(letter_logprobs={"A": -1.2, "B": -0.4, "C": -2.5, "D": -0.9}) as tgi:
-        endpoint = ModelEndpoint.objects.create(name="o", kind="openai", base_url=tgi.url, model_label="m",
-                                                request_timeout_s=5)
+        endpoint = ModelEndpoint.objects.create(
+            name="o", kind="openai", base_url=tgi.url, model_label="m", request_timeout_s=5
+        )
         run = run_baseline(endpoint=endpoint, bank=bank)
         requests = generation_requests(tgi)
 
@@ -176,6 +190,7 @@ def test_through_huggingface_hub_the_results_are_the_same(
     from oversight.baselines.clients import HTTPBackend
 
     if not pool_accessor:
+
         async def no_pool(self):
             return None
 

@@ -7,14 +7,26 @@ import pytest
 from tests.live_server import REPO, LiveServer, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 
 # Short limits keep the timeout step under 25 s; the completion URL is the live server's own /healthz, so the
 # redirect back to "Prolific" is checkable.
-SEED_ARGS = ("--mmlu-time-limit", "20", "--quality-time-limit", "25",
-             "--prolific-url", "http://127.0.0.1:{port}/healthz")
+SEED_ARGS = (
+    "--mmlu-time-limit",
+    "20",
+    "--quality-time-limit",
+    "25",
+    "--prolific-url",
+    "http://127.0.0.1:{port}/healthz",
+)
 
 
 @pytest.fixture(scope="module")

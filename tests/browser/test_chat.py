@@ -90,8 +90,9 @@ def tgi():
 
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory, tgi) -> LiveServer:
-    with live_server(tmp_path_factory.mktemp("chat-server"), seed_args=SEED_ARGS,
-                     extra_env={"TGI_URL": tgi.url}) as server:
+    with live_server(
+        tmp_path_factory.mktemp("chat-server"), seed_args=SEED_ARGS, extra_env={"TGI_URL": tgi.url}
+    ) as server:
         yield server
 
 
@@ -163,8 +164,9 @@ def last_assistant(page) -> dict | None:
 
 
 def wait_assistant_count(page, n: int, status: str) -> None:
-    page.wait_for_function(f"() => document.querySelectorAll('#chat-log .msg.assistant.{status}').length >= {n}",
-                           timeout=WAIT_MS)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#chat-log .msg.assistant.{status}').length >= {n}", timeout=WAIT_MS
+    )
 
 
 def trial_db(server: LiveServer, token: str, position: int) -> dict:
@@ -215,7 +217,9 @@ def test_streaming_refresh_reset_quote_and_answer(page, chat_server, tgi, artifa
     page.wait_for_selector("#chat-log .msg.user", timeout=WAIT_MS)
     page.wait_for_function(
         "() => { const b = document.querySelector('#chat-log .msg.assistant.streaming .body');"
-        " return b && b.textContent.length > 0; }", timeout=WAIT_MS)
+        " return b && b.textContent.length > 0; }",
+        timeout=WAIT_MS,
+    )
     samples = []
     for _ in range(4):
         samples.append(last_assistant(page))
@@ -242,8 +246,10 @@ def test_streaming_refresh_reset_quote_and_answer(page, chat_server, tgi, artifa
     assert final["length"] > after["length"] > 0, "no text arrived after the refresh"
     assert _norm(final["text"]) == _norm(LONG_REPLY)
     assert len(final["text"]) > before["length"]
-    print(f"lengths while streaming {lengths}; before the refresh {before['length']}, right after it "
-          f"{after['length']}, final {final['length']}")
+    print(
+        f"lengths while streaming {lengths}; before the refresh {before['length']}, right after it "
+        f"{after['length']}, final {final['length']}"
+    )
     page.screenshot(path=str(artifacts / "chat-after-refresh.png"), full_page=True)
 
     # The fake got the story merged into the first user turn.
@@ -280,8 +286,12 @@ def test_streaming_refresh_reset_quote_and_answer(page, chat_server, tgi, artifa
     assert db["status"] == "answered" and db["choice"] == 1 and db["confidence"] == 80, db
     messages = db["messages"]
     assert [(m["role"], m["status"]) for m in messages] == [
-        ("user", "complete"), ("assistant", "complete"), ("reset", "complete"),
-        ("user", "complete"), ("assistant", "complete")]
+        ("user", "complete"),
+        ("assistant", "complete"),
+        ("reset", "complete"),
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
     first_reply, post_user, post_reply = messages[1], messages[3], messages[4]
     assert first_reply["id"] == int(reply_id)
     assert first_reply["content"] == LONG_REPLY  # what the fake sent, all of it
@@ -338,8 +348,9 @@ def test_a_model_error_mid_stream_shows_a_notice_and_retry_brings_a_reply(page, 
     db = trial_db(chat_server, token, position)
     assert db["status"] == "answered" and db["choice"] == 2 and db["confidence"] == 60, db
     roles = [(m["role"], m["status"]) for m in db["messages"]]
-    assert roles == [("user", "complete"), ("assistant", "failed"), ("assistant", "complete"),
-                     ("reset", "complete")], roles
+    assert roles == [("user", "complete"), ("assistant", "failed"), ("assistant", "complete"), ("reset", "complete")], (
+        roles
+    )
     failed, retried = db["messages"][1], db["messages"][2]
     assert failed["error_kind"] == "generation"
     assert retried["content"] == SHORT_REPLY

@@ -39,8 +39,10 @@ MMLU_DIR = REPO.parent / "shared" / "datasets" / "mmlu"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (apt-get install -y chromium)"),
-    pytest.mark.skipif(not (MMLU_DIR / "val").is_dir(),
-                       reason=f"{MMLU_DIR}/val is absent: the uploaded MMLU sample is made from the shared datasets"),
+    pytest.mark.skipif(
+        not (MMLU_DIR / "val").is_dir(),
+        reason=f"{MMLU_DIR}/val is absent: the uploaded MMLU sample is made from the shared datasets",
+    ),
 ]
 SUBJECTS = ("abstract_algebra", "anatomy", "astronomy")
 BANK_NAME = "MMLU sample (browser)"
@@ -52,8 +54,19 @@ ITEMS_PER_CONDITION = 2
 EXCLUDE_REASON = "Browser test: reported using a search engine"
 WAIT_MS = 20_000
 BOTS_DEADLINE_S = 90
-SCREENSHOTS = ("login", "upload", "job", "design", "launched", "monitor-empty", "monitor-live", "monitor-done",
-               "transcript", "excluded", "exclusions")
+SCREENSHOTS = (
+    "login",
+    "upload",
+    "job",
+    "design",
+    "launched",
+    "monitor-empty",
+    "monitor-live",
+    "monitor-done",
+    "transcript",
+    "excluded",
+    "exclusions",
+)
 
 # What the monitor table shows right now (read in the page, so no round trip per row).
 MONITOR_JS = """() => {
@@ -193,9 +206,28 @@ def _journey(server, browser, artifacts: Path, tmp: Path) -> Journey:
     log_path = tmp / "run_bots.log"
     with open(log_path, "w") as log:
         bots = subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "run_bots", SLUG, "--participants", str(N_BOTS),
-             "--base-url", base, "--seed", "7", "--concurrency", "5", "--timeout-rate", "0", "--think-ms", "300"],
-            cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                str(REPO / "manage.py"),
+                "run_bots",
+                SLUG,
+                "--participants",
+                str(N_BOTS),
+                "--base-url",
+                base,
+                "--seed",
+                "7",
+                "--concurrency",
+                "5",
+                "--timeout-rate",
+                "0",
+                "--think-ms",
+                "300",
+            ],
+            cwd=REPO,
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         live_shot = False
@@ -208,14 +240,19 @@ def _journey(server, browser, artifacts: Path, tmp: Path) -> Journey:
                 break
             page.wait_for_timeout(250)
         else:
-            raise AssertionError(f"the bots or the monitor did not finish in {BOTS_DEADLINE_S} s; "
-                                 f"last monitor state {journey.monitor[-1]}")
+            raise AssertionError(
+                f"the bots or the monitor did not finish in {BOTS_DEADLINE_S} s; "
+                f"last monitor state {journey.monitor[-1]}"
+            )
     finally:
         if bots.poll() is None:
             bots.kill()
         bots.wait(timeout=10)
-    journey.bots = {"rc": bots.returncode, "log": log_path.read_text(errors="replace"),
-                    "elapsed_s": round(time.monotonic() - start, 2)}
+    journey.bots = {
+        "rc": bots.returncode,
+        "log": log_path.read_text(errors="replace"),
+        "elapsed_s": round(time.monotonic() - start, 2),
+    }
     if not live_shot:
         shot("monitor-live")
     shot("monitor-done")
@@ -227,18 +264,22 @@ def _journey(server, browser, artifacts: Path, tmp: Path) -> Journey:
         link.click()
     assert re.search(rf"/console/studies/{SLUG}/participants/\d+/$", page.url), page.url
     journey.transcript = {
-        "url": page.url, "label": label, "heading": page.inner_text("h1"),
+        "url": page.url,
+        "label": label,
+        "heading": page.inner_text("h1"),
         "items": page.locator("section.transcript-item").count(),
         "before": page.inner_text("section.card:has(h2:text-is('Exclusion'))"),
     }
     shot("transcript")
     page.fill(".exclude-form input[name=reason]", EXCLUDE_REASON)
     submit(".exclude-form")
-    journey.transcript.update({
-        "after_url": page.url,
-        "messages": page.locator("ul.messages li").all_inner_texts(),
-        "after": page.inner_text("section.card:has(h2:text-is('Exclusion'))"),
-    })
+    journey.transcript.update(
+        {
+            "after_url": page.url,
+            "messages": page.locator("ul.messages li").all_inner_texts(),
+            "after": page.inner_text("section.card:has(h2:text-is('Exclusion'))"),
+        }
+    )
     shot("excluded")
 
     page.click("main >> text=Monitor")
@@ -276,9 +317,11 @@ def journey(browser_server, chromium, artifacts, tmp_path_factory) -> Journey:
         print("--- daphne log (tail)\n" + browser_server.log_tail())
         raise
     m = journey.monitor
-    print(f"monitor: {len(m)} samples over {m[-1]['t']} s; rows {[s['rows'] for s in m]}; "
-          f"updates {m[0]['updates']} → {m[-1]['updates']}; bots rc {journey.bots['rc']} "
-          f"in {journey.bots['elapsed_s']} s")
+    print(
+        f"monitor: {len(m)} samples over {m[-1]['t']} s; rows {[s['rows'] for s in m]}; "
+        f"updates {m[0]['updates']} → {m[-1]['updates']}; bots rc {journey.bots['rc']} "
+        f"in {journey.bots['elapsed_s']} s"
+    )
     return journey
 
 
@@ -337,10 +380,13 @@ def test_excluding_from_the_transcript_is_shown_there_and_on_the_exclusions_page
     assert t["after_url"] == t["url"]
     assert any(f"P{pid} is excluded from analysis" in m for m in t["messages"]), t["messages"]
     assert EXCLUDE_REASON in t["after"] and "Include again" in t["after"] and "Included in analysis." not in t["after"]
-    assert any(row.startswith(f"P{pid} | manual | {EXCLUDE_REASON} | researcher") and row.endswith("active")
-               for row in journey.exclusions_page), journey.exclusions_page
-    assert journey.db["exclusions"] == [{"participant": pid, "reason": EXCLUDE_REASON, "rule": "manual",
-                                         "by": "researcher", "revoked": None}]
+    assert any(
+        row.startswith(f"P{pid} | manual | {EXCLUDE_REASON} | researcher") and row.endswith("active")
+        for row in journey.exclusions_page
+    ), journey.exclusions_page
+    assert journey.db["exclusions"] == [
+        {"participant": pid, "reason": EXCLUDE_REASON, "rule": "manual", "by": "researcher", "revoked": None}
+    ]
 
 
 def test_the_console_pages_run_without_script_errors(journey):

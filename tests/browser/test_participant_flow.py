@@ -90,8 +90,14 @@ def _journey(server, browser, artifacts: Path) -> Journey:
 
     def on_response(response):
         ctype = response.headers.get("content-type", "")
-        entry = Received(index=len(journey.responses), method=response.request.method, url=response.url,
-                         status=response.status, content_type=ctype, body=None)
+        entry = Received(
+            index=len(journey.responses),
+            method=response.request.method,
+            url=response.url,
+            status=response.status,
+            content_type=ctype,
+            body=None,
+        )
         if 300 <= response.status < 400:
             entry.body = ""
         elif any(t in ctype for t in ("text/html", "json", "javascript")):
@@ -174,17 +180,24 @@ def _journey(server, browser, artifacts: Path) -> Journey:
         elif seconds_attr is not None and not journey.refresh:
             # Refresh mid-item: the same item, the same clock (less time left), the selection remembered.
             choose(0)
-            before = {"question": question, "seconds": float(seconds_attr),
-                      "timer": int(page.inner_text("#timer").split()[0])}
+            before = {
+                "question": question,
+                "seconds": float(seconds_attr),
+                "timer": int(page.inner_text("#timer").split()[0]),
+            }
             time.sleep(1.6)
             page.reload()
             page.wait_for_url(TRIAL_URL)
             journey.refresh = {
-                "position": position, "url_before": url, "url_after": page.url,
+                "position": position,
+                "url_before": url,
+                "url_after": page.url,
                 "before": before,
-                "after": {"question": page.inner_text("#question").strip(),
-                          "seconds": float(page.get_attribute("#answer-form", "data-seconds-left")),
-                          "timer": int(page.inner_text("#timer").split()[0])},
+                "after": {
+                    "question": page.inner_text("#question").strip(),
+                    "seconds": float(page.get_attribute("#answer-form", "data-seconds-left")),
+                    "timer": int(page.inner_text("#timer").split()[0]),
+                },
                 "still_checked": page.is_checked("input[name=choice][value='0']"),
             }
         elif seconds_attr is not None and not has_passage and not journey.timed_out:
@@ -322,7 +335,7 @@ def tags_gold_next_to_question(body: str, item: dict) -> list[str]:
     gold = _norm(item["options"][item["gold_index"]])
     reasons = []
     for m in re.finditer(re.escape(gold), text):
-        window = text[max(0, m.start() - 200): m.end() + 200]
+        window = text[max(0, m.start() - 200) : m.end() + 200]
         if word := GOLD_WORDS.search(window):
             reasons.append(f"gold option {gold!r} next to {word.group(0)!r}")
     return reasons
@@ -396,8 +409,13 @@ def gold_markers(entry: Received, position: int, item: dict) -> list[str]:
 
 def test_every_response_body_was_recorded(journey):
     assert len(journey.responses) > 40
-    missing = [(r.url, r.error) for r in journey.responses if r.body is None and 200 <= r.status < 300
-               and any(t in r.content_type for t in ("text/html", "json", "javascript"))]
+    missing = [
+        (r.url, r.error)
+        for r in journey.responses
+        if r.body is None
+        and 200 <= r.status < 300
+        and any(t in r.content_type for t in ("text/html", "json", "javascript"))
+    ]
     assert not missing, missing
     assert any(r.url.endswith("/static/js/trial.js") and r.body for r in journey.responses)
     assert sum("json" in r.content_type for r in journey.responses) >= 11  # at least one /select per item
@@ -410,8 +428,11 @@ def test_no_response_gives_away_the_gold_option_before_the_answer_is_committed(j
         cut = journey.commit_index[position]
         before = journey.responses[:cut]
         # Not vacuous: the item's own trial page was received before the cut, with its question and options.
-        own = [r for r in before if TRIAL_URL.search(r.url) and int(TRIAL_URL.search(r.url).group(1)) == position
-               and r.status == 200]
+        own = [
+            r
+            for r in before
+            if TRIAL_URL.search(r.url) and int(TRIAL_URL.search(r.url).group(1)) == position and r.status == 200
+        ]
         assert own, f"item {position}: its trial page was not among the responses before the commit"
         assert all(_norm(o) in _norm(own[-1].body) for o in item["options"])
         assert _norm(item["text"].splitlines()[0])[:60] in _norm(own[-1].body)
@@ -420,8 +441,11 @@ def test_no_response_gives_away_the_gold_option_before_the_answer_is_committed(j
         assert not leaks, f"item {position} (gold {item['gold_index']}): {leaks}"
 
         # Positive control: the same detector finds the gold option on the item's feedback page, after the cut.
-        feedback = [r for r in journey.responses[cut:] if FEEDBACK_URL.search(r.url) and r.status == 200
-                    and int(FEEDBACK_URL.search(r.url).group(1)) == position]
+        feedback = [
+            r
+            for r in journey.responses[cut:]
+            if FEEDBACK_URL.search(r.url) and r.status == 200 and int(FEEDBACK_URL.search(r.url).group(1)) == position
+        ]
         assert feedback, f"item {position}: no feedback page"
         assert tags_gold_next_to_question(feedback[0].body, item), f"item {position}: detector missed the reveal"
         assert marks_gold_in_markup(feedback[0].body, item)
@@ -432,20 +456,31 @@ def test_the_gold_check_catches_planted_leaks(journey):
     trials = _trials(journey)
     position = journey.timed_out["position"]
     item = trials[position]
-    page = next(r for r in journey.responses if TRIAL_URL.search(r.url)
-                and int(TRIAL_URL.search(r.url).group(1)) == position and r.status == 200)
+    page = next(
+        r
+        for r in journey.responses
+        if TRIAL_URL.search(r.url) and int(TRIAL_URL.search(r.url).group(1)) == position and r.status == 200
+    )
     g = item["gold_index"]
     letter, text = chr(ord("A") + g), html.escape(item["options"][g])
     assert not gold_markers(page, position, item)
 
     def planted(body: str, content_type: str = page.content_type) -> list[str]:
-        return gold_markers(Received(index=-1, method="GET", url=page.url, status=200, content_type=content_type,
-                                     body=body), position, item)
+        return gold_markers(
+            Received(index=-1, method="GET", url=page.url, status=200, content_type=content_type, body=body),
+            position,
+            item,
+        )
 
     form = '<form method="post" id="answer-form"'
     assert form in page.body
-    for leak in [f'{form} data-answer="{g}"', f'{form} data-key="{letter}"', f'{form} data-correct="yes"',
-                 f'<input type="hidden" name="x" value="{letter}">{form}', f"<!-- gold {letter} -->{form}"]:
+    for leak in [
+        f'{form} data-answer="{g}"',
+        f'{form} data-key="{letter}"',
+        f'{form} data-correct="yes"',
+        f'<input type="hidden" name="x" value="{letter}">{form}',
+        f"<!-- gold {letter} -->{form}",
+    ]:
         assert planted(page.body.replace(form, leak, 1)), leak
     # The feedback page's way of marking the gold option, served early on the trial page.
     option = f'<span class="text">{text}</span>'
@@ -453,6 +488,9 @@ def test_the_gold_check_catches_planted_leaks(journey):
     assert marked != page.body and planted(marked)
     select = next(r for r in journey.responses if r.url.endswith(f"/item/{position}/select") and r.body)
     assert not planted(select.body, select.content_type)
-    for leak in [{"status": "shown", "answer": g}, {"status": "shown", "is_correct": False},
-                 {"status": "shown", "options": [{"text": item["options"][g], "gold": True}]}]:
+    for leak in [
+        {"status": "shown", "answer": g},
+        {"status": "shown", "is_correct": False},
+        {"status": "shown", "options": [{"text": item["options"][g], "gold": True}]},
+    ]:
         assert planted(json.dumps(leak), "application/json"), leak

@@ -54,16 +54,30 @@ def _table(page) -> dict:
     return {
         "summary": page.inner_text("#report-summary"),
         "header": page.locator("#report-table thead tr").first.inner_text(),
-        "rows": {row.locator("th").inner_text().strip(): [c.strip() for c in row.locator("td").all_inner_texts()]
-                 for row in page.locator("#report-table tbody tr").all()},
+        "rows": {
+            row.locator("th").inner_text().strip(): [c.strip() for c in row.locator("td").all_inner_texts()]
+            for row in page.locator("#report-table tbody tr").all()
+        },
     }
 
 
 def _journey(server, browser, artifacts: Path, tmp: Path) -> Journey:
     journey = Journey()
     proc = server.manage(
-        "run_bots", "demo", "--participants", str(N_BOTS), "--concurrency", str(N_BOTS), "--seed", "5",
-        "--timeout-rate", "0", "--base-url", server.base_url, timeout=300, check=False,
+        "run_bots",
+        "demo",
+        "--participants",
+        str(N_BOTS),
+        "--concurrency",
+        str(N_BOTS),
+        "--seed",
+        "5",
+        "--timeout-rate",
+        "0",
+        "--base-url",
+        server.base_url,
+        timeout=300,
+        check=False,
     )
     journey.bots = {"rc": proc.returncode, "out": proc.stdout + proc.stderr[-3000:]}
     journey.excluded = server.query(
@@ -79,8 +93,9 @@ def _journey(server, browser, artifacts: Path, tmp: Path) -> Journey:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
-    page.on("console", lambda m: journey.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning")
-            else None)
+    page.on(
+        "console", lambda m: journey.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+    )
     page.on("pageerror", lambda exc: journey.console.append(f"pageerror: {exc}"))
     base = server.base_url
 
@@ -90,8 +105,9 @@ def _journey(server, browser, artifacts: Path, tmp: Path) -> Journey:
         journey.screenshots[name] = path
 
     def plots_loaded() -> list[dict]:
-        page.wait_for_function("() => Array.from(document.querySelectorAll('#report-plots img'))"
-                               ".every(i => i.complete)")
+        page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('#report-plots img')).every(i => i.complete)"
+        )
         return page.evaluate(IMAGES_JS)
 
     page.goto(f"{base}/console/login/")
@@ -105,8 +121,13 @@ def _journey(server, browser, artifacts: Path, tmp: Path) -> Journey:
     with page.expect_navigation():
         page.click("main >> text=Report")
     page.wait_for_selector("#report-table")
-    journey.primary = {**_table(page), "images": plots_loaded(), "url": page.url,
-                       "sandwich": page.inner_text("#report-sandwich"), "method": page.inner_text("#report-method")}
+    journey.primary = {
+        **_table(page),
+        "images": plots_loaded(),
+        "url": page.url,
+        "sandwich": page.inner_text("#report-sandwich"),
+        "method": page.inner_text("#report-method"),
+    }
     shot("report")
 
     with page.expect_navigation():
@@ -119,8 +140,11 @@ def _journey(server, browser, artifacts: Path, tmp: Path) -> Journey:
     with page.expect_navigation():
         page.locator("#report-table tbody tr[data-key$=':vote']").last.locator("a").click()
     page.wait_for_selector("#report-items")
-    journey.items = {"url": page.url, "rows": page.locator("#report-items tbody tr[data-item]").count(),
-                     "header": page.inner_text("#report-items thead")}
+    journey.items = {
+        "url": page.url,
+        "rows": page.locator("#report-items tbody tr[data-item]").count(),
+        "header": page.inner_text("#report-items thead"),
+    }
     shot("report-items")
     with page.expect_navigation():
         page.locator("#report-items td.links a").first.click()

@@ -55,9 +55,12 @@ def upload(client, name, content, capture, **fields):
 def urls():
     bank = make_bank()
     job = Job.objects.create(kind=Job.Kind.IMPORT, params={"filename": "x.csv"})
-    return {"banks": reverse("console:banks"), "bank_upload": reverse("console:bank_upload"),
-            "bank": reverse("console:bank", kwargs={"pk": bank.pk}),
-            "job": reverse("console:job", kwargs={"pk": job.pk})}
+    return {
+        "banks": reverse("console:banks"),
+        "bank_upload": reverse("console:bank_upload"),
+        "bank": reverse("console:bank", kwargs={"pk": bank.pk}),
+        "job": reverse("console:job", kwargs={"pk": job.pk}),
+    }
 
 
 @pytest.mark.parametrize("name", ["banks", "bank_upload", "bank", "job"])
@@ -66,8 +69,9 @@ def test_it_sends_anonymous_visitors_to_the_login_page(client, name):
     assert response.status_code == 302 and response["Location"].startswith("/console/login/")
 
 
-@pytest.mark.parametrize("name,method", [("banks", "get"), ("bank_upload", "get"), ("bank_upload", "post"),
-                                         ("bank", "get"), ("job", "get")])
+@pytest.mark.parametrize(
+    "name,method", [("banks", "get"), ("bank_upload", "get"), ("bank_upload", "post"), ("bank", "get"), ("job", "get")]
+)
 def test_it_forbids_accounts_that_are_not_staff(client, charlie, name, method):
     client.force_login(charlie)
     assert getattr(client, method)(urls()[name]).status_code == 403
@@ -141,8 +145,9 @@ def test_browsing_is_paginated_and_htmx_gets_only_the_results(client, staff):
 # --- Uploading -----------------------------------------------------------------------------------------------
 
 
-def test_an_mmlu_zip_is_imported_by_a_job_that_ends_with_the_counts(client, staff, settings,
-                                                                    django_capture_on_commit_callbacks):
+def test_an_mmlu_zip_is_imported_by_a_job_that_ends_with_the_counts(
+    client, staff, settings, django_capture_on_commit_callbacks
+):
     client.force_login(staff)
     response = upload(client, "mmlu-small.zip", mmlu_zip(), django_capture_on_commit_callbacks)
     job = Job.objects.get()
@@ -168,21 +173,39 @@ def test_a_custom_csv_is_detected_and_named_after_the_file(client, staff, django
 
 
 def test_a_quality_jsonl_is_detected_by_its_content(client, staff, django_capture_on_commit_callbacks):
-    record = {"article_id": "51", "set_unique_id": "51_a", "title": "A story", "author": "Someone",
-              "article": "Once upon a time there was a test.", "questions": [
-                  {"question": "What was there?", "options": ["a test", "a dog", "a cat", "nothing"],
-                   "gold_label": 1, "difficult": 1, "question_unique_id": "51_a_1"}]}
+    record = {
+        "article_id": "51",
+        "set_unique_id": "51_a",
+        "title": "A story",
+        "author": "Someone",
+        "article": "Once upon a time there was a test.",
+        "questions": [
+            {
+                "question": "What was there?",
+                "options": ["a test", "a dog", "a cat", "nothing"],
+                "gold_label": 1,
+                "difficult": 1,
+                "question_unique_id": "51_a_1",
+            }
+        ],
+    }
     client.force_login(staff)
-    upload(client, "stories.jsonl", (json.dumps(record) + "\n").encode(), django_capture_on_commit_callbacks,
-           bank_name="Stories")
+    upload(
+        client,
+        "stories.jsonl",
+        (json.dumps(record) + "\n").encode(),
+        django_capture_on_commit_callbacks,
+        bank_name="Stories",
+    )
     job = Job.objects.get()
     assert job.params["format"] == "quality", job.message
     assert job.status == Job.Status.DONE, job.message
     assert Bank.objects.get(name="Stories").items.get().difficult is True
 
 
-def test_a_bad_csv_fails_the_job_with_file_and_line_and_writes_nothing(client, staff,
-                                                                       django_capture_on_commit_callbacks):
+def test_a_bad_csv_fails_the_job_with_file_and_line_and_writes_nothing(
+    client, staff, django_capture_on_commit_callbacks
+):
     client.force_login(staff)
     response = upload(client, "bad.csv", CUSTOM_BAD.encode(), django_capture_on_commit_callbacks, format="custom")
     job = Job.objects.get()
@@ -193,15 +216,16 @@ def test_a_bad_csv_fails_the_job_with_file_and_line_and_writes_nothing(client, s
     assert "bad.csv:3: answer" in body and "Nothing was imported" in body
 
 
-def test_a_failed_import_into_an_existing_bank_leaves_it_as_it_was(client, staff,
-                                                                   django_capture_on_commit_callbacks):
+def test_a_failed_import_into_an_existing_bank_leaves_it_as_it_was(client, staff, django_capture_on_commit_callbacks):
     client.force_login(staff)
     upload(client, "mine.csv", CUSTOM_OK.encode(), django_capture_on_commit_callbacks)
     changed = CUSTOM_OK.replace("Is ice cold?", "Is ice very cold?") + "q3,Broken,only,two,Q,physics\n"
     upload(client, "mine.csv", changed.encode(), django_capture_on_commit_callbacks)
     assert Job.objects.latest("pk").status == Job.Status.FAILED
-    assert sorted(Bank.objects.get(name="mine").items.values_list("text", flat=True)) == ["Is fire cold?",
-                                                                                          "Is ice cold?"]
+    assert sorted(Bank.objects.get(name="mine").items.values_list("text", flat=True)) == [
+        "Is fire cold?",
+        "Is ice cold?",
+    ]
 
 
 def test_an_unreadable_format_is_a_form_error(client, staff, django_capture_on_commit_callbacks):
@@ -215,8 +239,14 @@ def test_an_unreadable_format_is_a_form_error(client, staff, django_capture_on_c
 
 
 def test_a_running_job_polls_with_htmx_and_refreshes_without_js(client, staff):
-    job = Job.objects.create(kind=Job.Kind.IMPORT, status=Job.Status.RUNNING, done=40, total=100,
-                             message="Reading and checking the file", params={"filename": "data.tar"})
+    job = Job.objects.create(
+        kind=Job.Kind.IMPORT,
+        status=Job.Status.RUNNING,
+        done=40,
+        total=100,
+        message="Reading and checking the file",
+        params={"filename": "data.tar"},
+    )
     client.force_login(staff)
     page = reverse("console:job", kwargs={"pk": job.pk})
     body = client.get(page).content.decode()

@@ -44,30 +44,77 @@ def part_urls(study):
     }
 
 
-READS = {"design", "preview", "clone", "recruitment", "collaborators", "task_create", "task_edit",
-         "condition_create", "condition_edit"}
-WRITES = ["design", "clone", "recruitment", "collaborators", "task_create", "task_edit", "task_delete",
-          "condition_create", "condition_edit", "condition_delete", "collaborator_remove"]
+READS = {
+    "design",
+    "preview",
+    "clone",
+    "recruitment",
+    "collaborators",
+    "task_create",
+    "task_edit",
+    "condition_create",
+    "condition_edit",
+}
+WRITES = [
+    "design",
+    "clone",
+    "recruitment",
+    "collaborators",
+    "task_create",
+    "task_edit",
+    "task_delete",
+    "condition_create",
+    "condition_edit",
+    "condition_delete",
+    "collaborator_remove",
+]
 ALL = sorted(READS | set(WRITES))
 
 
 def task_data(study, **overrides):
-    data = {"name": "Main", "role": "scored", "bank": study.tasks.first().bank_id, "sample_size": 3,
-            "time_limit_s": "", "splits": "", "subjects": "", "position": 0}
+    data = {
+        "name": "Main",
+        "role": "scored",
+        "bank": study.tasks.first().bank_id,
+        "sample_size": 3,
+        "time_limit_s": "",
+        "splits": "",
+        "subjects": "",
+        "position": 0,
+    }
     return {**data, **overrides}
 
 
 def condition_data(**overrides):
-    data = {"name": "Unaided 2", "kind": "unaided", "endpoint": "", "system_prompt": "", "sampling": "{}",
-            "inject_passage": "on", "max_message_chars": 2000, "max_turns": 40, "position": 5}
+    data = {
+        "name": "Unaided 2",
+        "kind": "unaided",
+        "endpoint": "",
+        "system_prompt": "",
+        "sampling": "{}",
+        "inject_passage": "on",
+        "max_message_chars": 2000,
+        "max_turns": 40,
+        "position": 5,
+    }
     return {**data, **overrides}
 
 
 def study_data(study, **overrides):
-    data = {"title": study.title, "slug": study.slug, "consent_text": "Please agree.", "instructions": "",
-            "completion_message": "", "design": "within", "order": "fixed", "disjoint_samples": "on",
-            "sample_seed": 0, "randomise_item_order": "on", "confidence_format": "likert",
-            "catch_pass_threshold": 1.0}
+    data = {
+        "title": study.title,
+        "slug": study.slug,
+        "consent_text": "Please agree.",
+        "instructions": "",
+        "completion_message": "",
+        "design": "within",
+        "order": "fixed",
+        "disjoint_samples": "on",
+        "sample_seed": 0,
+        "randomise_item_order": "on",
+        "confidence_format": "likert",
+        "catch_pass_threshold": 1.0,
+    }
     return {**data, **overrides}
 
 
@@ -123,10 +170,20 @@ def test_only_staff_accounts_create_or_clone_studies(client, study, charlie):
     assert not Study.objects.filter(slug="mine").exists()
 
 
-@pytest.mark.parametrize("name,method", [
-    ("preview", "post"), ("task_delete", "get"), ("condition_delete", "get"), ("collaborator_remove", "get"),
-    ("design", "put"), ("clone", "delete"), ("recruitment", "put"), ("task_edit", "put"), ("collaborators", "put"),
-])
+@pytest.mark.parametrize(
+    "name,method",
+    [
+        ("preview", "post"),
+        ("task_delete", "get"),
+        ("condition_delete", "get"),
+        ("collaborator_remove", "get"),
+        ("design", "put"),
+        ("clone", "delete"),
+        ("recruitment", "put"),
+        ("task_edit", "put"),
+        ("collaborators", "put"),
+    ],
+)
 def test_it_answers_only_its_methods(client, study, alice, name, method):
     client.force_login(alice)
     assert getattr(client, method)(part_urls(study)[name]).status_code == 405
@@ -143,8 +200,16 @@ def test_the_create_form_answers_only_get_and_post(client, alice):
 def test_a_staff_researcher_creates_a_draft_and_owns_it(client, alice):
     client.force_login(alice)
     assert client.get(reverse("console:study_create")).status_code == 200
-    data = {"title": "Pilot A", "slug": "pilot-a", "design": "within", "order": "counterbalanced",
-            "disjoint_samples": "on", "sample_seed": 7, "confidence_format": "slider", "catch_pass_threshold": 0.5}
+    data = {
+        "title": "Pilot A",
+        "slug": "pilot-a",
+        "design": "within",
+        "order": "counterbalanced",
+        "disjoint_samples": "on",
+        "sample_seed": 7,
+        "confidence_format": "slider",
+        "catch_pass_threshold": 0.5,
+    }
     response = client.post(reverse("console:study_create"), data)
     study = Study.objects.get(slug="pilot-a")
     assert response.status_code == 302 and response["Location"] == url("design", study)
@@ -153,8 +218,10 @@ def test_a_staff_researcher_creates_a_draft_and_owns_it(client, alice):
     assert "Add at least one condition." in page and "Add at least one task with scored items." in page
 
 
-@pytest.mark.parametrize("slug,message", [("p", "reserved"), ("new", "reserved"), ("unit", "already exists"),
-                                          ("not a slug", "Enter a valid")])
+@pytest.mark.parametrize(
+    "slug,message",
+    [("p", "reserved"), ("new", "reserved"), ("unit", "already exists"), ("not a slug", "Enter a valid")],
+)
 def test_it_refuses_a_bad_or_taken_slug(client, study, alice, slug, message):
     client.force_login(alice)
     response = client.post(reverse("console:study_create"), study_data(study, slug=slug, title="Other"))
@@ -164,8 +231,9 @@ def test_it_refuses_a_bad_or_taken_slug(client, study, alice, slug, message):
 
 def test_it_refuses_a_catch_threshold_outside_0_to_1(client, study, alice):
     client.force_login(alice)
-    response = client.post(url("design", study), {f"study-{k}": v for k, v in
-                                                  study_data(study, catch_pass_threshold=2).items()})
+    response = client.post(
+        url("design", study), {f"study-{k}": v for k, v in study_data(study, catch_pass_threshold=2).items()}
+    )
     assert "Give a share between 0 and 1" in response.content.decode()
 
 
@@ -182,13 +250,17 @@ def test_an_editor_adds_and_edits_a_task(client, study, bob):
     Collaborator.objects.filter(user=bob).update(role=Collaborator.Role.EDITOR)
     client.force_login(bob)
     assert client.get(url("task_create", study)).status_code == 200
-    response = client.post(url("task_create", study), task_data(study, name="Practice", role="practice",
-                                                                 sample_size=2, splits="val, val", time_limit_s=30))
+    response = client.post(
+        url("task_create", study),
+        task_data(study, name="Practice", role="practice", sample_size=2, splits="val, val", time_limit_s=30),
+    )
     assert response.status_code == 302
     task = study.tasks.get(name="Practice")
     assert (task.role, task.sample_size, task.splits, task.time_limit_s) == ("practice", 2, ["val"], 30)
-    response = client.post(url("task_edit", study, pk=task.pk), task_data(study, name="Practice", role="practice",
-                                                                           sample_size=4, subjects="physics"))
+    response = client.post(
+        url("task_edit", study, pk=task.pk),
+        task_data(study, name="Practice", role="practice", sample_size=4, subjects="physics"),
+    )
     task.refresh_from_db()
     assert response.status_code == 302 and (task.sample_size, task.subjects) == (4, ["physics"])
 
@@ -241,8 +313,9 @@ def test_an_assisted_condition_needs_an_endpoint(client, study, alice):
 def test_a_condition_s_sampling_must_use_known_settings(client, study, alice):
     client.force_login(alice)
     condition = study.conditions.get(kind="assisted")
-    data = condition_data(kind="assisted", name="Assisted", endpoint=condition.endpoint_id,
-                          sampling='{"temprature": 0.2}')
+    data = condition_data(
+        kind="assisted", name="Assisted", endpoint=condition.endpoint_id, sampling='{"temprature": 0.2}'
+    )
     response = client.post(url("condition_edit", study, pk=condition.pk), data)
     assert "Unknown sampling setting(s) temprature" in response.content.decode()
     data["sampling"] = '{"temperature": 0.2, "max_tokens": 300}'
@@ -279,9 +352,18 @@ def test_a_task_of_another_study_is_not_found(client, study, alice):
 # --- A launched study's design is frozen ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,method", [("design", "get"), ("design", "post"), ("task_create", "post"),
-                                         ("task_edit", "post"), ("task_delete", "post"), ("condition_edit", "get"),
-                                         ("condition_delete", "post")])
+@pytest.mark.parametrize(
+    "name,method",
+    [
+        ("design", "get"),
+        ("design", "post"),
+        ("task_create", "post"),
+        ("task_edit", "post"),
+        ("task_delete", "post"),
+        ("condition_edit", "get"),
+        ("condition_delete", "post"),
+    ],
+)
 def test_a_live_study_s_design_cannot_be_edited(client, alice, name, method):
     study = make_study(owner=alice, launch=True)
     client.force_login(alice)
@@ -293,10 +375,14 @@ def test_a_live_study_s_design_cannot_be_edited(client, alice, name, method):
 
 def part_urls_without_collaborator(study):
     task, condition = study.tasks.first(), study.conditions.first()
-    return {"design": url("design", study), "task_create": url("task_create", study),
-            "task_edit": url("task_edit", study, pk=task.pk), "task_delete": url("task_delete", study, pk=task.pk),
-            "condition_edit": url("condition_edit", study, pk=condition.pk),
-            "condition_delete": url("condition_delete", study, pk=condition.pk)}
+    return {
+        "design": url("design", study),
+        "task_create": url("task_create", study),
+        "task_edit": url("task_edit", study, pk=task.pk),
+        "task_delete": url("task_delete", study, pk=task.pk),
+        "condition_edit": url("condition_edit", study, pk=condition.pk),
+        "condition_delete": url("condition_delete", study, pk=condition.pk),
+    }
 
 
 def test_the_study_page_offers_edit_design_only_for_drafts(client, study, alice):
@@ -342,19 +428,27 @@ def test_clone_refuses_a_taken_or_reserved_slug(client, study, alice):
 def test_recruitment_settings_can_change_while_live(client, alice):
     study = make_study(owner=alice, launch=True)
     client.force_login(alice)
-    data = {"prolific_completion_url": "https://app.prolific.com/submissions/complete?cc=C0DE",
-            "completion_code": "C0DE", "screenout_code": "OUT1"}
+    data = {
+        "prolific_completion_url": "https://app.prolific.com/submissions/complete?cc=C0DE",
+        "completion_code": "C0DE",
+        "screenout_code": "OUT1",
+    }
     response = client.post(url("recruitment", study), data)
     study.refresh_from_db()
     assert response.status_code == 302
     assert (study.prolific_completion_url, study.completion_code, study.screenout_code) == (
-        data["prolific_completion_url"], "C0DE", "OUT1")
+        data["prolific_completion_url"],
+        "C0DE",
+        "OUT1",
+    )
 
 
 def test_recruitment_codes_must_differ_and_the_url_must_be_a_url(client, study, alice):
     client.force_login(alice)
-    body = client.post(url("recruitment", study), {"prolific_completion_url": "not a url", "completion_code": "X",
-                                                   "screenout_code": "X"}).content.decode()
+    body = client.post(
+        url("recruitment", study),
+        {"prolific_completion_url": "not a url", "completion_code": "X", "screenout_code": "X"},
+    ).content.decode()
     assert "Enter a valid URL." in body and "must differ from the completion code" in body
 
 
@@ -383,15 +477,17 @@ def test_the_owner_adds_changes_and_removes_a_collaborator(client, study, alice,
 
 def test_adding_a_collaborator_with_htmx_swaps_the_list(client, study, alice, charlie):
     client.force_login(alice)
-    response = client.post(url("collaborators", study), {"username": "charlie", "role": "viewer"},
-                           HTTP_HX_REQUEST="true")
+    response = client.post(
+        url("collaborators", study), {"username": "charlie", "role": "viewer"}, HTTP_HX_REQUEST="true"
+    )
     body = response.content.decode()
     assert response.status_code == 200 and response["HX-Trigger"] == "collaboratorsChanged"
     assert "<html" not in body and "charlie" in body
 
 
-@pytest.mark.parametrize("username,message", [("nobody", "There is no account “nobody”."),
-                                              ("alice", "alice owns this study.")])
+@pytest.mark.parametrize(
+    "username,message", [("nobody", "There is no account “nobody”."), ("alice", "alice owns this study.")]
+)
 def test_it_explains_why_a_collaborator_cannot_be_added(client, study, alice, username, message):
     client.force_login(alice)
     response = client.post(url("collaborators", study), {"username": username, "role": "viewer"})

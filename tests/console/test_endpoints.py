@@ -17,19 +17,35 @@ def staff(alice):
 
 @pytest.fixture
 def endpoint():
-    return ModelEndpoint.objects.create(name="gpu", kind=ModelEndpoint.Kind.TGI, base_url="http://127.0.0.1:9",
-                                        token="s3cret-token", request_timeout_s=2)
+    return ModelEndpoint.objects.create(
+        name="gpu",
+        kind=ModelEndpoint.Kind.TGI,
+        base_url="http://127.0.0.1:9",
+        token="s3cret-token",
+        request_timeout_s=2,
+    )
 
 
 def urls(endpoint):
-    return {"endpoints": reverse("console:endpoints"), "endpoint_create": reverse("console:endpoint_create"),
-            "endpoint_edit": reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk}),
-            "endpoint_test": reverse("console:endpoint_test", kwargs={"pk": endpoint.pk})}
+    return {
+        "endpoints": reverse("console:endpoints"),
+        "endpoint_create": reverse("console:endpoint_create"),
+        "endpoint_edit": reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk}),
+        "endpoint_test": reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}),
+    }
 
 
 def form_data(**overrides):
-    data = {"name": "sim", "kind": "simulated", "base_url": "", "token": "", "model_label": "",
-            "request_timeout_s": 60, "max_concurrency": 32, "simulation": '{"accuracy": 0.8, "seed": 3}'}
+    data = {
+        "name": "sim",
+        "kind": "simulated",
+        "base_url": "",
+        "token": "",
+        "model_label": "",
+        "request_timeout_s": 60,
+        "max_concurrency": 32,
+        "simulation": '{"accuracy": 0.8, "seed": 3}',
+    }
     return {**data, **overrides}
 
 
@@ -42,17 +58,27 @@ def test_it_sends_anonymous_visitors_to_the_login_page(client, endpoint, name):
     assert response.status_code == 302 and response["Location"].startswith("/console/login/")
 
 
-@pytest.mark.parametrize("name,method", [("endpoints", "get"), ("endpoint_create", "get"), ("endpoint_create", "post"),
-                                         ("endpoint_edit", "get"), ("endpoint_edit", "post"),
-                                         ("endpoint_test", "post")])
+@pytest.mark.parametrize(
+    "name,method",
+    [
+        ("endpoints", "get"),
+        ("endpoint_create", "get"),
+        ("endpoint_create", "post"),
+        ("endpoint_edit", "get"),
+        ("endpoint_edit", "post"),
+        ("endpoint_test", "post"),
+    ],
+)
 def test_it_forbids_accounts_that_are_not_staff(client, charlie, endpoint, name, method):
     client.force_login(charlie)
     assert getattr(client, method)(urls(endpoint)[name], form_data(name="taken")).status_code == 403
     assert not ModelEndpoint.objects.filter(name="taken").exists()
 
 
-@pytest.mark.parametrize("name,method", [("endpoints", "post"), ("endpoint_test", "get"), ("endpoint_create", "put"),
-                                         ("endpoint_edit", "delete")])
+@pytest.mark.parametrize(
+    "name,method",
+    [("endpoints", "post"), ("endpoint_test", "get"), ("endpoint_create", "put"), ("endpoint_edit", "delete")],
+)
 def test_it_answers_only_its_methods(client, staff, endpoint, name, method):
     client.force_login(staff)
     assert getattr(client, method)(urls(endpoint)[name]).status_code == 405
@@ -71,12 +97,15 @@ def test_staff_add_a_simulated_endpoint(client, staff):
     assert "simulated" in client.get(reverse("console:endpoints")).content.decode()
 
 
-@pytest.mark.parametrize("simulation,message", [
-    ('{"accuracy": 1.5}', "simulation setting &#x27;accuracy&#x27; must be between 0 and 1, got 1.5"),
-    ('{"sycophany": 0.2}', "unknown simulation setting(s) sycophany"),
-    ("[1, 2]", "simulation settings must be an object"),
-    ("{not json", "Enter a valid JSON."),
-])
+@pytest.mark.parametrize(
+    "simulation,message",
+    [
+        ('{"accuracy": 1.5}', "simulation setting &#x27;accuracy&#x27; must be between 0 and 1, got 1.5"),
+        ('{"sycophany": 0.2}', "unknown simulation setting(s) sycophany"),
+        ("[1, 2]", "simulation settings must be an object"),
+        ("{not json", "Enter a valid JSON."),
+    ],
+)
 def test_it_shows_why_simulation_settings_are_invalid(client, staff, simulation, message):
     client.force_login(staff)
     response = client.post(reverse("console:endpoint_create"), form_data(simulation=simulation))
@@ -115,8 +144,11 @@ def test_a_live_study_s_endpoint_keeps_what_the_manifest_froze(client, staff):
     endpoint.refresh_from_db()
     assert endpoint.simulation == {"accuracy": 0.8, "seed": 1}
     # The same settings written out with their defaults are no change; the timeout may change.
-    data = form_data(name=endpoint.name, request_timeout_s=30,
-                     simulation='{"accuracy": 0.8, "seed": 1, "ttft_ms": 400, "sycophancy": 0.3}')
+    data = form_data(
+        name=endpoint.name,
+        request_timeout_s=30,
+        simulation='{"accuracy": 0.8, "seed": 1, "ttft_ms": 400, "sycophancy": 0.3}',
+    )
     assert client.post(edit, data).status_code == 302
     endpoint.refresh_from_db()
     assert endpoint.request_timeout_s == 30
@@ -142,8 +174,7 @@ def test_testing_a_server_that_is_down_shows_the_error(client, staff):
     client.force_login(staff)
     with FakeTGI(down=True) as tgi:
         endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=2)
-        response = client.post(reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}),
-                               HTTP_HX_REQUEST="true")
+        response = client.post(reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true")
     body = response.content.decode()
     assert response["HX-Trigger"] == "endpointTested" and "<html" not in body
     assert "not healthy" in body and "not reachable" in body and "Reply:" not in body
@@ -152,6 +183,7 @@ def test_testing_a_server_that_is_down_shows_the_error(client, staff):
 def test_testing_a_simulated_endpoint_says_so(client, staff):
     endpoint = ModelEndpoint.objects.create(name="sim", kind="simulated", simulation={"seed": 1})
     client.force_login(staff)
-    body = client.post(reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}),
-                       HTTP_HX_REQUEST="true").content.decode()
+    body = client.post(
+        reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert "simulated — no model is called" in body and "(simulated)" in body

@@ -72,9 +72,12 @@ def url(name, study, **kw):
 
 
 def export_job(study, user, **params):
-    return Job.objects.create(kind=Job.Kind.EXPORT, study=study, created_by=user,
-                              params={"formats": ["csv"], "include_external_ids": False, "include_pilots": False,
-                                      **params})
+    return Job.objects.create(
+        kind=Job.Kind.EXPORT,
+        study=study,
+        created_by=user,
+        params={"formats": ["csv"], "include_external_ids": False, "include_pilots": False, **params},
+    )
 
 
 def post_export(client, study, data, django_capture_on_commit_callbacks):
@@ -92,8 +95,12 @@ def run_export(client, study, django_capture_on_commit_callbacks, **data) -> Job
 
 
 BONUS = {"per_correct": "0.1125"}
-VIEWS = [("export", {}, {}), ("export_download", {"pk": 1}, {}), ("export_bonus", {}, BONUS),
-         ("export_statuses", {}, BONUS)]
+VIEWS = [
+    ("export", {}, {}),
+    ("export_download", {"pk": 1}, {}),
+    ("export_bonus", {}, BONUS),
+    ("export_statuses", {}, BONUS),
+]
 
 
 # --- Access ------------------------------------------------------------------------------------------------------
@@ -114,8 +121,15 @@ def test_it_hides_the_study_from_a_non_collaborator(client, study, charlie, name
     assert not Job.objects.filter(created_by=charlie).exists()
 
 
-@pytest.mark.parametrize("name,kw,method", [("export", {}, "put"), ("export_download", {"pk": 1}, "post"),
-                                            ("export_bonus", {}, "post"), ("export_statuses", {}, "post")])
+@pytest.mark.parametrize(
+    "name,kw,method",
+    [
+        ("export", {}, "put"),
+        ("export_download", {"pk": 1}, "post"),
+        ("export_bonus", {}, "post"),
+        ("export_statuses", {}, "post"),
+    ],
+)
 def test_it_answers_only_its_methods(client, study, alice, name, kw, method):
     client.force_login(alice)
     assert getattr(client, method)(url(name, study, **kw)).status_code == 405
@@ -130,8 +144,7 @@ def test_the_study_page_and_the_report_link_to_the_export_page(client, study, al
 # --- Asking for an export -------------------------------------------------------------------------------------
 
 
-def test_a_good_post_creates_a_job_whose_zip_downloads(client, study, alice, paid,
-                                                       django_capture_on_commit_callbacks):
+def test_a_good_post_creates_a_job_whose_zip_downloads(client, study, alice, paid, django_capture_on_commit_callbacks):
     client.force_login(alice)
     job = run_export(client, study, django_capture_on_commit_callbacks, formats="all")
     assert job.created_by == alice and job.params["formats"] == ["csv", "jsonl", "parquet"]
@@ -159,8 +172,9 @@ def test_a_good_post_creates_a_job_whose_zip_downloads(client, study, alice, pai
     assert "PIDA" not in text  # no recruitment ids unless asked for
 
 
-def test_external_ids_are_exported_when_asked_for_and_allowed(client, study, alice, paid,
-                                                               django_capture_on_commit_callbacks):
+def test_external_ids_are_exported_when_asked_for_and_allowed(
+    client, study, alice, paid, django_capture_on_commit_callbacks
+):
     client.force_login(alice)
     job = run_export(client, study, django_capture_on_commit_callbacks, include_external_ids="on")
     assert job.params["include_external_ids"] is True
@@ -172,12 +186,16 @@ def test_external_ids_are_exported_when_asked_for_and_allowed(client, study, ali
     assert "PIDA" in text
 
 
-@pytest.mark.parametrize("data,error", [
-    ({"formats": "xml"}, "Choose CSV, JSONL, Parquet or all three (got “xml”)."),
-    ({}, "This field is required."),
-])
-def test_a_tampered_format_is_refused_with_the_reason_and_no_job(client, study, alice, data, error,
-                                                                   django_capture_on_commit_callbacks):
+@pytest.mark.parametrize(
+    "data,error",
+    [
+        ({"formats": "xml"}, "Choose CSV, JSONL, Parquet or all three (got “xml”)."),
+        ({}, "This field is required."),
+    ],
+)
+def test_a_tampered_format_is_refused_with_the_reason_and_no_job(
+    client, study, alice, data, error, django_capture_on_commit_callbacks
+):
     client.force_login(alice)
     response = post_export(client, study, data, django_capture_on_commit_callbacks)
     assert response.status_code == 400
@@ -186,15 +204,17 @@ def test_a_tampered_format_is_refused_with_the_reason_and_no_job(client, study, 
 
 
 def test_external_ids_on_a_study_that_forbids_them_are_refused_with_the_reason_and_no_job(
-        client, study, alice, django_capture_on_commit_callbacks):
+    client, study, alice, django_capture_on_commit_callbacks
+):
     study.allow_external_id_export = False
     study.save(update_fields=["allow_external_id_export"])
     client.force_login(alice)
     page = client.get(url("export", study)).content.decode()
     assert 'name="include_external_ids"' in page and "disabled" in page.split('name="include_external_ids"')[1][:80]
 
-    response = post_export(client, study, {"formats": "csv", "include_external_ids": "on"},
-                           django_capture_on_commit_callbacks)
+    response = post_export(
+        client, study, {"formats": "csv", "include_external_ids": "on"}, django_capture_on_commit_callbacks
+    )
     assert response.status_code == 400
     assert "does not allow exporting recruitment ids" in response.content.decode()
     assert not Job.objects.exists()
@@ -204,8 +224,9 @@ def test_a_viewer_may_export_but_not_recruitment_ids(client, study, bob, alice, 
     client.force_login(bob)
     page = client.get(url("export", study)).content.decode()
     assert 'name="include_external_ids"' not in page and "Prolific bonuses" not in page
-    response = post_export(client, study, {"formats": "csv", "include_external_ids": "on"},
-                           django_capture_on_commit_callbacks)
+    response = post_export(
+        client, study, {"formats": "csv", "include_external_ids": "on"}, django_capture_on_commit_callbacks
+    )
     assert response.status_code == 400
     assert "Only the study&#x27;s owner and editors may export recruitment ids." in response.content.decode()
     assert not Job.objects.exists()
@@ -220,8 +241,9 @@ def test_a_viewer_may_export_but_not_recruitment_ids(client, study, bob, alice, 
     assert url("export_download", study, pk=with_ids.pk) not in client.get(url("export", study)).content.decode()
 
 
-def test_a_blind_collaborator_gets_no_data_until_the_study_closes(client, study, bob, alice,
-                                                                   django_capture_on_commit_callbacks):
+def test_a_blind_collaborator_gets_no_data_until_the_study_closes(
+    client, study, bob, alice, django_capture_on_commit_callbacks
+):
     client.force_login(alice)
     job = run_export(client, study, django_capture_on_commit_callbacks)
     Collaborator.objects.filter(user=bob).update(blind=True, role=Collaborator.Role.EDITOR)
@@ -240,8 +262,7 @@ def test_a_blind_collaborator_gets_no_data_until_the_study_closes(client, study,
 # --- Downloads ------------------------------------------------------------------------------------------------
 
 
-def test_an_expired_export_answers_410_with_a_clear_message(client, study, alice,
-                                                             django_capture_on_commit_callbacks):
+def test_an_expired_export_answers_410_with_a_clear_message(client, study, alice, django_capture_on_commit_callbacks):
     client.force_login(alice)
     job = run_export(client, study, django_capture_on_commit_callbacks)
     Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
@@ -296,8 +317,9 @@ def test_the_statuses_file_says_who_to_approve(client, study, alice, paid):
     assert response["Content-Disposition"] == 'attachment; filename="exp-statuses.csv"'
     lines = response.content.decode().splitlines()
     p = {k: f"P{v.pk}" for k, v in paid.items()}
-    assert lines[0] == ("participant_id,prolific_pid,external_id,status,action,is_pilot,excluded,n_scored,n_correct,"
-                        "bonus,note")
+    assert lines[0] == (
+        "participant_id,prolific_pid,external_id,status,action,is_pilot,excluded,n_scored,n_correct,bonus,note"
+    )
     assert [line.split(",")[:10] for line in lines[1:]] == [
         [p["a"], "PIDA", "prolific:PIDA", "completed", "approve", "false", "false", "4", "4", "0.45"],
         [p["b"], "PIDB", "prolific:PIDB", "completed", "approve", "false", "true", "4", "2", "0.23"],
@@ -312,15 +334,18 @@ def test_the_preview_gives_the_total_and_who_must_be_paid_another_way(client, st
     preview = body.split('id="bonus-preview"')[1]
     assert "2 bonus lines, 0.68 in total." in preview  # 0.45 + 0.23
     assert f"P{paid['panel'].pk} (0.45)" in preview
-    assert f'{url("export_bonus", study)}?per_correct=0.1125' in preview
+    assert f"{url('export_bonus', study)}?per_correct=0.1125" in preview
 
 
-@pytest.mark.parametrize("query,error", [
-    ({"per_correct": "-0.1"}, "Ensure this value is greater than or equal to 0."),
-    ({"per_correct": "ten pence"}, "Enter a number."),
-    ({}, "This field is required."),
-    ({"per_correct": "0.123456"}, "Ensure that there are no more than 4 decimal places."),
-])
+@pytest.mark.parametrize(
+    "query,error",
+    [
+        ({"per_correct": "-0.1"}, "Ensure this value is greater than or equal to 0."),
+        ({"per_correct": "ten pence"}, "Enter a number."),
+        ({}, "This field is required."),
+        ({"per_correct": "0.123456"}, "Ensure that there are no more than 4 decimal places."),
+    ],
+)
 def test_a_bad_bonus_rule_is_refused_with_the_reason(client, study, alice, paid, query, error):
     client.force_login(alice)
     response = client.get(url("export_bonus", study), query)

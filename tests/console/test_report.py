@@ -68,8 +68,10 @@ def row_cells(body: str, label: str) -> list[str]:
     for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S):
         head = re.search(r"<th[^>]*>(.*?)</th>", tr, re.S)
         if head and re.sub(r"<[^>]+>", "", head.group(1)).strip() == label:
-            return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", c)).strip()
-                    for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
+            return [
+                re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", c)).strip()
+                for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)
+            ]
     raise AssertionError(f"no row {label!r}")
 
 
@@ -165,7 +167,7 @@ def test_the_items_page_lists_each_item_with_its_vote_and_links_to_transcripts(c
     assert rows == [str(unaided.pk)] * 2
     p1 = known["p1"]
     trial = p1.trials.filter(condition=unaided, role="scored").order_by("position").first()
-    assert f'{url("transcript", study, participant_id=p1.pk)}#item-{trial.position}' in body
+    assert f"{url('transcript', study, participant_id=p1.pk)}#item-{trial.position}" in body
     assert f"P{known['p3'].pk}" not in body.split('id="report-items"')[1]  # excluded: not in the primary rows
     everyone = client.get(url("report_items", study), {"resamples": 0, "condition": unaided.pk, "exclusions": "off"})
     assert f"P{known['p3'].pk}" in everyone.content.decode().split('id="report-items"')[1]

@@ -32,8 +32,14 @@ def url(name, study, **kw):
     return reverse(f"console:{name}", kwargs={"slug": study.slug, **kw})
 
 
-VIEWS = [("monitor", "get", {}), ("exclusions", "get", {}), ("transcript", "get", {"participant_id": None}),
-         ("exclude", "post", {"participant_id": None}), ("apply_rule", "post", {}), ("pilot", "post", {})]
+VIEWS = [
+    ("monitor", "get", {}),
+    ("exclusions", "get", {}),
+    ("transcript", "get", {"participant_id": None}),
+    ("exclude", "post", {"participant_id": None}),
+    ("apply_rule", "post", {}),
+    ("pilot", "post", {}),
+]
 
 
 def _kwargs(kw, participant):
@@ -62,8 +68,9 @@ def test_it_forbids_a_viewer_to_exclude_or_pilot(client, study, bob, name, kw):
     assert not Exclusion.objects.exists()
 
 
-@pytest.mark.parametrize("name,method,kw", [("monitor", "post", {}), ("exclude", "get", {"participant_id": None}),
-                                            ("pilot", "get", {})])
+@pytest.mark.parametrize(
+    "name,method,kw", [("monitor", "post", {}), ("exclude", "get", {"participant_id": None}), ("pilot", "get", {})]
+)
 def test_it_answers_only_its_methods(client, study, alice, name, method, kw):
     p = enrol(study, "x")
     client.force_login(alice)
@@ -91,8 +98,13 @@ def test_a_transcript_shows_the_chat_with_resets_and_verified_quotes(client, stu
     p = enrol(study, "x")
     trial = p.trials.get(position=0)
     ChatMessage.objects.create(trial=trial, seq=1, role="user", content="Quote it")
-    ChatMessage.objects.create(trial=trial, seq=2, role="assistant", content='It says "a quoted sentence here ok".',
-                               quotes=[{"text": "a quoted sentence here ok", "verified": True, "start": 0, "end": 5}])
+    ChatMessage.objects.create(
+        trial=trial,
+        seq=2,
+        role="assistant",
+        content='It says "a quoted sentence here ok".',
+        quotes=[{"text": "a quoted sentence here ok", "verified": True, "start": 0, "end": 5}],
+    )
     ChatMessage.objects.create(trial=trial, seq=3, role="reset")
     ChatMessage.objects.create(trial=trial, seq=4, role="assistant", content="<script>alert(1)</script>")
     client.force_login(alice)

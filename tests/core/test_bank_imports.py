@@ -24,18 +24,27 @@ def _uploads_in_a_temporary_media_root_and_tasks_inline(settings, tmp_path, task
 
 def request_import(user, content: str, capture, *, name="mine.csv") -> Job:
     with capture(execute=True) as callbacks:
-        job = bank_import_request(upload=SimpleUploadedFile(name, content.encode()), format="custom",
-                                  custom_format="csv", bank_name="Mine", by=user)
+        job = bank_import_request(
+            upload=SimpleUploadedFile(name, content.encode()),
+            format="custom",
+            custom_format="csv",
+            bank_name="Mine",
+            by=user,
+        )
     assert len(callbacks) == 1
     job.refresh_from_db()
     return job
 
 
-def test_a_requested_import_runs_after_commit_and_ends_done_with_the_counts(alice,
-                                                                           django_capture_on_commit_callbacks):
+def test_a_requested_import_runs_after_commit_and_ends_done_with_the_counts(alice, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        job = bank_import_request(upload=SimpleUploadedFile("mine.csv", CUSTOM_OK.encode()), format="custom",
-                                  custom_format="csv", bank_name="Mine", by=alice)
+        job = bank_import_request(
+            upload=SimpleUploadedFile("mine.csv", CUSTOM_OK.encode()),
+            format="custom",
+            custom_format="csv",
+            bank_name="Mine",
+            by=alice,
+        )
     assert (job.kind, job.status, job.created_by, job.params["filename"]) == ("import", "queued", alice, "mine.csv")
     upload = upload_dir().parent / job.params["path"]
     assert upload.is_file() and len(callbacks) == 1
@@ -80,8 +89,9 @@ def test_the_task_leaves_other_kinds_of_job_alone():
     assert export.status == Job.Status.QUEUED
 
 
-def test_an_unreachable_broker_fails_the_job_and_drops_the_upload(alice, broker_unreachable,
-                                                                   django_capture_on_commit_callbacks):
+def test_an_unreachable_broker_fails_the_job_and_drops_the_upload(
+    alice, broker_unreachable, django_capture_on_commit_callbacks
+):
     broker_unreachable(tasks.run_bank_import)
     job = request_import(alice, CUSTOM_OK, django_capture_on_commit_callbacks)
     assert job.status == Job.Status.FAILED and job.message == bank_imports.NOT_QUEUED

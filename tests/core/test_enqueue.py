@@ -40,26 +40,33 @@ def test_it_sends_the_task_only_when_the_transaction_commits(with_broker, sent, 
 
 
 def test_nothing_is_sent_when_the_transaction_rolls_back(with_broker, sent, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError), \
-            transaction.atomic():
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
         enqueue_on_commit(tasks.finalize_trial, 7)
         raise RuntimeError("rolled back")
     assert callbacks == [] and sent == []
 
 
-def test_an_unreachable_broker_is_logged_and_reported_not_raised(with_broker, broker_down, caplog,
-                                                                 django_capture_on_commit_callbacks):
+def test_an_unreachable_broker_is_logged_and_reported_not_raised(
+    with_broker, broker_down, caplog, django_capture_on_commit_callbacks
+):
     failures = []
-    with caplog.at_level(logging.WARNING, logger="oversight.core.enqueue"), \
-            django_capture_on_commit_callbacks(execute=True):
+    with (
+        caplog.at_level(logging.WARNING, logger="oversight.core.enqueue"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         enqueue_on_commit(tasks.finalize_trial, 7, on_failure=lambda: failures.append("told"))
     assert failures == ["told"]
     record = next(r for r in caplog.records if r.name == "oversight.core.enqueue")
     assert record.task_args == [7] and record.exc_info[0] is OperationalError
 
 
-def test_eager_the_task_runs_in_place_and_its_errors_propagate(tasks_inline, monkeypatch,
-                                                                django_capture_on_commit_callbacks):
+def test_eager_the_task_runs_in_place_and_its_errors_propagate(
+    tasks_inline, monkeypatch, django_capture_on_commit_callbacks
+):
     failures = []
 
     def broken(*args, **kwargs):
@@ -71,8 +78,9 @@ def test_eager_the_task_runs_in_place_and_its_errors_propagate(tasks_inline, mon
     assert failures == []
 
 
-def test_showing_an_item_while_the_broker_is_down_still_shows_it(with_broker, broker_down,
-                                                                  django_capture_on_commit_callbacks):
+def test_showing_an_item_while_the_broker_is_down_still_shows_it(
+    with_broker, broker_down, django_capture_on_commit_callbacks
+):
     participant = participant_join(study=make_study(time_limit_s=30), params={"pid": "p1"}, consent=True)
     trial = participant.trials.order_by("position").first()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -82,8 +90,9 @@ def test_showing_an_item_while_the_broker_is_down_still_shows_it(with_broker, br
     assert trial.status == Trial.Status.SHOWN and trial.deadline_at is not None  # the sweep finalises it later
 
 
-def test_showing_an_item_enqueues_its_deadline_task_for_the_deadline(with_broker, sent,
-                                                                      django_capture_on_commit_callbacks):
+def test_showing_an_item_enqueues_its_deadline_task_for_the_deadline(
+    with_broker, sent, django_capture_on_commit_callbacks
+):
     participant = participant_join(study=make_study(time_limit_s=30), params={"pid": "p1"}, consent=True)
     trial = participant.trials.order_by("position").first()
     with django_capture_on_commit_callbacks(execute=True):

@@ -85,8 +85,12 @@ def test_a_job_finishes_once():
     assert Job.objects.get(pk=job.pk).finish(Job.Status.FAILED, message="late") is False
     assert Job.objects.get(pk=job.pk).fail("late") is False
     row = stored(job)
-    assert (row.status, row.message, row.finished_at, row.result) == ("done", "Imported", first.finished_at,
-                                                                       {"bank_id": 1})
+    assert (row.status, row.message, row.finished_at, row.result) == (
+        "done",
+        "Imported",
+        first.finished_at,
+        {"bank_id": 1},
+    )
 
 
 def test_only_a_running_job_can_be_finished_and_only_as_done_failed_or_cancelled():

@@ -75,8 +75,10 @@ def compose_schema() -> dict:
 
 def schema_errors(document: dict) -> list[str]:
     validator = jsonschema.Draft202012Validator(compose_schema())
-    return [f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
-            for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+        for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
 # --- The schema ---------------------------------------------------------------------------------------------

@@ -230,8 +230,13 @@ def test_the_production_image_holds_no_fake_server_bots_synthetic_data_tests_or_
     assert not modules & {"faketgi.py", "tgiwire.py", "bots.py", "synthetic.py", "run_bots.py"}
     for path in sorted(p for p in sources if p.endswith(".py")):
         for node in ast.walk(ast.parse((REPO / path).read_text(), path)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not [n for n in names if n.split(".")[0] == "oversight_dev"], f"{path} imports oversight_dev"
 
 
@@ -242,35 +247,60 @@ def test_the_app_as_copied_into_the_image_has_no_run_bots_command(instructions, 
             target = tmp_path / image_path.removeprefix("/app/")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(REPO / source, target)
-    env = clean_env(DEBUG="0", SECRET_KEY=secrets.token_urlsafe(60), ALLOWED_HOSTS="example.org",
-                    DATA_DIR=str(tmp_path / "data"))
-    result = subprocess.run([sys.executable, "manage.py", "help", "--commands"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+    env = clean_env(
+        DEBUG="0", SECRET_KEY=secrets.token_urlsafe(60), ALLOWED_HOSTS="example.org", DATA_DIR=str(tmp_path / "data")
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "help", "--commands"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     commands = result.stdout.split()
     assert "seed_demo" in commands and "migrate" in commands
     assert "run_bots" not in commands
     # The same command from the checkout does have it: the development tools are there, not in the image.
-    checkout = subprocess.run([sys.executable, "manage.py", "help", "--commands"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)
+    checkout = subprocess.run(
+        [sys.executable, "manage.py", "help", "--commands"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "run_bots" in checkout.stdout.split(), checkout.stderr
 
 
 def clean_env(**extra: str) -> dict:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
-           "DJANGO_SETTINGS_MODULE": "oversight.settings"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "DJANGO_SETTINGS_MODULE": "oversight.settings",
+    }
     env.update(extra)
     return env
 
 
 def test_collectstatic_runs_at_build_time_with_no_secret_and_no_database(instructions, tmp_path):
-    run = next(ins["args"] for ins in stages(instructions)["app"]["instructions"]
-               if ins["op"] == "RUN" and "collectstatic" in ins["args"])
+    run = next(
+        ins["args"]
+        for ins in stages(instructions)["app"]["instructions"]
+        if ins["op"] == "RUN" and "collectstatic" in ins["args"]
+    )
     command = run.split(" && ")[0]
     assert command.startswith("SECRET_KEY=collectstatic-only DEBUG=0 python manage.py collectstatic")
     env = clean_env(STATIC_ROOT=str(tmp_path / "static"), DATA_DIR=str(tmp_path / "data"))
-    result = subprocess.run(["sh", "-c", command.replace(" python ", f" {sys.executable} ", 1)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["sh", "-c", command.replace(" python ", f" {sys.executable} ", 1)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "static" / "css" / "oversight.css").exists()
     assert (tmp_path / "static" / "admin").is_dir()
@@ -310,15 +340,15 @@ def test_the_entrypoint_is_valid_posix_shell(entrypoint):
 def test_the_entrypoint_starts_one_process_per_role(entrypoint):
     out, role = run_entrypoint(entrypoint)
     assert role == "web"
-    assert out == ("daphne --bind 0.0.0.0 --port 8000 --proxy-headers --application-close-timeout 10 "
-                   "oversight.asgi:application")
+    assert out == (
+        "daphne --bind 0.0.0.0 --port 8000 --proxy-headers --application-close-timeout 10 oversight.asgi:application"
+    )
     out, _ = run_entrypoint(entrypoint, "web", PORT="9000")
     assert "--port 9000" in out
 
     out, role = run_entrypoint(entrypoint, "worker")
     assert role == "worker"
-    assert out == ("celery -A oversight worker --loglevel INFO --queues oversight --without-gossip "
-                   "--without-mingle")
+    assert out == ("celery -A oversight worker --loglevel INFO --queues oversight --without-gossip --without-mingle")
     out, _ = run_entrypoint(entrypoint, "worker", CELERY_QUEUE="other", WORKER_CONCURRENCY="3", LOG_LEVEL="DEBUG")
     assert "--queues other" in out and "--concurrency 3" in out and "--loglevel DEBUG" in out
 
@@ -354,12 +384,23 @@ def wait_for_port(port: int, timeout_s: float) -> bool:
 def production_daphne(tmp_path):
     """daphne serving oversight with DEBUG=0, HTTPS redirect on, a host list without localhost."""
     port = free_port()
-    env = clean_env(DEBUG="0", SECRET_KEY=secrets.token_urlsafe(60), ALLOWED_HOSTS="oversight.example.org",
-                    DATA_DIR=str(tmp_path / "data"), PORT=str(port), DEADLINE_SWEEPER="0")
+    env = clean_env(
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(60),
+        ALLOWED_HOSTS="oversight.example.org",
+        DATA_DIR=str(tmp_path / "data"),
+        PORT=str(port),
+        DEADLINE_SWEEPER="0",
+    )
     daphne = Path(sys.executable).parent / "daphne"
     log = (tmp_path / "daphne.log").open("wb")
-    process = subprocess.Popen([str(daphne), "-b", "127.0.0.1", "-p", str(port), "oversight.asgi:application"],
-                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(daphne), "-b", "127.0.0.1", "-p", str(port), "oversight.asgi:application"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         assert wait_for_port(port, 30), f"daphne did not start: {(tmp_path / 'daphne.log').read_text()[-2000:]}"
         yield env
@@ -380,8 +421,9 @@ def run_healthcheck(instructions, tmp_path, env, role=None, path=None) -> subpro
     if role:
         role_file.write_text(role + "\n")
     args = [sys.executable, str(script)] + ([path] if path else [])
-    return subprocess.run(args, env={**env, "OVERSIGHT_ROLE_FILE": str(role_file)}, capture_output=True, text=True,
-                          timeout=30)
+    return subprocess.run(
+        args, env={**env, "OVERSIGHT_ROLE_FILE": str(role_file)}, capture_output=True, text=True, timeout=30
+    )
 
 
 def test_the_healthcheck_passes_against_production_settings(instructions, tmp_path, production_daphne):

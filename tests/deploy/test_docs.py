@@ -16,8 +16,14 @@ def section(title: str) -> str:
 
 def test_the_deploy_readme_is_no_longer_a_placeholder():
     assert "Placeholder" not in DEPLOY_README
-    for title in ("One GPU box (Docker Compose)", "A cluster (Kubernetes)", "Backups", "Upgrades",
-                  "Scaling and sizing", "Observability"):
+    for title in (
+        "One GPU box (Docker Compose)",
+        "A cluster (Kubernetes)",
+        "Backups",
+        "Upgrades",
+        "Scaling and sizing",
+        "Observability",
+    ):
         assert section(title).strip()
 
 
@@ -31,7 +37,6 @@ def test_the_sizing_table_holds_only_numbers_the_load_benchmark_recorded():
         measured = row.split("|")[2].strip()
         assert measured, f"an empty row: {row}"
     assert "bench/load.py" in sizing, "say which benchmark produced the numbers"
-
 
 
 def test_backups_and_upgrades_say_how():

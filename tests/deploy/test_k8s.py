@@ -110,8 +110,9 @@ def test_exactly_one_beat_never_two_during_a_rollout():
     assert beat["spec"]["replicas"] == 1
     assert beat["spec"]["strategy"]["type"] == "Recreate"
     assert containers(beat)[0]["args"] == ["beat"]
-    targets = [doc["spec"]["scaleTargetRef"]["name"] for _, doc in load_all()
-               if doc["kind"] == "HorizontalPodAutoscaler"]
+    targets = [
+        doc["spec"]["scaleTargetRef"]["name"] for _, doc in load_all() if doc["kind"] == "HorizontalPodAutoscaler"
+    ]
     assert "oversight-beat" not in targets
 
 
@@ -178,8 +179,9 @@ def test_the_backup_cronjob_dumps_the_database():
 
 def test_configured_settings_are_ones_the_app_reads():
     """A misspelt key in the ConfigMap or the Secret would be silently ignored by the app."""
-    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (REPO / "deploy" / ".env.example").read_text(),
-                                flags=re.MULTILINE))
+    documented = set(
+        re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (REPO / "deploy" / ".env.example").read_text(), flags=re.MULTILINE)
+    )
     config = find("ConfigMap", "oversight-config")["data"]
     secret = find("Secret", "oversight-secrets")["stringData"]
     unknown = sorted((set(config) | set(secret)) - documented)

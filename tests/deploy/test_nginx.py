@@ -80,8 +80,11 @@ def write_config(tmp: Path, *, listen_port: int, upstream_ports: dict[str, int])
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
         (tmp / name).mkdir()
     site = tmp / "oversight.conf"
-    site.write_text(localised(NGINX_CONF.read_text(), listen_port=listen_port, upstream_ports=upstream_ports,
-                              static_root=static_root))
+    site.write_text(
+        localised(
+            NGINX_CONF.read_text(), listen_port=listen_port, upstream_ports=upstream_ports, static_root=static_root
+        )
+    )
     mime = "include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
     main = tmp / "nginx.conf"
     main.write_text(f"""
@@ -123,13 +126,38 @@ def test_nginx_accepts_the_tls_lines_once_uncommented(tmp_path):
     main = write_config(tmp_path, listen_port=free_port(), upstream_ports={"web1": 18001, "web2": 18002})
     certs = tmp_path / "certs"
     certs.mkdir()
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-keyout", str(certs / "privkey.pem"), "-out", str(certs / "fullchain.pem")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(certs / "privkey.pem"),
+            "-out",
+            str(certs / "fullchain.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     site = tmp_path / "oversight.conf"
     conf = site.read_text()
-    tls_lines = ("listen 443 ssl;", "http2 on;", "ssl_certificate ", "ssl_certificate_key ", "ssl_protocols ",
-                 "ssl_session_cache ", "ssl_session_timeout ")
+    tls_lines = (
+        "listen 443 ssl;",
+        "http2 on;",
+        "ssl_certificate ",
+        "ssl_certificate_key ",
+        "ssl_protocols ",
+        "ssl_session_cache ",
+        "ssl_session_timeout ",
+    )
     conf, count = re.subn(rf"(?m)^(\s*)# ((?:{'|'.join(re.escape(line) for line in tls_lines)}).*)$", r"\1\2", conf)
     assert count == len(tls_lines)
     conf = conf.replace("listen 443 ssl;", f"listen 127.0.0.1:{free_port()} ssl;")
@@ -194,8 +222,11 @@ class StandInWeb:
                     connection.transport.abort()
                     return connection.respond(500, "")  # never sent: the connection is already gone
                 return None  # go on with the websocket handshake
-            body = {"server": self.name, "path": request.path, "headers": {k.lower(): v for k, v in
-                                                                          request.headers.raw_items()}}
+            body = {
+                "server": self.name,
+                "path": request.path,
+                "headers": {k.lower(): v for k, v in request.headers.raw_items()},
+            }
             return connection.respond(200, json.dumps(body))
 
         async def echo(connection):
@@ -227,8 +258,9 @@ def proxy(tmp_path):
         web.start()
     port = free_port()
     main = write_config(tmp_path, listen_port=port, upstream_ports={n: w.port for n, w in webs.items()})
-    process = subprocess.Popen([*nginx_args(tmp_path, main), "-g", "daemon off;"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*nginx_args(tmp_path, main), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         assert wait_for_port(port), (tmp_path / "logs" / "error.log").read_text()
         yield {"port": port, "webs": webs, "static": tmp_path / "static"}
@@ -298,8 +330,10 @@ def test_the_nginx_health_endpoint(proxy):
 def test_uploads_up_to_200_mb_are_let_through_and_larger_ones_refused(proxy):
     def announce(length: int) -> bytes:
         with socket.create_connection(("127.0.0.1", proxy["port"]), timeout=10) as sock:
-            sock.sendall(f"POST /console/banks/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
-                         "Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n".encode())
+            sock.sendall(
+                f"POST /console/banks/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+                "Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n".encode()
+            )
             sock.settimeout(1.0)
             try:
                 return sock.recv(200)
@@ -337,8 +371,11 @@ def test_failed_websocket_handshakes_do_not_take_the_web_processes_out(proxy):
     statuses = []
     for _ in range(4):
         try:
-            with connect(f"ws://127.0.0.1:{proxy['port']}/ws/chat/token/1/", open_timeout=10,
-                         additional_headers={"Origin": "http://127.0.0.1"}):
+            with connect(
+                f"ws://127.0.0.1:{proxy['port']}/ws/chat/token/1/",
+                open_timeout=10,
+                additional_headers={"Origin": "http://127.0.0.1"},
+            ):
                 statuses.append(101)
         except InvalidStatus as exc:
             statuses.append(exc.response.status_code)
@@ -348,6 +385,9 @@ def test_failed_websocket_handshakes_do_not_take_the_web_processes_out(proxy):
 
     pages = [get(proxy["port"], "/")[0] for _ in range(6)]
     assert pages == [200] * 6, pages
-    with connect(f"ws://127.0.0.1:{proxy['port']}/ws/chat/token/1/", open_timeout=10,
-                 additional_headers={"Origin": "http://127.0.0.1"}) as ws:
+    with connect(
+        f"ws://127.0.0.1:{proxy['port']}/ws/chat/token/1/",
+        open_timeout=10,
+        additional_headers={"Origin": "http://127.0.0.1"},
+    ) as ws:
         assert json.loads(ws.recv(timeout=10))["server"] in {"web1", "web2"}

@@ -27,8 +27,14 @@ ITEM = TrialInfo(item_id=7, gold_index=2, n_options=4, is_catch=False, time_limi
 
 
 def _decisions(info=ITEM, n=4000, seed=0, **kwargs):
-    args = {"accuracy": 0.6, "timeout_rate": 0.05, "confidence_levels": LIKERT, "slider": None,
-            "has_deadline": True, **kwargs}
+    args = {
+        "accuracy": 0.6,
+        "timeout_rate": 0.05,
+        "confidence_levels": LIKERT,
+        "slider": None,
+        "has_deadline": True,
+        **kwargs,
+    }
     return [decide(rng=random.Random(f"{seed}:{i}"), info=info, **args) for i in range(n)]
 
 
@@ -145,8 +151,9 @@ def test_the_chat_websocket_url_follows_the_base_url():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with live_server(tmp_path_factory.mktemp("bots-server"),
-                     seed_args=("--mmlu-time-limit", "20", "--quality-time-limit", "20")) as s:
+    with live_server(
+        tmp_path_factory.mktemp("bots-server"), seed_args=("--mmlu-time-limit", "20", "--quality-time-limit", "20")
+    ) as s:
         yield s
 
 
@@ -155,8 +162,20 @@ def test_fifty_bots_complete_the_demo_study_through_the_real_server(server, tmp_
     summary_path = tmp_path / "summary.json"
     start = time.monotonic()
     proc = server.manage(
-        "run_bots", "demo", "--participants", "50", "--concurrency", "10", "--seed", "1",
-        "--base-url", server.base_url, "--summary-json", str(summary_path), timeout=300, check=False,
+        "run_bots",
+        "demo",
+        "--participants",
+        "50",
+        "--concurrency",
+        "10",
+        "--seed",
+        "1",
+        "--base-url",
+        server.base_url,
+        "--summary-json",
+        str(summary_path),
+        timeout=300,
+        check=False,
     )
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}\n--- daphne\n{server.log_tail()}"
@@ -199,9 +218,24 @@ def test_bots_chat_with_the_simulated_assistant_on_assisted_items(server, tmp_pa
     streams at the demo endpoint's 400 ms / 40 tokens per second); every reply arrives whole and is stored."""
     summary_path = tmp_path / "summary.json"
     proc = server.manage(
-        "run_bots", "demo", "--participants", "5", "--concurrency", "5", "--seed", "2", "--timeout-rate", "0",
-        "--messages-per-item", "2", "--base-url", server.base_url, "--summary-json", str(summary_path),
-        timeout=240, check=False,
+        "run_bots",
+        "demo",
+        "--participants",
+        "5",
+        "--concurrency",
+        "5",
+        "--seed",
+        "2",
+        "--timeout-rate",
+        "0",
+        "--messages-per-item",
+        "2",
+        "--base-url",
+        server.base_url,
+        "--summary-json",
+        str(summary_path),
+        timeout=240,
+        check=False,
     )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}\n--- daphne\n{server.log_tail()}"
     summary = json.loads(summary_path.read_text())

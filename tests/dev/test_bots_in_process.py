@@ -13,23 +13,29 @@ from tests.factories import make_study
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("0.7", (0.7, {})),
-    ("unaided=0.5,assisted=0.75", (0.6, {"unaided": 0.5, "assisted": 0.75})),
-    ("0.9, assisted=1", (0.9, {"assisted": 1.0})),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("0.7", (0.7, {})),
+        ("unaided=0.5,assisted=0.75", (0.6, {"unaided": 0.5, "assisted": 0.75})),
+        ("0.9, assisted=1", (0.9, {"assisted": 1.0})),
+    ],
+)
 def test_the_accuracy_is_one_number_or_one_per_condition_kind(text, expected):
     assert parse_accuracy(text) == expected
 
 
-@pytest.mark.parametrize("text,reason", [
-    ("1.5", "not between 0 and 1"),
-    ("helped=0.5", "'helped' is not a condition kind"),
-    ("unaided=0.5,unaided=0.6", "unaided is given twice"),
-    ("0.5,0.6", "the overall accuracy is given twice"),
-    ("assisted=lots", "'lots' is not a number"),
-    ("0.5,", "empty entry"),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("1.5", "not between 0 and 1"),
+        ("helped=0.5", "'helped' is not a condition kind"),
+        ("unaided=0.5,unaided=0.6", "unaided is given twice"),
+        ("0.5,0.6", "the overall accuracy is given twice"),
+        ("assisted=lots", "'lots' is not a number"),
+        ("0.5,", "empty entry"),
+    ],
+)
 def test_a_bad_accuracy_is_refused_with_the_reason(text, reason):
     with pytest.raises(ValueError, match=reason):
         parse_accuracy(text)
@@ -37,8 +43,14 @@ def test_a_bad_accuracy_is_refused_with_the_reason(text, reason):
 
 def test_each_condition_gets_its_own_accuracy_and_the_records_match_what_the_bots_did():
     study = make_study(slug="bots", n_items=4, catch=1, practice=1)
-    config = BotConfig(slug="bots", participants=3, seed=5, messages_per_item=0, accuracy=0.5,
-                       condition_accuracy={"assisted": 1.0, "unaided": 0.0})
+    config = BotConfig(
+        slug="bots",
+        participants=3,
+        seed=5,
+        messages_per_item=0,
+        accuracy=0.5,
+        condition_accuracy={"assisted": 1.0, "unaided": 0.0},
+    )
     report = run_bots_in_process(config)
 
     assert report.errors == [] and report.finished == 3 and report.config.in_process
@@ -64,8 +76,9 @@ def test_the_same_seed_gives_the_same_answers_whatever_order_the_items_come_in()
         Participant.objects.all().delete()  # the same Prolific ids would resume the finished participants
         report = run_bots_in_process(BotConfig(slug="again", participants=2, seed=3, messages_per_item=0))
         assert report.errors == []
-        runs.append({(r.bot, o.item_id): (o.choice, o.confidence, o.position) for r in report.results
-                     for o in r.outcomes})
+        runs.append(
+            {(r.bot, o.item_id): (o.choice, o.confidence, o.position) for r in report.results for o in r.outcomes}
+        )
     first, second = runs
     assert first.keys() == second.keys() and len(first) == 2 * 12
     assert {k: v[:2] for k, v in first.items()} == {k: v[:2] for k, v in second.items()}
@@ -102,8 +115,18 @@ def test_in_process_bots_do_not_chat():
 def test_the_command_runs_them_in_process():
     make_study(slug="cmd", n_items=3)
     out = io.StringIO()
-    call_command("run_bots", "cmd", "-n", "2", "--in-process", "--messages-per-item", "0",
-                 "--accuracy", "unaided=0,assisted=1", stdout=out)
+    call_command(
+        "run_bots",
+        "cmd",
+        "-n",
+        "2",
+        "--in-process",
+        "--messages-per-item",
+        "0",
+        "--accuracy",
+        "unaided=0,assisted=1",
+        stdout=out,
+    )
     assert "All bots finished without errors." in out.getvalue()
     assert "check: OK (2 participants, 12 trials" in out.getvalue()
     scored = Trial.objects.filter(role="scored")

@@ -33,8 +33,9 @@ def test_it_writes_a_folder_with_unzipped(study, tmp_path):
 
 
 def test_it_includes_pilots_and_external_ids_when_asked(study, tmp_path):
-    path, _ = run("exp", "--format", "csv", "--out", str(tmp_path), "--unzipped", "--include-pilots",
-                  "--include-external-ids")
+    path, _ = run(
+        "exp", "--format", "csv", "--out", str(tmp_path), "--unzipped", "--include-pilots", "--include-external-ids"
+    )
     participants = all_rows(tmp_path / path.rsplit("/", 1)[-1], "csv")["participants"]
     assert len(participants) == len(study.people)
     assert "prolific:PIDPILOT" in {p["external_id"] for p in participants}

@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_every_table_of_the_dictionary_has_an_exporter_and_every_exporter_a_table():
     assert list(registry) == [t.name for t in dictionary.TABLES]
-    assert {"trials", "messages", "events", "participants", "items", "passages", "baselines",
-            "exclusions"} <= set(registry)
+    assert {"trials", "messages", "events", "participants", "items", "passages", "baselines", "exclusions"} <= set(
+        registry
+    )
 
 
 @pytest.mark.parametrize("table", [t.name for t in dictionary.TABLES])

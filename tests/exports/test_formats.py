@@ -31,8 +31,10 @@ def test_the_rows_read_back_are_the_rows_the_database_gave(study, tmp_path):
         exporter = registry[table.name](ExportContext(study=study))
         names = [c.name for c in exporter.columns]
         # JSON text straight from the database (RawJSON) is compared as the value it encodes.
-        from_db = [{n: (json.loads(v) if isinstance(v, RawJSON) else v) for n, v in zip(names, row, strict=True)}
-                   for row in exporter.written_rows()]
+        from_db = [
+            {n: (json.loads(v) if isinstance(v, RawJSON) else v) for n, v in zip(names, row, strict=True)}
+            for row in exporter.written_rows()
+        ]
         assert rows[table.name] == from_db, table.name
 
 
@@ -49,8 +51,10 @@ def test_nested_values_keep_their_shape(study, tmp_path):
     for fmt in FORMATS:
         rows = all_rows(tmp_path, fmt)
         reply = next(m for m in rows["messages"] if m["role"] == "assistant" and m["status"] == "complete")
-        assert reply["quotes"] == [{"text": "Once upon a time", "verified": True},
-                                   {"text": "happily", "verified": False}]
+        assert reply["quotes"] == [
+            {"text": "Once upon a time", "verified": True},
+            {"text": "happily", "verified": False},
+        ]
         assert reply["sampling"] == {"temperature": 0.7, "seed": 3}
         assert all(isinstance(i["options"], list) and len(i["options"]) == i["n_options"] for i in rows["items"])
         assert all(b["probabilities"] is None or abs(sum(b["probabilities"]) - 1) < 1e-9 for b in rows["baselines"])
@@ -127,7 +131,12 @@ def test_a_study_with_no_participants_exports_empty_tables_with_their_schema(tmp
 
 def test_progress_is_reported_in_rows(study, tmp_path):
     seen = []
-    result = export_study(study=study, formats=["csv"], out_dir=tmp_path, batch_rows=5,
-                          progress=lambda done, total, message: seen.append((done, total, message)))
+    result = export_study(
+        study=study,
+        formats=["csv"],
+        out_dir=tmp_path,
+        batch_rows=5,
+        progress=lambda done, total, message: seen.append((done, total, message)),
+    )
     assert seen[-1][0] == seen[-1][1] == result.total_rows
     assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)

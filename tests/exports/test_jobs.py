@@ -35,8 +35,9 @@ def request_and_run(study, user, django_capture_on_commit_callbacks, **options):
     return job
 
 
-def test_a_requested_export_runs_after_commit_and_ends_done_with_its_file(study, alice,
-                                                                          django_capture_on_commit_callbacks):
+def test_a_requested_export_runs_after_commit_and_ends_done_with_its_file(
+    study, alice, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         job = export_request(study=study, by=alice, formats=["csv", "parquet"])
     assert job.kind == Job.Kind.EXPORT and job.status == Job.Status.QUEUED and len(callbacks) == 1
@@ -77,8 +78,14 @@ def test_running_the_task_again_leaves_a_finished_job_alone(study, alice, django
 
 
 def test_a_job_left_running_by_a_dead_worker_is_run_again_once_stale(study, alice):
-    job = Job.objects.create(kind=Job.Kind.EXPORT, study=study, created_by=alice, params={"formats": ["csv"]},
-                             status=Job.Status.RUNNING, started_at=timezone.now() - timedelta(minutes=5))
+    job = Job.objects.create(
+        kind=Job.Kind.EXPORT,
+        study=study,
+        created_by=alice,
+        params={"formats": ["csv"]},
+        status=Job.Status.RUNNING,
+        started_at=timezone.now() - timedelta(minutes=5),
+    )
     assert export_job_run(job_id=job.pk) is False  # still someone else's
     Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - services.STALE_AFTER - timedelta(minutes=1))
     assert export_job_run(job_id=job.pk) is True
@@ -86,8 +93,9 @@ def test_a_job_left_running_by_a_dead_worker_is_run_again_once_stale(study, alic
     assert job.status == Job.Status.DONE and export_file(job) is not None
 
 
-def test_an_unreachable_broker_fails_the_job_instead_of_leaving_it_queued(study, alice, broker_unreachable,
-                                                                          django_capture_on_commit_callbacks):
+def test_an_unreachable_broker_fails_the_job_instead_of_leaving_it_queued(
+    study, alice, broker_unreachable, django_capture_on_commit_callbacks
+):
     broker_unreachable(tasks.run_export)
     job = request_and_run(study, alice, django_capture_on_commit_callbacks)
     assert job.status == Job.Status.FAILED and job.message == services.NOT_QUEUED
@@ -103,8 +111,9 @@ def test_external_ids_on_a_study_that_forbids_them_are_refused_before_any_job(st
 
 
 def test_a_job_whose_study_stopped_allowing_external_ids_fails_with_the_reason(study, alice):
-    job = Job.objects.create(kind=Job.Kind.EXPORT, study=study, created_by=alice,
-                             params={"formats": ["csv"], "include_external_ids": True})
+    job = Job.objects.create(
+        kind=Job.Kind.EXPORT, study=study, created_by=alice, params={"formats": ["csv"], "include_external_ids": True}
+    )
     study.allow_external_id_export = False
     study.save(update_fields=["allow_external_id_export"])
     export_job_run(job_id=job.pk)

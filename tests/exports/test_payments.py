@@ -44,7 +44,11 @@ def test_screened_out_unfinished_and_pilot_participants_get_no_bonus(study):
     rows = by_person(study, payment_rows(study=study, per_correct="0.10"))
     screened, unfinished, pilot = rows["screened"], rows["unfinished"], rows["pilot"]
     assert (screened.status, screened.action, screened.n_correct, screened.bonus) == (
-        "screened_out", "screened_out", 6, Decimal("0.00"))
+        "screened_out",
+        "screened_out",
+        6,
+        Decimal("0.00"),
+    )
     assert (unfinished.status, unfinished.action, unfinished.bonus) == ("active", "not_finished", Decimal("0.00"))
     assert (pilot.is_pilot, pilot.action, pilot.bonus) == (True, "pilot", Decimal("0.00"))
 
@@ -95,8 +99,17 @@ def test_a_negative_or_malformed_amount_is_refused():
 
 def test_the_command_writes_the_bonus_file_and_the_statuses(study, tmp_path):
     err = StringIO()
-    call_command("prolific_bonus", "exp", "--per-correct", "0.10", "--out", str(tmp_path / "bonus.csv"),
-                 "--statuses", str(tmp_path / "statuses.csv"), stderr=err)
+    call_command(
+        "prolific_bonus",
+        "exp",
+        "--per-correct",
+        "0.10",
+        "--out",
+        str(tmp_path / "bonus.csv"),
+        "--statuses",
+        str(tmp_path / "statuses.csv"),
+        stderr=err,
+    )
     assert (tmp_path / "bonus.csv").read_text() == "PIDRIGHT,0.60\nPIDASSIST,0.30\n"
     assert len((tmp_path / "statuses.csv").read_text().splitlines()) == len(study.people) + 1
     assert "2 Prolific bonus line(s), 0.90 in total" in err.getvalue()
@@ -105,8 +118,7 @@ def test_the_command_writes_the_bonus_file_and_the_statuses(study, tmp_path):
 
 def test_the_command_prints_the_lines_without_out(study):
     out = StringIO()
-    call_command("prolific_bonus", "exp", "--per-correct", "0.10", "--withhold-excluded", stdout=out,
-                 stderr=StringIO())
+    call_command("prolific_bonus", "exp", "--per-correct", "0.10", "--withhold-excluded", stdout=out, stderr=StringIO())
     assert out.getvalue() == "PIDRIGHT,0.60\nPIDASSIST,0.30\n"
 
 

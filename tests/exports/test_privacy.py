@@ -11,12 +11,18 @@ pytestmark = pytest.mark.django_db
 
 
 def secrets_of(study):
-    return [*Participant.objects.filter(study=study).values_list("token", flat=True), ENDPOINT_TOKEN,
-            study.completion_code, study.screenout_code, "client-abc"]
+    return [
+        *Participant.objects.filter(study=study).values_list("token", flat=True),
+        ENDPOINT_TOKEN,
+        study.completion_code,
+        study.screenout_code,
+        "client-abc",
+    ]
 
 
-@pytest.mark.parametrize("options", [{}, {"include_pilots": True, "include_external_ids": True}],
-                         ids=["default", "everything"])
+@pytest.mark.parametrize(
+    "options", [{}, {"include_pilots": True, "include_external_ids": True}], ids=["default", "everything"]
+)
 def test_participant_tokens_codes_and_credentials_are_never_exported(study, tmp_path, options):
     result = export_study(study=study, formats="all", zip_path=tmp_path / "e.zip", **options)
     folder = unzip(result.path, tmp_path / "x")
@@ -59,8 +65,9 @@ def test_external_ids_are_exported_when_asked_for_and_allowed(study, tmp_path):
         ids = {p["participant_id"]: p["external_id"] for p in rows["participants"]}
         assert ids[f"P{study.people['right'].pk}"] == "prolific:PIDRIGHT"
         assert ids[f"P{study.people['forgiven'].pk}"] == "pid:panel-7"
-        joined = next(e for e in rows["events"] if e["kind"] == "joined"
-                      and e["participant_id"] == f"P{study.people['right'].pk}")
+        joined = next(
+            e for e in rows["events"] if e["kind"] == "joined" and e["participant_id"] == f"P{study.people['right'].pk}"
+        )
         assert joined["data"]["PROLIFIC_PID"] == "PIDRIGHT"
     assert "This export identifies participants; do not publish it." in (tmp_path / "README.md").read_text()
 

@@ -56,7 +56,9 @@ def make_expiring(topo: Topology, n: int, *, in_s: float, prefix: str) -> dict:
 def finalisation(topo: Topology, ids: list[int]) -> dict[int, tuple[str, str, int]]:
     rows = topo.sql(
         "SELECT t.id, t.status, t.submit_kind, count(e.id) FILTER (WHERE e.kind = 'timed_out') "
-        "FROM core_trial t LEFT JOIN core_event e ON e.trial_id = t.id WHERE t.id = ANY(%s) GROUP BY t.id", (ids,))
+        "FROM core_trial t LEFT JOIN core_event e ON e.trial_id = t.id WHERE t.id = ANY(%s) GROUP BY t.id",
+        (ids,),
+    )
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
@@ -75,8 +77,9 @@ def assert_finalised(topo: Topology, expiring: dict, timeout_s: float = 30) -> d
     assert {s[1] for s in state.values()} == {"server"}
     doubles = {i: s[2] for i, s in state.items() if s[2] != 1}
     assert not doubles, f"trials without exactly one timed_out event: {doubles}"
-    lag = topo.sql("SELECT max(extract(epoch FROM submitted_at - deadline_at)) FROM core_trial WHERE id = ANY(%s)",
-                   (ids,))[0][0]
+    lag = topo.sql(
+        "SELECT max(extract(epoch FROM submitted_at - deadline_at)) FROM core_trial WHERE id = ANY(%s)", (ids,)
+    )[0][0]
     return {"trials": len(ids), "max_lag_s": float(lag)}
 
 
@@ -87,9 +90,11 @@ def assert_answers_kept(topo: Topology, *participants: Participant) -> int:
         for s in p.submits:
             if not 200 <= s["status"] < 400:
                 continue
-            rows = topo.sql("SELECT t.status, t.choice FROM core_trial t JOIN core_participant p "
-                            "ON p.id = t.participant_id WHERE p.token = %s AND t.position = %s",
-                            (s["token"], s["position"]))
+            rows = topo.sql(
+                "SELECT t.status, t.choice FROM core_trial t JOIN core_participant p "
+                "ON p.id = t.participant_id WHERE p.token = %s AND t.position = %s",
+                (s["token"], s["position"]),
+            )
             assert rows, f"{p.pid}: no trial {s['position']} in the database"
             status, choice = rows[0]
             assert status in {"answered", "timed_out"}, f"{p.pid}: acknowledged answer not stored ({status}): {s}"
@@ -107,8 +112,12 @@ def assert_chat_kept(topo: Topology, *sockets: ChatSocket) -> int:
             shown[mid] = (m, sock.texts.get(mid))
     if not shown:
         return 0
-    rows = {r[0]: r[1:] for r in topo.sql(
-        "SELECT id, role, status, content FROM assistant_chatmessage WHERE id = ANY(%s)", (list(shown),))}
+    rows = {
+        r[0]: r[1:]
+        for r in topo.sql(
+            "SELECT id, role, status, content FROM assistant_chatmessage WHERE id = ANY(%s)", (list(shown),)
+        )
+    }
     for mid, (m, streamed) in shown.items():
         assert mid in rows, f"chat message {mid} ({m.get('role')}) shown to the page is not stored"
         role, status, content = rows[mid]
@@ -145,7 +154,6 @@ def chat_row(topo: Topology, message_id: int) -> tuple:
 # --- 0. The baseline every scenario relies on: an open chat socket stays open -----------------------------------
 
 
-
 def test_0_an_idle_chat_socket_stays_open(topo_ok):
     topo = topo_ok
     p = join(topo, "idle-1")
@@ -169,8 +177,11 @@ def test_a_web_process_killed_mid_stream(topo_ok):
     topo = topo_ok
     expiring = make_expiring(topo, 5, in_s=8, prefix="a-deadline")
     p = join(topo, "a-1")
-    trial_id = topo.sql("SELECT t.id FROM core_trial t JOIN core_participant p ON p.id = t.participant_id "
-                        "WHERE p.token = %s AND t.position = %s", (p.token, p.position))[0][0]
+    trial_id = topo.sql(
+        "SELECT t.id FROM core_trial t JOIN core_participant p ON p.id = t.participant_id "
+        "WHERE p.token = %s AND t.position = %s",
+        (p.token, p.position),
+    )[0][0]
     listener = GroupListener(topo.redis_url, f"chat.trial.{trial_id}").start()  # what the trial's pages are sent
     topo.tgi_config(reply=SLOW_REPLY, tokens_per_s=8)
 
@@ -190,7 +201,8 @@ def test_a_web_process_killed_mid_stream(topo_ok):
     history = page.until(lambda f: f["type"] == "history" and len(page.closes) > 0, 30)
     assert topo.role_for_upstream(page.upstream) not in {None, victim}
     assert [m["text"] for m in history["messages"] if m["role"] == "user"] == [
-        "What does the story say about the answer?"]
+        "What does the story say about the answer?"
+    ]
     partial = next(m for m in history["messages"] if m["id"] == reply_id)
     assert partial["status"] == "streaming" and partial["text"].startswith(seen_before_kill)
 
@@ -203,14 +215,16 @@ def test_a_web_process_killed_mid_stream(topo_ok):
         if marked_at is None and chat_row(topo, reply_id)[0] != "streaming":
             marked_at = time.monotonic()
     status, content, error_kind = chat_row(topo, reply_id)
-    assert (status, error_kind) == ("interrupted", "interrupted"), \
+    assert (status, error_kind) == ("interrupted", "interrupted"), (
         f"still {status} {time.monotonic() - killed_at:.0f} s after the kill"
+    )
     assert content.startswith(seen_before_kill) and len(content) >= len(partial["text"])
     OBSERVED["a_interrupted_after_s"] = round(marked_at - killed_at, 1)
     OBSERVED["a_page_reconnects"] = len(page.closes)
     OBSERVED["a_interrupt_published"] = any(
         m.get("type") == "chat.message" and m["message"]["id"] == reply_id and m["message"]["status"] != "streaming"
-        for m in listener.messages)
+        for m in listener.messages
+    )
     listener.stop()
 
     # The participant resumes: the page reloads, the history is there with the interruption explained ...
@@ -272,9 +286,12 @@ def _scenario_b(topo: Topology) -> None:
     during["join"] = p3.join().status  # a new participant: showing an item enqueues its deadline task
     time.sleep(max(0.0, 2 - (time.monotonic() - down_at)))
     topo.restart("redis")
-    OBSERVED["b_during_outage"] = {**during, "pages": sorted({(s.status, " ".join(s.body.split())[:120])
-                                                             for s in [*p2.seen, *p3.seen]
-                                                             if not 200 <= s.status < 400})}
+    OBSERVED["b_during_outage"] = {
+        **during,
+        "pages": sorted(
+            {(s.status, " ".join(s.body.split())[:120]) for s in [*p2.seen, *p3.seen] if not 200 <= s.status < 400}
+        ),
+    }
 
     # The chat comes back by itself (the page reconnects when its socket closes) and answers again.
     page.ask("After the restart: are you sure?", client_id="b-q2")
@@ -317,7 +334,7 @@ def test_b_celery_workers_survive_a_redis_restart(topo):
 
     def works_again(role: str) -> bool:
         log = after_reconnect(role)
-        return "Connected to" in log and " succeeded in " in log[log.index("Connected to"):]
+        return "Connected to" in log and " succeeded in " in log[log.index("Connected to") :]
 
     for role in topo.worker_roles():  # the process that lost the broker is the one still running
         assert topo.procs[role].alive(), role
@@ -366,11 +383,15 @@ def test_d_postgres_connections_dropped(topo_ok):
     _scenario_d(topo_ok, "0")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "APP BUG with DB_POOL=1 (deploy/README.md recommends it for Kubernetes): right after PostgreSQL dropped its "
-    "connections, one request still fails with the 500 page (the human one) where DB_POOL=0 recovers at once. "
-    "Waits are bounded now: the pool's getconn timeout is 5 s (it was psycopg's 30 s, which hung every request "
-    "30 s while connections were refused and let participants' trials expire). See docs/topology.md."))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "APP BUG with DB_POOL=1 (deploy/README.md recommends it for Kubernetes): right after PostgreSQL dropped its "
+        "connections, one request still fails with the 500 page (the human one) where DB_POOL=0 recovers at once. "
+        "Waits are bounded now: the pool's getconn timeout is 5 s (it was psycopg's 30 s, which hung every request "
+        "30 s while connections were refused and let participants' trials expire). See docs/topology.md."
+    ),
+)
 def test_d_postgres_connections_dropped_with_db_pool(topo_ok):
     topo = topo_ok
     for role in topo.web_roles():
@@ -396,8 +417,11 @@ def _scenario_d(topo: Topology, db_pool: str) -> None:
             if k % 2:
                 p.reload()
             else:
-                p.request("POST", p.url.rstrip("/") + "/select",
-                          {"choice": str(k % 4), "confidence": "60", "csrfmiddlewaretoken": p.csrf()})
+                p.request(
+                    "POST",
+                    p.url.rstrip("/") + "/select",
+                    {"choice": str(k % 4), "confidence": "60", "csrfmiddlewaretoken": p.csrf()},
+                )
 
     threads = [threading.Thread(target=busy, args=(p,)) for p in people]
     for t in threads:
@@ -411,12 +435,14 @@ def _scenario_d(topo: Topology, db_pool: str) -> None:
     stop.set()
     for t in threads:
         t.join(timeout=30)
-    during = sorted({(s.status, " ".join(s.body.split())[:120]) for p in people for s in p.seen
-                     if not 200 <= s.status < 400})
+    during = sorted(
+        {(s.status, " ".join(s.body.split())[:120]) for p in people for s in p.seen if not 200 <= s.status < 400}
+    )
     OBSERVED[f"d{db_pool}_failed_during_blip"] = during
     OBSERVED[f"d{db_pool}_requests_during_blip"] = {
         "all": sum(len(p.seen) for p in people),
-        "failed": sum(not 200 <= s.status < 400 for p in people for s in p.seen)}
+        "failed": sum(not 200 <= s.status < 400 for p in people for s in p.seen),
+    }
     OBSERVED[f"d{db_pool}_terminated"] = terminated
     for status, body in during:  # the requests in flight that failed: the app's error page, no traceback
         assert status in {500, 502, 503}, (status, body)
@@ -547,10 +573,13 @@ def test_f_handshake_timeouts_do_not_take_the_site_down(topo_ok):
         pages.append(p.reload().status)
         time.sleep(0.05)
     log = error_log.read_text(errors="replace")[log_before:]
-    OBSERVED["f_pages_after_stall"] = {"requests": len(pages), "not_200": sum(s != 200 for s in pages),
-                                       "statuses": sorted(set(pages)),
-                                       "no_live_upstreams": log.count("no live upstreams"),
-                                       "temporarily_disabled": log.count("temporarily disabled")}
+    OBSERVED["f_pages_after_stall"] = {
+        "requests": len(pages),
+        "not_200": sum(s != 200 for s in pages),
+        "statuses": sorted(set(pages)),
+        "no_live_upstreams": log.count("no live upstreams"),
+        "temporarily_disabled": log.count("temporarily disabled"),
+    }
     assert pages and all(s == 200 for s in pages), OBSERVED["f_pages_after_stall"]
     # (nginx also logs "no live upstreams" when one request has tried every process: expected in the stall.)
     assert "temporarily disabled" not in log, "nginx took a web process out of the upstream"

@@ -26,8 +26,11 @@ import pytest
 
 from tests.topology import REDIS_SERVER, REPO, _settings_vars, free_port
 
-pytestmark = [pytest.mark.faults, pytest.mark.redis,
-              pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.redis,
+    pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed"),
+]
 
 BIN = Path(sys.executable).parent
 SEND = """
@@ -41,11 +44,32 @@ print(app.send_task(sys.argv[1], args=[1], queue="worker-restart", eta=eta).id)
 
 
 def _start_redis(port: int, tmp: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True)
-          .stdout.strip() == "PONG", 10, "redis-server did not start")
+    proc = subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _wait(
+        lambda: (
+            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip()
+            == "PONG"
+        ),
+        10,
+        "redis-server did not start",
+    )
     return proc
 
 
@@ -67,45 +91,85 @@ def _stop(proc: subprocess.Popen | None) -> None:
 def test_a_worker_survives_a_redis_restart_and_keeps_processing(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in _settings_vars() and not k.startswith("PYTEST_")}
-    env.update({"DJANGO_SETTINGS_MODULE": "oversight.settings", "REDIS_URL": f"redis://127.0.0.1:{port}/3",
-                "DATA_DIR": str(tmp_path / "data"), "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
-                "CELERY_QUEUE": "worker-restart", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "oversight.settings",
+            "REDIS_URL": f"redis://127.0.0.1:{port}/3",
+            "DATA_DIR": str(tmp_path / "data"),
+            "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+            "CELERY_QUEUE": "worker-restart",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     log_path = tmp_path / "worker.log"
     redis = worker = None
     try:
         redis = _start_redis(port, tmp_path)
         with open(log_path, "w") as log:
-            worker = subprocess.Popen([str(BIN / "celery"), "-A", "oversight", "worker", "--pool=solo",
-                                       "--loglevel", "INFO", "--queues", "worker-restart", "--without-gossip",
-                                       "--without-mingle", "--hostname", "restart@%h"], cwd=REPO, env=env,
-                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            worker = subprocess.Popen(
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "oversight",
+                    "worker",
+                    "--pool=solo",
+                    "--loglevel",
+                    "INFO",
+                    "--queues",
+                    "worker-restart",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--hostname",
+                    "restart@%h",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
         def log_text() -> str:
             return log_path.read_text(errors="replace")
 
         def send(task: str, *eta_s: str) -> str:
-            out = subprocess.run([sys.executable, "-c", f"import django; django.setup()\n{SEND}", task, *eta_s],
-                                 cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [sys.executable, "-c", f"import django; django.setup()\n{SEND}", task, *eta_s],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert out.returncode == 0, out.stderr[-2000:]
             return out.stdout.strip().splitlines()[-1]
 
-        _wait(lambda: re.search(r"\bready\.", log_text()) is not None or worker.poll() is not None, 60,
-              "the worker did not start")
+        _wait(
+            lambda: re.search(r"\bready\.", log_text()) is not None or worker.poll() is not None,
+            60,
+            "the worker did not start",
+        )
         assert worker.poll() is None, log_text()[-3000:]
         held = send("celery.accumulate", "600")  # an eta task: the worker holds it, unacknowledged
         _wait(lambda: f"[{held}] received" in log_text(), 20, "the eta task was not received")
 
         redis.kill()  # SIGKILL: no goodbye to its clients, everything in it lost (no persistence)
         redis.wait(10)
-        _wait(lambda: "Connection to broker lost" in log_text() or worker.poll() is not None, 20,
-              "the worker did not notice the broker was gone")
+        _wait(
+            lambda: "Connection to broker lost" in log_text() or worker.poll() is not None,
+            20,
+            "the worker did not notice the broker was gone",
+        )
         time.sleep(2)
         redis = _start_redis(port, tmp_path)
 
         # It reconnects by itself and runs the next task.
         after = send("celery.accumulate")
-        _wait(lambda: f"[{after}] succeeded" in log_text() or worker.poll() is not None, 60,
-              "the task sent after the restart did not run")
+        _wait(
+            lambda: f"[{after}] succeeded" in log_text() or worker.poll() is not None,
+            60,
+            "the task sent after the restart did not run",
+        )
         assert worker.poll() is None, f"the worker exited with {worker.returncode}:\n{log_text()[-4000:]}"
         assert "Unrecoverable error" not in log_text(), log_text()[-4000:]
         assert f"[{after}] succeeded" in log_text()
@@ -140,8 +204,9 @@ def test_the_channel_layer_survives_a_redis_restart(tmp_path, settings):
                 redis.wait(10)
                 await asyncio.sleep(1)
                 restarted = _start_redis(port, tmp_path)
-                results = await asyncio.gather(*[layer.group_send(f"after-{i}", {"type": "x"}) for i in range(8)],
-                                               return_exceptions=True)
+                results = await asyncio.gather(
+                    *[layer.group_send(f"after-{i}", {"type": "x"}) for i in range(8)], return_exceptions=True
+                )
                 # The groups were lost with Redis (no persistence): a page joins again when it reconnects.
                 await layer.group_add("restart", channel)
                 await layer.group_send("restart", {"type": "chat.delta", "text": "still here"})

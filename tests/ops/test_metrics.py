@@ -21,9 +21,9 @@ TOKEN = "s3cret-metrics-token-for-tests"
 
 # One sample line of the text format 0.0.4: name, optional {labels}, value (no timestamps from us).
 SAMPLE = re.compile(
-    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)'
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)"
     r'(?:\{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*)?\})?'
-    r' (?P<value>[-+]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|Inf|NaN))$'
+    r" (?P<value>[-+]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|Inf|NaN))$"
 )
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
@@ -41,13 +41,13 @@ def parse(text: str) -> dict[str, dict]:
     for line in text.splitlines():
         assert line.strip() == line and line, f"blank or padded line: {line!r}"
         if line.startswith("# HELP "):
-            name, _, help_text = line[len("# HELP "):].partition(" ")
+            name, _, help_text = line[len("# HELP ") :].partition(" ")
             assert name not in families, f"family {name} declared twice"
             assert help_text, f"{name} has an empty HELP"
             families[name] = {"help": help_text, "type": None, "samples": []}
             current = name
         elif line.startswith("# TYPE "):
-            name, _, kind = line[len("# TYPE "):].partition(" ")
+            name, _, kind = line[len("# TYPE ") :].partition(" ")
             assert name == current and families[name]["type"] is None, f"TYPE {name} not right after its HELP"
             assert kind in {"counter", "gauge", "histogram", "summary", "untyped"}, kind
             families[name]["type"] = kind
@@ -86,11 +86,19 @@ def test_an_empty_database_gives_a_complete_well_formed_exposition(client):
     assert "no-cache" in response["Cache-Control"] or "no-store" in response["Cache-Control"]
     families = parse(response.content.decode())
     for name in [
-        "oversight_active_participants", "oversight_trials_in_progress", "oversight_trials_overdue",
-        "oversight_generations_in_flight", "oversight_generations_stale", "oversight_recent_ttft_seconds_bucket",
-        "oversight_recent_ttft_seconds_count", "oversight_recent_ttft_seconds_sum",
-        "oversight_recent_deadline_lag_seconds_bucket", "oversight_recent_deadline_lag_seconds_max",
-        "oversight_answers_total", "oversight_generation_errors_total", "oversight_metrics_window_seconds",
+        "oversight_active_participants",
+        "oversight_trials_in_progress",
+        "oversight_trials_overdue",
+        "oversight_generations_in_flight",
+        "oversight_generations_stale",
+        "oversight_recent_ttft_seconds_bucket",
+        "oversight_recent_ttft_seconds_count",
+        "oversight_recent_ttft_seconds_sum",
+        "oversight_recent_deadline_lag_seconds_bucket",
+        "oversight_recent_deadline_lag_seconds_max",
+        "oversight_answers_total",
+        "oversight_generation_errors_total",
+        "oversight_metrics_window_seconds",
         "oversight_metrics_scrape_duration_seconds",
     ]:
         assert name in families, f"{name} missing"
@@ -116,7 +124,7 @@ def test_label_values_and_help_text_are_escaped():
     out = metrics_module.Exposition()
     out.family("x_total", "counter", "line one\nback\\slash", [({"kind": 'a "quoted"\\ new\nline'}, 3)])
     text = out.render()
-    assert '# HELP x_total line one\\nback\\\\slash' in text
+    assert "# HELP x_total line one\\nback\\\\slash" in text
     assert 'x_total{kind="a \\"quoted\\"\\\\ new\\nline"} 3' in text
     families = parse(text)
     assert families["x_total"]["samples"][0][1] == 3
@@ -136,37 +144,58 @@ def build_activity():
     """One live study with three participants and a known set of trials and assistant replies."""
     now = timezone.now()
     study = make_study(slug="metrics", n_items=3, time_limit_s=60)
-    walking, idle, done = (participant_join(study=study, params={"pid": pid}, consent=True)
-                           for pid in ("walking", "idle", "done"))
+    walking, idle, done = (
+        participant_join(study=study, params={"pid": pid}, consent=True) for pid in ("walking", "idle", "done")
+    )
     # `idle` joined long ago and has not been heard from since; `done` finished.
     idle.events.update(at=now - timedelta(hours=1))
     Participant.objects.filter(pk=done.pk).update(status=Participant.Status.COMPLETED)
 
     t1, t2, t3 = walking.trials.order_by("position")[:3]
     # t1: in progress, deadline ahead. t2: in progress, deadline long gone (the sweep is behind).
-    Trial.objects.filter(pk=t1.pk).update(status=Trial.Status.SHOWN, shown_at=now,
-                                          deadline_at=now + timedelta(seconds=60))
-    Trial.objects.filter(pk=t2.pk).update(status=Trial.Status.SHOWN, shown_at=now - timedelta(seconds=90),
-                                          deadline_at=now - timedelta(seconds=30))
+    Trial.objects.filter(pk=t1.pk).update(
+        status=Trial.Status.SHOWN, shown_at=now, deadline_at=now + timedelta(seconds=60)
+    )
+    Trial.objects.filter(pk=t2.pk).update(
+        status=Trial.Status.SHOWN, shown_at=now - timedelta(seconds=90), deadline_at=now - timedelta(seconds=30)
+    )
     # t3: answered by hand.
-    Trial.objects.filter(pk=t3.pk).update(status=Trial.Status.ANSWERED, submit_kind=Trial.SubmitKind.MANUAL,
-                                          submitted_at=now, choice=1)
+    Trial.objects.filter(pk=t3.pk).update(
+        status=Trial.Status.ANSWERED, submit_kind=Trial.SubmitKind.MANUAL, submitted_at=now, choice=1
+    )
     # The server finalised two of idle's trials 0.3 s and 1.5 s after their deadlines (in the window), and one
     # an hour ago (outside it); `done` auto-submitted one at zero.
     i1, i2, i3 = idle.trials.order_by("position")[:3]
-    for trial, deadline, lag in ((i1, now - timedelta(seconds=60), 0.3), (i2, now - timedelta(seconds=20), 1.5),
-                                 (i3, now - timedelta(hours=1), 9.0)):
-        Trial.objects.filter(pk=trial.pk).update(status=Trial.Status.TIMED_OUT, submit_kind=Trial.SubmitKind.SERVER,
-                                                 deadline_at=deadline, submitted_at=deadline + timedelta(seconds=lag))
+    for trial, deadline, lag in (
+        (i1, now - timedelta(seconds=60), 0.3),
+        (i2, now - timedelta(seconds=20), 1.5),
+        (i3, now - timedelta(hours=1), 9.0),
+    ):
+        Trial.objects.filter(pk=trial.pk).update(
+            status=Trial.Status.TIMED_OUT,
+            submit_kind=Trial.SubmitKind.SERVER,
+            deadline_at=deadline,
+            submitted_at=deadline + timedelta(seconds=lag),
+        )
     d1 = done.trials.order_by("position").first()
-    Trial.objects.filter(pk=d1.pk).update(status=Trial.Status.TIMED_OUT, submit_kind=Trial.SubmitKind.AUTO,
-                                          deadline_at=now - timedelta(seconds=5), submitted_at=now)
+    Trial.objects.filter(pk=d1.pk).update(
+        status=Trial.Status.TIMED_OUT,
+        submit_kind=Trial.SubmitKind.AUTO,
+        deadline_at=now - timedelta(seconds=5),
+        submitted_at=now,
+    )
 
     def reply(seq, status, *, ttft_ms=None, finished_ago=None, heartbeat_ago=0.0, error_kind=""):
         finished = None if finished_ago is None else now - timedelta(seconds=finished_ago)
         return ChatMessage.objects.create(
-            trial=t1, seq=seq, role=ChatMessage.Role.ASSISTANT, status=status, ttft_ms=ttft_ms,
-            heartbeat_at=now - timedelta(seconds=heartbeat_ago), finished_at=finished, error_kind=error_kind,
+            trial=t1,
+            seq=seq,
+            role=ChatMessage.Role.ASSISTANT,
+            status=status,
+            ttft_ms=ttft_ms,
+            heartbeat_at=now - timedelta(seconds=heartbeat_ago),
+            finished_at=finished,
+            error_kind=error_kind,
             created_at=now - timedelta(seconds=heartbeat_ago),
         )
 
@@ -253,8 +282,9 @@ def full_scans(sql: str) -> list[str]:
         if connection.vendor == "sqlite":
             cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
             lines = [row[-1] for row in cursor.fetchall()]
-            return [line for line in lines if re.match(rf"SCAN ({'|'.join(BIG_TABLES)})\b", line)
-                    and "USING" not in line]
+            return [
+                line for line in lines if re.match(rf"SCAN ({'|'.join(BIG_TABLES)})\b", line) and "USING" not in line
+            ]
         # Tiny test tables make a sequential scan the cheapest plan; with it priced out, PostgreSQL still
         # falls back to one only where no index can serve the filter.
         cursor.execute("SET LOCAL enable_seqscan = off")
@@ -279,8 +309,9 @@ def test_the_big_tables_are_read_through_their_indexes(client):
 # --- Access control --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.20.0.5", "192.168.1.9", "::1", "fd00::7",
-                                     "::ffff:10.0.0.4"])
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "10.1.2.3", "172.20.0.5", "192.168.1.9", "::1", "fd00::7", "::ffff:10.0.0.4"]
+)
 def test_direct_requests_from_loopback_and_private_networks_are_served(client, address):
     assert get_metrics(client, REMOTE_ADDR=address).status_code == 200
 

@@ -121,8 +121,7 @@ def test_it_records_a_manual_answer_and_scores_it(client):
     p = enrol(client, study)
     client.get(trial_url(p, 0))
     trial = p.trials.select_related("item").get(position=0)
-    response = client.post(trial_url(p, 0, "participant:submit"),
-                           {"choice": trial.item.gold_index, "confidence": "80"})
+    response = client.post(trial_url(p, 0, "participant:submit"), {"choice": trial.item.gold_index, "confidence": "80"})
     assert response.status_code == 302
     trial.refresh_from_db()
     assert trial.status == Trial.Status.ANSWERED
@@ -291,8 +290,12 @@ def test_it_balances_a_between_subject_design(client):
 def test_it_records_page_visibility_events(client):
     study = make_study()
     p = enrol(client, study)
-    assert client.post(reverse("participant:event", kwargs={"token": p.token}),
-                       {"kind": "hidden", "position": "0"}).status_code == 204
+    assert (
+        client.post(
+            reverse("participant:event", kwargs={"token": p.token}), {"kind": "hidden", "position": "0"}
+        ).status_code
+        == 204
+    )
     assert client.post(reverse("participant:event", kwargs={"token": p.token}), {"kind": "bogus"}).status_code == 400
     assert Event.objects.filter(participant=p, kind=Event.Kind.PAGE_HIDDEN, trial__position=0).exists()
 

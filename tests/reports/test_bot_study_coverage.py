@@ -65,16 +65,30 @@ class Platform:
 
 def run_through_the_platform(study, seed: int) -> tuple[PlatformRun, dict[int, int]]:
     out = io.StringIO()
-    call_command("run_bots", study.slug, "--in-process", "--participants", str(PARTICIPANTS), "--seed", str(seed),
-                 "--accuracy", ACCURACY, "--messages-per-item", "0", stdout=out)
+    call_command(
+        "run_bots",
+        study.slug,
+        "--in-process",
+        "--participants",
+        str(PARTICIPANTS),
+        "--seed",
+        str(seed),
+        "--accuracy",
+        ACCURACY,
+        "--messages-per-item",
+        "0",
+        stdout=out,
+    )
     endpoint = study.conditions.get(kind=Condition.Kind.ASSISTED).endpoint
     ModelEndpoint.objects.filter(pk=endpoint.pk).update(simulation={"accuracy": MODEL_ACCURACY, "seed": seed})
     endpoint.refresh_from_db()
     run = create_run(endpoint=endpoint, method="zero-shot", study=study)
     assert execute(run.pk).outcome == "done"
     tables = load_tables(study)
-    bots = {pk: int(external_id.rsplit("-", 1)[1])
-            for pk, external_id in Participant.objects.filter(study=study).values_list("pk", "external_id")}
+    bots = {
+        pk: int(external_id.rsplit("-", 1)[1])
+        for pk, external_id in Participant.objects.filter(study=study).values_list("pk", "external_id")
+    }
     report = build_report(tables, seed=seed, resamples=DEFAULT_RESAMPLES).to_dict()
     return PlatformRun(tables=tables, report=report, summary=out.getvalue()), bots
 
@@ -86,8 +100,13 @@ def platform(django_db_setup, django_db_blocker) -> Platform:
     with django_db_blocker.unblock(), transaction.atomic():
         study = make_study(slug=BOT.slug, n_items=ITEMS_PER_CONDITION)
         items = {
-            item.pk: SimulatedItem(item_key=f"{item.bank_id}:{item.external_id}", question=item.text,
-                                   options=list(item.options), gold_index=item.gold_index, passage=None)
+            item.pk: SimulatedItem(
+                item_key=f"{item.bank_id}:{item.external_id}",
+                question=item.text,
+                options=list(item.options),
+                gold_index=item.gold_index,
+                passage=None,
+            )
             for item in study.tasks.get().bank.items.all()
         }
         for seed in PLATFORM_SEEDS:
@@ -108,11 +127,22 @@ def replay(platform: Platform, seed: int) -> StudyTables:
     trials = []
     for t in template.trials:
         assert t.role == SCORED  # the study has no practice or attention-check items
-        d = decide(rng=random.Random(f"{seed}:{bot_of[t.participant_id]}:{t.item_id}"),
-                   info=TrialInfo(item_id=t.item_id, gold_index=t.gold, n_options=t.n_options, is_catch=False,
-                                  time_limit_s=None, condition_kind=t.condition_kind),
-                   accuracy=accuracy[t.condition_kind], timeout_rate=BOT.timeout_rate,
-                   confidence_levels=[float(v) for v in LIKERT_LEVELS], slider=None, has_deadline=False)
+        d = decide(
+            rng=random.Random(f"{seed}:{bot_of[t.participant_id]}:{t.item_id}"),
+            info=TrialInfo(
+                item_id=t.item_id,
+                gold_index=t.gold,
+                n_options=t.n_options,
+                is_catch=False,
+                time_limit_s=None,
+                condition_kind=t.condition_kind,
+            ),
+            accuracy=accuracy[t.condition_kind],
+            timeout_rate=BOT.timeout_rate,
+            confidence_levels=[float(v) for v in LIKERT_LEVELS],
+            slider=None,
+            has_deadline=False,
+        )
         trials.append(replace(t, choice=d.choice, confidence=d.confidence, correct=d.choice == t.gold))
     model = SimulationSettings(accuracy=MODEL_ACCURACY, seed=seed)
     baselines = []

@@ -7,13 +7,17 @@ from tests.analysis.rows import ASSISTED_ID, UNAIDED_ID, model, tables, trial
 
 
 def study(**fields):
-    return tables([
-        trial(1, 10, 0, 80),  # unaided, item 10: right at 80%
-        trial(2, 10, 1, 60),  # wrong at 60%
-        trial(3, 10, 1, 100),  # wrong and certain, but excluded
-        trial(1, 20, 0, 60, assisted=True),
-        trial(2, 20, 0, 80, assisted=True),
-    ], excluded={3}, **fields)
+    return tables(
+        [
+            trial(1, 10, 0, 80),  # unaided, item 10: right at 80%
+            trial(2, 10, 1, 60),  # wrong at 60%
+            trial(3, 10, 1, 100),  # wrong and certain, but excluded
+            trial(1, 20, 0, 60, assisted=True),
+            trial(2, 20, 0, 80, assisted=True),
+        ],
+        excluded={3},
+        **fields,
+    )
 
 
 def test_it_lists_unaided_items_first_with_the_share_right_and_the_vote():
@@ -38,4 +42,6 @@ def test_each_models_answer_is_keyed_by_method_and_by_endpoint_only_when_there_a
     other = dataclasses.replace(model("zero-shot", 10, False, predicted=2), endpoint="big")
     two = study(baselines=[model("zero-shot", 10, True, predicted=0), other])
     assert item_rows(two, apply_exclusions=True)[0]["models"] == {
-        "sim:zero-shot": {"predicted": 0, "correct": True}, "big:zero-shot": {"predicted": 2, "correct": False}}
+        "sim:zero-shot": {"predicted": 0, "correct": True},
+        "big:zero-shot": {"predicted": 2, "correct": False},
+    }

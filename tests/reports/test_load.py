@@ -45,19 +45,36 @@ def study(alice):
     answer_everything(forgiven, right_when=lambda t: True)
     pilot = participant_join(study=study, params={"pid": "p"}, consent=True, is_pilot=True)
     answer_everything(pilot, right_when=lambda t: False)
-    Exclusion.objects.create(participant=outlier, reason="Unaided accuracy far from the others", rule="outlier",
-                             created_by=alice)
-    Exclusion.objects.create(participant=forgiven, reason="A mistake", rule="manual", created_by=alice,
-                             revoked_by=alice, revoked_at=timezone.now())
+    Exclusion.objects.create(
+        participant=outlier, reason="Unaided accuracy far from the others", rule="outlier", created_by=alice
+    )
+    Exclusion.objects.create(
+        participant=forgiven,
+        reason="A mistake",
+        rule="manual",
+        created_by=alice,
+        revoked_by=alice,
+        revoked_at=timezone.now(),
+    )
 
     first = everyone_right.trials.filter(condition__kind="assisted", role="scored").order_by("position").first()
     ChatMessage.objects.create(trial=first, seq=0, role="user", content="What does the story say?")
-    ChatMessage.objects.create(trial=first, seq=1, role="assistant", content="…",
-                               quotes=[{"text": "a", "verified": True}, {"text": "b", "verified": False}])
+    ChatMessage.objects.create(
+        trial=first,
+        seq=1,
+        role="assistant",
+        content="…",
+        quotes=[{"text": "a", "verified": True}, {"text": "b", "verified": False}],
+    )
     ChatMessage.objects.create(trial=first, seq=2, role="reset")
     ChatMessage.objects.create(trial=first, seq=3, role="user", content="Again?")
-    study.people = {"right": everyone_right, "assisted_only": assisted_only, "outlier": outlier,
-                    "forgiven": forgiven, "pilot": pilot}
+    study.people = {
+        "right": everyone_right,
+        "assisted_only": assisted_only,
+        "outlier": outlier,
+        "forgiven": forgiven,
+        "pilot": pilot,
+    }
     study.chatted_trial = first
     return study
 
@@ -73,15 +90,23 @@ def test_it_builds_one_row_per_trial_with_its_task_block_position_and_chat(study
         by_role.setdefault(row.role, set()).add(row.task)
     assert by_role == {"scored": {"Main"}, "catch": {"Catch"}, "practice": {"Practice"}}
 
-    chatted = next(r for r in tables.trials if r.participant_id == study.chatted_trial.participant_id
-                   and r.item_id == study.chatted_trial.item_id and r.condition_id == study.chatted_trial.condition_id)
+    chatted = next(
+        r
+        for r in tables.trials
+        if r.participant_id == study.chatted_trial.participant_id
+        and r.item_id == study.chatted_trial.item_id
+        and r.condition_id == study.chatted_trial.condition_id
+    )
     assert (chatted.turns, chatted.resets, chatted.quotes, chatted.quotes_verified) == (2, 1, 2, 1)
     assert chatted.seconds_used == 30
 
     right = study.people["right"].pk
     for condition in tables.conditions:
-        block = [r for r in tables.trials if r.participant_id == right and r.condition_id == condition.id
-                 and r.role == "scored"]
+        block = [
+            r
+            for r in tables.trials
+            if r.participant_id == right and r.condition_id == condition.id and r.role == "scored"
+        ]
         assert sorted(r.block_position for r in block) == [0, 1, 2]
         assert all(r.correct and r.choice == r.gold and r.n_options == 4 and r.confidence == 80 for r in block)
 
@@ -97,7 +122,8 @@ def test_the_report_from_the_database_leaves_out_pilots_and_applies_exclusions(s
     data = build_report(load_tables(study), resamples=50).to_dict()
     people = study.people
     assert data["with_exclusions"]["participant_ids"] == sorted(
-        [people["right"].pk, people["assisted_only"].pk, people["forgiven"].pk])
+        [people["right"].pk, people["assisted_only"].pk, people["forgiven"].pk]
+    )
     assert people["outlier"].pk in data["without_exclusions"]["participant_ids"]
     assert people["pilot"].pk not in data["without_exclusions"]["participant_ids"]
     assisted, unaided = data["with_exclusions"]["conditions"]
@@ -134,22 +160,32 @@ def test_the_command_rejects_an_unknown_study_and_negative_resamples(study):
 
 
 def zero_shot_run(study, **fields):
-    template, _ = PromptTemplate.objects.get_or_create(name="zs", method="zero-shot",
-                                                       defaults={"text": "Question: {question}"})
+    template, _ = PromptTemplate.objects.get_or_create(
+        name="zs", method="zero-shot", defaults={"text": "Question: {question}"}
+    )
     endpoint = study.conditions.get(kind="assisted").endpoint
-    return BaselineRun.objects.create(endpoint=endpoint, study=study, method="zero-shot", template=template,
-                                      template_hash=template.content_hash, status="done", **fields)
+    return BaselineRun.objects.create(
+        endpoint=endpoint,
+        study=study,
+        method="zero-shot",
+        template=template,
+        template_hash=template.content_hash,
+        status="done",
+        **fields,
+    )
 
 
 def test_it_keeps_each_items_successful_result_over_a_later_error(study):
     items = sorted({r.item_id for r in load_tables(study).trials if r.role == "scored"})
     first = zero_shot_run(study, split="val")
     for n, item_id in enumerate(items):
-        BaselineResult.objects.create(run=first, item_id=item_id, probabilities=[0.7, 0.1, 0.1, 0.1], predicted=0,
-                                      correct=n % 2 == 0)
+        BaselineResult.objects.create(
+            run=first, item_id=item_id, probabilities=[0.7, 0.1, 0.1, 0.1], predicted=0, correct=n % 2 == 0
+        )
     later = zero_shot_run(study)
-    BaselineResult.objects.create(run=later, item_id=items[0], probabilities=None, predicted=None, correct=None,
-                                  error="timeout")
+    BaselineResult.objects.create(
+        run=later, item_id=items[0], probabilities=None, predicted=None, correct=None, error="timeout"
+    )
 
     tables = load_tables(study)
     endpoint = first.endpoint.name
@@ -164,8 +200,9 @@ def test_it_keeps_each_items_successful_result_over_a_later_error(study):
     base = data["baselines"][0]
     # The later run's error on the first item is dropped in favour of the earlier successful result.
     assert base["n_results"] == len(items) and base["n_errors"] == 0
-    assert base["all"]["accuracy"]["value"] == pytest.approx(100 * sum(n % 2 == 0 for n in range(len(items)))
-                                                             / len(items))
+    assert base["all"]["accuracy"]["value"] == pytest.approx(
+        100 * sum(n % 2 == 0 for n in range(len(items))) / len(items)
+    )
 
 
 def test_it_reads_the_real_baselines_tables(study):
@@ -173,11 +210,13 @@ def test_it_reads_the_real_baselines_tables(study):
     endpoint = run.endpoint
     scored = sorted({r.item_id for r in load_tables(study).trials if r.role == "scored"})
     for n, item_id in enumerate(scored):
-        BaselineResult.objects.create(run=run, item_id=item_id, probabilities=[0.85, 0.05, 0.05, 0.05], predicted=0,
-                                      correct=n < 4)
+        BaselineResult.objects.create(
+            run=run, item_id=item_id, probabilities=[0.85, 0.05, 0.05, 0.05], predicted=0, correct=n < 4
+        )
     tables = load_tables(study)
-    assert tables.baseline_runs == [{"id": run.pk, "method": "zero-shot", "endpoint": endpoint.name, "split": "",
-                                     "status": "done"}]
+    assert tables.baseline_runs == [
+        {"id": run.pk, "method": "zero-shot", "endpoint": endpoint.name, "split": "", "status": "done"}
+    ]
     data = build_report(tables, resamples=0).to_dict()["with_exclusions"]
     zero_shot = data["baselines"][0]
     assert zero_shot["n_results"] == len(scored) == 6

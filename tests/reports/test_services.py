@@ -33,10 +33,16 @@ def test_the_fingerprint_changes_with_an_answer_an_exclusion_and_a_model_result(
     Exclusion.objects.create(participant=participant, reason="test", rule="manual", created_by=alice)
     seen.append(data_version(study))
     template = PromptTemplate.objects.create(name="zs", method="zero-shot", text="Question: {question}")
-    run = BaselineRun.objects.create(endpoint=study.conditions.get(kind="assisted").endpoint, study=study,
-                                     method="zero-shot", template=template, template_hash=template.content_hash)
-    BaselineResult.objects.create(run=run, item_id=trial.item_id, probabilities=[0.7, 0.1, 0.1, 0.1], predicted=0,
-                                  correct=True)
+    run = BaselineRun.objects.create(
+        endpoint=study.conditions.get(kind="assisted").endpoint,
+        study=study,
+        method="zero-shot",
+        template=template,
+        template_hash=template.content_hash,
+    )
+    BaselineResult.objects.create(
+        run=run, item_id=trial.item_id, probabilities=[0.7, 0.1, 0.1, 0.1], predicted=0, correct=True
+    )
     seen.append(data_version(study))
     assert len(set(seen)) == 4
     assert data_version(study) == seen[-1]  # and nothing else moves it

@@ -70,9 +70,16 @@ def bank_import_request(*, upload, format: str, custom_format: str | None, bank_
     storage = FileSystemStorage(location=settings.MEDIA_ROOT)
     path = storage.save(f"uploads/{uuid.uuid4().hex}/{storage.get_valid_name(upload.name)}", upload)
     job = Job.objects.create(
-        kind=Job.Kind.IMPORT, created_by=by, message="Queued",
-        params={"path": path, "filename": upload.name, "format": format, "custom_format": custom_format,
-                "bank_name": bank_name},
+        kind=Job.Kind.IMPORT,
+        created_by=by,
+        message="Queued",
+        params={
+            "path": path,
+            "filename": upload.name,
+            "format": format,
+            "custom_format": custom_format,
+            "bank_name": bank_name,
+        },
     )
     from oversight.core.tasks import run_bank_import
 
@@ -114,16 +121,20 @@ def bank_import_run(*, job_id: int) -> bool:
         elif params["format"] == "quality":
             result = import_quality(path=path, bank_name=params["bank_name"], progress=progress)
         else:
-            result = import_custom(path=path, bank_name=params["bank_name"], format=params.get("custom_format"),
-                                   progress=progress)
+            result = import_custom(
+                path=path, bank_name=params["bank_name"], format=params.get("custom_format"), progress=progress
+            )
     except BankImportError as exc:
         job.fail(_relative(str(exc), path.parent))
     except Exception as exc:  # the job must not stay "running"
         job.fail_unexpectedly(exc)
     else:
         lines = [_relative(line, path.parent) for line in result.summary_lines()]
-        job.finish(Job.Status.DONE, message="Imported",
-                   result={"summary": lines, "bank_id": result.bank.pk, "bank_name": result.bank.name})
+        job.finish(
+            Job.Status.DONE,
+            message="Imported",
+            result={"summary": lines, "bank_id": result.bank.pk, "bank_name": result.bank.name},
+        )
     finally:
         _remove_upload(path)
     return True

@@ -36,8 +36,9 @@ def exclusion_add(*, participant: Participant, reason: str, rule: str, by) -> Ex
 
 
 def exclusion_revoke(*, exclusion: Exclusion, by, now=None) -> Exclusion:
-    Exclusion.objects.filter(pk=exclusion.pk, revoked_at__isnull=True).update(revoked_at=now or timezone.now(),
-                                                                              revoked_by=by)
+    Exclusion.objects.filter(pk=exclusion.pk, revoked_at__isnull=True).update(
+        revoked_at=now or timezone.now(), revoked_by=by
+    )
     exclusion.refresh_from_db()
     return exclusion
 
@@ -45,37 +46,55 @@ def exclusion_revoke(*, exclusion: Exclusion, by, now=None) -> Exclusion:
 def exclusion_candidates(*, study: Study, rule: str, k: float = 2.0, min_seconds: float = 5.0) -> list[dict]:
     """Who a rule would exclude, with the evidence, for the researcher to review before applying."""
     participants = Participant.objects.filter(study=study, is_pilot=False).exclude(
-        status__in=[Participant.Status.CONSENT, Participant.Status.DECLINED])
+        status__in=[Participant.Status.CONSENT, Participant.Status.DECLINED]
+    )
     final = [Trial.Status.ANSWERED, Trial.Status.TIMED_OUT]
     if rule == "catch":
         out = []
         for p in participants:
             rate = catch_pass_rate(p)
             if rate is not None and rate < study.catch_pass_threshold:
-                out.append({"participant": p, "evidence": f"passed {rate:.0%} of attention checks "
-                                                          f"(threshold {study.catch_pass_threshold:.0%})"})
+                out.append(
+                    {
+                        "participant": p,
+                        "evidence": f"passed {rate:.0%} of attention checks "
+                        f"(threshold {study.catch_pass_threshold:.0%})",
+                    }
+                )
         return out
     if rule == "incomplete":
-        return [{"participant": p, "evidence": p.get_status_display()}
-                for p in participants if p.status not in {Participant.Status.COMPLETED}]
+        return [
+            {"participant": p, "evidence": p.get_status_display()}
+            for p in participants
+            if p.status not in {Participant.Status.COMPLETED}
+        ]
     if rule == "too_fast":
         out = []
         for p in participants:
             times = [
                 (t.submitted_at - t.shown_at).total_seconds()
-                for t in p.trials.filter(status__in=final, role="scored", shown_at__isnull=False,
-                                         submitted_at__isnull=False)
+                for t in p.trials.filter(
+                    status__in=final, role="scored", shown_at__isnull=False, submitted_at__isnull=False
+                )
             ]
             if times and statistics.median(times) < min_seconds:
-                out.append({"participant": p, "evidence": f"median {statistics.median(times):.1f} s per item "
-                                                          f"(threshold {min_seconds:g} s)"})
+                out.append(
+                    {
+                        "participant": p,
+                        "evidence": f"median {statistics.median(times):.1f} s per item (threshold {min_seconds:g} s)",
+                    }
+                )
         return out
     if rule == "outlier":
         # The paper excluded one participant per task whose unaided accuracy was far above the others'.
         accuracy = {}
-        for row in (Trial.objects.filter(participant__in=participants, role="scored", status__in=final,
-                                         condition__kind=Condition.Kind.UNAIDED)
-                    .values("participant_id").annotate(n=Count("id"), right=Count("id", filter=Q(correct=True)))):
+        for row in (
+            Trial.objects.filter(
+                participant__in=participants, role="scored", status__in=final, condition__kind=Condition.Kind.UNAIDED
+            )
+            .values("participant_id")
+            .annotate(n=Count("id"), right=Count("id", filter=Q(correct=True)))
+        ):
             if row["n"]:
                 accuracy[row["participant_id"]] = row["right"] / row["n"]
         out = []
@@ -87,7 +106,12 @@ def exclusion_candidates(*, study: Study, rule: str, k: float = 2.0, min_seconds
                 continue
             mean, sd = statistics.mean(others), statistics.stdev(others)
             if sd > 0 and abs(accuracy[p.pk] - mean) > k * sd:
-                out.append({"participant": p, "evidence": f"unaided accuracy {accuracy[p.pk]:.0%} vs the others' "
-                                                          f"{mean:.0%} ± {sd:.0%} (k = {k:g})"})
+                out.append(
+                    {
+                        "participant": p,
+                        "evidence": f"unaided accuracy {accuracy[p.pk]:.0%} vs the others' "
+                        f"{mean:.0%} ± {sd:.0%} (k = {k:g})",
+                    }
+                )
         return out
     raise ValueError(f"Unknown exclusion rule {rule!r}.")

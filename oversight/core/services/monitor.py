@@ -15,5 +15,8 @@ def monitor_group(study_id: int) -> str:
 
 def monitor_changed(*, study_id: int, participant_id: int) -> None:
     """Announce, after commit, that a participant's row on the monitor is out of date."""
-    transaction.on_commit(lambda: broadcast.group_send(
-        monitor_group(study_id), {"type": "monitor.changed", "participant_id": participant_id}, what="monitor note"))
+    transaction.on_commit(
+        lambda: broadcast.group_send(
+            monitor_group(study_id), {"type": "monitor.changed", "participant_id": participant_id}, what="monitor note"
+        )
+    )

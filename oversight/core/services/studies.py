@@ -16,8 +16,9 @@ class StudyDesignError(ValueError):
 
 def study_design_problems(study: Study) -> list[str]:
     """Everything that would stop `study_launch`, in words a researcher can act on."""
-    return _design_problems(study, list(study.conditions.select_related("endpoint")),
-                            list(study.tasks.select_related("bank")))
+    return _design_problems(
+        study, list(study.conditions.select_related("endpoint")), list(study.tasks.select_related("bank"))
+    )
 
 
 def study_design_problems_added(*, study: Study, change: Study | Task | Condition) -> list[str]:
@@ -112,8 +113,9 @@ def study_launch(*, study: Study, now=None) -> Study:
         filters = _filters(task)
         if task.role == Task.Role.SCORED:
             if study.disjoint_samples:
-                samples = sample_disjoint(bank=task.bank, sizes=[task.sample_size] * len(conditions), seed=seed,
-                                          **filters)
+                samples = sample_disjoint(
+                    bank=task.bank, sizes=[task.sample_size] * len(conditions), seed=seed, **filters
+                )
             else:
                 shared = sample_items(bank=task.bank, n=task.sample_size, seed=seed, **filters)
                 samples = [shared] * len(conditions)
@@ -160,8 +162,12 @@ def build_manifest(study: Study) -> dict:
     for ci in items:
         key = str(ci.condition_id) if ci.condition_id else ci.role
         by_condition.setdefault(key, []).append(
-            {"item_id": ci.item_id, "external_id": ci.item.external_id, "task": ci.task.name,
-             "content_hash": ci.item.content_hash}
+            {
+                "item_id": ci.item_id,
+                "external_id": ci.item.external_id,
+                "task": ci.task.name,
+                "content_hash": ci.item.content_hash,
+            }
         )
     return {
         "schema": 1,

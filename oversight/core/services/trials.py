@@ -129,13 +129,23 @@ def trial_select(*, trial: Trial, answer: Answer, now=None) -> Trial:
     if answer.choice is not None and answer.choice != trial.selected_choice:
         trial.selected_choice = answer.choice
         fields.append("selected_choice")
-        Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.SELECTION, at=now,
-                             data={"choice": answer.choice})
+        Event.objects.create(
+            participant_id=trial.participant_id,
+            trial=trial,
+            kind=Event.Kind.SELECTION,
+            at=now,
+            data={"choice": answer.choice},
+        )
     if answer.confidence is not None and answer.confidence != trial.selected_confidence:
         trial.selected_confidence = answer.confidence
         fields.append("selected_confidence")
-        Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.CONFIDENCE, at=now,
-                             data={"confidence": answer.confidence, "distribution": answer.distribution})
+        Event.objects.create(
+            participant_id=trial.participant_id,
+            trial=trial,
+            kind=Event.Kind.CONFIDENCE,
+            at=now,
+            data={"confidence": answer.confidence, "distribution": answer.distribution},
+        )
     if answer.distribution is not None:
         trial.distribution = answer.distribution
         fields.append("distribution")
@@ -159,8 +169,13 @@ def trial_submit(*, trial: Trial, answer: Answer, kind: str = Trial.SubmitKind.M
     if trial.status == Trial.Status.PENDING:
         raise AnswerError("This question has not been opened yet.")
     if trial.is_expired(now):
-        Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.LATE_POST, at=now,
-                             data={"choice": answer.choice, "confidence": answer.confidence, "kind": kind})
+        Event.objects.create(
+            participant_id=trial.participant_id,
+            trial=trial,
+            kind=Event.Kind.LATE_POST,
+            at=now,
+            data={"choice": answer.choice, "confidence": answer.confidence, "kind": kind},
+        )
         return _finalize(trial, now)
     trial.choice = answer.choice
     trial.confidence = answer.confidence
@@ -174,8 +189,13 @@ def trial_submit(*, trial: Trial, answer: Answer, kind: str = Trial.SubmitKind.M
     # The page's own submission at zero is still a timeout from the participant's point of view.
     trial.status = Trial.Status.TIMED_OUT if kind == Trial.SubmitKind.AUTO else Trial.Status.ANSWERED
     trial.save()
-    Event.objects.create(participant_id=trial.participant_id, trial=trial, kind=Event.Kind.SUBMITTED, at=now,
-                         data={"choice": answer.choice, "confidence": answer.confidence, "kind": kind})
+    Event.objects.create(
+        participant_id=trial.participant_id,
+        trial=trial,
+        kind=Event.Kind.SUBMITTED,
+        at=now,
+        data={"choice": answer.choice, "confidence": answer.confidence, "kind": kind},
+    )
     _changed(trial)
     return trial
 
@@ -194,12 +214,21 @@ def _finalize(trial: Trial, now) -> Trial:
         trial=trial,
         kind=Event.Kind.TIMED_OUT,
         at=now,
-        data={"choice": trial.choice, "confidence": trial.confidence,
-              "lag_s": (now - trial.deadline_at).total_seconds()},
+        data={
+            "choice": trial.choice,
+            "confidence": trial.confidence,
+            "lag_s": (now - trial.deadline_at).total_seconds(),
+        },
     )
     _changed(trial)
-    log.info("trial finalised at deadline", extra={"trial_id": trial.pk, "participant_id": trial.participant_id,
-                                                   "lag_s": (now - trial.deadline_at).total_seconds()})
+    log.info(
+        "trial finalised at deadline",
+        extra={
+            "trial_id": trial.pk,
+            "participant_id": trial.participant_id,
+            "lag_s": (now - trial.deadline_at).total_seconds(),
+        },
+    )
     return trial
 
 

@@ -48,25 +48,48 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("slug", help="the live study's slug (e.g. demo)")
         parser.add_argument("--participants", "-n", type=_positive, required=True, help="number of bots")
-        parser.add_argument("--accuracy", type=_accuracy, default=(0.6, {}),
-                            help="probability of choosing the gold option (catch items: always): one number, or "
-                                 "per condition kind, e.g. unaided=0.5,assisted=0.75 (others: 0.6) [0.6]")
+        parser.add_argument(
+            "--accuracy",
+            type=_accuracy,
+            default=(0.6, {}),
+            help="probability of choosing the gold option (catch items: always): one number, or "
+            "per condition kind, e.g. unaided=0.5,assisted=0.75 (others: 0.6) [0.6]",
+        )
         parser.add_argument("--seed", type=int, default=0, help="bots are bot-<seed>-<i>; decisions are seeded")
         parser.add_argument("--concurrency", "-c", type=_positive, default=10, help="bots working at once [10]")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="the running server")
-        parser.add_argument("--timeout-rate", type=_fraction, default=0.05,
-                            help="share of timed items left to run out with a selection made [0.05]")
+        parser.add_argument(
+            "--timeout-rate",
+            type=_fraction,
+            default=0.05,
+            help="share of timed items left to run out with a selection made [0.05]",
+        )
         parser.add_argument("--think-ms", type=float, default=0.0, help="mean thinking time per item [0]")
         parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds per HTTP request")
-        parser.add_argument("--messages-per-item", type=_non_negative, default=1,
-                            help="chat messages a bot sends on each assisted item before answering; 0: no chat [1]")
-        parser.add_argument("--reply-timeout", type=float, default=60.0,
-                            help="seconds from sending a chat message to its final reply [60]")
-        parser.add_argument("--in-process", action="store_true",
-                            help="no server: run the bots here, one after another, through the service functions "
-                                 "the participant views call (no chat: needs --messages-per-item 0)")
-        parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                            help="verify the bots' records in the database afterwards [on]")
+        parser.add_argument(
+            "--messages-per-item",
+            type=_non_negative,
+            default=1,
+            help="chat messages a bot sends on each assisted item before answering; 0: no chat [1]",
+        )
+        parser.add_argument(
+            "--reply-timeout",
+            type=float,
+            default=60.0,
+            help="seconds from sending a chat message to its final reply [60]",
+        )
+        parser.add_argument(
+            "--in-process",
+            action="store_true",
+            help="no server: run the bots here, one after another, through the service functions "
+            "the participant views call (no chat: needs --messages-per-item 0)",
+        )
+        parser.add_argument(
+            "--check",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="verify the bots' records in the database afterwards [on]",
+        )
         parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON to this file")
 
     def handle(self, *args, **options):
@@ -104,9 +127,12 @@ class Command(BaseCommand):
         for result in report.results:
             for reply in result.replies:
                 if reply.failed or reply.lost_chars:
-                    self.stderr.write(self.style.ERROR(
-                        f"CHAT bot {result.bot} ({result.pid}) trial #{reply.position} {reply.client_id}: "
-                        f"{reply.status}, {reply.lost_chars} characters lost {reply.error}".rstrip()))
+                    self.stderr.write(
+                        self.style.ERROR(
+                            f"CHAT bot {result.bot} ({result.pid}) trial #{reply.position} {reply.client_id}: "
+                            f"{reply.status}, {reply.lost_chars} characters lost {reply.error}".rstrip()
+                        )
+                    )
         if check is not None:
             for problem in check.problems:
                 self.stderr.write(self.style.ERROR(f"CHECK {problem}"))
@@ -115,14 +141,24 @@ class Command(BaseCommand):
 
         if options["summary_json"]:
             summary = report.summary()
-            summary["check"] = None if check is None else {
-                "ok": check.ok, "problems": check.problems, "statuses": dict(check.statuses),
-                "trials": check.trials, "chat_messages": check.chat_messages,
-            }
+            summary["check"] = (
+                None
+                if check is None
+                else {
+                    "ok": check.ok,
+                    "problems": check.problems,
+                    "statuses": dict(check.statuses),
+                    "trials": check.trials,
+                    "chat_messages": check.chat_messages,
+                }
+            )
             summary["error_details"] = [str(e) for e in report.errors]
             summary["chat"]["failed_details"] = [
                 f"bot {r.bot} ({r.pid}) trial #{c.position} {c.client_id}: {c.status} {c.error}".rstrip()
-                for r in report.results for c in r.replies if c.failed or c.lost_chars]
+                for r in report.results
+                for c in r.replies
+                if c.failed or c.lost_chars
+            ]
             options["summary_json"].write_text(json.dumps(summary, indent=2))
 
         failures = []
@@ -132,8 +168,10 @@ class Command(BaseCommand):
         if chat["failed_replies"]:
             failures.append(f"{chat['failed_replies']} failed chat reply(ies)")
         if chat["lost_chars"] or chat["mismatched_replies"]:
-            failures.append(f"{chat['lost_chars']} streamed character(s) lost, "
-                            f"{chat['mismatched_replies']} reply(ies) differ from the stored text")
+            failures.append(
+                f"{chat['lost_chars']} streamed character(s) lost, "
+                f"{chat['mismatched_replies']} reply(ies) differ from the stored text"
+            )
         if check is not None and not check.ok:
             failures.append(f"{len(check.problems)} consistency problem(s)")
         if failures:

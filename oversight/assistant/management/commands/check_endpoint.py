@@ -25,8 +25,18 @@ class Command(BaseCommand):
         self.stdout.write(f"Endpoint {endpoint} ({endpoint.get_kind_display()})")
         self.stdout.write(f"  healthy:  {result['healthy']}")
         if info:
-            limits = {k: info.get(k) for k in ("model_id", "max_input_tokens", "max_input_length", "max_total_tokens",
-                                               "max_concurrent_requests", "version") if info.get(k) is not None}
+            limits = {
+                k: info.get(k)
+                for k in (
+                    "model_id",
+                    "max_input_tokens",
+                    "max_input_length",
+                    "max_total_tokens",
+                    "max_concurrent_requests",
+                    "version",
+                )
+                if info.get(k) is not None
+            }
             self.stdout.write(f"  serves:   {json.dumps(limits)}")
         if result.get("reply") is not None:
             self.stdout.write(f"  reply:    {result['reply']!r} in {result['latency_ms']} ms")

@@ -42,8 +42,10 @@ class ProgressBar:
         frac = p.done / p.total if p.total else 1.0
         filled = int(self.width * frac)
         bar = "#" * filled + "-" * (self.width - filled)
-        line = (f"\r[{bar}] {p.done}/{p.total} {100 * frac:5.1f}%  {p.rate:7.1f} items/s  "
-                f"ETA {_duration(p.eta_s)}  errors {p.errors}")
+        line = (
+            f"\r[{bar}] {p.done}/{p.total} {100 * frac:5.1f}%  {p.rate:7.1f} items/s  "
+            f"ETA {_duration(p.eta_s)}  errors {p.errors}"
+        )
         self.stream.write(line)
         self.stream.flush()
         self.shown = True
@@ -63,8 +65,10 @@ class Command(BaseCommand):
         parser.add_argument("--split", default="", help="only this split of the bank (e.g. val, test)")
         parser.add_argument("--study", help="study slug: exactly the scored items of its conditions")
         parser.add_argument("--method", choices=Method.values, default=Method.ZERO_SHOT)
-        parser.add_argument("--template", help="PromptTemplate name (default: the paper's, or the chat variant "
-                                               "for OpenAI-compatible endpoints)")
+        parser.add_argument(
+            "--template",
+            help="PromptTemplate name (default: the paper's, or the chat variant for OpenAI-compatible endpoints)",
+        )
         parser.add_argument("--concurrency", type=int, help="requests in flight (capped by the endpoint's)")
         parser.add_argument("--shots", type=int, help="few-shot: labelled examples per prompt (default 5)")
         parser.add_argument("--samples", type=int, help="cot: reasoning samples per item (default 20)")
@@ -74,8 +78,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int)
         parser.add_argument("--resume", type=int, metavar="RUN_ID", help="continue an unfinished run")
         parser.add_argument("--retry-errors", action="store_true", help="with --resume: score failed items again")
-        parser.add_argument("--force", action="store_true",
-                            help="with --resume: take over a run whose executor still looks alive")
+        parser.add_argument(
+            "--force", action="store_true", help="with --resume: take over a run whose executor still looks alive"
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     def handle(self, *args, **opts):
@@ -97,8 +102,10 @@ class Command(BaseCommand):
         if result.outcome == "not_claimed":
             raise CommandError(f"run {run.pk} is {run.status} and could not be claimed (executed elsewhere?)")
         rate = result.scored / elapsed if elapsed > 0 else 0.0
-        self.stdout.write(f"{run.status.capitalize()}: {run.done}/{run.total} items; {result.scored} scored now "
-                          f"in {elapsed:.1f} s ({rate:.1f} items/s)")
+        self.stdout.write(
+            f"{run.status.capitalize()}: {run.done}/{run.total} items; {result.scored} scored now "
+            f"in {elapsed:.1f} s ({rate:.1f} items/s)"
+        )
         if result.message:
             self.stdout.write(f"  {result.message}")
         self._print_summary(run.summary or run_summary(run))
@@ -134,8 +141,15 @@ class Command(BaseCommand):
                 raise CommandError(f"--{key} does not apply to {opts['method']}")
         params = {k: opts[k] for k in keys if opts[k] is not None}
         try:
-            return create_run(endpoint=endpoint, method=opts["method"], bank=bank, split=opts["split"], study=study,
-                              params=params, template=opts["template"])
+            return create_run(
+                endpoint=endpoint,
+                method=opts["method"],
+                bank=bank,
+                split=opts["split"],
+                study=study,
+                params=params,
+                template=opts["template"],
+            )
         except RunError as exc:
             raise CommandError(str(exc)) from exc
 
@@ -157,21 +171,27 @@ class Command(BaseCommand):
         if run.split:
             scope += f", split {run.split}"
         params = ", ".join(f"{k}={v}" for k, v in sorted(run.params.items()))
-        return (f"Baseline run {run.pk}: {run.method} on {scope} with endpoint {run.endpoint.name} "
-                f"(template {run.template.name} {run.template_hash[:12]}; {params}); {run.total} items")
+        return (
+            f"Baseline run {run.pk}: {run.method} on {scope} with endpoint {run.endpoint.name} "
+            f"(template {run.template.name} {run.template_hash[:12]}; {params}); {run.total} items"
+        )
 
     def _print_summary(self, s: dict) -> None:
         out = self.stdout.write
-        out(f"Accuracy: {_pct(s['accuracy'])} of {s['labelled']} answered labelled items "
-            f"({_pct(s['accuracy_errors_as_wrong'])} counting errors as wrong)")
+        out(
+            f"Accuracy: {_pct(s['accuracy'])} of {s['labelled']} answered labelled items "
+            f"({_pct(s['accuracy_errors_as_wrong'])} counting errors as wrong)"
+        )
         if s["errors"]:
             kinds = ", ".join(f"{k} {n}" for k, n in s["errors_by_kind"].items())
             out(f"Errors: {s['errors']} ({kinds})")
         else:
             out("Errors: none")
         ce = s["calibration_error"]
-        bins = "; ".join(f"{b['centre']}%: n={b['n']}" + (f" acc {b['accuracy']:.1f}%" if b["n"] else "")
-                         for b in s["calibration_bins"])
+        bins = "; ".join(
+            f"{b['centre']}%: n={b['n']}" + (f" acc {b['accuracy']:.1f}%" if b["n"] else "")
+            for b in s["calibration_bins"]
+        )
         out(f"Calibration error: {'n/a' if ce is None else f'{ce:.1f} points'} (nearest of 25/42/60/80/100; {bins})")
         out(f"Mean confidence: {_pct(s['mean_confidence'])}")
         subjects = s["accuracy_by_subject"]

@@ -53,11 +53,10 @@ class Command(BaseCommand):
         if existing is not None:
             return existing
         mmlu = importers.import_mmlu(path=DEMO_DIR / "mmlu", bank_name="Demo MMLU").bank
-        quality = importers.import_quality(path=DEMO_DIR / "quality" / "demo.htmlstripped.jsonl",
-                                           bank_name="Demo QuALITY").bank
-        catch = importers.import_custom(
-            path=DEMO_DIR / "catch" / "catch.jsonl", bank_name="Demo attention checks"
+        quality = importers.import_quality(
+            path=DEMO_DIR / "quality" / "demo.htmlstripped.jsonl", bank_name="Demo QuALITY"
         ).bank
+        catch = importers.import_custom(path=DEMO_DIR / "catch" / "catch.jsonl", bank_name="Demo attention checks").bank
 
         username, password = DEMO_RESEARCHER
         User = get_user_model()
@@ -76,8 +75,14 @@ class Command(BaseCommand):
                 defaults={
                     "kind": ModelEndpoint.Kind.SIMULATED,
                     "model_label": "simulated",
-                    "simulation": {"accuracy": 0.75, "seed": 1, "ttft_ms": 400, "tokens_per_s": 40,
-                                   "sycophancy": 0.3, "quote_rate": 0.8},
+                    "simulation": {
+                        "accuracy": 0.75,
+                        "seed": 1,
+                        "ttft_ms": 400,
+                        "tokens_per_s": 40,
+                        "sycophancy": 0.3,
+                        "quote_rate": 0.8,
+                    },
                 },
             )
 
@@ -97,14 +102,33 @@ class Command(BaseCommand):
             screenout_code="DEMO-SCREENED",
             prolific_completion_url=options["prolific_url"],
         )
-        Condition.objects.create(study=study, kind=Condition.Kind.ASSISTED, name="Assisted", position=0,
-                                 endpoint=endpoint, system_prompt=SYSTEM_PROMPT,
-                                 sampling={"temperature": 0.7, "top_p": 0.95, "max_tokens": 400})
+        Condition.objects.create(
+            study=study,
+            kind=Condition.Kind.ASSISTED,
+            name="Assisted",
+            position=0,
+            endpoint=endpoint,
+            system_prompt=SYSTEM_PROMPT,
+            sampling={"temperature": 0.7, "top_p": 0.95, "max_tokens": 400},
+        )
         Condition.objects.create(study=study, kind=Condition.Kind.UNAIDED, name="Unaided", position=1)
-        Task.objects.create(study=study, bank=mmlu, name="MMLU", position=0, sample_size=3,
-                            time_limit_s=options["mmlu_time_limit"] or None)
-        Task.objects.create(study=study, bank=quality, name="QuALITY", position=1, sample_size=2,
-                            time_limit_s=options["quality_time_limit"] or None)
-        Task.objects.create(study=study, bank=catch, name="Attention check", role=Task.Role.CATCH, position=2,
-                            sample_size=1)
+        Task.objects.create(
+            study=study,
+            bank=mmlu,
+            name="MMLU",
+            position=0,
+            sample_size=3,
+            time_limit_s=options["mmlu_time_limit"] or None,
+        )
+        Task.objects.create(
+            study=study,
+            bank=quality,
+            name="QuALITY",
+            position=1,
+            sample_size=2,
+            time_limit_s=options["quality_time_limit"] or None,
+        )
+        Task.objects.create(
+            study=study, bank=catch, name="Attention check", role=Task.Role.CATCH, position=2, sample_size=1
+        )
         return study_launch(study=study)

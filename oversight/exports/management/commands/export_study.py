@@ -24,19 +24,29 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("slug", help="The study's slug")
-        parser.add_argument("--format", choices=[*FORMATS, "all"], default="all",
-                            help="Table format (default: all three)")
+        parser.add_argument(
+            "--format", choices=[*FORMATS, "all"], default="all", help="Table format (default: all three)"
+        )
         parser.add_argument("--out", required=True, type=Path, help="Directory to write the export into")
-        parser.add_argument("--unzipped", action="store_true",
-                            help="Write a folder DIR/<slug>-export-<time>/ instead of the zip DIR/<…>.zip")
-        parser.add_argument("--include-external-ids", action="store_true",
-                            help="Include recruitment platform ids (only if the study allows their export)")
+        parser.add_argument(
+            "--unzipped",
+            action="store_true",
+            help="Write a folder DIR/<slug>-export-<time>/ instead of the zip DIR/<…>.zip",
+        )
+        parser.add_argument(
+            "--include-external-ids",
+            action="store_true",
+            help="Include recruitment platform ids (only if the study allows their export)",
+        )
         parser.add_argument("--include-pilots", action="store_true", help="Include pilot participants and their data")
-        parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS,
-                            help=f"Rows per write batch / Parquet row group (default {BATCH_ROWS:,})")
+        parser.add_argument(
+            "--batch-rows",
+            type=int,
+            default=BATCH_ROWS,
+            help=f"Rows per write batch / Parquet row group (default {BATCH_ROWS:,})",
+        )
 
-    def handle(self, *args, slug, format, out, unzipped, include_external_ids, include_pilots, batch_rows,
-               **options):
+    def handle(self, *args, slug, format, out, unzipped, include_external_ids, include_pilots, batch_rows, **options):
         study = Study.objects.filter(slug=slug).first()
         if study is None:
             raise CommandError(f"No study with the slug “{slug}”.")
@@ -46,8 +56,15 @@ class Command(BaseCommand):
         name = export_name(study, now)
         target = {"out_dir": out / name} if unzipped else {"zip_path": out / f"{name}.zip"}
         try:
-            result = export_study(study=study, formats=format, include_external_ids=include_external_ids,
-                                  include_pilots=include_pilots, now=now, batch_rows=batch_rows, **target)
+            result = export_study(
+                study=study,
+                formats=format,
+                include_external_ids=include_external_ids,
+                include_pilots=include_pilots,
+                now=now,
+                batch_rows=batch_rows,
+                **target,
+            )
         except ExportError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(str(result.path))

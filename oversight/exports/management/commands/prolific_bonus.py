@@ -29,14 +29,23 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("slug", help="The study's slug")
-        parser.add_argument("--per-correct", required=True,
-                            help="Bonus per correct scored answer, in the Prolific study's currency (e.g. 0.10)")
+        parser.add_argument(
+            "--per-correct",
+            required=True,
+            help="Bonus per correct scored answer, in the Prolific study's currency (e.g. 0.10)",
+        )
         parser.add_argument("--out", type=Path, help="Write the bonus lines here (default: standard output)")
-        parser.add_argument("--statuses", type=Path,
-                            help="Also write every participant's status, action (approve / screened_out / "
-                                 "not_finished / pilot) and bonus as CSV")
-        parser.add_argument("--withhold-excluded", action="store_true",
-                            help="No bonus for participants with an active exclusion (default: they are paid)")
+        parser.add_argument(
+            "--statuses",
+            type=Path,
+            help="Also write every participant's status, action (approve / screened_out / "
+            "not_finished / pilot) and bonus as CSV",
+        )
+        parser.add_argument(
+            "--withhold-excluded",
+            action="store_true",
+            help="No bonus for participants with an active exclusion (default: they are paid)",
+        )
 
     def handle(self, *args, slug, per_correct, out, statuses, withhold_excluded, **options):
         study = Study.objects.filter(slug=slug).first()
@@ -59,5 +68,7 @@ class Command(BaseCommand):
         total = sum((r.bonus for r in rows if r.prolific_pid), Decimal("0"))
         self.stderr.write(f"{len(lines)} Prolific bonus line(s), {total:.2f} in total, at {amount} per correct answer.")
         for r in unpayable(rows):
-            self.stderr.write(f"  {r.participant_id} ({r.external_id or 'anonymous'}) is owed {r.bonus:.2f} but "
-                              "did not join through Prolific: pay them another way.")
+            self.stderr.write(
+                f"  {r.participant_id} ({r.external_id or 'anonymous'}) is owed {r.bonus:.2f} but "
+                "did not join through Prolific: pay them another way."
+            )

@@ -16,10 +16,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("slug", help="The study's slug")
         parser.add_argument("--format", choices=["md", "json"], default="md", help="Markdown (default) or JSON")
-        parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                            help=f"Bootstrap seed, recorded in the report (default {DEFAULT_SEED})")
-        parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
-                            help=f"Bootstrap resamples; 0 for point estimates only (default {DEFAULT_RESAMPLES})")
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=DEFAULT_SEED,
+            help=f"Bootstrap seed, recorded in the report (default {DEFAULT_SEED})",
+        )
+        parser.add_argument(
+            "--resamples",
+            type=int,
+            default=DEFAULT_RESAMPLES,
+            help=f"Bootstrap resamples; 0 for point estimates only (default {DEFAULT_RESAMPLES})",
+        )
 
     def handle(self, *args, slug, format, seed, resamples, **options):
         if resamples < 0:
