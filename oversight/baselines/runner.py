@@ -557,7 +557,12 @@ def _counts(run_id: int) -> tuple[int, int, dict]:
 
 
 def run_summary(run: BaselineRun) -> dict:
-    rows = BaselineResult.objects.filter(run=run).values_list(
+    return summary_of(BaselineResult.objects.filter(run=run))
+
+
+def summary_of(results) -> dict:
+    """The summary of a queryset of one run's results (`scoring.summarise`); migrations pass historical models."""
+    rows = results.values_list(
         "item__subject", "item__gold_index", "probabilities", "predicted", "correct", "error_kind"
     )
     return summarise(
