@@ -268,9 +268,12 @@ class ConditionArrays:
     second_half: np.ndarray  # (P, I)
     valid_options: np.ndarray  # (I, K) bool
     gold: np.ndarray  # (I,) -1 where unknown
-    # Everything summed over participants, side by side, so one matrix product serves all item-level sums:
-    # [correct·bin_k for 5 bins | has_conf·bin_k for 5 bins | log-probabilities (I·K) | chosen (I·K) | answered].
-    stacked: np.ndarray
+    # Everything summed over participants, side by side, so two matrix products serve all item-level sums:
+    # whole-number counts [correct·bin_k for 5 bins | has_conf·bin_k for 5 bins | chosen (I·K) | answered] in
+    # float32 (exact for weighted counts up to 2^24, and half the work of float64), and the vote's log-probabilities
+    # (I·K) in float64.
+    counts: np.ndarray
+    logs: np.ndarray
     # Weight-independent matrices gathered once per scope, reused by every batch of resamples.
     cache: dict = field(default_factory=dict, repr=False)
     # The random tie rule's priorities (I, K), from `tie_priority`; None: ties go to the lowest option.
@@ -367,11 +370,9 @@ def build_condition_arrays(
     bins = np.full((n_p, n_i), -1, dtype=np.int64)
     bins[r[has_conf], c[has_conf]] = nearest_bin_index(conf[has_conf])
     in_bin = [(bins == k).astype(float) for k in range(N_BINS)]
-    stacked = np.hstack(
-        [correct * b for b in in_bin]
-        + [has_grid * b for b in in_bin]
-        + [logp.reshape(n_p, n_i * kmax), chosen.reshape(n_p, n_i * kmax), answered]
-    )
+    counts = np.hstack(
+        [correct * b for b in in_bin] + [has_grid * b for b in in_bin] + [chosen.reshape(n_p, n_i * kmax), answered]
+    ).astype(np.float32)
     return ConditionArrays(
         condition=condition,
         participants=participants,
@@ -385,7 +386,8 @@ def build_condition_arrays(
         second_half=second,
         valid_options=valid_options,
         gold=gold[items],
-        stacked=stacked,
+        counts=counts,
+        logs=logp.reshape(n_p, n_i * kmax),
     )
 
 
@@ -393,6 +395,18 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.full(np.broadcast(num, den).shape, np.nan)
     np.divide(num, den, out=out, where=den > 0)
     return out
+
+
+def _weighted_sum(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Σ_p weights·values per row (B, P) → (B,), summed in float64. Overwrites `values`.
+
+    In the bootstrap both are float32: the products are rounded once (a relative 2^-24, with the rate's own
+    rounding at most 2^-23 in all, i.e. ≤ 1.2e-5 percentage points on an accuracy), and the float64 sum adds no
+    rounding that grows with the number of participants — which a float32 sum over a thousand participants did, and
+    which showed as 75.24999961 for 75.25. Interval bounds are rounded to 4 decimals (bootstrap.BOUND_DECIMALS),
+    above that error."""
+    np.multiply(values, weights, out=values)
+    return values.sum(1, dtype=np.float64)
 
 
 def _participant_mean(num: np.ndarray, den: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -405,7 +419,7 @@ def _participant_mean(num: np.ndarray, den: np.ndarray, weights: np.ndarray) -> 
     rate = np.maximum(den, 1.0)
     np.divide(num, rate, out=rate)
     np.minimum(den, 1.0, out=den)
-    return _ratio(np.einsum("bp,bp->b", weights, rate), np.einsum("bp,bp->b", weights, den))
+    return _ratio(_weighted_sum(weights, rate), _weighted_sum(weights, den))
 
 
 def ce_from_bins(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -454,22 +468,25 @@ def vote_grid(arr: ConditionArrays, log_products: np.ndarray, plurality: np.ndar
     )
 
 
-def _unpack(arr: ConditionArrays, summed: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Split `weights @ arr.stacked` (B, width) back into its blocks."""
-    n_i, kmax, b = arr.n_items, arr.kmax, summed.shape[0]
+def _item_sums(arr: ConditionArrays, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The item-level sums over participants weighted by `w` (B, P), as (correct per bin, answers per bin,
+    log-products, plurality, answers): `w @ arr.counts` and `w @ arr.logs`, split back into their blocks."""
+    n_i, kmax = arr.n_items, arr.kmax
+    b = w.shape[0]
+    counts = (w.astype(np.float32, copy=False) @ arr.counts).astype(np.float64)
     offset = 2 * N_BINS * n_i
     return (
-        summed[:, : N_BINS * n_i].reshape(b, N_BINS, n_i),
-        summed[:, N_BINS * n_i : offset].reshape(b, N_BINS, n_i),
-        summed[:, offset : offset + n_i * kmax].reshape(b, n_i, kmax),
-        summed[:, offset + n_i * kmax : offset + 2 * n_i * kmax].reshape(b, n_i, kmax),
-        summed[:, offset + 2 * n_i * kmax :],
+        counts[:, : N_BINS * n_i].reshape(b, N_BINS, n_i),
+        counts[:, N_BINS * n_i : offset].reshape(b, N_BINS, n_i),
+        (w.astype(np.float64, copy=False) @ arr.logs).reshape(b, n_i, kmax),
+        counts[:, offset : offset + n_i * kmax].reshape(b, n_i, kmax),
+        counts[:, offset + n_i * kmax :],
     )
 
 
 def point_vote(arr: ConditionArrays) -> VoteGrid:
     """The vote on every item of the condition with each participant counted once (B = 1)."""
-    _cb, _ab, log_products, plurality, n_answers = _unpack(arr, arr.stacked.sum(0)[None])
+    _cb, _ab, log_products, plurality, n_answers = _item_sums(arr, np.ones((1, len(arr.participants))))
     return vote_grid(arr, log_products, plurality, n_answers)
 
 
@@ -492,8 +509,7 @@ def condition_series(
     # Participant-side sums may run in float32 (the bootstrap passes float32 weights: they are whole numbers and
     # so are the sums, exactly, up to 2^24); the vote's log-products always run in float64.
     dtype = w.dtype
-    w64 = w.astype(np.float64, copy=False)
-    correct_in_bin, answers_in_bin, log_products, plurality, n_answers = _unpack(arr, w64 @ arr.stacked)
+    correct_in_bin, answers_in_bin, log_products, plurality, n_answers = _item_sums(arr, w)
     vote = vote_grid(arr, log_products, plurality, n_answers)
 
     out: dict = {}
@@ -501,9 +517,7 @@ def condition_series(
     for scope, cols in scopes.items():
         cs = c[:, cols]
         grid = arr.gathered(("scope", scope), cols, "correct", "answered", "conf", "has_conf", dtype=dtype)
-        # Whole-number sums (exact in float32 too); the ratios are taken in float64, so no float32 rounding
-        # reaches an estimate or an interval bound (75.25, not 75.24999961).
-        sums = (cs @ grid.T).astype(np.float64)
+        sums = cs @ grid.T
         p = len(arr.participants)
         k_, m_, conf_, has_ = sums[:, :p], sums[:, p : 2 * p], sums[:, 2 * p : 3 * p], sums[:, 3 * p :]
         out["accuracy", scope] = 100 * _participant_mean(k_, m_, w)
@@ -540,10 +554,7 @@ def condition_series(
     if groups:
         names = list(groups)
         pieces = [
-            (c[:, groups[g]] @ arr.gathered(("group", g), groups[g], "correct", "answered", dtype=dtype).T).astype(
-                np.float64
-            )
-            for g in names
+            c[:, groups[g]] @ arr.gathered(("group", g), groups[g], "correct", "answered", dtype=dtype).T for g in names
         ]
         p = len(arr.participants)
         for name, sums in zip(names, pieces, strict=True):
@@ -561,16 +572,16 @@ def condition_series(
         arr.cache[halves_key] = np.vstack(
             [arr.correct * arr.first_half, arr.first_half, arr.correct * arr.second_half, arr.second_half]
         ).astype(dtype)
-    sums = (c @ arr.cache[halves_key].T).astype(np.float64)
+    sums = c @ arr.cache[halves_key].T
     p = len(arr.participants)
     k1, m1, k2, m2 = sums[:, :p], sums[:, p : 2 * p], sums[:, 2 * p : 3 * p], sums[:, 3 * p :]
     both = (m1 > 0) & (m2 > 0)
     a1 = np.divide(k1, m1, out=np.zeros_like(k1), where=both)
     a2 = np.divide(k2, m2, out=np.zeros_like(k2), where=both)
     wb = w * both
-    total = wb.sum(1)
-    first_half = 100 * _ratio(np.einsum("bp,bp->b", wb, a1), total)
-    second_half = 100 * _ratio(np.einsum("bp,bp->b", wb, a2), total)
+    total = wb.sum(1, dtype=np.float64)
+    first_half = 100 * _ratio(_weighted_sum(wb, a1), total)
+    second_half = 100 * _ratio(_weighted_sum(wb, a2), total)
     out["learning_first_half", ALL_SCOPE] = first_half
     out["learning_second_half", ALL_SCOPE] = second_half
     out["learning_difference", ALL_SCOPE] = second_half - first_half
