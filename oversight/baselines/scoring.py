@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from oversight.analysis.metrics import calibration_error, model_confidence, nearest_bin_index
-from oversight.analysis.tables import BIN_CENTRES, SUMMARY_CONFIDENCE
+from oversight.analysis.tables import BEST_OF_N, BIN_CENTRES, SELF_CONSISTENCY, SUMMARY_CONFIDENCE
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _SPACE_PREFIXES = " \t▁Ġ"
@@ -126,7 +126,7 @@ class SelfConsistencyVote:
     """Majority vote over the samples' predictions; probabilities are the mean of the samples' distributions.
     A tied vote goes to the option with the higher mean probability, then to the lowest letter."""
 
-    name = "self-consistency"
+    name = SELF_CONSISTENCY
 
     def select(self, samples: Sequence[CotSample]) -> Selection:
         if not samples:
@@ -140,23 +140,28 @@ class SelfConsistencyVote:
         return Selection(mean, best, {"selector": self.name, "votes": votes})
 
 
-class BestSampleSelector:
-    """Keep the one sample `score` rates highest (first on ties) and answer with its distribution: the shape
-    of the paper's preference-model selection, with the scoring function plugged in."""
+def best_of_n(samples: Sequence[CotSample], scores: Sequence[float], name: str = BEST_OF_N) -> Selection:
+    """The paper's selection: the one sample with the highest score (the first on ties), answered with its own
+    distribution over the letters."""
+    if not samples:
+        raise ValueError("no samples to select from")
+    best = max(range(len(samples)), key=lambda i: (scores[i], -i))
+    chosen = samples[best]
+    return Selection(
+        list(chosen.probabilities), chosen.predicted, {"selector": name, "chosen": best, "scores": list(scores)}
+    )
 
-    def __init__(self, score: Callable[[CotSample], float], name: str = "best-of-n"):
+
+class BestSampleSelector:
+    """Keep the one sample `score` rates highest (first on ties) and answer with its distribution: `best_of_n`
+    with the scoring function plugged in (the runner scores samples over HTTP instead: `clients.Scorer`)."""
+
+    def __init__(self, score: Callable[[CotSample], float], name: str = BEST_OF_N):
         self.score = score
         self.name = name
 
     def select(self, samples: Sequence[CotSample]) -> Selection:
-        if not samples:
-            raise ValueError("no samples to select from")
-        scores = [self.score(s) for s in samples]
-        best = max(range(len(samples)), key=lambda i: (scores[i], -i))
-        chosen = samples[best]
-        return Selection(
-            list(chosen.probabilities), chosen.predicted, {"selector": self.name, "chosen": best, "scores": scores}
-        )
+        return best_of_n(samples, [self.score(s) for s in samples], self.name)
 
 
 SELECTORS: dict[str, Callable[[], Selector]] = {SelfConsistencyVote.name: SelfConsistencyVote}
