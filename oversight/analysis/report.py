@@ -751,35 +751,32 @@ def _model_label(model: ModelMethod, endpoint: str, single_endpoint: bool) -> st
 
 def model_split_blocks(tables: StudyTables, layout: Layout, *, seed: int, resamples: int) -> list[dict]:
     """Each model-alone baseline on the split its runs covered (the paper's number): one block per (endpoint, model
-    method, split), a cell per analysed task from the latest finished run over that task's bank."""
+    method), a cell per analysed task from the latest finished run over that task's bank (whichever split)."""
     single = layout.single_endpoint
-    chosen: dict[tuple[str, ModelMethod, str], dict[str, dict]] = defaultdict(dict)
+    chosen: dict[tuple[str, ModelMethod], dict[str, dict]] = defaultdict(dict)
     for run in tables.baseline_runs:
         if run["scope"] != "bank" or not run.get("n_items"):
             continue  # a run over the study's items is the paired row; a run without a summary has no number yet
         for task in run["tasks"]:
             if task not in layout.tasks:
                 continue
-            runs = chosen[run["endpoint"], ModelMethod(**run["model"]), run["split"]]
+            runs = chosen[run["endpoint"], ModelMethod(**run["model"])]
             current = runs.get(task)
             if current is None or (run["status"] == "done", run["id"]) > (current["status"] == "done", current["id"]):
                 runs[task] = run
     blocks = []
-    for (endpoint, model, split), runs in sorted(
-        chosen.items(), key=lambda kv: (*_model_order(kv[0][1], kv[0][0]), kv[0][2])
-    ):
+    for (endpoint, model), runs in sorted(chosen.items(), key=lambda kv: _model_order(kv[0][1], kv[0][0])):
         key = model_key(model, endpoint, single)
         blocks.append(
             {
-                "key": f"{key}@{split or 'all'}",
+                "key": f"{key}@split",
                 "model_key": key,
-                "label": f"{_model_label(model, endpoint, single)} on {split or 'the whole bank'}",
+                "label": f"{_model_label(model, endpoint, single)} on its split",
                 "method": model.method,
                 "method_detail": model.to_dict(),
                 "endpoint": endpoint,
-                "split": split,
                 "by_task": {
-                    task: split_cell(runs[task], seed=seed, resamples=resamples)
+                    task: {"split": runs[task]["split"], **split_cell(runs[task], seed=seed, resamples=resamples)}
                     for task in layout.tasks
                     if task in runs
                 },
@@ -887,7 +884,7 @@ def paper_table(conditions, condition_blocks, baseline_blocks, splits, tasks, ta
                 "n_items": c["n_items"],
                 "n_participants": None,
                 "n_answers": c["n_items"],
-                "split": split["split"],
+                "split": c["split"],
                 "run_id": c["run_id"],
             }
             for task, c in split["by_task"].items()
@@ -897,7 +894,6 @@ def paper_table(conditions, condition_blocks, baseline_blocks, splits, tasks, ta
             "label": split["label"],
             "kind": "model_split",
             "scope": "split",
-            "split": split["split"],
             "method": split["method_detail"],
             "endpoint": split["endpoint"],
             "condition_id": None,
@@ -1037,6 +1033,9 @@ def markdown_table(analysis: dict) -> list[str]:
                 cells += ["–", "–", "–"]
             elif row["reference"]:
                 cells += [f"{_num(cell['accuracy']['value'])} (reference)", "–", "–"]
+            elif row["kind"] == "model_split":
+                split = cell["split"] or "all"
+                cells += [_est(cell["accuracy"]), _num(cell["ce"]["value"]), f"{cell['n_items']} ({split})"]
             else:
                 cells += [_est(cell["accuracy"]), _num(cell["ce"]["value"]), str(cell["n_items"])]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
@@ -1044,8 +1043,9 @@ def markdown_table(analysis: dict) -> list[str]:
     lines.append(
         "Accuracy and CE in %; N = items. Individual rows: mean over participants of each participant's "
         "accuracy; vote rows: confidence-weighted majority vote per item (an item nobody selected an option for "
-        "counts as wrong). Model rows: the model alone on the split its run covered (the paper's number) and on "
-        "the study's own items (the paired comparison). Expert human: published reference values, not measured."
+        "counts as wrong). Model rows: the model alone on the split its run covered (the paper's number; N names "
+        "the split) and on the study's own items (the paired comparison). Expert human: published reference "
+        "values, not measured."
     )
     return lines
 

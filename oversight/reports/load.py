@@ -20,7 +20,8 @@ from django.utils import timezone
 from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow, baseline_run
 from oversight.assistant.models import ChatMessage
 from oversight.banks.models import Item
-from oversight.baselines.models import BaselineResult, BaselineRun
+from oversight.baselines.models import BaselineResult
+from oversight.baselines.services import runs_for_study
 from oversight.core.models import ConditionItem, Exclusion, Participant, Study, Trial
 
 
@@ -181,13 +182,11 @@ def load_baselines(study: Study, *, item_ids: set[int]) -> tuple[list[BaselineRo
     selection as the baselines exporters, so a report recomputed from an export matches). Every result is
     returned (`analysis.report` keeps, per baseline and item, the latest run's successful result).
     """
-    banks = list(study.tasks.values_list("bank_id", flat=True))
     tasks_of_bank: dict[int, list[str]] = defaultdict(list)
     for bank_id, name in study.tasks.filter(role="scored").order_by("position", "id").values_list("bank_id", "name"):
         tasks_of_bank[bank_id].append(name)
-    runs = BaselineRun.objects.filter(Q(study=study) | Q(study__isnull=True, bank_id__in=banks))
     info = {}
-    for run in runs.select_related("endpoint").order_by("pk"):
+    for run in runs_for_study(study).select_related("endpoint").order_by("pk"):
         info[run.pk] = baseline_run(
             id=run.pk,
             method=run.method,

@@ -20,6 +20,7 @@ from oversight.analysis import plots
 from oversight.analysis.report import DEFAULT_SEED, analysed_trials, build_report
 from oversight.banks.models import Item
 from oversight.baselines.models import BaselineResult, BaselineRun
+from oversight.baselines.services import runs_for_study
 from oversight.core.models import Exclusion, Participant, Study, Trial
 from oversight.reports.items import item_rows
 from oversight.reports.load import load_tables
@@ -33,7 +34,7 @@ def data_version(study: Study, *, now=None) -> str:
     and when an open trial passes its deadline (the report then counts it as timed out: `load`)."""
     now = now or timezone.now()
     final = [Trial.Status.ANSWERED, Trial.Status.TIMED_OUT]
-    banks = list(study.tasks.values_list("bank_id", flat=True))
+    runs = runs_for_study(study)
     parts = [
         Trial.objects.filter(participant__study=study).aggregate(
             n=Count("id"),
@@ -52,11 +53,9 @@ def data_version(study: Study, *, now=None) -> str:
         Exclusion.objects.filter(participant__study=study).aggregate(
             n=Count("id"), revoked=Count("revoked_at"), last=Max("created_at"), last_revoked=Max("revoked_at")
         ),
-        BaselineResult.objects.filter(
-            Q(run__study=study) | Q(run__study__isnull=True, run__bank_id__in=banks)
-        ).aggregate(n=Count("id"), last=Max("id"), runs=Max("run_id")),
+        BaselineResult.objects.filter(run__in=runs).aggregate(n=Count("id"), last=Max("id"), runs=Max("run_id")),
         # A run's summary (its split's numbers) is written when it finishes, after its last result.
-        BaselineRun.objects.filter(Q(study=study) | Q(study__isnull=True, bank_id__in=banks)).aggregate(
+        runs.aggregate(
             n=Count("id"), done=Count("id", filter=Q(status=BaselineRun.Status.DONE)), last=Max("finished_at")
         ),
     ]

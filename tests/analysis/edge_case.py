@@ -93,7 +93,7 @@ def edge_case_tables(**fields):
 TABLE_1_LABELS = [
     "Unaided",
     "Unaided vote",
-    "Model (zero-shot) on val",
+    "Model (zero-shot) on its split",
     "Model (zero-shot) on the study's items",
     "Assisted",
     "Assisted vote",

@@ -87,7 +87,7 @@ def test_table_1_has_the_papers_rows_with_the_model_on_its_split_and_on_the_stud
     table = analysis()["table"]
     assert [r["label"] for r in table["rows"]] == TABLE_1_LABELS
     cells = {r["label"]: r["cells"]["MMLU"] for r in table["rows"]}
-    split = cells["Model (zero-shot) on val"]
+    split = cells["Model (zero-shot) on its split"]
     assert split["accuracy"]["value"] == 25 and split["n_items"] == 100 and split["split"] == "val"
     assert split["ce"]["value"] == 0  # all 100 in the 25% bin, 25% right
     study = cells["Model (zero-shot) on the study's items"]

@@ -259,7 +259,7 @@ def test_the_console_table_has_the_json_reports_rows_with_the_model_on_its_split
     assert labels == TABLE_1_LABELS
     for label in labels:
         row_cells(body, label)  # every row of the JSON is on the page
-    split = row_cells(body, "Model (zero-shot) on val")
+    split = row_cells(body, "Model (zero-shot) on its split")
     assert split[2] == f"{bank.items.count()} (val)"  # N: the whole split, named
     assert row_cells(body, "Expert human (published)") == ["90.0 reference", "–", "–"]
     assert "Empty timeouts" in body and "Tie rule" in body

@@ -66,4 +66,4 @@ def test_the_model_on_its_split_and_the_expert_row_survive_the_round_trip(study,
     from_db = build_report(load_tables(study), seed=SEED, resamples=RESAMPLES)
     assert from_files.to_json() == from_db.to_json()
     labels = [r["label"] for r in from_db.to_dict()["with_exclusions"]["table"]["rows"]]
-    assert "Model (best-of-20 CoT, reward model) on val" in labels and labels[-1] == "Expert human (published)"
+    assert "Model (best-of-20 CoT, reward model) on its split" in labels and labels[-1] == "Expert human (published)"

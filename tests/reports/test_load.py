@@ -258,7 +258,7 @@ def test_a_bank_run_gives_the_model_on_its_split_and_on_the_studys_items(study):
 
     data = build_report(load_tables(study), resamples=0).to_dict()["with_exclusions"]
     rows = {r["label"]: r for r in data["table"]["rows"]}
-    split = rows["Model (zero-shot) on the whole bank"]["cells"]["Main"]
+    split = rows["Model (zero-shot) on its split"]["cells"]["Main"]
     assert (split["n_items"], split["accuracy"]["value"]) == (12, pytest.approx(100 * 8 / 12))
     study_items = rows["Model (zero-shot) on the study's items"]["cells"]["Main"]
     assert (study_items["n_items"], study_items["accuracy"]["value"]) == (6, pytest.approx(100 * 2 / 6))
