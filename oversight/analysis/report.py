@@ -56,7 +56,7 @@ from oversight.analysis.tables import (
     TrialRow,
 )
 
-SCHEMA = "oversight.sandwich-report/1"
+SCHEMA = "oversight.sandwich-report/2"
 DEFAULT_SEED = 0
 DEFAULT_RESAMPLES = 2000
 CHUNK = 500  # resamples per batch: bounds memory at (CHUNK × items × options) floats per condition

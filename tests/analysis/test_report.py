@@ -111,7 +111,7 @@ def test_the_report_is_strict_json_and_says_how_it_was_made():
     rows, baselines = sandwich_rows()
     report = build_report(tables(rows, baselines=baselines), seed=5, resamples=50, tie_rule="lowest_option")
     data = json.loads(report.to_json())
-    assert data["schema"] == "oversight.sandwich-report/1"
+    assert data["schema"] == "oversight.sandwich-report/2"
     assert data["method"]["bootstrap"]["seed"] == 5
     assert "sum of the products" in data["method"]["vote_confidence"]
     assert "lowest option index" in data["method"]["vote_tie_rule"]
