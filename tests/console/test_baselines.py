@@ -13,7 +13,7 @@ from oversight.reports import services as report_services
 from tests.console.test_report import answer, enrol
 from tests.factories import make_study
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache", "tasks_inline")]
 
 
 @pytest.fixture
