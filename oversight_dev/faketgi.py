@@ -347,6 +347,8 @@ class AsyncFakeTGI:
         control_port: int | None = None,
         replies: Iterable[wire.Reply] = (),
         reply_fn: Callable[[ReplyContext], wire.Reply] | None = None,
+        logprobs_fn: Callable[[ReplyContext], Mapping[str, float]] | None = None,
+        reward_fn: Callable[[Any], float | list[dict[str, Any]]] | None = None,
         **settings: Any,
     ):
         base = config or FakeTGIConfig()
@@ -359,6 +361,12 @@ class AsyncFakeTGI:
         self.port = port
         self.control_port = control_port
         self.reply_fn = reply_fn
+        # Scoring requests (top_n_tokens): letter logprobs per request, e.g. after a chain of thought's reasoning.
+        self.logprobs_fn = logprobs_fn
+        # POST /predict, the sequence-classification route of text-embeddings-inference (TEI) that reward models are
+        # served on; TGI itself has none (404 without a reward_fn). Called with one input (a text, or a [text,
+        # text_pair] pair); returns its score (answered as one "LABEL_0" prediction) or a list of predictions.
+        self.reward_fn = reward_fn
         self._replies: deque[wire.Reply] = deque(replies)
         self._requests: list[RecordedRequest] = []
         self.tokens_sent = 0
@@ -564,6 +572,8 @@ class AsyncFakeTGI:
             ("POST", "/"): lambda: self._generation(req, resp, cfg, faults, route="compat"),
             ("POST", "/v1/chat/completions"): lambda: self._generation(req, resp, cfg, faults, route="chat"),
         }
+        if self.reward_fn is not None:
+            routes["POST", "/predict"] = lambda: self._predict(req, resp)
         handler = routes.get((req.method, req.path))
         if handler is not None:
             await handler()
@@ -765,12 +775,30 @@ class AsyncFakeTGI:
             raise verr(f"`inputs` must have less than {cfg.max_input_tokens} tokens. Given: {input_length}")
         return tokens, max_new
 
+    async def _predict(self, req: _Request, resp: _Responder) -> None:
+        """TEI's /predict: `{"inputs": text | [text, pair] | [[text(, pair)], …], "raw_scores", "truncate"}` →
+        `[{"score", "label"}, …]` for one input, a list of those for a batch (router/src/http/types.rs)."""
+        body = _lenient_json(req.body)
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if inputs is None:
+            await resp.send_json(422, {"error": "missing field `inputs`", "error_type": "validation"})
+            return
+        batch = isinstance(inputs, list) and bool(inputs) and isinstance(inputs[0], list)
+
+        def predictions(one: Any) -> list[dict[str, Any]]:
+            assert self.reward_fn is not None
+            scored = self.reward_fn(one)
+            return scored if isinstance(scored, list) else [{"score": float(scored), "label": "LABEL_0"}]
+
+        await resp.send_json(200, [predictions(one) for one in inputs] if batch else predictions(inputs))
+
     def _plan(self, cfg: FakeTGIConfig, p: _Params, body: dict[str, Any], max_new: int, route: str) -> wire.Plan:
         top_n = p.top_n or 0
-        if cfg.letter_logprobs and top_n > 0:
-            return wire.plan_generation(
-                "", max_new_tokens=max_new, stop=p.stop, top_n=top_n, letter_logprobs=cfg.letter_logprobs
-            )
+        letters = cfg.letter_logprobs
+        if self.logprobs_fn is not None and top_n > 0:
+            letters = dict(self.logprobs_fn(ReplyContext(route, p.messages, p.prompt, body)))
+        if letters and top_n > 0:
+            return wire.plan_generation("", max_new_tokens=max_new, stop=p.stop, top_n=top_n, letter_logprobs=letters)
         reply: wire.Reply
         if self._replies:
             reply = self._replies.popleft()

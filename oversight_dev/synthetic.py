@@ -22,6 +22,7 @@ from oversight.analysis.tables import (
     ConditionRow,
     StudyTables,
     TrialRow,
+    baseline_run,
 )
 
 _START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -146,7 +147,19 @@ def synthetic_tables(
         tasks=list(tasks),
         baselines=baselines,
         baseline_runs=[
-            {"id": 1, "method": m, "endpoint": "synthetic", "status": "done"} for m in model_accuracy if m in METHODS
+            baseline_run(
+                id=1,
+                method=m,
+                endpoint="synthetic",
+                split="",
+                scope="study",
+                status="done",
+                params={},
+                summary=None,
+                tasks=[],
+            )
+            for m in model_accuracy
+            if m in METHODS
         ],
         excluded=frozenset(range(1, excluded + 1)),
         pilots=pilot_ids,

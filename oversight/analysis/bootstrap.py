@@ -6,8 +6,9 @@ strata — an item's stratum is its task together with the set of conditions tha
 keeps each condition's number of items per task. A participant or item drawn m times carries weight m in every
 statistic (in the vote, a participant drawn twice votes twice). Resampling both ways lets the intervals reflect
 that both the participants and the items are samples (the paper's 5 participants and 100 items per condition).
-The interval is the 2.5th–97.5th percentile of the replicates; a replicate where a statistic is undefined (for
-instance no drawn participant answered an item of a task) is left out and counted.
+The interval is the 2.5th–97.5th percentile of the replicates, its bounds rounded to 4 decimals; a replicate where a
+statistic is undefined (for instance no drawn participant answered an item of a task) is left out and counted. An
+estimate that is itself undefined (null) has no interval.
 
 Resamples are generated from `numpy.random.default_rng(seed)`: participants first, then the strata in sorted
 order, so one seed gives the same intervals on any machine with the same numpy.
@@ -33,6 +34,7 @@ import numpy as np
 
 PERMUTATIONS = 10_000
 EXACT_MAX = 16
+BOUND_DECIMALS = 4  # above the float32 rounding of the resampled statistics (metrics._weighted_sum)
 
 
 def draw_counts(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
@@ -63,8 +65,10 @@ def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float | None, fl
     if defined.size == 0:
         return None, None, undefined
     tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(defined, [tail, 100 - tail])
-    return float(lo), float(hi), undefined
+    lo, hi = np.percentile(defined.astype(np.float64, copy=False), [tail, 100 - tail])
+    # Four decimals of a percent: far below any meaningful digit, and above the rounding of the resampled
+    # statistics (a bound that is 75.25 reads 75.25, not 75.24999961).
+    return round(float(lo), BOUND_DECIMALS), round(float(hi), BOUND_DECIMALS), undefined
 
 
 def sign_flip_test(differences: Sequence[float], *, seed: int, permutations: int = PERMUTATIONS) -> dict:

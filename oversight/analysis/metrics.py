@@ -20,14 +20,22 @@ Definitions and the choices this module makes where the paper is silent:
   an option outright. An answer without an option or without a confidence is uninformative (uniform). The vote
   picks the option with the highest product of these probabilities over the item's participants (computed as a
   sum of logs; products within a relative 1e-9 on the log scale count as equal).
+* **No opinion.** An answer without an option (a trial that timed out with nothing selected) carries no opinion:
+  it adds nothing to the products and nothing to the plurality. An item where none of the answers has an option
+  gets **no vote**: it counts as wrong in the vote's accuracy (as each of its empty answers counts as wrong in the
+  participants' accuracy) and has no confidence, so it is in no calibration bin and not in the max-confidence
+  subset. The tie rule below never picks an option for it.
 * **Ties** (equal products — e.g. a lone 25% answer, or two opposite answers at the same level): the tied option
-  chosen by the most participants wins; if still tied, the lowest option index (A before B). Deterministic,
-  and it reduces to a plain majority vote when every answer is uninformative.
+  chosen by the most participants wins; if still tied, the **tie rule** decides. `random` (the default): each
+  (condition, item, option) gets a priority from a hash of the report's seed (`tie_priority`), and the tied
+  option with the highest wins — a fair draw among the tied options, the same in every bootstrap resample and on
+  every run with the same seed. `lowest_option`: the lowest option index (A before B), which favours A.
 * **Vote confidence** (our reading; the paper does not define it): the chosen option's product divided by the
   sum of the products over the item's options.
 * **Calibration error (CE).** Bins centred at 25, 42, 60, 80, 100%. A Likert answer sits at its level (its bin
   centre, the top bin's centre being 100). Slider and all-options answers (the chosen option's stated
-  probability), model probabilities (the predicted option's probability) and vote confidences go to the nearest
+  probability), model probabilities (the predicted option's probability, `model_confidence`: one definition for
+  the report and the baseline runs' summaries) and vote confidences go to the nearest
   bin centre; a value exactly between two centres goes to the lower bin. Per non-empty bin: |accuracy in the
   bin − centre| in percentage points; CE is the unweighted mean over the non-empty bins. Human CE pools every
   answer of the condition (one observation per answer).
@@ -35,7 +43,8 @@ Definitions and the choices this module makes where the paper is silent:
   shown, so "Certain" counts as 100), the same participant-level averaging as accuracy.
 * **Learning effect**: per participant, their scored items of the condition in the order shown; the first
   ⌊n/2⌋ form the first half and the last ⌊n/2⌋ the second (the middle item of an odd n is in neither). Reported
-  as the mean over participants (with both halves) of each half's accuracy, and second − first.
+  as the mean over participants (with both halves) of each half's accuracy, and second − first; and, the paper's
+  statistic, how many of those participants improved (second half more accurate), stayed level or declined.
 """
 
 from __future__ import annotations
@@ -48,10 +57,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oversight.analysis.columns import TrialColumns
-from oversight.analysis.tables import BIN_CENTRES, DISTRIBUTION, LIKERT, BaselineRow, ConditionRow, TrialRow
+from oversight.analysis.tables import (
+    BIN_CENTRES,
+    DISTRIBUTION,
+    LIKERT,
+    BaselineRow,
+    ConditionRow,
+    ModelMethod,
+    TrialRow,
+)
 
 CERTAIN_SCORED_AS = 0.99
 TIE_RTOL = 1e-9
+RANDOM = "random"
+LOWEST_OPTION = "lowest_option"
+TIE_RULES = (RANDOM, LOWEST_OPTION)
 _CENTRES = np.asarray(BIN_CENTRES, dtype=float)
 N_BINS = len(BIN_CENTRES)
 TOP_BIN = N_BINS - 1
@@ -110,18 +130,59 @@ def nearest_bin_index(percent: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(percent, dtype=float)[..., None] - _CENTRES).argmin(axis=-1)
 
 
+def model_confidence(probabilities: Sequence[float], predicted: int | None = None) -> float:
+    """A model's confidence in its answer: the probability of the option it predicted (the most probable one when
+    `predicted` is not given). For a self-consistency vote the predicted option need not be the most probable."""
+    if predicted is None:
+        predicted = max(range(len(probabilities)), key=lambda i: (probabilities[i], -i))
+    return float(probabilities[predicted])
+
+
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, elementwise on uint64 (wrapping arithmetic): a well-mixed hash of each value."""
+    x = x.copy()
+    x ^= x >> np.uint64(30)
+    x *= _MIX[0]
+    x ^= x >> np.uint64(27)
+    x *= _MIX[1]
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def tie_priority(seed: int, condition_id: int, item_ids: Sequence[int], n_options: int) -> np.ndarray:
+    """(items, options) priorities in [0, 1) for the random tie rule: a hash of (seed, condition, item, option), so
+    a tie is decided the same way for the same item whatever else the study holds, and by a fair draw."""
+    items = np.asarray(item_ids, dtype=np.uint64).reshape(-1, 1)
+    options = np.arange(n_options, dtype=np.uint64).reshape(1, -1)
+    with np.errstate(over="ignore"):
+        x = _splitmix(np.full(1, np.uint64(seed & 0xFFFFFFFFFFFFFFFF)) + np.uint64(condition_id & 0xFFFFFFFF))
+        x = _splitmix(x + items * np.uint64(0x9E3779B97F4A7C15))
+        x = _splitmix(x + options)
+    return (x >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
 @dataclass(frozen=True)
 class Vote:
     choice: int
     confidence: float  # chosen product / sum of products
     products: tuple[float, ...]
-    tie_break: str = ""  # "" (no tie), "plurality" or "lowest_option"
+    tie_break: str = ""  # "" (no tie), "plurality", or the tie rule that decided ("random", "lowest_option")
 
 
-def weighted_vote(answers: Iterable[tuple[int | None, Sequence[float] | None]], n_options: int) -> Vote | None:
-    """The confidence-weighted majority vote over `(choice, probabilities or None)` answers to one item."""
+def weighted_vote(
+    answers: Iterable[tuple[int | None, Sequence[float] | None]],
+    n_options: int,
+    *,
+    priority: Sequence[float] | None = None,
+) -> Vote | None:
+    """The confidence-weighted majority vote over `(choice, probabilities or None)` answers to one item; None when
+    no answer has an option (no opinion). `priority` (one number per option, e.g. a row of `tie_priority`) breaks
+    a tie that the plurality leaves, the highest winning; without it the lowest option wins."""
     answers = list(answers)
-    if not answers:
+    if not any(choice is not None for choice, _p in answers):
         return None
     logs = [0.0] * n_options
     plurality = [0] * n_options
@@ -138,7 +199,13 @@ def weighted_vote(answers: Iterable[tuple[int | None, Sequence[float] | None]], 
     if len(tied) > 1:
         top = max(plurality[o] for o in tied)
         leaders = [o for o in tied if plurality[o] == top]
-        tie_break = "plurality" if len(leaders) == 1 else "lowest_option"
+        if len(leaders) == 1:
+            tie_break = "plurality"
+        elif priority is not None:
+            tie_break = RANDOM
+            leaders = [max(leaders, key=lambda o: priority[o])]
+        else:
+            tie_break = LOWEST_OPTION
         tied = leaders
     choice = tied[0]
     norm = best + math.log(sum(math.exp(v - best) for v in logs))
@@ -159,7 +226,7 @@ def calibration_error(observations: Iterable[tuple[float, bool]]) -> tuple[float
         counts[index] += 1
         right[index] += bool(correct)
     bins = [
-        {"centre": c, "n": n, "accuracy": (100 * r / n) if n else None}
+        {"centre": c, "n": n, "right": r, "accuracy": (100 * r / n) if n else None}
         for c, n, r in zip(BIN_CENTRES, counts, right, strict=True)
     ]
     errors = [abs(b["accuracy"] - b["centre"]) for b in bins if b["n"]]
@@ -201,11 +268,16 @@ class ConditionArrays:
     second_half: np.ndarray  # (P, I)
     valid_options: np.ndarray  # (I, K) bool
     gold: np.ndarray  # (I,) -1 where unknown
-    # Everything summed over participants, side by side, so one matrix product serves all item-level sums:
-    # [correct·bin_k for 5 bins | has_conf·bin_k for 5 bins | log-probabilities (I·K) | chosen (I·K) | answered].
-    stacked: np.ndarray
+    # Everything summed over participants, side by side, so two matrix products serve all item-level sums:
+    # whole-number counts [correct·bin_k for 5 bins | has_conf·bin_k for 5 bins | chosen (I·K) | answered] in
+    # float32 (exact for weighted counts up to 2^24, and half the work of float64), and the vote's log-probabilities
+    # (I·K) in float64.
+    counts: np.ndarray
+    logs: np.ndarray
     # Weight-independent matrices gathered once per scope, reused by every batch of resamples.
     cache: dict = field(default_factory=dict, repr=False)
+    # The random tie rule's priorities (I, K), from `tie_priority`; None: ties go to the lowest option.
+    priority: np.ndarray | None = field(default=None, repr=False)
 
     def gathered(self, key, cols: np.ndarray, *parts: str, dtype=np.float64) -> np.ndarray:
         key = (key, np.dtype(dtype).str)
@@ -298,11 +370,9 @@ def build_condition_arrays(
     bins = np.full((n_p, n_i), -1, dtype=np.int64)
     bins[r[has_conf], c[has_conf]] = nearest_bin_index(conf[has_conf])
     in_bin = [(bins == k).astype(float) for k in range(N_BINS)]
-    stacked = np.hstack(
-        [correct * b for b in in_bin]
-        + [has_grid * b for b in in_bin]
-        + [logp.reshape(n_p, n_i * kmax), chosen.reshape(n_p, n_i * kmax), answered]
-    )
+    counts = np.hstack(
+        [correct * b for b in in_bin] + [has_grid * b for b in in_bin] + [chosen.reshape(n_p, n_i * kmax), answered]
+    ).astype(np.float32)
     return ConditionArrays(
         condition=condition,
         participants=participants,
@@ -316,7 +386,8 @@ def build_condition_arrays(
         second_half=second,
         valid_options=valid_options,
         gold=gold[items],
-        stacked=stacked,
+        counts=counts,
+        logs=logp.reshape(n_p, n_i * kmax),
     )
 
 
@@ -324,6 +395,18 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.full(np.broadcast(num, den).shape, np.nan)
     np.divide(num, den, out=out, where=den > 0)
     return out
+
+
+def _weighted_sum(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Σ_p weights·values per row (B, P) → (B,), summed in float64. Overwrites `values`.
+
+    In the bootstrap both are float32: the products are rounded once (a relative 2^-24, with the rate's own
+    rounding at most 2^-23 in all, i.e. ≤ 1.2e-5 percentage points on an accuracy), and the float64 sum adds no
+    rounding that grows with the number of participants — which a float32 sum over a thousand participants did, and
+    which showed as 75.24999961 for 75.25. Interval bounds are rounded to 4 decimals (bootstrap.BOUND_DECIMALS),
+    above that error."""
+    np.multiply(values, weights, out=values)
+    return values.sum(1, dtype=np.float64)
 
 
 def _participant_mean(num: np.ndarray, den: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -336,7 +419,7 @@ def _participant_mean(num: np.ndarray, den: np.ndarray, weights: np.ndarray) -> 
     rate = np.maximum(den, 1.0)
     np.divide(num, rate, out=rate)
     np.minimum(den, 1.0, out=den)
-    return _ratio(np.einsum("bp,bp->b", weights, rate), np.einsum("bp,bp->b", weights, den))
+    return _ratio(_weighted_sum(weights, rate), _weighted_sum(weights, den))
 
 
 def ce_from_bins(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -349,12 +432,13 @@ def ce_from_bins(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 @dataclass
 class VoteGrid:
-    choice: np.ndarray  # (B, I)
-    correct: np.ndarray  # (B, I) float
-    confidence: np.ndarray  # (B, I)
-    bin: np.ndarray  # (B, I)
+    choice: np.ndarray  # (B, I); -1 where nobody who answered selected an option (no opinion)
+    correct: np.ndarray  # (B, I) float; 0 without an opinion
+    confidence: np.ndarray  # (B, I); NaN without an opinion
+    bin: np.ndarray  # (B, I); -1 without an opinion
     valid: np.ndarray  # (B, I) float: 1 where some drawn participant answered the item
-    tie_break: np.ndarray  # (B, I) 0 none, 1 plurality, 2 lowest option
+    opinion: np.ndarray  # (B, I) float: 1 where some drawn participant selected an option
+    tie_break: np.ndarray  # (B, I) 0 none, 1 plurality, 2 the tie rule
 
 
 def vote_grid(arr: ConditionArrays, log_products: np.ndarray, plurality: np.ndarray, n_answers: np.ndarray) -> VoteGrid:
@@ -364,37 +448,45 @@ def vote_grid(arr: ConditionArrays, log_products: np.ndarray, plurality: np.ndar
     tied = s >= best - TIE_RTOL * np.maximum(1.0, np.abs(best))
     plural = np.where(tied, plurality, -1.0)
     leaders = tied & (plural >= plural.max(-1, keepdims=True))
-    choice = leaders.argmax(-1)  # first True: the lowest option index among the leaders
+    # The lowest option among the leaders (argmax returns the first True), or the highest priority among them.
+    ranked = leaders if arr.priority is None else np.where(leaders, arr.priority[None], -1.0)
+    choice = ranked.argmax(-1)
     n_tied, n_leaders = tied.sum(-1), leaders.sum(-1)
-    tie_break = np.where(n_tied > 1, np.where(n_leaders > 1, 2, 1), 0)
+    opinion = plurality.sum(-1) > 0  # some answer selected an option: without one there is nothing to vote on
+    tie_break = np.where(opinion & (n_tied > 1), np.where(n_leaders > 1, 2, 1), 0)
     norm = best[..., 0] + np.log(np.exp(s - best).sum(-1))
-    confidence = np.exp(np.take_along_axis(s, choice[..., None], -1)[..., 0] - norm)
+    confidence = np.where(opinion, np.exp(np.take_along_axis(s, choice[..., None], -1)[..., 0] - norm), np.nan)
+    choice = np.where(opinion, choice, -1)
     return VoteGrid(
         choice=choice,
-        correct=(choice == arr.gold[None, :]).astype(float),
+        correct=(opinion & (choice == arr.gold[None, :])).astype(float),
         confidence=confidence,
-        bin=nearest_bin_index(100 * confidence),
+        bin=np.where(opinion, nearest_bin_index(100 * np.nan_to_num(confidence)), -1),
         valid=(n_answers > 0).astype(float),
+        opinion=opinion.astype(float),
         tie_break=tie_break,
     )
 
 
-def _unpack(arr: ConditionArrays, summed: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Split `weights @ arr.stacked` (B, width) back into its blocks."""
-    n_i, kmax, b = arr.n_items, arr.kmax, summed.shape[0]
+def _item_sums(arr: ConditionArrays, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The item-level sums over participants weighted by `w` (B, P), as (correct per bin, answers per bin,
+    log-products, plurality, answers): `w @ arr.counts` and `w @ arr.logs`, split back into their blocks."""
+    n_i, kmax = arr.n_items, arr.kmax
+    b = w.shape[0]
+    counts = (w.astype(np.float32, copy=False) @ arr.counts).astype(np.float64)
     offset = 2 * N_BINS * n_i
     return (
-        summed[:, : N_BINS * n_i].reshape(b, N_BINS, n_i),
-        summed[:, N_BINS * n_i : offset].reshape(b, N_BINS, n_i),
-        summed[:, offset : offset + n_i * kmax].reshape(b, n_i, kmax),
-        summed[:, offset + n_i * kmax : offset + 2 * n_i * kmax].reshape(b, n_i, kmax),
-        summed[:, offset + 2 * n_i * kmax :],
+        counts[:, : N_BINS * n_i].reshape(b, N_BINS, n_i),
+        counts[:, N_BINS * n_i : offset].reshape(b, N_BINS, n_i),
+        (w.astype(np.float64, copy=False) @ arr.logs).reshape(b, n_i, kmax),
+        counts[:, offset : offset + n_i * kmax].reshape(b, n_i, kmax),
+        counts[:, offset + n_i * kmax :],
     )
 
 
 def point_vote(arr: ConditionArrays) -> VoteGrid:
     """The vote on every item of the condition with each participant counted once (B = 1)."""
-    _cb, _ab, log_products, plurality, n_answers = _unpack(arr, arr.stacked.sum(0)[None])
+    _cb, _ab, log_products, plurality, n_answers = _item_sums(arr, np.ones((1, len(arr.participants))))
     return vote_grid(arr, log_products, plurality, n_answers)
 
 
@@ -417,8 +509,7 @@ def condition_series(
     # Participant-side sums may run in float32 (the bootstrap passes float32 weights: they are whole numbers and
     # so are the sums, exactly, up to 2^24); the vote's log-products always run in float64.
     dtype = w.dtype
-    w64 = w.astype(np.float64, copy=False)
-    correct_in_bin, answers_in_bin, log_products, plurality, n_answers = _unpack(arr, w64 @ arr.stacked)
+    correct_in_bin, answers_in_bin, log_products, plurality, n_answers = _item_sums(arr, w)
     vote = vote_grid(arr, log_products, plurality, n_answers)
 
     out: dict = {}
@@ -435,7 +526,7 @@ def condition_series(
         den = (answers_in_bin[:, :, cols] * cs[:, None, :]).sum(-1)
         out["ce", scope] = ce_from_bins(num, den)
 
-        weight = cs * vote.valid[:, cols]
+        weight = cs * vote.valid[:, cols]  # items without an opinion stay in: they count as wrong
         v_correct, v_bin = vote.correct[:, cols], vote.bin[:, cols]
         out["vote_accuracy", scope] = 100 * _ratio((weight * v_correct).sum(-1), weight.sum(-1))
         in_bin = np.stack([(v_bin == k) for k in range(N_BINS)], axis=1) * weight[:, None, :]
@@ -453,12 +544,11 @@ def condition_series(
                 "bins": _bin_table(num[0], den[0]),
                 "vote_bins": _bin_table(v_num[0], v_den[0]),
                 "vote_n_items": int(vote.valid[0, cols].sum()),
+                "vote_n_no_opinion": int((vote.valid[0, cols] * (1 - vote.opinion[0, cols])).sum()),
                 "vote_ties_plurality": int((vote.tie_break[0, cols] == 1).sum()),
-                "vote_ties_lowest_option": int((vote.tie_break[0, cols] == 2).sum()),
+                "vote_ties_by_rule": int((vote.tie_break[0, cols] == 2).sum()),
                 "max_confidence_n_items": int(v_den[0, TOP_BIN]),
-                "vote_mean_confidence": float(100 * (vote.confidence[0, cols] * weight[0]).sum() / weight[0].sum())
-                if weight[0].sum()
-                else None,
+                "vote_mean_confidence": _vote_mean_confidence(vote, cols, weight[0]),
             }
 
     if groups:
@@ -489,15 +579,27 @@ def condition_series(
     a1 = np.divide(k1, m1, out=np.zeros_like(k1), where=both)
     a2 = np.divide(k2, m2, out=np.zeros_like(k2), where=both)
     wb = w * both
-    total = wb.sum(1)
-    first_half = 100 * _ratio(np.einsum("bp,bp->b", wb, a1), total)
-    second_half = 100 * _ratio(np.einsum("bp,bp->b", wb, a2), total)
+    total = wb.sum(1, dtype=np.float64)
+    first_half = 100 * _ratio(_weighted_sum(wb, a1), total)
+    second_half = 100 * _ratio(_weighted_sum(wb, a2), total)
     out["learning_first_half", ALL_SCOPE] = first_half
     out["learning_second_half", ALL_SCOPE] = second_half
     out["learning_difference", ALL_SCOPE] = second_half - first_half
     if detail:
         details["learning_n_participants"] = int(both[0].sum())
+        change = (a2 - a1)[0][both[0]]
+        details["learning_n_improved"] = int((change > 0).sum())
+        details["learning_n_unchanged"] = int((change == 0).sum())
+        details["learning_n_declined"] = int((change < 0).sum())
     return out, details
+
+
+def _vote_mean_confidence(vote: VoteGrid, cols: np.ndarray, weight: np.ndarray) -> float | None:
+    """Mean confidence of the votes (point estimate) over the items that have one."""
+    with_opinion = weight * vote.opinion[0, cols]
+    if not with_opinion.sum():
+        return None
+    return float(100 * (np.nan_to_num(vote.confidence[0, cols]) * with_opinion).sum() / with_opinion.sum())
 
 
 def _bin_table(num: np.ndarray, den: np.ndarray) -> list[dict]:
@@ -512,16 +614,20 @@ class BaselineArrays:
     """One model-alone baseline over the analysis's global items."""
 
     key: str
-    method: str
+    model: ModelMethod
     endpoint: str
     correct: np.ndarray  # (I,) 0/1, 0 where there is no result
     has_result: np.ndarray  # (I,) bool
     bin: np.ndarray  # (I,) bin index of the predicted option's probability; -1 without probabilities
     n_errors: int
 
+    @property
+    def method(self) -> str:
+        return self.model.method
+
 
 def build_baseline_arrays(
-    key: str, method: str, endpoint: str, rows: Sequence[BaselineRow], item_index: Mapping[int, int]
+    key: str, model: ModelMethod, endpoint: str, rows: Sequence[BaselineRow], item_index: Mapping[int, int]
 ) -> BaselineArrays:
     n = len(item_index)
     correct = np.zeros(n)
@@ -537,12 +643,11 @@ def build_baseline_arrays(
             continue
         has[i] = True
         correct[i] = float(row.correct)
-        probs = row.probabilities
-        if probs:
-            predicted = row.predicted if row.predicted is not None else int(np.argmax(probs))
-            bins[i] = int(nearest_bin_index(np.asarray([100 * probs[predicted]]))[0])
+        if row.probabilities:
+            confidence = model_confidence(row.probabilities, row.predicted)
+            bins[i] = int(nearest_bin_index(np.asarray([100 * confidence]))[0])
     return BaselineArrays(
-        key=key, method=method, endpoint=endpoint, correct=correct, has_result=has, bin=bins, n_errors=errors
+        key=key, model=model, endpoint=endpoint, correct=correct, has_result=has, bin=bins, n_errors=errors
     )
 
 

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from oversight.analysis.report import analysed_trials
-from oversight.analysis.tables import ASSISTED, BIN_CENTRES, StudyTables
+from oversight.analysis.tables import ASSISTED, BIN_CENTRES, EXPERT_ACCURACY, StudyTables
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
 OKABE_ITO = {
@@ -51,10 +51,6 @@ ASSISTED_COLOURS = [OKABE_ITO["blue"], OKABE_ITO["bluish_green"]]
 MODEL_COLOURS = [OKABE_ITO["sky_blue"], OKABE_ITO["bluish_green"], OKABE_ITO["reddish_purple"], OKABE_ITO["black"]]
 MODEL_MARKERS = ["s", "^", "v", "P", "X"]
 EXPERT_COLOUR = OKABE_ITO["vermillion"]
-
-# RESEARCH.md §5 / Bowman et al. (2022): expert accuracy per benchmark, drawn as a reference line on tasks whose
-# bank has that format.
-EXPERT_ACCURACY = {"mmlu": 90.0, "quality": 93.5}
 
 PLOTS = {
     "sandwich": "The sandwich: accuracy with 95% CIs",
@@ -163,7 +159,8 @@ def _condition_colours(analysis: dict) -> dict[int, str]:
 
 
 def expert_reference(task_formats: Mapping[str, str]) -> dict[str, float]:
-    """`{task: expert accuracy}` for tasks whose bank format has a published expert number (MMLU, QuALITY)."""
+    """`{task: expert accuracy}` for tasks whose bank format has a published expert number (MMLU, QuALITY): the
+    reference line of the sandwich plot, the same values as the report's Expert row (`tables.EXPERT_ACCURACY`)."""
     return {task: EXPERT_ACCURACY[fmt] for task, fmt in task_formats.items() if fmt in EXPERT_ACCURACY}
 
 

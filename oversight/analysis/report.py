@@ -25,31 +25,38 @@ from oversight.analysis import bootstrap
 from oversight.analysis.columns import TrialColumns, trial_columns
 from oversight.analysis.metrics import (
     ALL_SCOPE,
+    LOWEST_OPTION,
+    RANDOM,
+    TIE_RULES,
     BaselineArrays,
     ConditionArrays,
     baseline_series,
     build_baseline_arrays,
     build_condition_arrays,
+    ce_from_bins,
     condition_series,
     point_vote,
+    tie_priority,
 )
 from oversight.analysis.tables import (
     ASSISTED,
     DISTRIBUTION,
+    EXPERT_ACCURACY,
+    EXPERT_SOURCE,
     FINAL_STATUSES,
     LIKERT,
-    METHOD_LABELS,
     METHODS,
     SCORED,
     SLIDER,
     UNAIDED,
     BaselineRow,
     ConditionRow,
+    ModelMethod,
     StudyTables,
     TrialRow,
 )
 
-SCHEMA = "oversight.sandwich-report/1"
+SCHEMA = "oversight.sandwich-report/2"
 DEFAULT_SEED = 0
 DEFAULT_RESAMPLES = 2000
 CHUNK = 500  # resamples per batch: bounds memory at (CHUNK × items × options) floats per condition
@@ -61,20 +68,34 @@ METHOD_TEXT = {
     "vote": "Confidence-weighted majority vote per item over the participants who answered it: each answer gives "
     "its option probability p and every other option (1 - p)/(k - 1); Likert 'Certain (100%)' counts as 0.99. "
     "The vote picks the option with the highest product of these probabilities (computed as a sum of logs).",
-    "vote_tie_rule": "Products equal within a relative 1e-9 on the log scale are tied; among tied options the one "
-    "chosen by the most participants wins, then the lowest option index (A before B).",
+    "empty_timeouts": "Our choice (the paper does not say): an answer with no option selected (a timeout with "
+    "nothing selected) carries no opinion and adds nothing to the vote. An item where no answer has an option "
+    "gets no vote: it counts as wrong in the vote's accuracy, as each of its empty answers does in the "
+    "participants' accuracy, and has no confidence (no calibration bin, not in the max-confidence subset). The "
+    "tie rule never picks an option for it.",
     "vote_confidence": "Our reading (the paper does not define it): the vote's confidence is the chosen option's "
     "product divided by the sum of the products over the item's options; it is assigned to the nearest bin for "
     "CE, and the max-confidence subset is the items whose vote falls in the top bin (100%).",
     "calibration": "Five bins centred at 25, 42, 60, 80, 100%. A Likert answer sits at its level (top centre 100); "
-    "slider and all-options answers, model probabilities (of the predicted option) and vote confidences go to "
-    "the nearest centre (exactly halfway: the lower bin). CE = unweighted mean over non-empty bins of "
-    "|accuracy in bin - centre|, in percentage points. Human CE pools every answer of the condition.",
+    "slider and all-options answers, model probabilities and vote confidences go to the nearest centre (exactly "
+    "halfway: the lower bin). A model's confidence is the probability of the option it predicted (also for a "
+    "chain-of-thought vote, whose predicted option need not be the most probable one; the baseline runs' own "
+    "summaries use the same definition). CE = unweighted mean over non-empty bins of |accuracy in bin - centre|, "
+    "in percentage points. Human CE pools every answer of the condition.",
     "mean_confidence": "Mean over participants of each participant's mean stated confidence (the level as shown: "
     "'Certain' counts as 100).",
     "learning_effect": "Per participant, their scored items of the condition in the order shown: the first floor(n/2) "
     "are the first half, the last floor(n/2) the second (an odd n's middle item is in neither); accuracy in each "
-    "half averaged over the participants with both halves; difference = second - first.",
+    "half averaged over the participants with both halves; difference = second - first; and the paper's statistic, "
+    "how many of those participants improved (second half more accurate), stayed level or declined.",
+    "models": "Each model-alone baseline (method, its shots, N samples and how one answer is chosen among them) "
+    "has up to two rows: on the split its run covered (a bank, or one split of it: the paper's number, n = the "
+    "split's labelled items the model answered; the interval resamples those items) and on the study's own "
+    "analysed items (the paired comparison: the same items as the participants). A split row's cells come from "
+    "the latest finished run of that baseline over the task's bank and that split.",
+    "expert": "Expert human: the published reference values (MMLU 90.0, QuALITY 93.5; "
+    + EXPERT_SOURCE
+    + "), for tasks whose bank has that format. No interval: they are not estimated here.",
     "sandwich": "For each assisted condition and each unaided condition, per task: assisted and unaided mean "
     "individual accuracy on their own items (the same items only when `same_items` is true), each model-alone "
     "baseline on the assisted condition's items, and assisted minus the best of the others (unaided or the best "
@@ -82,14 +103,30 @@ METHOD_TEXT = {
     "dialogue": "Per-item means over the condition's answered trials: participant messages (turns), resets, "
     "seconds from showing to submission; quotations in the model's replies and the share verified against the "
     "passage.",
-    "inclusion": "Scored trials that are answered or timed out and whose item has a right answer. Pilot "
-    "participants are never included. `with_exclusions` leaves out participants with an active (unrevoked) "
-    "exclusion — the primary analysis; `without_exclusions` includes every non-pilot participant.",
+    "inclusion": "Scored trials that are answered or timed out and whose item has a right answer; a trial still "
+    "open past its deadline counts as timed out with its last selection, whether or not the server has finalised "
+    "it yet. Pilot participants are never included. `with_exclusions` leaves out participants with an active "
+    "(unrevoked) exclusion — the primary analysis; `without_exclusions` includes every non-pilot participant.",
     "paired_tests": "Assisted vs each model alone on the items both answered: a sign-flip permutation test on the "
     "item-level differences (share of participants right minus model right; exact up to 16 non-zero differences, "
     "else 10,000 random flips), and an exact McNemar test of the assisted vote against the model. Two-sided.",
     "units": "Percent (accuracy, confidence, shares) and percentage points (CE, differences).",
 }
+
+TIE_RULE_TEXT = {
+    RANDOM: "then a seeded random draw among the options still tied: each (condition, item, option) gets a priority "
+    "from a hash of the report's seed (seed {seed}) and the highest wins, so the same data and seed give the same "
+    "report, and no option is favoured",
+    LOWEST_OPTION: "then the lowest option index (A before B; this favours A)",
+}
+
+
+def tie_rule_text(rule: str, seed: int) -> str:
+    return (
+        "Products equal within a relative 1e-9 on the log scale are tied; among tied options the one chosen by the "
+        f"most participants wins, {TIE_RULE_TEXT[rule].format(seed=seed)}. Tie rule: {rule}."
+    )
+
 
 FORMAT_TEXT = {
     LIKERT: "Likert 25/42/60/80/100%: p = level/100 in the vote (100% as 0.99); each answer sits at its bin centre.",
@@ -127,18 +164,26 @@ def analysed_trials(tables: StudyTables, *, apply_exclusions: bool) -> list[Tria
     ]
 
 
-def build_report(tables: StudyTables, *, seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES) -> Report:
+def build_report(
+    tables: StudyTables, *, seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES, tie_rule: str = RANDOM
+) -> Report:
     if resamples < 0:
         raise ValueError("resamples must be ≥ 0")
+    if tie_rule not in TIE_RULES:
+        raise ValueError(f"tie_rule must be one of {', '.join(TIE_RULES)}")
     cols = trial_columns(tables)
     analysed = set(np.unique(cols.participant[cols.analysable & ~cols.pilot]).tolist())
     # One BLAS thread: the bootstrap's products are many and small, so OpenBLAS's threads buy little, and on a
     # busy machine (CI, a worker beside the web processes) their spinning tripled the wall time (bench/README.md,
     # "Analytics"). It also fixes the order of floating-point sums: the report does not depend on the core count.
     with threadpool_limits(limits=1, user_api="blas"):
-        primary = analyse(tables, apply_exclusions=True, seed=seed, resamples=resamples, columns=cols)
+        primary = analyse(
+            tables, apply_exclusions=True, seed=seed, resamples=resamples, columns=cols, tie_rule=tie_rule
+        )
         if tables.excluded & analysed:
-            everyone = analyse(tables, apply_exclusions=False, seed=seed, resamples=resamples, columns=cols)
+            everyone = analyse(
+                tables, apply_exclusions=False, seed=seed, resamples=resamples, columns=cols, tie_rule=tie_rule
+            )
         else:
             everyone = primary  # nobody to exclude: the two variants are the same analysis
 
@@ -158,6 +203,8 @@ def build_report(tables: StudyTables, *, seed: int = DEFAULT_SEED, resamples: in
         },
         "method": {
             **METHOD_TEXT,
+            "tie_rule": tie_rule,
+            "vote_tie_rule": tie_rule_text(tie_rule, seed),
             "confidence_format": FORMAT_TEXT.get(tables.confidence_format, tables.confidence_format),
             "bootstrap": {
                 "type": "two-way cluster bootstrap: participants and items resampled independently with "
@@ -192,20 +239,34 @@ def _task_order(tables: StudyTables, present: Sequence[str]) -> list[str]:
 DIFFICULTY = {-1: "unknown", 0: "not hard", 1: "hard"}
 
 
-def baseline_groups(rows: Sequence[BaselineRow]) -> dict[tuple[str, str], list[BaselineRow]]:
-    """Results per (endpoint, method), one per item: the latest run's result, a successful one first."""
-    best: dict[tuple[str, str, int], BaselineRow] = {}
+def _model_order(model: ModelMethod, endpoint: str) -> tuple:
+    """The paper's row order: zero-shot, few-shot, chain of thought; then by key and endpoint."""
+    order = {m: i for i, m in enumerate(METHODS)}
+    return order.get(model.method, len(order)), model.key, endpoint
+
+
+def baseline_groups(rows: Sequence[BaselineRow]) -> dict[tuple[str, ModelMethod], list[BaselineRow]]:
+    """Results per (endpoint, model method), one per item: the latest run's result, a successful one first."""
+    best: dict[tuple[str, ModelMethod, int], BaselineRow] = {}
     for row in rows:
-        key = (row.endpoint, row.method, row.item_id)
+        key = (row.endpoint, row.model_method, row.item_id)
         current = best.get(key)
         rank = (row.correct is not None, row.run_id or 0)
         if current is None or rank >= (current.correct is not None, current.run_id or 0):
             best[key] = row
-    groups: dict[tuple[str, str], list[BaselineRow]] = defaultdict(list)
-    for (endpoint, method, _item), row in best.items():
-        groups[endpoint, method].append(row)
-    order = {m: i for i, m in enumerate(METHODS)}
-    return dict(sorted(groups.items(), key=lambda kv: (order.get(kv[0][1], len(order)), kv[0][1], kv[0][0])))
+    groups: dict[tuple[str, ModelMethod], list[BaselineRow]] = defaultdict(list)
+    for (endpoint, model, _item), row in best.items():
+        groups[endpoint, model].append(row)
+    return dict(sorted(groups.items(), key=lambda kv: _model_order(kv[0][1], kv[0][0])))
+
+
+def model_key(model: ModelMethod, endpoint: str, single_endpoint: bool) -> str:
+    return model.key if single_endpoint else f"{endpoint}:{model.key}"
+
+
+def single_endpoint_of(tables: StudyTables) -> bool:
+    """Whether every model-alone result and run comes from one endpoint (then labels and keys leave it out)."""
+    return len({r.endpoint for r in tables.baselines} | {r["endpoint"] for r in tables.baseline_runs}) <= 1
 
 
 @dataclass
@@ -247,23 +308,30 @@ class Results:
     replicates: dict
 
     def estimate(self, key) -> dict:
-        """A point estimate with its 95% percentile interval and the number of resamples where it is undefined."""
+        """A point estimate with its 95% percentile interval and the number of resamples where it is undefined.
+        An undefined estimate (null) has no interval, whatever the resamples gave."""
         value = self.point.get(key)
         value = None if value is None or math.isnan(value[0]) else float(value[0])
         out = {"value": value, "ci95": None, "undefined_resamples": 0}
         if key in self.replicates:
             lo, hi, undefined = bootstrap.interval(np.concatenate(self.replicates[key]))
-            out["ci95"] = None if lo is None else [lo, hi]
+            out["ci95"] = None if lo is None or value is None else [lo, hi]
             out["undefined_resamples"] = undefined
         return out
 
 
 def analyse(
-    tables: StudyTables, *, apply_exclusions: bool, seed: int, resamples: int, columns: TrialColumns | None = None
+    tables: StudyTables,
+    *,
+    apply_exclusions: bool,
+    seed: int,
+    resamples: int,
+    columns: TrialColumns | None = None,
+    tie_rule: str = RANDOM,
 ) -> dict:
     """One variant of the analysis (see the module docstring): lay out, estimate, resample, assemble."""
     cols = columns if columns is not None else trial_columns(tables)
-    layout = lay_out(tables, cols, apply_exclusions=apply_exclusions)
+    layout = lay_out(tables, cols, apply_exclusions=apply_exclusions, seed=seed, tie_rule=tie_rule)
     point, details = compute_series(
         layout, np.ones((1, len(layout.participants))), np.ones((1, len(layout.items))), detail=True
     )
@@ -272,17 +340,17 @@ def analyse(
     dialogue = condition_dialogue(cols, layout)
     condition_blocks = [condition_block(layout, results, dialogue, c) for c in layout.conditions]
     baseline_blocks = [baseline_block(tables, layout, results, base) for base in layout.baselines]
+    splits = model_split_blocks(tables, layout, seed=seed, resamples=resamples)
     return {
         "n_participants": len(layout.participants),
         "n_items": len(layout.items),
         "n_answers": len(layout.rows),
         "participant_ids": layout.participants.tolist(),
         "tasks": layout.tasks,
-        "table": paper_table(
-            layout.conditions, layout.baselines, condition_blocks, baseline_blocks, layout.tasks, layout.single_endpoint
-        ),
+        "table": paper_table(layout.conditions, condition_blocks, baseline_blocks, splits, layout.tasks, tables),
         "conditions": condition_blocks,
         "baselines": baseline_blocks,
+        "model_splits": splits,
         "sandwich": [sandwich_block(layout, results, a, u, seed) for a, u in layout.pairs],
     }
 
@@ -290,7 +358,9 @@ def analyse(
 # --- Lay out: the analysed rows, indexed ---------------------------------------------------------------------
 
 
-def lay_out(tables: StudyTables, cols: TrialColumns, *, apply_exclusions: bool) -> Layout:
+def lay_out(
+    tables: StudyTables, cols: TrialColumns, *, apply_exclusions: bool, seed: int = DEFAULT_SEED, tie_rule: str = RANDOM
+) -> Layout:
     rows = selected_rows(tables, cols, apply_exclusions=apply_exclusions)
     participants = np.unique(cols.participant[rows])
     items = np.unique(cols.item[rows])
@@ -308,12 +378,17 @@ def lay_out(tables: StudyTables, cols: TrialColumns, *, apply_exclusions: bool) 
         for c in conditions
         for m in [in_condition[c.id]]
     }
+    if tie_rule == RANDOM:
+        for c in conditions:
+            arr = arrays[c.id]
+            arr.priority = tie_priority(seed, c.id, items[arr.items].tolist(), arr.kmax)
     condition_tasks, scopes, groups = {}, {}, {}
     for c in conditions:
         condition_tasks[c.id], scopes[c.id], groups[c.id] = condition_scopes(
             cols, arrays[c.id], item_task, item_subject, item_difficulty, tasks, task_code
         )
-    baselines, single_endpoint = baseline_arrays(tables.baselines, {item: i for i, item in enumerate(items.tolist())})
+    single_endpoint = single_endpoint_of(tables)
+    baselines = baseline_arrays(tables.baselines, {item: i for i, item in enumerate(items.tolist())}, single_endpoint)
     return Layout(
         rows=rows,
         participants=participants,
@@ -419,15 +494,14 @@ def model_item_sets(
     return item_sets
 
 
-def baseline_arrays(rows: Sequence[BaselineRow], i_index: dict[int, int]) -> tuple[list[BaselineArrays], bool]:
-    """One model per (endpoint, method), keyed by the method alone when every result comes from one endpoint."""
-    groups = baseline_groups(rows)
-    single_endpoint = len({endpoint for endpoint, _m in groups}) <= 1
-    baselines = []
-    for (endpoint, method), results in groups.items():
-        key = method if single_endpoint else f"{endpoint}:{method}"
-        baselines.append(build_baseline_arrays(key, method, endpoint, results, i_index))
-    return baselines, single_endpoint
+def baseline_arrays(
+    rows: Sequence[BaselineRow], i_index: dict[int, int], single_endpoint: bool
+) -> list[BaselineArrays]:
+    """One model per (endpoint, model method), keyed by the method alone when every result comes from one endpoint."""
+    return [
+        build_baseline_arrays(model_key(model, endpoint, single_endpoint), model, endpoint, results, i_index)
+        for (endpoint, model), results in baseline_groups(rows).items()
+    ]
 
 
 def bootstrap_strata(
@@ -541,6 +615,7 @@ def scope_block(results: Results, dialogue: dict, cond: ConditionRow, scope) -> 
         "calibration": {"ce": est((*key, "ce", scope)), "bins": d["bins"]},
         "vote": {
             "n_items": d["vote_n_items"],
+            "n_no_opinion": d["vote_n_no_opinion"],
             "accuracy": est((*key, "vote_accuracy", scope)),
             "mean_confidence": d["vote_mean_confidence"],
             "calibration": {"ce": est((*key, "vote_ce", scope)), "bins": d["vote_bins"]},
@@ -548,7 +623,7 @@ def scope_block(results: Results, dialogue: dict, cond: ConditionRow, scope) -> 
                 "accuracy": est((*key, "max_confidence_accuracy", scope)),
                 "n_items": d["max_confidence_n_items"],
             },
-            "ties": {"plurality": d["vote_ties_plurality"], "lowest_option": d["vote_ties_lowest_option"]},
+            "ties": {"plurality": d["vote_ties_plurality"], "by_rule": d["vote_ties_by_rule"]},
         },
         "dialogue": dialogue[cond.id, scope],
     }
@@ -574,6 +649,9 @@ def condition_block(layout: Layout, results: Results, dialogue: dict, c: Conditi
             "first_half": est((*key, "learning_first_half", ALL)),
             "second_half": est((*key, "learning_second_half", ALL)),
             "difference": est((*key, "learning_difference", ALL)),
+            "n_improved": d["learning_n_improved"],
+            "n_unchanged": d["learning_n_unchanged"],
+            "n_declined": d["learning_n_declined"],
         },
     }
 
@@ -588,20 +666,25 @@ def model_block(results: Results, base: BaselineArrays, item_set) -> dict:
     }
 
 
+def _runs_of(tables: StudyTables, model: ModelMethod, endpoint: str, single_endpoint: bool) -> list[dict]:
+    return [
+        r
+        for r in tables.baseline_runs
+        if ModelMethod(**r["model"]) == model and (single_endpoint or r["endpoint"] == endpoint)
+    ]
+
+
 def baseline_block(tables: StudyTables, layout: Layout, results: Results, base: BaselineArrays) -> dict:
     single_endpoint = layout.single_endpoint
     return {
         "key": base.key,
-        "label": _model_label(base, single_endpoint),
+        "label": _model_label(base.model, base.endpoint, single_endpoint),
         "method": base.method,
+        "method_detail": base.model.to_dict(),
         "endpoint": base.endpoint,
         "n_results": int(base.has_result.sum()),
         "n_errors": base.n_errors,
-        "runs": [
-            r
-            for r in tables.baseline_runs
-            if r.get("method") == base.method and (single_endpoint or r.get("endpoint") == base.endpoint)
-        ],
+        "runs": _runs_of(tables, base.model, base.endpoint, single_endpoint),
         "all": model_block(results, base, ALL),
         "by_task": {task: model_block(results, base, ("task", task)) for task in layout.tasks},
     }
@@ -632,7 +715,7 @@ def sandwich_scope(layout: Layout, results: Results, a: ConditionRow, u: Conditi
     if (*key, "gap_unaided") in point:
         others[_condition_label(u, layout.conditions)] = point["condition", u.id, "accuracy", scope][0]
     for base in baselines:
-        others[_model_label(base, layout.single_endpoint)] = point[
+        others[_model_label(base.model, base.endpoint, layout.single_endpoint)] = point[
             "model", base.key, "accuracy", ("condition", a.id, scope)
         ][0]
     defined = {k: v for k, v in others.items() if not math.isnan(v)}
@@ -662,13 +745,78 @@ def _condition_label(cond: ConditionRow, conditions: Sequence[ConditionRow]) -> 
     return base if len(same_kind) == 1 else f"{base}: {cond.name}"
 
 
-def _model_label(base: BaselineArrays, single_endpoint: bool) -> str:
-    label = METHOD_LABELS.get(base.method, f"Model ({base.method})")
-    return label if single_endpoint else f"{label}, {base.endpoint}"
+def _model_label(model: ModelMethod, endpoint: str, single_endpoint: bool) -> str:
+    return model.label if single_endpoint else f"{model.label}, {endpoint}"
 
 
-def paper_table(conditions, baselines, condition_blocks, baseline_blocks, tasks, single_endpoint) -> dict:
-    """Table 1 of the paper: rows unaided, unaided vote, models, assisted, assisted vote; a column per task."""
+def model_split_blocks(tables: StudyTables, layout: Layout, *, seed: int, resamples: int) -> list[dict]:
+    """Each model-alone baseline on the split its runs covered (the paper's number): one block per (endpoint, model
+    method), a cell per analysed task from the latest finished run over that task's bank (whichever split)."""
+    single = layout.single_endpoint
+    chosen: dict[tuple[str, ModelMethod], dict[str, dict]] = defaultdict(dict)
+    for run in tables.baseline_runs:
+        if run["scope"] != "bank" or not run.get("n_items"):
+            continue  # a run over the study's items is the paired row; a run without a summary has no number yet
+        for task in run["tasks"]:
+            if task not in layout.tasks:
+                continue
+            runs = chosen[run["endpoint"], ModelMethod(**run["model"])]
+            current = runs.get(task)
+            if current is None or (run["status"] == "done", run["id"]) > (current["status"] == "done", current["id"]):
+                runs[task] = run
+    blocks = []
+    for (endpoint, model), runs in sorted(chosen.items(), key=lambda kv: _model_order(kv[0][1], kv[0][0])):
+        key = model_key(model, endpoint, single)
+        blocks.append(
+            {
+                "key": f"{key}@split",
+                "model_key": key,
+                "label": f"{_model_label(model, endpoint, single)} on its split",
+                "method": model.method,
+                "method_detail": model.to_dict(),
+                "endpoint": endpoint,
+                "by_task": {
+                    task: {"split": runs[task]["split"], **split_cell(runs[task], seed=seed, resamples=resamples)}
+                    for task in layout.tasks
+                    if task in runs
+                },
+            }
+        )
+    return blocks
+
+
+def split_cell(run: dict, *, seed: int, resamples: int) -> dict:
+    """A model's accuracy over a run's labelled answers, with the item bootstrap's interval (resampling n items with
+    replacement is a binomial draw, made here from `default_rng([seed, run id])`), and its calibration."""
+    n, right = int(run["n_items"]), int(run["n_correct"])
+    accuracy = {"value": 100 * right / n, "ci95": None, "undefined_resamples": 0}
+    if resamples:
+        draws = 100 * np.random.default_rng([seed, int(run["id"])]).binomial(n, right / n, size=resamples) / n
+        lo, hi, undefined = bootstrap.interval(draws)
+        accuracy.update(ci95=[lo, hi], undefined_resamples=undefined)
+    bins = run.get("bins") or []
+    ce = float(ce_from_bins(np.asarray([b["right"] for b in bins], float), np.asarray([b["n"] for b in bins], float)))
+    return {
+        "run_id": run["id"],
+        "n_items": n,
+        "n_correct": right,
+        "n_errors": run.get("n_errors"),
+        "accuracy": accuracy,
+        "ce": {"value": None if math.isnan(ce) else ce, "ci95": None, "undefined_resamples": 0},
+        "bins": [
+            {"centre": b["centre"], "n": b["n"], "accuracy": 100 * b["right"] / b["n"] if b["n"] else None}
+            for b in bins
+        ],
+    }
+
+
+EXPERT_LABEL = "Expert human (published)"
+NO_ESTIMATE = {"value": None, "ci95": None, "undefined_resamples": 0}
+
+
+def paper_table(conditions, condition_blocks, baseline_blocks, splits, tasks, tables: StudyTables) -> dict:
+    """Table 1 of the paper, a column per task: unaided and its vote; each model on its split and on the study's
+    items; assisted and its vote; the experts' published reference."""
     columns = list(tasks) + (["All"] if len(tasks) > 1 else [])
     blocks = {b["id"]: b for b in condition_blocks}
 
@@ -697,30 +845,13 @@ def paper_table(conditions, baselines, condition_blocks, baseline_blocks, tasks,
                 "n_answers": s["n_answers"],
             }
         label = _condition_label(cond, conditions)
+        common = {"condition_id": cond.id, "baseline": None, "reference": False}
         return [
-            {
-                "key": f"condition:{cond.id}",
-                "label": label,
-                "kind": "individual",
-                "condition_id": cond.id,
-                "baseline": None,
-                "cells": individual,
-            },
-            {
-                "key": f"condition:{cond.id}:vote",
-                "label": f"{label} vote",
-                "kind": "vote",
-                "condition_id": cond.id,
-                "baseline": None,
-                "cells": vote,
-            },
+            {"key": f"condition:{cond.id}", "label": label, "kind": "individual", **common, "cells": individual},
+            {"key": f"condition:{cond.id}:vote", "label": f"{label} vote", "kind": "vote", **common, "cells": vote},
         ]
 
-    rows = []
-    for cond in conditions:
-        if cond.kind != ASSISTED:
-            rows += human_rows(cond)
-    for block in baseline_blocks:
+    def study_items_row(block):
         cells = {}
         for column in columns:
             s = block["all"] if column == "All" else block["by_task"].get(column)
@@ -732,19 +863,81 @@ def paper_table(conditions, baselines, condition_blocks, baseline_blocks, tasks,
                     "n_participants": None,
                     "n_answers": s["n_items"],
                 }
-        rows.append(
-            {
-                "key": f"model:{block['key']}",
-                "label": block["label"],
-                "kind": "model",
-                "condition_id": None,
-                "baseline": block["key"],
-                "cells": cells,
+        return {
+            "key": f"model:{block['key']}",
+            "label": f"{block['label']} on the study's items",
+            "kind": "model",
+            "scope": "study_items",
+            "method": block["method_detail"],
+            "endpoint": block["endpoint"],
+            "condition_id": None,
+            "baseline": block["key"],
+            "reference": False,
+            "cells": cells,
+        }
+
+    def split_row(split):
+        cells = {
+            task: {
+                "accuracy": c["accuracy"],
+                "ce": c["ce"],
+                "n_items": c["n_items"],
+                "n_participants": None,
+                "n_answers": c["n_items"],
+                "split": c["split"],
+                "run_id": c["run_id"],
             }
-        )
+            for task, c in split["by_task"].items()
+        }
+        return {
+            "key": f"model-split:{split['key']}",
+            "label": split["label"],
+            "kind": "model_split",
+            "scope": "split",
+            "method": split["method_detail"],
+            "endpoint": split["endpoint"],
+            "condition_id": None,
+            "baseline": split["model_key"],
+            "reference": False,
+            "cells": cells,
+        }
+
+    rows = []
+    for cond in conditions:
+        if cond.kind != ASSISTED:
+            rows += human_rows(cond)
+    models = {b["key"]: (ModelMethod(**b["method_detail"]), b["endpoint"]) for b in baseline_blocks}
+    models.update({s["model_key"]: (ModelMethod(**s["method_detail"]), s["endpoint"]) for s in splits})
+    for key in sorted(models, key=lambda k: _model_order(*models[k])):
+        rows += [split_row(s) for s in splits if s["model_key"] == key]
+        rows += [study_items_row(b) for b in baseline_blocks if b["key"] == key]
     for cond in conditions:
         if cond.kind == ASSISTED:
             rows += human_rows(cond)
+    experts = {
+        task: {
+            "accuracy": {**NO_ESTIMATE, "value": EXPERT_ACCURACY[tables.task_formats[task]]},
+            "ce": NO_ESTIMATE,
+            "n_items": None,
+            "n_participants": None,
+            "n_answers": None,
+        }
+        for task in tasks
+        if tables.task_formats.get(task) in EXPERT_ACCURACY
+    }
+    if experts:
+        rows.append(
+            {
+                "key": "expert",
+                "label": EXPERT_LABEL,
+                "kind": "expert",
+                "source": EXPERT_SOURCE,
+                "condition_id": None,
+                "baseline": None,
+                "reference": True,
+                "cells": experts,
+            }
+        )
     return {"columns": columns, "rows": rows}
 
 
@@ -838,13 +1031,21 @@ def markdown_table(analysis: dict) -> list[str]:
             cell = row["cells"].get(column)
             if cell is None:
                 cells += ["–", "–", "–"]
+            elif row["reference"]:
+                cells += [f"{_num(cell['accuracy']['value'])} (reference)", "–", "–"]
+            elif row["kind"] == "model_split":
+                split = cell["split"] or "all"
+                cells += [_est(cell["accuracy"]), _num(cell["ce"]["value"]), f"{cell['n_items']} ({split})"]
             else:
                 cells += [_est(cell["accuracy"]), _num(cell["ce"]["value"]), str(cell["n_items"])]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
         "Accuracy and CE in %; N = items. Individual rows: mean over participants of each participant's "
-        "accuracy; vote rows: confidence-weighted majority vote per item."
+        "accuracy; vote rows: confidence-weighted majority vote per item (an item nobody selected an option for "
+        "counts as wrong). Model rows: the model alone on the split its run covered (the paper's number; N names "
+        "the split) and on the study's own items (the paired comparison). Expert human: published reference "
+        "values, not measured."
     )
     return lines
 
@@ -910,9 +1111,31 @@ def markdown_key_numbers(analysis: dict, conditions_label) -> list[str]:
         lines.append(
             f"  Learning: first half {_est(learning['first_half'])} → second half "
             f"{_est(learning['second_half'])}, difference {_est(learning['difference'], sign=True)} pp "
-            f"({_count(learning['n_participants'], 'participant')})."
+            f"({_count(learning['n_participants'], 'participant')}: {learning['n_improved']} improved, "
+            f"{learning['n_unchanged']} unchanged, {learning['n_declined']} declined)."
         )
     return lines
+
+
+# The method statement, in the order the Markdown and the console show it.
+METHOD_KEYS = (
+    "accuracy",
+    "vote",
+    "empty_timeouts",
+    "vote_tie_rule",
+    "vote_confidence",
+    "calibration",
+    "confidence_format",
+    "mean_confidence",
+    "learning_effect",
+    "models",
+    "expert",
+    "sandwich",
+    "dialogue",
+    "paired_tests",
+    "inclusion",
+    "units",
+)
 
 
 def render_markdown(data: dict) -> str:
@@ -962,19 +1185,7 @@ def render_markdown(data: dict) -> str:
             + ".",
         ]
     lines += ["", "## Method", ""]
-    for key in (
-        "accuracy",
-        "vote",
-        "vote_tie_rule",
-        "vote_confidence",
-        "calibration",
-        "confidence_format",
-        "mean_confidence",
-        "learning_effect",
-        "sandwich",
-        "paired_tests",
-        "inclusion",
-    ):
+    for key in METHOD_KEYS:
         lines.append(f"- **{key.replace('_', ' ').capitalize()}.** {method[key]}")
     lines.append(
         f"- **Bootstrap.** {boot['type']}; {boot['interval']} intervals; {boot['resamples']:,} resamples; "

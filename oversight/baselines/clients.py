@@ -35,8 +35,8 @@ from huggingface_hub import AsyncInferenceClient
 from oversight.assistant.backends import GenerationRequest, classify
 from oversight.assistant.simulated import SimulatedItem, SimulationSettings, believed_option
 
-from .prompts import Prompt, PromptItem
-from .scoring import letters_in_top, spelling_for_missing
+from .prompts import JUDGE_OPTIONS, Prompt, PromptItem, judge_template
+from .scoring import CotSample, letters_in_top, spelling_for_missing
 from .transport import JSONPoster
 
 RETRYABLE = frozenset({"busy", "unavailable", "timeout"})
@@ -480,6 +480,140 @@ class SimulatedBackend(Backend):
 
     async def sample(self, prompt: Prompt, spec: ItemSpec, j: int, stop: list[str]) -> tuple[str, dict]:
         return f" (simulated reasoning, sample {j + 1})", {"api": "simulated"}
+
+
+# --------------------------------------------------------------------------------------------------- scorers
+
+
+class Scorer:
+    """Scores one chain-of-thought sample of an item, higher is better: the paper's preference model, for best of
+    N. `score` answers (score, evidence for the result's response)."""
+
+    name = ""
+
+    async def score(self, spec: ItemSpec, prompt: Prompt, sample: CotSample, j: int) -> tuple[float, dict]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RewardModelScorer(Backend, Scorer):
+    """A reward model served over HTTP as a sequence classifier, in text-embeddings-inference's (TEI) format:
+    `POST /predict {"inputs": [prompt, reasoning], "raw_scores": true, "truncate": true}` answers
+    `[{"score": s, "label": "LABEL_0"}, …]`; the score is the raw logit of `label` (default: the only label).
+    `pair=False` sends prompt + reasoning as one text instead, for models trained on whole conversations."""
+
+    name = "reward"
+
+    def __init__(self, request: GenerationRequest, settings: Settings, *, label: str = "", pair: bool = True):
+        super().__init__(request, settings)
+        self.label = label
+        self.pair = pair
+        self.poster = JSONPoster(
+            request.base_url, token=request.token, timeout_s=request.timeout_s, user_agent="oversight-baselines"
+        )
+
+    async def aclose(self) -> None:
+        await self.poster.aclose()
+
+    async def score(self, spec: ItemSpec, prompt: Prompt, sample: CotSample, j: int) -> tuple[float, dict]:
+        text = prompt.display()
+        inputs = [text, sample.reasoning] if self.pair else text + sample.reasoning
+        body = json.dumps({"inputs": inputs, "raw_scores": True, "truncate": True}, ensure_ascii=False).encode()
+
+        async def post():
+            status, content = await self.poster.post("/predict", body)
+            if status != 200:
+                raise _http_error(status, content)
+            try:
+                return json.loads(content)
+            except ValueError as exc:
+                raise ItemError("bad_response", f"the reward model's answer is not JSON: {content[:200]!r}") from exc
+
+        answer = await self._call(post)
+        predictions = answer[0] if isinstance(answer, list) and answer and isinstance(answer[0], list) else answer
+        try:
+            scores = {str(p["label"]): float(p["score"]) for p in predictions}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ItemError("bad_response", f"unexpected /predict answer: {str(answer)[:200]}") from exc
+        if self.label:
+            if self.label not in scores:
+                raise ItemError("bad_response", f"the reward model has no label {self.label!r} ({', '.join(scores)})")
+            return scores[self.label], {"label": self.label}
+        if len(scores) != 1:
+            raise ItemError(
+                "invalid_request",
+                f"the reward model answers {len(scores)} labels ({', '.join(scores)}): say which counts (reward_label)",
+            )
+        label, value = next(iter(scores.items()))
+        return value, {"label": label}
+
+
+class JudgeScorer(Scorer):
+    """A judge prompt (`prompts.judge_template`) scored by log-probability on a backend: the sample's score is
+    log P(A: sound) − log P(B: flawed) after the judge's question."""
+
+    name = "judge"
+
+    def __init__(self, backend: Backend, template, *, owns_backend: bool):
+        self.backend = backend
+        self.template = template
+        self.owns_backend = owns_backend
+
+    async def aclose(self) -> None:
+        if self.owns_backend:
+            await self.backend.aclose()
+
+    async def score(self, spec: ItemSpec, prompt: Prompt, sample: CotSample, j: int) -> tuple[float, dict]:
+        judged = self.template.render(spec.item, reasoning=sample.reasoning)
+        question = ItemSpec(
+            id=spec.id,
+            key=f"{spec.key}:judge",
+            item=PromptItem(question=spec.item.question, options=JUDGE_OPTIONS),
+            gold_index=None,
+        )
+        dist = await self.backend.distribution(judged, question, salt=f"judge{j}")
+        return dist.logprobs[0] - dist.logprobs[1], {"judge_logprobs": dist.logprobs}
+
+
+class SimulatedScorer(Scorer):
+    """A simulated endpoint as the scorer: a deterministic score per (seed, item, sample) in [0, 1). It stands in
+    for a reward model in the demo and in tests; it knows nothing about the answer."""
+
+    name = "simulated"
+
+    def __init__(self, request: GenerationRequest):
+        self.seed = SimulationSettings.from_dict(request.simulation).seed
+
+    async def score(self, spec: ItemSpec, prompt: Prompt, sample: CotSample, j: int) -> tuple[float, dict]:
+        return _unit(self.seed, spec.key, "reward", j, sample.reasoning), {"api": "simulated"}
+
+
+def scorer_for(
+    kind: str,
+    *,
+    run_backend: Backend,
+    request: GenerationRequest | None,
+    settings: Settings,
+    label: str = "",
+    pair: bool = True,
+    judge_prompt: str = "",
+) -> Scorer:
+    """The scorer of a best-of-N run: `kind` "reward" or "judge" on `request` (the scorer's endpoint; a judge
+    without one uses the run's own backend). A simulated scorer endpoint scores by `SimulatedScorer`."""
+    if request is not None and request.kind == "simulated":
+        return SimulatedScorer(request)
+    if kind == "reward":
+        if request is None:
+            raise ValueError("a reward model needs its endpoint")
+        return RewardModelScorer(request, settings, label=label, pair=pair)
+    if request is None:
+        backend, owns = run_backend, False
+    else:
+        backend, owns = backend_for(request, settings), True
+    chat = request.kind == "openai" if request is not None else isinstance(run_backend, OpenAIBackend)
+    return JudgeScorer(backend, judge_template(judge_prompt, chat=chat), owns_backend=owns)
 
 
 def backend_for(request: GenerationRequest, settings: Settings) -> Backend:

@@ -10,10 +10,14 @@ Placeholders (anything else in braces is left as it is):
 * ``{subject}``   the item's subject with underscores as spaces ("high school physics");
 * ``{examples}``  few-shot only: the labelled examples. Everything after ``{examples}`` is the per-question
   body; each example is that body filled in for the example, followed by `` <gold letter>`` and a blank line
-  (chat templates: the body's turns, with the gold letter as the final assistant message);
+  (chat templates: the body's turns, with the gold letter as the final assistant message). A chain of thought
+  with shots (MMLU 5-shot CoT) puts its examples before the whole template, each in the zero-shot layout;
 * ``{reasoning}`` chain of thought only: where the sampled reasoning goes. The text before it is the prompt
   the reasoning is sampled from; the whole text, with the reasoning in place, is the prompt whose next token
   is scored.
+
+**A story is given once** (QuALITY): with examples, which come from the same story, it opens the first example
+and the examples after it and the question itself leave ``{story}`` empty; without examples it opens the question.
 
 Chat templates (``chat=True``) are split into messages at lines starting ``Human:`` (a user message) and
 ``Assistant:`` (an assistant message); text before the first marker, other than ``{examples}``, becomes a
@@ -59,6 +63,31 @@ COT_CHAT = (
     "Assistant:"
 )
 
+# The judge that can score chain-of-thought samples for best of N (run parameter scorer="judge"): the question and
+# one sampled reasoning, then whether the reasoning is sound, answered with a letter whose log-probability is read
+# (A: sound). The score of a sample is log P(A) - log P(B). A run may give its own text (parameter judge_prompt),
+# with the same placeholders as a chain-of-thought template.
+JUDGE_OPTIONS = ("Yes, it is sound", "No, it is flawed")
+JUDGE_TEXT = (
+    ZERO_SHOT_TEXT
+    + " Let's think step by step.{reasoning}\n\n"
+    + "Human: Is the reasoning above sound?\n\nChoices:\n (A) "
+    + JUDGE_OPTIONS[0]
+    + "\n (B) "
+    + JUDGE_OPTIONS[1]
+    + "\n\nAnswer:\n\nAssistant:"
+)
+JUDGE_CHAT = (
+    "Human: "
+    + _QUESTION
+    + "Let's think step by step.\n\nAssistant:{reasoning}\n\n"
+    + "Human: Is the reasoning above sound? (A) "
+    + JUDGE_OPTIONS[0]
+    + " (B) "
+    + JUDGE_OPTIONS[1]
+    + ". Answer with the letter only.\n\nAssistant:"
+)
+
 DEFAULT_TEMPLATES: dict[str, tuple[str, bool, str, str]] = {
     "paper-zero-shot": (Method.ZERO_SHOT, False, ZERO_SHOT_TEXT, "Bowman et al. 2022 §3.3, zero-shot"),
     "paper-few-shot": (Method.FEW_SHOT, False, FEW_SHOT_TEXT, "Bowman et al. 2022 §3.3, 5-shot (MMLU dev)"),
@@ -67,6 +96,13 @@ DEFAULT_TEMPLATES: dict[str, tuple[str, bool, str, str]] = {
     "chat-few-shot": (Method.FEW_SHOT, True, FEW_SHOT_CHAT, "Chat messages for instruction-tuned models"),
     "chat-cot": (Method.COT, True, COT_CHAT, "Chat messages for instruction-tuned models"),
 }
+
+
+def judge_template(text: str | None, *, chat: bool) -> Template:
+    """The judge's prompt for best of N (scorer "judge"): `text`, or the default for text or chat endpoints. It has
+    the placeholders of a chain-of-thought template and asks for (A) sound or (B) flawed."""
+    text = text or (JUDGE_CHAT if chat else JUDGE_TEXT)
+    return Template.build(name="judge", method=Method.COT, text=text, chat=chat)
 
 
 def default_template_name(method: str, chat: bool) -> str:
@@ -125,13 +161,23 @@ def _choices(options: Sequence[str]) -> str:
     return "\n".join(f" ({LETTERS[i]}) {option}" for i, option in enumerate(options))
 
 
-def _values(item: PromptItem) -> dict[str, str]:
+def _values(item: PromptItem, *, story: bool = True) -> dict[str, str]:
     return {
         "question": item.question,
         "choices": _choices(item.options),
-        "story": f"Story:\n{item.passage}\n\n" if item.passage else "",
+        "story": f"Story:\n{item.passage}\n\n" if item.passage and story else "",
         "subject": item.subject.replace("_", " "),
     }
+
+
+def _story_once(item: PromptItem, examples: Sequence[PromptItem]) -> tuple[list[bool], bool]:
+    """Which examples, and whether the question, show the story: only the first text that has it."""
+    shown = [False] * len(examples)
+    for i, ex in enumerate(examples):
+        if ex.passage:
+            shown[i] = True
+            return shown, item.passage is not None and item.passage != ex.passage
+    return shown, True
 
 
 def _fill(text: str, values: dict[str, str]) -> str:
@@ -203,26 +249,38 @@ class Template:
 
     # -- text templates ---------------------------------------------------------------------------------------
 
-    def _text_examples(self, body: str, examples: Sequence[PromptItem]) -> str:
+    @staticmethod
+    def _text_examples(body: str, examples: Sequence[PromptItem], stories: Sequence[bool]) -> str:
         out = []
-        for ex in examples:
-            out.append(_fill(body, _values(ex)) + " " + LETTERS[ex.gold_index] + "\n\n")
+        for ex, story in zip(examples, stories, strict=True):
+            out.append(_fill(body, _values(ex, story=story)) + " " + LETTERS[ex.gold_index] + "\n\n")
         return "".join(out)
+
+    def _example_turns(self) -> list[_Turn]:
+        """The turns each example of a chat template is asked in: the body's, or (chain of thought) the zero-shot's."""
+        turns = list(self.turns)
+        if turns and turns[0].role == "system":
+            turns = turns[1:]
+        if self.method == Method.COT:
+            turns = [t for t in _turns(ZERO_SHOT_CHAT) if t.role != "system"]
+        return turns[:-1]
 
     # -- chat templates ---------------------------------------------------------------------------------------
 
     def _chat_messages(
         self, item: PromptItem, examples: Sequence[PromptItem], reasoning: str | None, stop_at_reasoning: bool
     ) -> tuple[dict, ...]:
-        values = _values(item)
+        stories, own_story = _story_once(item, examples)
+        values = _values(item, story=own_story)
         messages: list[dict] = []
         turns = list(self.turns)
         if turns and turns[0].role == "system":
             messages.append({"role": "system", "content": _fill(turns[0].text, values)})
             turns = turns[1:]
-        for ex in examples:
-            ex_values = _values(ex)
-            for turn in turns[:-1]:
+        example_turns = self._example_turns()
+        for ex, story in zip(examples, stories, strict=True):
+            ex_values = _values(ex, story=story)
+            for turn in example_turns:
                 messages.append({"role": turn.role, "content": _fill(turn.text, ex_values)})
             messages.append({"role": "assistant", "content": LETTERS[ex.gold_index]})
         for turn in turns[:-1]:  # the last turn is the empty assistant turn the model answers in
@@ -244,22 +302,26 @@ class Template:
             raise ValueError("a chain-of-thought scoring prompt needs the reasoning")
         if self.chat:
             return Prompt(messages=self._chat_messages(item, examples, reasoning, stop_at_reasoning=False))
-        values = _values(item)
+        stories, own_story = _story_once(item, examples)
+        values = _values(item, story=own_story)
         if self.method == Method.FEW_SHOT:
             head, body = self.text.split("{examples}", 1)
-            return Prompt(text=_fill(head, values) + self._text_examples(body, examples) + _fill(body, values))
+            return Prompt(text=_fill(head, values) + self._text_examples(body, examples, stories) + _fill(body, values))
         if self.method == Method.COT:
             before, after = self.text.split("{reasoning}", 1)
-            return Prompt(text=_fill(before, values) + reasoning + _fill(after, values))
+            prefix = self._text_examples(ZERO_SHOT_TEXT, examples, stories)
+            return Prompt(text=prefix + _fill(before, values) + reasoning + _fill(after, values))
         return Prompt(text=_fill(self.text, values))
 
-    def reasoning_prompt(self, item: PromptItem) -> Prompt:
-        """Chain of thought: the prompt the reasoning is sampled from."""
+    def reasoning_prompt(self, item: PromptItem, *, examples: Sequence[PromptItem] = ()) -> Prompt:
+        """Chain of thought: the prompt the reasoning is sampled from (after the examples, for a CoT with shots)."""
         if self.method != Method.COT:
             raise ValueError("only chain-of-thought templates have a reasoning prompt")
         if self.chat:
-            return Prompt(messages=self._chat_messages(item, (), None, stop_at_reasoning=True))
-        return Prompt(text=_fill(self.text.split("{reasoning}", 1)[0], _values(item)))
+            return Prompt(messages=self._chat_messages(item, examples, None, stop_at_reasoning=True))
+        stories, own_story = _story_once(item, examples)
+        prefix = self._text_examples(ZERO_SHOT_TEXT, examples, stories)
+        return Prompt(text=prefix + _fill(self.text.split("{reasoning}", 1)[0], _values(item, story=own_story)))
 
     @property
     def stop_sequences(self) -> list[str]:

@@ -33,14 +33,15 @@ from django.db import reset_queries, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from oversight.analysis.tables import BEST_OF_N, SELF_CONSISTENCY
 from oversight.assistant.backends import request_for_endpoint
 from oversight.banks.models import Bank, Item, Passage
 from oversight.core.models import ConditionItem, Job, JobLifecycle, ModelEndpoint, Study
 
-from .clients import TRANSIENT, Backend, ItemError, ItemSpec, Settings, backend_for, item_error
+from .clients import TRANSIENT, Backend, ItemError, ItemSpec, Scorer, Settings, backend_for, item_error, scorer_for
 from .models import STALE_AFTER_S, BaselineResult, BaselineRun, Method, PromptTemplate
-from .prompts import PromptItem, Template, default_template_name, ensure_default_templates
-from .scoring import SELECTORS, CotSample, ResultRow, normalise, predict, summarise
+from .prompts import PromptItem, Template, default_template_name, ensure_default_templates, judge_template
+from .scoring import SELECTORS, CotSample, ResultRow, best_of_n, normalise, predict, summarise
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,32 @@ DEFAULT_PARAMS = {
     "seed": 0,
     "transport": "fast",  # TGI raw-text requests: "fast" (baselines.transport) or "httpx" (huggingface_hub)
 }
+# Examples (few-shot, and chain of thought with shots): from this split of the item's bank, of the item's subject
+# (and story), never an item the run scores or its study shows. Items with a story (QuALITY) get examples only when
+# `passage_examples` says so: the paper defines few-shot for MMLU alone.
+EXAMPLE_PARAMS = {"examples_split": "dev", "passage_examples": False}
 METHOD_PARAMS = {
     Method.ZERO_SHOT: {},
-    Method.FEW_SHOT: {"shots": 5, "examples_split": "dev"},
-    Method.COT: {"samples": 20, "temperature": 0.7, "max_reasoning_tokens": 256, "selector": "self-consistency"},
+    Method.FEW_SHOT: {"shots": 5, **EXAMPLE_PARAMS},
+    Method.COT: {
+        "samples": 20,
+        "temperature": 0.7,
+        "max_reasoning_tokens": 256,
+        # "self-consistency" (a vote of the samples) or "best-of-n" (the paper's: the sample a scorer rates best).
+        "selector": SELF_CONSISTENCY,
+        "scorer": "",  # best of N: "reward" (a reward model's /predict, TEI's format) or "judge" (a judge prompt)
+        "scorer_endpoint": "",  # the ModelEndpoint (by name) that serves the reward model or the judge
+        "reward_label": "",  # the reward model's label whose score counts (default: its only one)
+        "reward_input": "pair",  # "pair": [prompt, reasoning]; "text": prompt + reasoning as one text
+        "judge_prompt": "",  # the judge's text (default: prompts.JUDGE_TEXT / JUDGE_CHAT)
+        "shots": 0,  # MMLU 5-shot chain of thought: 5
+        **EXAMPLE_PARAMS,
+    },
 }
 _INT_PARAMS = {"concurrency", "top_n", "max_retries", "breaker", "seed", "shots", "samples", "max_reasoning_tokens"}
 _FLOAT_PARAMS = {"retry_base_s", "retry_cap_s", "temperature"}
+_BOOL_PARAMS = {"passage_examples"}
+SCORERS = ("reward", "judge")
 
 
 class RunError(Exception):
@@ -86,7 +106,9 @@ def normalise_params(method: str, params: dict | None) -> dict:
     out = dict(allowed)
     for key, value in given.items():
         try:
-            if key in _INT_PARAMS:
+            if key in _BOOL_PARAMS:
+                value = value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+            elif key in _INT_PARAMS:
                 value = int(value)
             elif key in _FLOAT_PARAMS:
                 value = float(value)
@@ -95,19 +117,45 @@ def normalise_params(method: str, params: dict | None) -> dict:
         except (TypeError, ValueError) as exc:
             raise RunError(f"parameter {key}={value!r} is not a valid number") from exc
         out[key] = value
-    positive = {"concurrency", "top_n", "shots", "samples", "max_reasoning_tokens", "breaker"} & set(out)
+    positive = {"concurrency", "top_n", "samples", "max_reasoning_tokens", "breaker"} & set(out)
+    if method == Method.FEW_SHOT:
+        positive.add("shots")
     for key in positive:
         if out[key] < 1:
             raise RunError(f"parameter {key} must be at least 1, got {out[key]}")
+    if out.get("shots", 0) < 0:
+        raise RunError("parameter shots cannot be negative")
     if out["max_retries"] < 0:
         raise RunError("parameter max_retries cannot be negative")
     if "temperature" in out and not 0 <= out["temperature"] <= 5:
         raise RunError("parameter temperature must be between 0 and 5")
     if out["transport"] not in ("fast", "httpx"):
         raise RunError("parameter transport must be 'fast' or 'httpx'")
-    if "selector" in out and out["selector"] not in SELECTORS:
-        raise RunError(f"unknown selector {out['selector']!r}; known: {', '.join(SELECTORS)}")
+    if "selector" in out:
+        check_selection(out)
     return out
+
+
+def check_selection(params: dict) -> None:
+    """A chain of thought's selector and scorer make sense together (the scorer's endpoint is checked at creation)."""
+    known = [*SELECTORS, BEST_OF_N]
+    if params["selector"] not in known:
+        raise RunError(f"unknown selector {params['selector']!r}; known: {', '.join(known)}")
+    if params["selector"] != BEST_OF_N:
+        if params["scorer"]:
+            raise RunError(f"a scorer chooses the best of N samples: use selector {BEST_OF_N!r} with it")
+        return
+    if params["scorer"] not in SCORERS:
+        raise RunError(f"best of N needs a scorer: one of {', '.join(SCORERS)} (parameter scorer)")
+    if params["scorer"] == "reward" and not params["scorer_endpoint"]:
+        raise RunError("a reward model needs its endpoint: parameter scorer_endpoint (a model endpoint's name)")
+    if params["reward_input"] not in ("pair", "text"):
+        raise RunError("parameter reward_input must be 'pair' or 'text'")
+    if params["judge_prompt"]:
+        try:
+            judge_template(params["judge_prompt"], chat=False)
+        except ValueError as exc:
+            raise RunError(f"judge_prompt: {exc}") from exc
 
 
 def run_items(run: BaselineRun):
@@ -134,8 +182,13 @@ def create_run(
     params: dict | None = None,
     template: PromptTemplate | str | None = None,
     created_by=None,
+    for_study: Study | None = None,
 ) -> BaselineRun:
-    """A queued run (and its Job). Validates everything that can be checked before any request is sent."""
+    """A queued run (and its Job). Validates everything that can be checked before any request is sent.
+
+    `study` makes the run score exactly that study's items; `for_study` (a run over a bank started from a study's
+    console page) only files its Job under that study, so the study's people can follow it, and keeps the study's
+    items out of its examples."""
     if method not in Method.values:
         raise RunError(f"unknown method {method!r}; one of {', '.join(Method.values)}")
     if bank is None and study is None:
@@ -161,6 +214,8 @@ def create_run(
     if template.content_hash != template.compute_hash():
         template.save(update_fields=["content_hash"])
     params = normalise_params(method, params)
+    if params.get("scorer_endpoint") and not ModelEndpoint.objects.filter(name=params["scorer_endpoint"]).exists():
+        raise RunError(f"no endpoint named {params['scorer_endpoint']!r} (parameter scorer_endpoint)")
     with transaction.atomic():
         run = BaselineRun(
             endpoint=endpoint,
@@ -176,9 +231,14 @@ def create_run(
         run.total = run_items(run).count()
         if run.total == 0:
             raise RunError("no items match (check the bank, split and study)")
+        if params.get("shots") and not params["passage_examples"] and run_items(run).exclude(passage=None).exists():
+            raise RunError(
+                "few-shot examples are off for items with a story (QuALITY): the paper defines few-shot for MMLU "
+                "only. To use examples from the same story anyway, set the parameter passage_examples"
+            )
         run.job = Job.objects.create(
             kind=Job.Kind.BASELINE,
-            study=study,
+            study=study or for_study,
             created_by=created_by,
             total=run.total,
             params={"method": method, "endpoint": endpoint.name},
@@ -236,64 +296,73 @@ def _natural(external_id: str):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", external_id)]
 
 
+def examples_excluded(run: BaselineRun) -> set[int]:
+    """Items that may never be a run's example: those it scores, and every item its study shows (the study it
+    scores, or the one it was started for)."""
+    excluded = set(run_items(run).values_list("pk", flat=True))
+    study_id = run.study_id or (Job.objects.filter(pk=run.job_id).values_list("study_id", flat=True).first())
+    if study_id:
+        excluded |= set(ConditionItem.objects.filter(study_id=study_id).values_list("item_id", flat=True))
+    return excluded
+
+
+_SPEC_FIELDS = ("pk", "bank_id", "external_id", "text", "options", "gold_index", "subject", "passage_id")
+
+
 def load_specs(run: BaselineRun, exclude: set[int]) -> list[ItemSpec]:
-    """Plain-value specs of the run's items not in `exclude`, in id order, with passages and few-shot examples."""
-    rows = [
-        r
-        for r in run_items(run)
-        .order_by("pk")
-        .values_list("pk", "bank_id", "external_id", "text", "options", "gold_index", "subject", "passage_id")
-        if r[0] not in exclude
-    ]
-    passage_ids = {r[7] for r in rows if r[7] is not None}
-    passages = dict(Passage.objects.filter(pk__in=passage_ids).values_list("pk", "text"))
-    examples: dict[tuple[int, str], list[tuple[int, str, PromptItem]]] = {}
-    shots = run.params.get("shots", 0) if run.method == Method.FEW_SHOT else 0
+    """Plain-value specs of the run's items not in `exclude`, in id order, with passages and examples.
+
+    Examples (few-shot; chain of thought with shots) come from the same bank's `examples_split`, of the item's
+    subject and, for an item with a story, of its story; never an item of `examples_excluded`; in the source
+    file's row order (the natural order of their external ids)."""
+    rows = [r for r in run_items(run).order_by("pk").values_list(*_SPEC_FIELDS) if r[0] not in exclude]
+    shots = run.params.get("shots", 0) if run.method in (Method.FEW_SHOT, Method.COT) else 0
+    split = run.params.get("examples_split", "dev")
+    pool: list = []
     if shots:
         wanted = {(r[1], r[6]) for r in rows}
-        pool = Item.objects.filter(
-            bank_id__in={b for b, _ in wanted},
-            subject__in={s for _, s in wanted},
-            split=run.params.get("examples_split", "dev"),
-            gold_index__isnull=False,
-        ).values_list("pk", "bank_id", "external_id", "text", "options", "gold_index", "subject", "passage_id")
-        grouped: dict[tuple[int, str], list] = defaultdict(list)
-        for pk, bank_id, ext, text, options, gold, subject, passage_id in pool:
-            grouped[(bank_id, subject)].append(
-                (
-                    pk,
-                    ext,
-                    PromptItem(
-                        question=text,
-                        options=tuple(options),
-                        subject=subject,
-                        gold_index=gold,
-                        passage=passages.get(passage_id) if passage_id else None,
-                    ),
-                )
+        pool = list(
+            Item.objects.filter(
+                bank_id__in={b for b, _ in wanted},
+                subject__in={s for _, s in wanted},
+                split=split,
+                gold_index__isnull=False,
             )
-        examples = {key: sorted(found, key=lambda e: _natural(e[1])) for key, found in grouped.items()}
+            .exclude(pk__in=examples_excluded(run))
+            .values_list(*_SPEC_FIELDS)
+        )
+    passage_ids = {r[7] for r in [*rows, *pool] if r[7] is not None}
+    passages = dict(Passage.objects.filter(pk__in=passage_ids).values_list("pk", "text"))
+
+    def prompt_item(text, options, gold, subject, passage_id) -> PromptItem:
+        passage = passages.get(passage_id) if passage_id else None
+        return PromptItem(question=text, options=tuple(options), subject=subject, gold_index=gold, passage=passage)
+
+    examples: dict[tuple, list[tuple[str, PromptItem]]] = defaultdict(list)
+    for _pk, bank_id, ext, text, options, gold, subject, passage_id in pool:
+        examples[bank_id, subject, passage_id].append((ext, prompt_item(text, options, gold, subject, passage_id)))
+    for found in examples.values():
+        found.sort(key=lambda e: _natural(e[0]))
     specs = []
     for pk, bank_id, ext, text, options, gold, subject, passage_id in rows:
         shots_for, error = (), ""
         if shots:
-            pool = [e[2] for e in examples.get((bank_id, subject), []) if e[0] != pk]
-            if len(pool) < shots:
+            candidates = [e[1] for e in examples.get((bank_id, subject, passage_id), [])]
+            if len(candidates) < shots:
                 error = (
-                    f"only {len(pool)} labelled {run.params.get('examples_split', 'dev')!r} examples of subject "
-                    f"{subject!r} in this bank; {shots} needed"
+                    f"only {len(candidates)} labelled {split!r} examples of subject {subject!r}"
+                    f"{' and its story' if passage_id else ''} in this bank outside the items scored or shown; "
+                    f"{shots} needed"
                 )
-            shots_for = tuple(pool[:shots])
-        item = PromptItem(
-            question=text,
-            options=tuple(options),
-            subject=subject,
-            gold_index=gold,
-            passage=passages.get(passage_id) if passage_id else None,
-        )
+            shots_for = tuple(candidates[:shots])
         specs.append(
             ItemSpec(
-                id=pk, key=f"{bank_id}:{ext}", item=item, gold_index=gold, examples=shots_for, examples_error=error
+                id=pk,
+                key=f"{bank_id}:{ext}",
+                item=prompt_item(text, options, gold, subject, passage_id),
+                gold_index=gold,
+                examples=shots_for,
+                examples_error=error,
             )
         )
     return specs
@@ -356,8 +425,10 @@ class Engine:
         template: Template,
         params: dict,
         concurrency: int,
+        scorer_factory: Callable[[Backend], Scorer] | None = None,
     ):
         self.count = len(specs)
+        self.scorer_factory = scorer_factory
         self._items = _consume(specs)  # specs are freed as they are taken: memory stays flat
         self.backend_factory = backend_factory
         self.method = method
@@ -415,13 +486,14 @@ class Engine:
         backend = self._backend = self.backend_factory()
         semaphore = asyncio.Semaphore(self.concurrency)
         items = self._items
-        selector = SELECTORS[self.params.get("selector", "self-consistency")]()
+        selector = SELECTORS.get(self.params.get("selector", SELF_CONSISTENCY), SELECTORS[SELF_CONSISTENCY])()
+        scorer = self.scorer_factory(backend) if self.scorer_factory is not None else None
 
         async def worker() -> None:
             for spec in items:
                 if self._stopping:
                     return
-                outcome = await self._score(backend, semaphore, selector, spec)
+                outcome = await self._score(backend, semaphore, selector, spec, scorer)
                 self._emit(outcome)
 
         try:
@@ -431,6 +503,8 @@ class Engine:
         finally:
             for outcome in self._held if self.failure is None else ():
                 self.results.put(outcome)
+            if scorer is not None:
+                await scorer.aclose()
             await backend.aclose()
 
     def _emit(self, outcome: Outcome) -> None:
@@ -453,15 +527,17 @@ class Engine:
             self._held.clear()
         self.results.put(outcome)
 
-    async def _score(self, backend: Backend, semaphore: asyncio.Semaphore, selector, spec: ItemSpec) -> Outcome:
+    async def _score(
+        self, backend: Backend, semaphore: asyncio.Semaphore, selector, spec: ItemSpec, scorer: Scorer | None = None
+    ) -> Outcome:
         started = time.perf_counter()
         outcome = Outcome(item_id=spec.id, gold_index=spec.gold_index, prompt="", latency_ms=0.0)
         try:
+            if spec.examples_error:
+                raise ItemError("no_examples", spec.examples_error)
             if self.method == Method.COT:
-                await self._score_cot(backend, semaphore, selector, spec, outcome)
+                await self._score_cot(backend, semaphore, selector, spec, outcome, scorer)
             else:
-                if spec.examples_error:
-                    raise ItemError("no_examples", spec.examples_error)
                 prompt = self.template.render(spec.item, examples=spec.examples)
                 outcome.prompt = prompt.display()
                 async with semaphore:
@@ -481,16 +557,22 @@ class Engine:
         return outcome
 
     async def _score_cot(
-        self, backend: Backend, semaphore: asyncio.Semaphore, selector, spec: ItemSpec, outcome: Outcome
+        self,
+        backend: Backend,
+        semaphore: asyncio.Semaphore,
+        selector,
+        spec: ItemSpec,
+        outcome: Outcome,
+        scorer: Scorer | None = None,
     ) -> None:
-        reasoning_prompt = self.template.reasoning_prompt(spec.item)
+        reasoning_prompt = self.template.reasoning_prompt(spec.item, examples=spec.examples)
         outcome.prompt = reasoning_prompt.display()
         stop = self.template.stop_sequences
 
         async def one(j: int) -> tuple[CotSample, list]:
             async with semaphore:
                 reasoning, info = await backend.sample(reasoning_prompt, spec, j, stop)
-            prompt = self.template.render(spec.item, reasoning=reasoning)
+            prompt = self.template.render(spec.item, examples=spec.examples, reasoning=reasoning)
             async with semaphore:
                 dist = await backend.distribution(prompt, spec, salt=f"cot{j}")
             probabilities = normalise(dist.logprobs)
@@ -511,7 +593,10 @@ class Engine:
         failures = [item_error(d) for d in done if isinstance(d, BaseException)]
         if not samples:
             raise failures[0]
-        selection = selector.select([s for s, _ in samples])
+        if scorer is None:
+            selection = selector.select([s for s, _ in samples])
+        else:
+            samples, selection = await self._best_of_n(scorer, semaphore, spec, reasoning_prompt, samples, failures)
         outcome.probabilities = selection.probabilities
         outcome.predicted = selection.predicted
         outcome.missing_letters = [m for _, missing in samples for m in missing]
@@ -523,6 +608,28 @@ class Engine:
             ],
             "failed_samples": [{"kind": f.kind, "detail": f.detail[:500]} for f in failures],
         }
+
+    async def _best_of_n(self, scorer: Scorer, semaphore, spec: ItemSpec, prompt, samples: list, failures: list):
+        """Score every sample (a sample whose scoring fails is left out, and listed with the failed samples) and
+        keep the best: the paper's best of N."""
+
+        async def one(j: int, sample: CotSample):
+            async with semaphore:
+                return await scorer.score(spec, prompt, sample, j)
+
+        scored = await asyncio.gather(*(one(j, s) for j, (s, _m) in enumerate(samples)), return_exceptions=True)
+        for item in scored:
+            if isinstance(item, asyncio.CancelledError):
+                raise item
+        kept = [
+            (sample, got) for sample, got in zip(samples, scored, strict=True) if not isinstance(got, BaseException)
+        ]
+        failures += [item_error(got) for got in scored if isinstance(got, BaseException)]
+        if not kept:
+            raise failures[-1]
+        selection = best_of_n([s for (s, _m), _got in kept], [got[0] for _s, got in kept])
+        selection.detail.update(scorer=scorer.name, score_detail=[got[1] for _s, got in kept])
+        return [s for s, _got in kept], selection
 
 
 # --------------------------------------------------------------------------------------------------- execute
@@ -557,7 +664,12 @@ def _counts(run_id: int) -> tuple[int, int, dict]:
 
 
 def run_summary(run: BaselineRun) -> dict:
-    rows = BaselineResult.objects.filter(run=run).values_list(
+    return summary_of(BaselineResult.objects.filter(run=run))
+
+
+def summary_of(results) -> dict:
+    """The summary of a queryset of one run's results (`scoring.summarise`); migrations pass historical models."""
+    rows = results.values_list(
         "item__subject", "item__gold_index", "probabilities", "predicted", "correct", "error_kind"
     )
     return summarise(
@@ -615,6 +727,7 @@ def execute(
             }
         )
         factory = backend_factory or (lambda: backend_for(request, settings))
+        scorer_factory = _scorer_factory(run, settings)
         run.set_progress(
             where=Q(claimed_by=token), total=total, progress={**(run.progress or {}), "concurrency": concurrency}
         )
@@ -625,6 +738,7 @@ def execute(
             template=template,
             params=run.params,
             concurrency=concurrency,
+            scorer_factory=scorer_factory,
         )
         del specs
         return _drive(run, token, engine, total, slice_s=slice_s, should_yield=should_yield, on_progress=on_progress)
@@ -641,6 +755,28 @@ def execute(
         if isinstance(exc, RunError):
             return ExecutionResult("failed", BaselineRun.objects.get(pk=run_id), message)
         raise
+
+
+def _scorer_factory(run: BaselineRun, settings: Settings) -> Callable[[Backend], Scorer] | None:
+    """Best of N: how the engine makes its scorer (on its loop), with the scorer's endpoint read here."""
+    params = run.params
+    if run.method != Method.COT or params.get("selector") != BEST_OF_N:
+        return None
+    request = None
+    if params.get("scorer_endpoint"):
+        endpoint = ModelEndpoint.objects.filter(name=params["scorer_endpoint"]).first()
+        if endpoint is None:
+            raise RunError(f"the scorer's endpoint {params['scorer_endpoint']!r} no longer exists")
+        request = request_for_endpoint(endpoint)
+    return lambda backend: scorer_for(
+        params["scorer"],
+        run_backend=backend,
+        request=request,
+        settings=settings,
+        label=params.get("reward_label", ""),
+        pair=params.get("reward_input", "pair") == "pair",
+        judge_prompt=params.get("judge_prompt", ""),
+    )
 
 
 def _finish(run: BaselineRun, token: str, new_status: str, message: str = "", summary: dict | None = None) -> None:

@@ -8,9 +8,11 @@ Conventions (docs/baselines.md):
   tokeniser that offers both "A" and " A" gives A the probability of either.
 * Probabilities are a softmax over the options' letters only (the mass on other tokens is dropped).
 * Ties go to the lowest letter: the prediction is the first index whose probability equals the maximum.
-* Calibration error: the paper's five bins centred at 25, 42, 60, 80 and 100 %; the maximum probability goes
-  to the nearest centre (a point exactly between two centres goes to the lower one); CE is the unweighted
-  mean over non-empty bins of |accuracy − centre|, in percentage points.
+* Calibration error: the report's definition (`oversight.analysis.metrics`, one for both): the model's confidence
+  is the probability of the option it predicted (for a self-consistency vote not necessarily the most probable
+  one); it goes to the nearest of the paper's five bins centred at 25, 42, 60, 80 and 100 % (a point exactly
+  between two centres goes to the lower one); CE is the unweighted mean over non-empty bins of
+  |accuracy − centre|, in percentage points.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from oversight.analysis.metrics import calibration_error, model_confidence, nearest_bin_index
+from oversight.analysis.tables import BEST_OF_N, BIN_CENTRES, SELF_CONSISTENCY, SUMMARY_CONFIDENCE
+
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-BIN_CENTRES = (25, 42, 60, 80, 100)
 _SPACE_PREFIXES = " \t▁Ġ"
 
 
@@ -122,7 +126,7 @@ class SelfConsistencyVote:
     """Majority vote over the samples' predictions; probabilities are the mean of the samples' distributions.
     A tied vote goes to the option with the higher mean probability, then to the lowest letter."""
 
-    name = "self-consistency"
+    name = SELF_CONSISTENCY
 
     def select(self, samples: Sequence[CotSample]) -> Selection:
         if not samples:
@@ -136,23 +140,28 @@ class SelfConsistencyVote:
         return Selection(mean, best, {"selector": self.name, "votes": votes})
 
 
-class BestSampleSelector:
-    """Keep the one sample `score` rates highest (first on ties) and answer with its distribution: the shape
-    of the paper's preference-model selection, with the scoring function plugged in."""
+def best_of_n(samples: Sequence[CotSample], scores: Sequence[float], name: str = BEST_OF_N) -> Selection:
+    """The paper's selection: the one sample with the highest score (the first on ties), answered with its own
+    distribution over the letters."""
+    if not samples:
+        raise ValueError("no samples to select from")
+    best = max(range(len(samples)), key=lambda i: (scores[i], -i))
+    chosen = samples[best]
+    return Selection(
+        list(chosen.probabilities), chosen.predicted, {"selector": name, "chosen": best, "scores": list(scores)}
+    )
 
-    def __init__(self, score: Callable[[CotSample], float], name: str = "best-of-n"):
+
+class BestSampleSelector:
+    """Keep the one sample `score` rates highest (first on ties) and answer with its distribution: `best_of_n`
+    with the scoring function plugged in (the runner scores samples over HTTP instead: `clients.Scorer`)."""
+
+    def __init__(self, score: Callable[[CotSample], float], name: str = BEST_OF_N):
         self.score = score
         self.name = name
 
     def select(self, samples: Sequence[CotSample]) -> Selection:
-        if not samples:
-            raise ValueError("no samples to select from")
-        scores = [self.score(s) for s in samples]
-        best = max(range(len(samples)), key=lambda i: (scores[i], -i))
-        chosen = samples[best]
-        return Selection(
-            list(chosen.probabilities), chosen.predicted, {"selector": self.name, "chosen": best, "scores": scores}
-        )
+        return best_of_n(samples, [self.score(s) for s in samples], self.name)
 
 
 SELECTORS: dict[str, Callable[[], Selector]] = {SelfConsistencyVote.name: SelfConsistencyVote}
@@ -163,30 +172,19 @@ SELECTORS: dict[str, Callable[[], Selector]] = {SelfConsistencyVote.name: SelfCo
 
 def nearest_bin(percent: float) -> int:
     """Index of the calibration bin whose centre is nearest (the lower one when exactly between two)."""
-    return min(range(len(BIN_CENTRES)), key=lambda i: (abs(percent - BIN_CENTRES[i]), i))
+    return int(nearest_bin_index(percent))
 
 
 def calibration(pairs: Iterable[tuple[float, bool]]) -> dict:
-    """Calibration error over (confidence in [0, 1], correct) pairs, with the per-bin detail."""
-    counts = [0] * len(BIN_CENTRES)
-    right = [0] * len(BIN_CENTRES)
+    """Calibration error over (confidence in [0, 1], correct) pairs — the report's CE — with, per bin, the count,
+    the right answers, the accuracy and the mean confidence."""
+    pairs = [(100 * confidence, bool(correct)) for confidence, correct in pairs]
+    ce, table = calibration_error(pairs)
     conf = [0.0] * len(BIN_CENTRES)
-    for confidence, correct in pairs:
-        i = nearest_bin(100 * confidence)
-        counts[i] += 1
-        right[i] += bool(correct)
-        conf[i] += 100 * confidence
-    bins, gaps = [], []
-    for i, centre in enumerate(BIN_CENTRES):
-        if counts[i]:
-            accuracy = 100 * right[i] / counts[i]
-            gaps.append(abs(accuracy - centre))
-            bins.append(
-                {"centre": centre, "n": counts[i], "accuracy": accuracy, "mean_confidence": conf[i] / counts[i]}
-            )
-        else:
-            bins.append({"centre": centre, "n": 0, "accuracy": None, "mean_confidence": None})
-    return {"ce": sum(gaps) / len(gaps) if gaps else None, "bins": bins}
+    for percent, _correct in pairs:
+        conf[nearest_bin(percent)] += percent
+    bins = [{**b, "mean_confidence": conf[i] / b["n"] if b["n"] else None} for i, b in enumerate(table)]
+    return {"ce": ce, "bins": bins}
 
 
 @dataclass(frozen=True)
@@ -212,16 +210,19 @@ def summarise(rows: Iterable[ResultRow]) -> dict:
     for r in labelled:
         per_subject[r.subject][0] += bool(r.correct)
         per_subject[r.subject][1] += 1
-    cal = calibration((max(r.probabilities), bool(r.correct)) for r in labelled)
+    cal = calibration((model_confidence(r.probabilities, r.predicted), bool(r.correct)) for r in labelled)
+    confidences = [model_confidence(r.probabilities, r.predicted) for r in answered]
     return {
+        "confidence": SUMMARY_CONFIDENCE,
         "items": len(rows),
         "answered": len(answered),
         "labelled": len(labelled),
+        "n_correct": n_right,
         "errors": sum(errors.values()),
         "errors_by_kind": dict(sorted(errors.items())),
         "accuracy": 100 * n_right / len(labelled) if labelled else None,
         "accuracy_errors_as_wrong": 100 * n_right / len(labelled_all) if labelled_all else None,
-        "mean_confidence": 100 * sum(max(r.probabilities) for r in answered) / len(answered) if answered else None,
+        "mean_confidence": 100 * sum(confidences) / len(confidences) if confidences else None,
         "calibration_error": cal["ce"],
         "calibration_bins": cal["bins"],
         "accuracy_by_subject": {

@@ -4,6 +4,7 @@ from django.urls import path
 from oversight.console import (
     views,
     views_banks,
+    views_baselines,
     views_design,
     views_endpoints,
     views_export,
@@ -63,6 +64,8 @@ urlpatterns = [
     path("studies/<slug:slug>/report/", views_report.report, name="report"),
     path("studies/<slug:slug>/report/items/", views_report.report_items, name="report_items"),
     path("studies/<slug:slug>/report/<slug:name>.svg", views_report.report_plot, name="report_plot"),
+    path("studies/<slug:slug>/baselines/", views_baselines.baselines, name="baselines"),
+    path("studies/<slug:slug>/baselines/<int:run_id>/cancel", views_baselines.baseline_cancel, name="baseline_cancel"),
     # end report
     # exports and payments
     path("studies/<slug:slug>/export/", views_export.export_page, name="export"),

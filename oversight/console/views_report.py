@@ -19,7 +19,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from oversight.analysis import plots
-from oversight.analysis.report import DEFAULT_RESAMPLES
+from oversight.analysis.report import DEFAULT_RESAMPLES, METHOD_KEYS
 from oversight.console.access import get_study_for_user, results_hidden
 from oversight.core.models import Study
 from oversight.reports.services import report_bundle, report_plot_svg
@@ -97,22 +97,33 @@ def _table(analysis: dict, items_base: str, variant: str, resamples: int) -> dic
             if cell is None:
                 cells.append(None)
                 continue
+            n = "–" if cell["n_items"] is None else str(cell["n_items"])
             cells.append(
                 {
                     "value": _value(cell["accuracy"]),
-                    "ci": _ci(cell["accuracy"]),
+                    # A published reference has no interval: say what it is instead.
+                    "ci": "reference" if row["reference"] else _ci(cell["accuracy"]),
                     "ce": _value(cell["ce"]),
-                    "n": cell["n_items"],
+                    "n": f"{n} ({cell['split'] or 'all'})" if row["kind"] == "model_split" else n,
                     "n_participants": cell["n_participants"],
                     "n_answers": cell["n_answers"],
                 }
             )
-        link = items_base + _query(variant, resamples, condition=row["condition_id"])
-        rows.append({"label": row["label"], "kind": row["kind"], "key": row["key"], "cells": cells, "link": link})
+        link = None if row["reference"] else items_base + _query(variant, resamples, condition=row["condition_id"])
+        rows.append(
+            {
+                "label": row["label"],
+                "kind": row["kind"],
+                "key": row["key"],
+                "cells": cells,
+                "link": link,
+                "source": row.get("source", ""),
+            }
+        )
     return {"columns": columns, "rows": rows}
 
 
-def _metric_rows(analysis: dict) -> tuple[list[str], list[dict]]:
+def _metric_rows(analysis: dict, tie_rule: str) -> tuple[list[str], list[dict]]:
     """The key metrics per condition (all tasks), as (condition labels, rows of formatted values)."""
     labels = {r["condition_id"]: r["label"] for r in plots.human_rows(analysis)}
     blocks = {c["id"]: c for c in analysis["conditions"]}
@@ -170,8 +181,13 @@ def _metric_rows(analysis: dict) -> tuple[list[str], list[dict]]:
             "Vote",
         ),
         row(
-            "Vote ties (by plurality / lowest option)",
-            lambda b: plain(f"{b['all']['vote']['ties']['plurality']} / {b['all']['vote']['ties']['lowest_option']}"),
+            "Items without a vote (nobody selected an option; counted wrong)",
+            lambda b: plain(str(b["all"]["vote"]["n_no_opinion"])),
+            "Vote",
+        ),
+        row(
+            f"Vote ties (by plurality / by the {tie_rule.replace('_', ' ')} rule)",
+            lambda b: plain(f"{b['all']['vote']['ties']['plurality']} / {b['all']['vote']['ties']['by_rule']}"),
             "Vote",
         ),
         row("Learning: first half (%)", lambda b: est(b["learning"]["first_half"]), "Learning"),
@@ -179,6 +195,13 @@ def _metric_rows(analysis: dict) -> tuple[list[str], list[dict]]:
         row("Learning: second − first (pp)", lambda b: est(b["learning"]["difference"], sign=True), "Learning"),
         row(
             "Learning: participants with both halves", lambda b: plain(str(b["learning"]["n_participants"])), "Learning"
+        ),
+        row(
+            "Learning: improved / unchanged / declined (participants)",
+            lambda b: plain(
+                f"{b['learning']['n_improved']} / {b['learning']['n_unchanged']} / {b['learning']['n_declined']}"
+            ),
+            "Learning",
         ),
         row("Turns per item", dialogue("turns_per_item"), "Dialogue"),
         row("Resets per item", dialogue("resets_per_item", 2), "Dialogue"),
@@ -301,7 +324,7 @@ def report(request: HttpRequest, slug: str) -> HttpResponse:
     items_base = reverse("console:report_items", kwargs={"slug": slug})
     items_url = items_base + _query(variant, resamples)
     excluded = set(data["participants"]["excluded"])
-    condition_labels, metric_rows = _metric_rows(analysis)
+    condition_labels, metric_rows = _metric_rows(analysis, data["method"]["tie_rule"])
     participant_columns, participant_rows = _participant_rows(
         analysis, bundle["participants"][variant], study, excluded
     )
@@ -337,24 +360,7 @@ def report(request: HttpRequest, slug: str) -> HttpResponse:
                 }
                 for name in PLOT_ORDER
             ],
-            "method": [
-                (key.replace("_", " ").capitalize(), data["method"][key])
-                for key in (
-                    "accuracy",
-                    "vote",
-                    "vote_tie_rule",
-                    "vote_confidence",
-                    "calibration",
-                    "confidence_format",
-                    "mean_confidence",
-                    "learning_effect",
-                    "sandwich",
-                    "dialogue",
-                    "paired_tests",
-                    "inclusion",
-                    "units",
-                )
-            ],
+            "method": [(key.replace("_", " ").capitalize(), data["method"][key]) for key in METHOD_KEYS],
             "bootstrap": data["method"]["bootstrap"],
         }
     )
@@ -415,8 +421,8 @@ def report_items(request: HttpRequest, slug: str) -> HttpResponse:
                 **r,
                 "gold_letter": _letter(r["gold"]),
                 "accuracy_text": f"{r['accuracy']:.0f}",
-                "vote_text": "–" if vote is None else f"{_letter(vote['choice'])} ({vote['confidence']:.0f}%)",
-                "vote_correct": vote["correct"] if vote else None,
+                "vote_text": "no vote" if vote is None else f"{_letter(vote['choice'])} ({vote['confidence']:.0f}%)",
+                "vote_correct": vote["correct"] if vote else False,  # no vote: counted wrong
                 "model_cells": [
                     {"text": _letter(r["models"][k]["predicted"]), "correct": r["models"][k]["correct"]}
                     if k in r["models"]

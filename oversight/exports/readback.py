@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow
+from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow, baseline_run
 from oversight.exports import dictionary
 from oversight.exports.writers import EXTENSIONS, read_rows
 
@@ -106,19 +106,28 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
         )
 
     shown = {t.item_id for t in trials}
+    tasks_of_bank: dict[str, list[str]] = defaultdict(list)
+    for r in sorted(read_table(folder, "tasks", fmt), key=lambda r: (r["position"], r["task_id"])):
+        if r["role"] == "scored":
+            tasks_of_bank[r["bank"]].append(r["name"])
     runs = [
-        {
-            "id": r["run_id"],
-            "method": r["method"],
-            "endpoint": r["endpoint"],
-            "split": r["split"],
-            "status": r["status"],
-        }
+        baseline_run(
+            id=r["run_id"],
+            method=r["method"],
+            endpoint=r["endpoint"],
+            split=r["split"],
+            scope=r["scope"],
+            status=r["status"],
+            params=r["params"],
+            summary=r["summary"],
+            tasks=tasks_of_bank.get(r["bank"], []) if r["scope"] == "bank" else [],
+        )
         for r in sorted(read_table(folder, "baseline_runs", fmt), key=lambda r: r["run_id"])
     ]
+    model_of_run = {run["id"]: run["model"] for run in runs}
     baselines = [
         BaselineRow(
-            method=r["method"],
+            **model_of_run[r["run_id"]],
             endpoint=r["endpoint"],
             run_id=r["run_id"],
             item_id=r["item_id"],
@@ -133,6 +142,7 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
 
     participants = list(read_table(folder, "participants", fmt))
     return StudyTables(
+        task_formats=study.get("task_formats", {}),
         slug=study["slug"],
         title=study["title"],
         confidence_format=study["confidence_format"],

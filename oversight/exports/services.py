@@ -221,6 +221,8 @@ def write_documents(
             "design": study.design,
             "order": study.order,
             "confidence_format": study.confidence_format,
+            # The scored tasks' bank formats: the report's expert reference row follows them.
+            "task_formats": dict(study.tasks.filter(role="scored").values_list("name", "bank__format")),
             "launched_at": iso(study.launched_at) if study.launched_at else None,
             "closed_at": iso(study.closed_at) if study.closed_at else None,
         },

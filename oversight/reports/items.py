@@ -5,17 +5,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from oversight.analysis.metrics import answer_probabilities, weighted_vote
-from oversight.analysis.report import analysed_trials, baseline_groups
+from oversight.analysis.metrics import RANDOM, answer_probabilities, tie_priority, weighted_vote
+from oversight.analysis.report import DEFAULT_SEED, analysed_trials, baseline_groups, model_key, single_endpoint_of
 from oversight.analysis.tables import ASSISTED, StudyTables
 
 
-def item_rows(tables: StudyTables, *, apply_exclusions: bool, positions=None, info=None) -> list[dict]:
+def item_rows(
+    tables: StudyTables,
+    *,
+    apply_exclusions: bool,
+    positions=None,
+    info=None,
+    seed: int = DEFAULT_SEED,
+    tie_rule: str = RANDOM,
+) -> list[dict]:
     """Per condition × item: answers, share right, the confidence-weighted vote, the gold and each model's answer.
 
-    Same inclusion rules and vote as the report (`metrics.weighted_vote`, the study's confidence format).
-    `positions` maps (participant, condition, item) to the trial's position (for transcript anchors); `info`
-    maps an item id to its `external_id` and `subject`.
+    Same inclusion rules and vote as the report (`metrics.weighted_vote`, the study's confidence format, the same
+    tie rule and seed; an item where nobody selected an option has no vote and counts as wrong). `positions` maps
+    (participant, condition, item) to the trial's position (for transcript anchors); `info` maps an item id to its
+    `external_id` and `subject`.
     """
     positions = positions or {}
     info = info or {}
@@ -23,10 +32,9 @@ def item_rows(tables: StudyTables, *, apply_exclusions: bool, positions=None, in
     for t in analysed_trials(tables, apply_exclusions=apply_exclusions):
         by_key[t.condition_id, t.item_id].append(t)
     models: dict[int, dict[str, dict]] = defaultdict(dict)
-    groups = baseline_groups(tables.baselines)
-    single_endpoint = len({endpoint for endpoint, _m in groups}) <= 1
-    for (endpoint, method), results in groups.items():
-        key = method if single_endpoint else f"{endpoint}:{method}"
+    single_endpoint = single_endpoint_of(tables)
+    for (endpoint, method), results in baseline_groups(tables.baselines).items():
+        key = model_key(method, endpoint, single_endpoint)
         for r in results:
             if r.correct is not None and r.predicted is not None:
                 models[r.item_id][key] = {"predicted": r.predicted, "correct": bool(r.correct)}
@@ -51,6 +59,7 @@ def item_rows(tables: StudyTables, *, apply_exclusions: bool, positions=None, in
                 for t in trials
             ],
             first.n_options,
+            priority=tie_priority(seed, cid, [item], first.n_options)[0] if tie_rule == RANDOM else None,
         )
         right = sum(bool(t.correct) for t in trials)
         rows.append(
@@ -65,6 +74,7 @@ def item_rows(tables: StudyTables, *, apply_exclusions: bool, positions=None, in
                 "n_answers": len(trials),
                 "n_right": right,
                 "accuracy": 100 * right / len(trials),
+                "no_opinion": vote is None,
                 "vote": None
                 if vote is None
                 else {

@@ -2,22 +2,53 @@
 
 Everything in `oversight.analysis` works on those rows, so it can be tested and benchmarked without a database;
 this module is the one that reads them out of the ORM. The model-alone baselines are read in `load_baselines`.
+
+**The report does not depend on when the deadline sweeper last ran.** A trial still shown past its deadline is read
+as the sweeper would finalise it: timed out, with its last selection as the answer. And a trial the sweeper did
+finalise counts as submitted at its deadline, not at the moment the sweeper got to it, so the time spent on an item
+(and everything else in the report) is the same before and after the sweep.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 from django.db.models import Count, Q
+from django.utils import timezone
 
-from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow
+from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow, baseline_run
 from oversight.assistant.models import ChatMessage
 from oversight.banks.models import Item
-from oversight.baselines.models import BaselineResult, BaselineRun
+from oversight.baselines.models import BaselineResult
+from oversight.baselines.services import runs_for_study
 from oversight.core.models import ConditionItem, Exclusion, Participant, Study, Trial
 
 
-def load_tables(study: Study) -> StudyTables:
+def as_analysed(row: dict, gold: int | None, now: datetime) -> dict:
+    """A trial's values as the analysis sees them at `now` (see the module docstring): past its deadline, a trial
+    still shown is timed out with its last selection; a finalised one was submitted by its deadline at the latest."""
+    deadline = row["deadline_at"]
+    if deadline is None:
+        return row
+    if row["status"] == Trial.Status.SHOWN and now >= deadline:
+        choice = row["selected_choice"]
+        return {
+            **row,
+            "status": Trial.Status.TIMED_OUT,
+            "choice": choice,
+            "confidence": row["selected_confidence"] if choice is not None else None,
+            "correct": None if gold is None else choice is not None and choice == gold,
+            "submitted_at": deadline,
+            "submit_kind": Trial.SubmitKind.SERVER,
+        }
+    if row["status"] == Trial.Status.TIMED_OUT and row["submitted_at"] and row["submitted_at"] > deadline:
+        return {**row, "submitted_at": deadline}
+    return row
+
+
+def load_tables(study: Study, *, now: datetime | None = None) -> StudyTables:
+    now = now or timezone.now()
     conditions = [
         ConditionRow(id=c.pk, kind=c.kind, name=c.name, position=c.position)
         for c in study.conditions.order_by("position", "id")
@@ -65,6 +96,9 @@ def load_tables(study: Study) -> StudyTables:
             "shown_at",
             "submitted_at",
             "submit_kind",
+            "deadline_at",
+            "selected_choice",
+            "selected_confidence",
         )
     )
     items = {
@@ -78,6 +112,7 @@ def load_tables(study: Study) -> StudyTables:
     trials = []
     for row in raw:
         item = items[row["item_id"]]
+        row = as_analysed(row, item["gold_index"], now)
         condition = by_id.get(row["condition_id"])
         scored = row["role"] == "scored"
         key = (row["condition_id"] if scored else None, row["item_id"], row["role"])
@@ -119,6 +154,7 @@ def load_tables(study: Study) -> StudyTables:
     participants = Participant.objects.filter(study=study)
     baselines, runs = load_baselines(study, item_ids=set(items))
     return StudyTables(
+        task_formats=dict(study.tasks.filter(role="scored").values_list("name", "bank__format")),
         slug=study.slug,
         title=study.title,
         confidence_format=study.confidence_format,
@@ -146,18 +182,22 @@ def load_baselines(study: Study, *, item_ids: set[int]) -> tuple[list[BaselineRo
     selection as the baselines exporters, so a report recomputed from an export matches). Every result is
     returned (`analysis.report` keeps, per baseline and item, the latest run's successful result).
     """
-    banks = list(study.tasks.values_list("bank_id", flat=True))
-    runs = BaselineRun.objects.filter(Q(study=study) | Q(study__isnull=True, bank_id__in=banks))
+    tasks_of_bank: dict[int, list[str]] = defaultdict(list)
+    for bank_id, name in study.tasks.filter(role="scored").order_by("position", "id").values_list("bank_id", "name"):
+        tasks_of_bank[bank_id].append(name)
     info = {}
-    for run in runs.select_related("endpoint").order_by("pk"):
-        endpoint = run.endpoint.name or str(run.endpoint)
-        info[run.pk] = {
-            "id": run.pk,
-            "method": run.method,
-            "endpoint": endpoint,
-            "split": run.split,
-            "status": run.status,
-        }
+    for run in runs_for_study(study).select_related("endpoint").order_by("pk"):
+        info[run.pk] = baseline_run(
+            id=run.pk,
+            method=run.method,
+            endpoint=run.endpoint.name or str(run.endpoint),
+            split=run.split,
+            scope="study" if run.study_id else "bank",
+            status=run.status,
+            params=run.params,
+            summary=run.summary,
+            tasks=tasks_of_bank.get(run.bank_id, []) if not run.study_id else [],
+        )
     rows = []
     results = BaselineResult.objects.filter(run_id__in=list(info), item_id__in=item_ids).order_by("run_id", "item_id")
     for run_id, item_id, probabilities, predicted, correct, error in results.values_list(
@@ -166,7 +206,7 @@ def load_baselines(study: Study, *, item_ids: set[int]) -> tuple[list[BaselineRo
         run = info[run_id]
         rows.append(
             BaselineRow(
-                method=run["method"],
+                **run["model"],
                 endpoint=run["endpoint"],
                 run_id=run_id,
                 item_id=item_id,

@@ -14,29 +14,34 @@ import hashlib
 
 from django.core.cache import cache
 from django.db.models import Count, Max, Q
+from django.utils import timezone
 
 from oversight.analysis import plots
 from oversight.analysis.report import DEFAULT_SEED, analysed_trials, build_report
 from oversight.banks.models import Item
-from oversight.baselines.models import BaselineResult
+from oversight.baselines.models import BaselineResult, BaselineRun
+from oversight.baselines.services import runs_for_study
 from oversight.core.models import Exclusion, Participant, Study, Trial
 from oversight.reports.items import item_rows
 from oversight.reports.load import load_tables
 
 CACHE_SECONDS = 24 * 3600
-CACHE_FORMAT = 1  # bump when the cached bundle's shape changes
+CACHE_FORMAT = 2  # bump when the cached bundle's shape changes
 
 
-def data_version(study: Study) -> str:
-    """A cheap fingerprint of everything the report reads: it changes with any new answer, exclusion or result."""
+def data_version(study: Study, *, now=None) -> str:
+    """A cheap fingerprint of everything the report reads: it changes with any new answer, exclusion or result,
+    and when an open trial passes its deadline (the report then counts it as timed out: `load`)."""
+    now = now or timezone.now()
     final = [Trial.Status.ANSWERED, Trial.Status.TIMED_OUT]
-    banks = list(study.tasks.values_list("bank_id", flat=True))
+    runs = runs_for_study(study)
     parts = [
         Trial.objects.filter(participant__study=study).aggregate(
             n=Count("id"),
             final=Count("id", filter=Q(status__in=final)),
             last=Max("submitted_at"),
             right=Count("id", filter=Q(correct=True)),
+            expired=Count("id", filter=Q(status=Trial.Status.SHOWN, deadline_at__lte=now)),
         ),
         Participant.objects.filter(study=study).aggregate(
             n=Count("id"),
@@ -48,9 +53,11 @@ def data_version(study: Study) -> str:
         Exclusion.objects.filter(participant__study=study).aggregate(
             n=Count("id"), revoked=Count("revoked_at"), last=Max("created_at"), last_revoked=Max("revoked_at")
         ),
-        BaselineResult.objects.filter(
-            Q(run__study=study) | Q(run__study__isnull=True, run__bank_id__in=banks)
-        ).aggregate(n=Count("id"), last=Max("id"), runs=Max("run_id")),
+        BaselineResult.objects.filter(run__in=runs).aggregate(n=Count("id"), last=Max("id"), runs=Max("run_id")),
+        # A run's summary (its split's numbers) is written when it finishes, after its last result.
+        runs.aggregate(
+            n=Count("id"), done=Count("id", filter=Q(status=BaselineRun.Status.DONE)), last=Max("finished_at")
+        ),
     ]
     text = repr([sorted(p.items()) for p in parts])
     return hashlib.sha256(text.encode()).hexdigest()[:20]

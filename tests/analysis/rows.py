@@ -40,15 +40,11 @@ def trial(
     )
 
 
-def model(method, item, correct, probabilities=None, predicted=None) -> BaselineRow:
+def model(method, item, correct, probabilities=None, predicted=None, **fields) -> BaselineRow:
+    fields.setdefault("endpoint", "sim")
+    fields.setdefault("run_id", 1)
     return BaselineRow(
-        method=method,
-        item_id=item,
-        probabilities=probabilities,
-        predicted=predicted,
-        correct=correct,
-        endpoint="sim",
-        run_id=1,
+        method=method, item_id=item, probabilities=probabilities, predicted=predicted, correct=correct, **fields
     )
 
 

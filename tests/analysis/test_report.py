@@ -44,19 +44,21 @@ def test_the_sandwich_subtracts_the_best_of_unaided_and_model_alone_from_assiste
 
 def test_the_table_has_the_papers_rows_in_order_and_models_on_all_the_studys_items():
     rows, baselines = sandwich_rows()
-    table = build_report(tables(rows, baselines=baselines), resamples=0).to_dict()["with_exclusions"]["table"]
+    report = build_report(tables(rows, baselines=baselines), resamples=0, tie_rule="lowest_option")
+    table = report.to_dict()["with_exclusions"]["table"]
     assert table["columns"] == ["MMLU"]
     assert [r["label"] for r in table["rows"]] == [
         "Unaided",
         "Unaided vote",
-        "Model (zero-shot)",
-        "Model (CoT)",
+        "Model (zero-shot) on the study's items",
+        "Model (CoT) on the study's items",
         "Assisted",
         "Assisted vote",
     ]
     cells = {r["label"]: r["cells"]["MMLU"] for r in table["rows"]}
-    assert cells["Model (zero-shot)"]["accuracy"]["value"] == pytest.approx(300 / 8)  # items 1, 2, 5 of 8
-    assert cells["Model (zero-shot)"]["n_items"] == 8
+    zero_shot = cells["Model (zero-shot) on the study's items"]
+    assert zero_shot["accuracy"]["value"] == pytest.approx(300 / 8)  # items 1, 2, 5 of 8
+    assert zero_shot["n_items"] == 8
     assert cells["Assisted"]["accuracy"]["value"] == pytest.approx(87.5)
     assert cells["Assisted"]["n_participants"] == 2 and cells["Assisted"]["n_answers"] == 8
     # Assisted vote: both choose A on items 1–3 (right); item 4: A@80 vs B@80 tie → A (lowest option), right.
@@ -107,9 +109,9 @@ def test_practice_catch_and_unfinished_trials_are_not_analysed():
 
 def test_the_report_is_strict_json_and_says_how_it_was_made():
     rows, baselines = sandwich_rows()
-    report = build_report(tables(rows, baselines=baselines), seed=5, resamples=50)
+    report = build_report(tables(rows, baselines=baselines), seed=5, resamples=50, tie_rule="lowest_option")
     data = json.loads(report.to_json())
-    assert data["schema"] == "oversight.sandwich-report/1"
+    assert data["schema"] == "oversight.sandwich-report/2"
     assert data["method"]["bootstrap"]["seed"] == 5
     assert "sum of the products" in data["method"]["vote_confidence"]
     assert "lowest option index" in data["method"]["vote_tie_rule"]
@@ -122,7 +124,7 @@ def test_the_markdown_shows_the_paper_table_and_the_key_numbers():
     rows, baselines = sandwich_rows()
     text = build_report(tables(rows, baselines=baselines, excluded={2}), resamples=100).to_markdown()
     assert "| | MMLU accuracy [95% CI] | MMLU CE | MMLU N |" in text
-    assert "| Model (CoT) | 37.5 [" in text  # right on items 1, 2 and 3 of the 8
+    assert "| Model (CoT) on the study's items | 37.5 [" in text  # right on items 1, 2 and 3 of the 8
     assert "**Sandwich, MMLU**" in text
     assert "Table 1, without exclusions" in text
     assert "Excluded: P2" in text

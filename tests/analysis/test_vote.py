@@ -7,6 +7,7 @@ from oversight.analysis.metrics import (
     floored_distribution,
     likert_probability,
     nearest_bin,
+    tie_priority,
     weighted_vote,
 )
 from oversight.analysis.report import build_report
@@ -86,6 +87,42 @@ def test_a_tie_in_products_and_in_votes_goes_to_the_lowest_option_whatever_the_o
     assert weighted_vote([likert(0, 60)], 4).tie_break == ""
 
 
+def test_an_item_where_nobody_selected_an_option_has_no_vote_rather_than_a_phantom_one():
+    assert weighted_vote([(None, None), (None, None)], 4) is None
+    assert weighted_vote([(None, None)], 4, priority=[0.9, 0.1, 0.2, 0.3]) is None
+    # One answer with an option is an opinion; the empty one adds nothing.
+    assert weighted_vote([(None, None), likert(2, 42)], 4).choice == 2
+
+
+def test_the_random_tie_rule_is_a_fair_draw_fixed_by_the_seed():
+    items = list(range(1, 2001))
+    tied = [likert(0, 60), likert(1, 60)]  # A and B tie in products and in votes
+
+    def choices(seed):
+        priority = tie_priority(seed, 1, items, 4)
+        return [weighted_vote(tied, 4, priority=priority[i]).choice for i in range(len(items))]
+
+    first = choices(0)
+    assert set(first) == {0, 1}  # never C or D: only the tied options are drawn
+    assert 0.45 < first.count(0) / len(first) < 0.55  # not always A, as the lowest-option rule would
+    assert choices(0) == first  # the same seed, the same draws
+    assert choices(1) != first
+    assert weighted_vote(tied, 4, priority=tie_priority(0, 1, [1], 4)[0]).tie_break == "random"
+    # The priority of an item does not depend on the other items it is computed with.
+    assert tie_priority(0, 1, [7], 4)[0].tolist() == tie_priority(0, 1, [3, 7, 9], 4)[1].tolist()
+
+
+def test_the_reports_tie_rule_can_stay_the_lowest_option():
+    rows = [trial(p, i, p - 1, 60, gold=1) for i in range(1, 41) for p in (1, 2)]  # 40 items: A@60 vs B@60
+    lowest = build_report(tables(rows), resamples=0, tie_rule="lowest_option").to_dict()
+    assert lowest["with_exclusions"]["conditions"][0]["all"]["vote"]["accuracy"]["value"] == 0  # always A
+    assert "lowest option index" in lowest["method"]["vote_tie_rule"]
+    random_rule = build_report(tables(rows), resamples=0).to_dict()
+    assert 0 < random_rule["with_exclusions"]["conditions"][0]["all"]["vote"]["accuracy"]["value"] < 100
+    with pytest.raises(ValueError):
+        build_report(tables(rows), resamples=0, tie_rule="coin")
+
+
 def test_an_answer_without_a_confidence_or_option_is_uninformative():
     assert answer_probabilities(choice=None, confidence=80, n_options=4) is None
     assert answer_probabilities(choice=1, confidence=None, n_options=4) is None
@@ -131,11 +168,11 @@ def test_the_reports_vote_is_the_reference_vote_on_every_item():
         trial(3, 3, 3, 80, gold=3),
         trial(4, 3, 3, 80, gold=3),
     ]
-    report = build_report(tables(rows), resamples=0).to_dict()
+    report = build_report(tables(rows), resamples=0, tie_rule="lowest_option").to_dict()
     unaided = report["with_exclusions"]["conditions"][0]["all"]
     # Votes: item 1 → A (wrong), item 2 → B (right), item 3 → D (right).
     assert unaided["vote"]["accuracy"]["value"] == pytest.approx(200 / 3)
-    assert unaided["vote"]["ties"] == {"plurality": 1, "lowest_option": 1}
+    assert unaided["vote"]["ties"] == {"plurality": 1, "by_rule": 1}
     assert unaided["vote"]["n_items"] == 3
 
 

@@ -106,3 +106,17 @@ def test_the_progress_bar_shows_done_total_rate_eta_and_errors():
     bar(Progress(done=250, total=1000, errors=3, rate=50.0, eta_s=15.0, errors_by_kind={"too_long": 3}))
     bar.close()
     assert stream.getvalue() == "\r[##--------] 250/1000  25.0%     50.0 items/s  ETA 0:15  errors 3\n"
+
+
+def test_it_runs_the_papers_best_of_n_chain_of_thought_and_names_the_row(bank, simulated, capsys):
+    make_items(bank, 3, split="val")
+    call_command(
+        "run_baseline",
+        *("--endpoint", "sim", "--bank", bank.name, "--split", "val", "--method", "cot", "--samples", "4"),
+        *("--selector", "best-of-n", "--scorer", "reward", "--scorer-endpoint", "sim"),
+    )
+    run = BaselineRun.objects.get()
+    assert run.status == "done" and run.params["selector"] == "best-of-n" and run.params["samples"] == 4
+    assert "in the report: Model (best-of-4 CoT, reward model)" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="--scorer does not apply to zero-shot"):
+        call_command("run_baseline", "--endpoint", "sim", "--bank", bank.name, "--scorer", "reward")

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from oversight.analysis.metrics import calibration_error
 from oversight.baselines.scoring import (
     ResultRow,
     calibration,
@@ -79,3 +80,20 @@ def test_a_summary_counts_errors_separately_and_as_wrong():
     assert s["errors_by_kind"] == {"too_long": 1}
     assert s["accuracy_by_subject"] == {"law": {"accuracy": 100.0, "n": 1}, "physics": {"accuracy": 50.0, "n": 2}}
     assert s["mean_confidence"] == pytest.approx(100 * (0.7 + 0.6 + 0.7 + 0.4) / 4)
+
+
+def test_a_summary_bins_the_predicted_options_probability_as_the_report_does():
+    """Issue 14.6: one calibration definition. A self-consistency vote can predict an option that is not the most
+    probable in the mean distribution; its confidence is the predicted option's probability, not the maximum."""
+    rows = [
+        ResultRow("physics", True, [0.5, 0.3, 0.1, 0.1], 1, True),  # voted B: 30% → the 25 bin (the max, 50%, is 42)
+        ResultRow("physics", True, [0.1, 0.1, 0.2, 0.6], 3, False),  # 60% → the 60 bin
+    ]
+    s = summarise(rows)
+    assert [b["n"] for b in s["calibration_bins"]] == [1, 0, 1, 0, 0]
+    assert [b["right"] for b in s["calibration_bins"]] == [1, 0, 0, 0, 0]
+    assert s["calibration_error"] == pytest.approx((abs(100 - 25) + abs(0 - 60)) / 2)
+    assert s["mean_confidence"] == pytest.approx(100 * (0.3 + 0.6) / 2)
+    assert s["n_correct"] == 1 and s["confidence"] == "probability of the predicted option"
+    report_ce, _ = calibration_error([(30, True), (60, False)])  # the report's definition, on the same answers
+    assert s["calibration_error"] == pytest.approx(report_ce)

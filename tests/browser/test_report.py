@@ -174,13 +174,27 @@ def test_the_bots_finish(journey):
 
 def test_the_report_table_has_the_papers_rows_for_both_demo_tasks(journey):
     rows = journey.primary["rows"]
-    assert list(rows) == ["Unaided", "Unaided vote", "Assisted", "Assisted vote"]
+    # The demo seeds the simulated assistant's zero-shot baseline (seed_demo): all three numbers of the sandwich.
+    assert list(rows) == [
+        "Unaided",
+        "Unaided vote",
+        "Model (zero-shot) on its split",
+        "Model (zero-shot) on the study's items",
+        "Assisted",
+        "Assisted vote",
+        "Expert human (published)",
+    ]
     header = journey.primary["header"]
     assert "MMLU" in header and "QuALITY" in header and "All" in header
-    for label, cells in rows.items():
+    for label in ("Unaided", "Unaided vote", "Assisted", "Assisted vote"):
+        cells = rows[label]
         assert len(cells) == 9, (label, cells)  # accuracy [CI], CE, N for MMLU, QuALITY and All
         assert re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", cells[0]), (label, cells[0])
         assert cells[2] == "3" and cells[5] == "2" and cells[8] == "5", (label, cells)  # items per task
+    study_items = rows["Model (zero-shot) on the study's items"]
+    assert (study_items[2], study_items[5], study_items[8]) == ("6", "4", "10")  # both conditions' items
+    assert rows["Model (zero-shot) on its split"][2].endswith("(val)")  # N names the split
+    assert rows["Expert human (published)"][:3] == ["90.0 reference", "–", "–"]
     assert f"{N_BOTS - 1} participants" in journey.primary["summary"]
     assert f"P{journey.excluded}" in journey.primary["summary"]
     assert "Assisted" in journey.primary["sandwich"] and " pp" in journey.primary["sandwich"]

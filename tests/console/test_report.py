@@ -1,5 +1,6 @@
 """The report in the console: access, blinding, the known numbers of a small study, the toggle, the plots, the cache."""
 
+import html
 import re
 import xml.etree.ElementTree as ET
 
@@ -13,6 +14,7 @@ from oversight.core.services.participants import participant_join
 from oversight.core.services.studies import study_close
 from oversight.core.services.trials import Answer, trial_show, trial_submit
 from oversight.reports import services as report_services
+from tests.analysis.edge_case import TABLE_1_LABELS
 from tests.factories import make_study
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
@@ -67,7 +69,7 @@ def row_cells(body: str, label: str) -> list[str]:
     table = re.search(r'<table class="table report-table" id="report-table">(.*?)</table>', body, re.S).group(1)
     for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S):
         head = re.search(r"<th[^>]*>(.*?)</th>", tr, re.S)
-        if head and re.sub(r"<[^>]+>", "", head.group(1)).strip() == label:
+        if head and html.unescape(re.sub(r"<[^>]+>", "", head.group(1))).strip() == label:
             return [
                 re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", c)).strip()
                 for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)
@@ -235,3 +237,29 @@ def test_an_empty_study_renders_without_numbers(client, study, alice):
     response = client.get(url("report_plot", study, name="participants"), {"resamples": 0})
     assert response.status_code == 200 and b"No analysed answers yet" in response.content
     assert Participant.objects.count() == 0
+
+
+def test_the_console_table_has_the_json_reports_rows_with_the_model_on_its_split_and_the_experts(
+    client, study, alice, known
+):
+    from oversight.banks.models import Bank
+    from oversight.baselines.runner import create_run, execute
+
+    bank = study.tasks.get(role="scored").bank
+    Bank.objects.filter(pk=bank.pk).update(format=Bank.Format.MMLU)
+    execute(
+        create_run(
+            endpoint=study.conditions.get(kind="assisted").endpoint, bank=bank, split="val", method="zero-shot"
+        ).pk
+    )
+    client.force_login(alice)
+    body = client.get(url("report", study), {"resamples": 0}).content.decode()
+    data = report_services.report_bundle(study=study, resamples=0)["report"]["with_exclusions"]
+    labels = [r["label"] for r in data["table"]["rows"]]
+    assert labels == TABLE_1_LABELS
+    for label in labels:
+        row_cells(body, label)  # every row of the JSON is on the page
+    split = row_cells(body, "Model (zero-shot) on its split")
+    assert split[2] == f"{bank.items.count()} (val)"  # N: the whole split, named
+    assert row_cells(body, "Expert human (published)") == ["90.0 reference", "–", "–"]
+    assert "Empty timeouts" in body and "Tie rule" in body

@@ -2,6 +2,9 @@
 
 import dataclasses
 
+import pytest
+
+from oversight.analysis.report import build_report
 from oversight.reports.items import item_rows
 from tests.analysis.rows import ASSISTED_ID, UNAIDED_ID, model, tables, trial
 
@@ -45,3 +48,22 @@ def test_each_models_answer_is_keyed_by_method_and_by_endpoint_only_when_there_a
         "sim:zero-shot": {"predicted": 0, "correct": True},
         "big:zero-shot": {"predicted": 2, "correct": False},
     }
+
+
+def test_an_item_nobody_selected_an_option_for_has_no_vote_and_it_counts_as_wrong():
+    empty = tables([trial(p, 10, None, None, status="timed_out") for p in (1, 2)])  # gold A: a phantom A was right
+    (row,) = item_rows(empty, apply_exclusions=True)
+    assert row["vote"] is None and row["no_opinion"] is True
+    assert (row["n_answers"], row["n_right"]) == (2, 0)
+
+
+def test_a_tie_is_broken_as_the_report_breaks_it():
+    tied = tables(
+        [trial(1, i, 0, 60, gold=1) for i in range(1, 31)] + [trial(2, i, 1, 60, gold=1) for i in range(1, 31)]
+    )
+    lowest = item_rows(tied, apply_exclusions=True, tie_rule="lowest_option")
+    assert {r["vote"]["choice"] for r in lowest} == {0}
+    rows = item_rows(tied, apply_exclusions=True, seed=4)
+    assert {r["vote"]["choice"] for r in rows} == {0, 1} and {r["vote"]["tie_break"] for r in rows} == {"random"}
+    report = build_report(tied, seed=4, resamples=0).to_dict()["with_exclusions"]["conditions"][0]["all"]["vote"]
+    assert report["accuracy"]["value"] == pytest.approx(100 * sum(r["vote"]["correct"] for r in rows) / 30)

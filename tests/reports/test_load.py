@@ -10,11 +10,14 @@ from django.utils import timezone
 
 from oversight.analysis.report import build_report
 from oversight.assistant.models import ChatMessage
+from oversight.banks.models import Bank
 from oversight.baselines.models import BaselineResult, BaselineRun, PromptTemplate
+from oversight.baselines.runner import run_summary
 from oversight.core.models import Exclusion, Trial
 from oversight.core.services.participants import participant_join
-from oversight.core.services.trials import Answer, trial_show, trial_submit
+from oversight.core.services.trials import Answer, finalize_expired_trials, trial_select, trial_show, trial_submit
 from oversight.reports.load import load_tables
+from oversight.reports.services import data_version
 from tests.factories import make_study
 
 pytestmark = pytest.mark.django_db
@@ -152,6 +155,17 @@ def test_the_command_prints_markdown_by_default(study):
     assert f"Excluded: P{study.people['outlier'].pk}." in text
 
 
+def test_the_command_takes_the_tie_rule_and_states_it(study):
+    out = StringIO()
+    call_command(
+        "sandwich_report", "rep", "--format", "json", "--resamples", "0", "--tie-rule", "lowest-option", stdout=out
+    )
+    assert json.loads(out.getvalue())["method"]["tie_rule"] == "lowest_option"
+    out = StringIO()
+    call_command("sandwich_report", "rep", "--resamples", "0", "--seed", "8", stdout=out)
+    assert "Tie rule: random" in out.getvalue() and "seed 8" in out.getvalue()
+
+
 def test_the_command_rejects_an_unknown_study_and_negative_resamples(study):
     with pytest.raises(CommandError, match="No study"):
         call_command("sandwich_report", "nope", stdout=StringIO())
@@ -189,14 +203,16 @@ def test_it_keeps_each_items_successful_result_over_a_later_error(study):
 
     tables = load_tables(study)
     endpoint = first.endpoint.name
-    assert tables.baseline_runs == [
-        {"id": first.pk, "method": "zero-shot", "endpoint": endpoint, "split": "val", "status": "done"},
-        {"id": later.pk, "method": "zero-shot", "endpoint": endpoint, "split": "", "status": "done"},
+    assert [
+        (r["id"], r["method"], r["endpoint"], r["split"], r["scope"], r["status"]) for r in tables.baseline_runs
+    ] == [
+        (first.pk, "zero-shot", endpoint, "val", "study", "done"),
+        (later.pk, "zero-shot", endpoint, "", "study", "done"),
     ]
     assert len(tables.baselines) == len(items) + 1
     assert tables.baselines[0].probabilities == (0.7, 0.1, 0.1, 0.1)
     data = build_report(tables, resamples=0).to_dict()["with_exclusions"]
-    assert [r["label"] for r in data["table"]["rows"]][2] == "Model (zero-shot)"
+    assert [r["label"] for r in data["table"]["rows"]][2] == "Model (zero-shot) on the study's items"
     base = data["baselines"][0]
     # The later run's error on the first item is dropped in favour of the earlier successful result.
     assert base["n_results"] == len(items) and base["n_errors"] == 0
@@ -214,8 +230,8 @@ def test_it_reads_the_real_baselines_tables(study):
             run=run, item_id=item_id, probabilities=[0.85, 0.05, 0.05, 0.05], predicted=0, correct=n < 4
         )
     tables = load_tables(study)
-    assert tables.baseline_runs == [
-        {"id": run.pk, "method": "zero-shot", "endpoint": endpoint.name, "split": "", "status": "done"}
+    assert [(r["id"], r["method"], r["endpoint"], r["split"], r["status"]) for r in tables.baseline_runs] == [
+        (run.pk, "zero-shot", endpoint.name, "", "done")
     ]
     data = build_report(tables, resamples=0).to_dict()["with_exclusions"]
     zero_shot = data["baselines"][0]
@@ -223,3 +239,75 @@ def test_it_reads_the_real_baselines_tables(study):
     assert zero_shot["all"]["accuracy"]["value"] == pytest.approx(100 * 4 / 6)
     assert zero_shot["all"]["bins"][3]["n"] == 6  # 85% is nearer 80 than 100
     assert zero_shot["all"]["ce"]["value"] == pytest.approx(80 - 100 * 4 / 6)
+
+
+def test_a_bank_run_gives_the_model_on_its_split_and_on_the_studys_items(study):
+    """The paper's model number is the whole split; the paired number is the study's items (issue 14.3)."""
+    bank = study.tasks.get(name="Main").bank
+    scored = {r.item_id for r in load_tables(study).trials if r.role == "scored"}
+    run = zero_shot_run(study, split="")
+    BaselineRun.objects.filter(pk=run.pk).update(study=None, bank=bank)
+    right = set(sorted(scored)[:2])  # 2 of the 6 study items; 10 of the bank's 12 items in all
+    for item in bank.items.all():
+        correct = item.pk in right or item.pk not in scored
+        BaselineResult.objects.create(
+            run=run, item=item, probabilities=[0.3, 0.3, 0.2, 0.2], predicted=0, correct=correct
+        )
+    run.refresh_from_db()
+    BaselineRun.objects.filter(pk=run.pk).update(summary=run_summary(run))
+
+    data = build_report(load_tables(study), resamples=0).to_dict()["with_exclusions"]
+    rows = {r["label"]: r for r in data["table"]["rows"]}
+    split = rows["Model (zero-shot) on its split"]["cells"]["Main"]
+    assert (split["n_items"], split["accuracy"]["value"]) == (12, pytest.approx(100 * 8 / 12))
+    study_items = rows["Model (zero-shot) on the study's items"]["cells"]["Main"]
+    assert (study_items["n_items"], study_items["accuracy"]["value"]) == (6, pytest.approx(100 * 2 / 6))
+
+
+def test_the_expert_row_follows_the_tasks_bank_format(study):
+    bank = study.tasks.get(name="Main").bank
+    Bank.objects.filter(pk=bank.pk).update(format=Bank.Format.QUALITY)
+    tables = load_tables(study)
+    assert tables.task_formats["Main"] == "quality"
+    expert = build_report(tables, resamples=0).to_dict()["with_exclusions"]["table"]["rows"][-1]
+    assert expert["kind"] == "expert" and expert["cells"]["Main"]["accuracy"]["value"] == 93.5
+
+
+@pytest.fixture
+def timed_study():
+    return make_study(slug="timed", n_items=2, time_limit_s=60)
+
+
+def test_a_trial_past_its_deadline_counts_as_timed_out_with_its_last_selection_before_the_sweeper_runs(timed_study):
+    participant = participant_join(study=timed_study, params={"pid": "slow"}, consent=True)
+    trials = list(participant.trials.select_related("item").filter(role="scored").order_by("position"))
+    first, abandoned = trials[0], trials[1]
+    trial_show(trial=first, now=START)
+    trial_submit(
+        trial=first, answer=Answer(choice=first.item.gold_index, confidence=80), now=START + timedelta(seconds=10)
+    )
+    trial_show(trial=abandoned, now=START)
+    trial_select(trial=abandoned, answer=Answer(choice=abandoned.item.gold_index, confidence=60), now=START)
+    abandoned.refresh_from_db()
+    after = abandoned.deadline_at + timedelta(seconds=5)
+
+    before_sweep = load_tables(timed_study, now=after)
+    row = next(t for t in before_sweep.trials if t.item_id == abandoned.item_id and t.role == "scored")
+    assert (row.status, row.choice, row.confidence, row.correct) == ("timed_out", abandoned.item.gold_index, 60, True)
+    assert row.submitted_at == abandoned.deadline_at and row.submit_kind == "server"
+    still_open = load_tables(timed_study, now=abandoned.deadline_at - timedelta(seconds=1))
+    assert next(t for t in still_open.trials if t.item_id == abandoned.item_id).status == "shown"
+
+    assert finalize_expired_trials(now=after + timedelta(minutes=3)) == 1  # the sweeper, three minutes late
+    after_sweep = load_tables(timed_study, now=after + timedelta(minutes=5))
+    assert build_report(before_sweep, resamples=50).to_json() == build_report(after_sweep, resamples=50).to_json()
+
+
+def test_the_report_fingerprint_changes_when_a_deadline_passes(timed_study):
+    participant = participant_join(study=timed_study, params={"pid": "slow"}, consent=True)
+    trial = participant.trials.filter(role="scored").order_by("position").first()
+    trial_show(trial=trial, now=START)
+    trial.refresh_from_db()
+    assert data_version(timed_study, now=trial.deadline_at - timedelta(seconds=1)) != data_version(
+        timed_study, now=trial.deadline_at + timedelta(seconds=1)
+    )

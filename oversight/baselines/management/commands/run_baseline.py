@@ -3,6 +3,8 @@
     manage.py run_baseline --endpoint tgi --bank MMLU --split val --method zero-shot [--concurrency 32]
     manage.py run_baseline --endpoint tgi --bank MMLU --split val --method few-shot [--shots 5]
     manage.py run_baseline --endpoint tgi --study pilot-1 --method cot [--samples 20] [--temperature 0.7]
+    manage.py run_baseline --endpoint tgi --bank MMLU --split val --method cot --selector best-of-n \
+        --scorer reward --scorer-endpoint rm [--shots 5]          # the paper's best-of-20 CoT (5-shot for MMLU)
     manage.py run_baseline --resume 12 [--retry-errors]
 
 Ctrl-C stops after writing what has finished; the run is left cancelled and `--resume RUN_ID` continues it.
@@ -14,6 +16,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from oversight.analysis.tables import model_method_of
 from oversight.banks.models import Bank
 from oversight.baselines.models import BaselineRun, Method
 from oversight.baselines.runner import Progress, RunError, create_run, execute, prepare_resume, run_summary
@@ -70,9 +73,26 @@ class Command(BaseCommand):
             help="PromptTemplate name (default: the paper's, or the chat variant for OpenAI-compatible endpoints)",
         )
         parser.add_argument("--concurrency", type=int, help="requests in flight (capped by the endpoint's)")
-        parser.add_argument("--shots", type=int, help="few-shot: labelled examples per prompt (default 5)")
+        parser.add_argument(
+            "--shots", type=int, help="few-shot: labelled examples per prompt (default 5); cot: examples (default 0)"
+        )
         parser.add_argument("--samples", type=int, help="cot: reasoning samples per item (default 20)")
         parser.add_argument("--temperature", type=float, help="cot: sampling temperature (default 0.7)")
+        parser.add_argument(
+            "--selector", help="cot: self-consistency (default: a vote of the samples) or best-of-n (needs --scorer)"
+        )
+        parser.add_argument("--scorer", help="cot best-of-n: reward (a reward model's /predict) or judge")
+        parser.add_argument(
+            "--scorer-endpoint", dest="scorer_endpoint", help="the endpoint (name) serving the reward model or judge"
+        )
+        parser.add_argument("--reward-label", dest="reward_label", help="the reward model's label that counts")
+        parser.add_argument(
+            "--passage-examples",
+            dest="passage_examples",
+            action="store_const",
+            const=True,
+            help="allow examples on items with a story (QuALITY; off by default: the paper has none)",
+        )
         parser.add_argument("--top-n", type=int, dest="top_n", help="top tokens asked for (default 5, TGI's cap)")
         parser.add_argument("--max-retries", type=int, dest="max_retries")
         parser.add_argument("--seed", type=int)
@@ -135,10 +155,11 @@ class Command(BaseCommand):
             if study is None:
                 raise CommandError(f"no study with slug {opts['study']!r}")
         keys = ["concurrency", "top_n", "max_retries", "seed"]
-        keys += {"few-shot": ["shots"], "cot": ["samples", "temperature"]}.get(opts["method"], [])
-        for key in ("shots", "samples", "temperature"):
+        cot = ["samples", "temperature", "shots", "selector", "scorer", "scorer_endpoint", "reward_label"]
+        keys += {"few-shot": ["shots", "passage_examples"], "cot": [*cot, "passage_examples"]}.get(opts["method"], [])
+        for key in (*cot, "passage_examples"):
             if opts[key] is not None and key not in keys:
-                raise CommandError(f"--{key} does not apply to {opts['method']}")
+                raise CommandError(f"--{key.replace('_', '-')} does not apply to {opts['method']}")
         params = {k: opts[k] for k in keys if opts[k] is not None}
         try:
             return create_run(
@@ -170,10 +191,11 @@ class Command(BaseCommand):
             scope += f" (bank {run.bank.name})"
         if run.split:
             scope += f", split {run.split}"
-        params = ", ".join(f"{k}={v}" for k, v in sorted(run.params.items()))
+        params = ", ".join(f"{k}={v}" for k, v in sorted(run.params.items()) if v not in ("", None))
         return (
             f"Baseline run {run.pk}: {run.method} on {scope} with endpoint {run.endpoint.name} "
-            f"(template {run.template.name} {run.template_hash[:12]}; {params}); {run.total} items"
+            f"(template {run.template.name} {run.template_hash[:12]}; {params}); {run.total} items; "
+            f"in the report: {model_method_of(run.method, run.params).label}"
         )
 
     def _print_summary(self, s: dict) -> None:
