@@ -156,7 +156,7 @@ def _render_step(request: HttpRequest, progress: Progress, step: Step, *, status
         context["has_check"] = bool(p.study.comprehension_questions)
         return render(request, "participant/instructions.html", context, status=status)
     if step.kind == StepKind.CHECK:
-        context.update(_check_context(progress))
+        context.update(_check_context(progress, extra.get("chosen") or {}))
         return render(request, "participant/check.html", context, status=status)
     if step.kind == StepKind.BLOCK:
         block = step.block
@@ -252,12 +252,14 @@ def instructions(request: HttpRequest, token: str) -> HttpResponse:
     return _render_step(request, progress, step)
 
 
-def _check_context(progress: Progress) -> dict:
+def _check_context(progress: Progress, chosen: dict) -> dict:
+    """The questions as the page shows them, with the participant's last choices checked."""
     study = progress.study
     used = progress.participant.comprehension_attempts
     return {
         "questions": [
-            (f"q{i}", q["question"], list(enumerate(q["options"]))) for i, q in enumerate(study.comprehension_questions)
+            (f"q{i}", q["question"], [(j, o, chosen.get(f"q{i}") == str(j)) for j, o in enumerate(q["options"])])
+            for i, q in enumerate(study.comprehension_questions)
         ],
         "attempts_left": max(0, max_attempts(study) - used),
         "max_attempts": max_attempts(study),

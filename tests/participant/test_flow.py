@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from oversight.banks.models import Item
+from oversight.core.launched import forget_launched_studies
 from oversight.core.models import Event, Participant, Study, Trial
 from oversight.core.services.studies import study_close
 from oversight.core.services.trials import finalize_expired_trials
@@ -117,6 +118,7 @@ def test_it_never_sends_the_gold_option_before_the_answer_is_committed(client):
 
     def page_with_gold(gold_index):
         Item.objects.filter(pk=trial.item_id).update(gold_index=gold_index)
+        forget_launched_studies()  # the page is rendered from the item as it is now, not as first read
         body = client.get(trial_url(p, 0)).content
         # Only the CSRF token and the ticking clock may differ between two renders.
         return re.sub(rb'data-seconds-left="[0-9.]+"|>\d+ s<', b"", csrf.sub(b"", body))
