@@ -202,7 +202,10 @@ def welcome(request: HttpRequest, slug: str) -> HttpResponse:
         participant = participant_join(study=study, params=params, consent=decision == "yes")
         participant.study = study
         if participant.status == Participant.Status.DECLINED:
-            return render(request, "participant/declined.html", {"study": study})
+            response = render(request, "participant/declined.html", {"study": study})
+            if request.htmx:
+                response["HX-Push-Url"] = reverse("participant:next", kwargs={"token": participant.token})
+            return response
         progress = Progress.load(participant)
         return _respond(request, progress, participant_advance(progress=progress))
     existing = participant_for_external_id(study=study, external_id=external_id)

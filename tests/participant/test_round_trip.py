@@ -151,3 +151,12 @@ def test_a_refused_answer_comes_back_with_its_message_and_keeps_the_address(clie
     assert p.trials.get(position=0).status == Trial.Status.SHOWN
     refused = Event.objects.get(participant=p, kind=Event.Kind.ANSWER_REFUSED)
     assert refused.data == {"reason": "Please choose an answer before submitting.", "posted": {"confidence": "60"}}
+
+
+def test_declining_with_htmx_shows_the_thanks_at_the_participant_s_own_address(client):
+    study = make_unaided_study()
+    response = join(client, study, {"pid": "no-thanks"}, consent="no", headers=HX)
+    p = Participant.objects.get()
+    assert "You chose not to take part" in response.content.decode()
+    assert response["HX-Push-Url"] == url("next", p)
+    assert "You chose not to take part" in client.get(url("next", p)).content.decode()
