@@ -147,8 +147,6 @@ def _render_step(request: HttpRequest, progress: Progress, step: Step, *, status
         return _trial_response(request, progress, step.trial, status=status, **extra)
     if step.kind == StepKind.FEEDBACK:
         return _feedback_response(request, progress, step.trial)
-    if step.kind == StepKind.DONE:
-        return _done_response(request, p, progress)
     if step.kind == StepKind.DECLINED:
         return render(request, "participant/declined.html", {"study": p.study})
     context = {"participant": p, "study": p.study, "step": step, **extra}
@@ -498,7 +496,7 @@ def page_event(request: HttpRequest, token: str) -> HttpResponse:
 # --- The end ---------------------------------------------------------------------------------------------------
 
 
-def _done_response(request, participant: Participant, progress: Progress | None = None) -> HttpResponse:
+def _done_response(request, participant: Participant) -> HttpResponse:
     study = participant.study
     screened_out = participant.status == Participant.Status.SCREENED_OUT
     code = study.screenout_code if screened_out else study.completion_code
@@ -506,10 +504,7 @@ def _done_response(request, participant: Participant, progress: Progress | None 
     # Only now — every answer committed and the participant closed — do we send them back to Prolific.
     if participant.recruitment.get("source") == "prolific" and study.prolific_completion_url and code:
         return_url = _with_query(study.prolific_completion_url, {"cc": code})
-    if progress is not None:
-        last = progress.trials[-1] if progress.trials else None
-    else:
-        last = Trial.objects.filter(participant_id=participant.pk).order_by("-position").first()
+    last = Trial.objects.filter(participant_id=participant.pk).order_by("-position").first()
     timed_out = last if last is not None and last.status == Trial.Status.TIMED_OUT and not study.reveal_gold else None
     return render(
         request,
