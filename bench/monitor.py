@@ -12,8 +12,8 @@ this process as the researchers watching the monitor.
    of --items items without a time limit.
 2. Bots: --participants bots (oversight_dev/bots.py, the same `Bot` as `run_bots`) join through the public
    link, staggered over --ramp seconds, and then answer at --think-ms mean thinking time per item, each in its
-   own HTTP client. Every response is stamped (wall clock) by an httpx event hook: the answer's submit (the
-   302 that follows the commit) is the **event**; the item's next trial page and the consent are events too
+   own HTTP client. Every response is stamped (wall clock) by an httpx event hook: the answer's submit (its
+   response, which follows the commit) is the **event**; the item's next trial page and the consent are events too
    (every one of them announces a monitor change on the server).
 3. Phases, one after another over the same running bots, --duration seconds each: for each number of viewers
    in --viewers (e.g. 0 1 3), that many researchers (each logged in through the login form with its CSRF
@@ -362,10 +362,12 @@ async def _bots(args) -> dict:
                     "status": response.status_code,
                 }
             )
-        elif request.method == "GET" and response.status_code == 200 and TRIAL.search(path):
+        # With htmx (the bots' default) the next page comes in the POST's own response, named by HX-Push-Url.
+        shown = response.headers.get("hx-push-url", "") if response.status_code == 200 else ""
+        if TRIAL.search(shown) or (request.method == "GET" and response.status_code == 200 and TRIAL.search(path)):
             shows.append(now)
-        elif request.method == "POST" and response.status_code == 302:  # the first one is the consent
-            location = response.headers.get("location", "")
+        if request.method == "POST" and not path.startswith("/s/p/"):  # the consent
+            location = response.headers.get("location", "") or shown
             if m := re.search(r"/s/p/([^/]+)/", location):
                 consents.setdefault(m.group(1), now)
 

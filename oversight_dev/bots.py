@@ -46,6 +46,8 @@ ATTENTION_CHECK_SUBJECT = "attention_check"
 DEADLINE_MARGIN_S = 0.75
 
 TRIAL_PATH = re.compile(r"/s/p/(?P<token>[^/]+)/item/(?P<position>\d+)/$")
+INTRO_PATH = re.compile(r"/s/p/(?P<token>[^/]+)/(?:instructions|part/\d+)$")  # a page passed with its button
+CHECK_PATH = re.compile(r"/s/p/(?P<token>[^/]+)/check$")
 FEEDBACK_PATH = re.compile(r"/s/p/(?P<token>[^/]+)/item/(?P<position>\d+)/feedback$")
 DONE_PATH = re.compile(r"/s/p/(?P<token>[^/]+)/done$")
 NEXT_PATH = re.compile(r"/s/p/(?P<token>[^/]+)/$")
@@ -71,6 +73,9 @@ class BotConfig:
     # P(gold) per condition kind ("unaided", "assisted"): a synthetic study with a known accuracy per condition.
     condition_accuracy: Mapping[str, float] = field(default_factory=dict)
     in_process: bool = False  # run by `run_bots_in_process` (no server): for the summary
+    # As a browser with JavaScript: forms and links go through htmx, and a submit answers with the next page (one
+    # round trip per answer). False: as a browser without it (POST → 303 → GET).
+    javascript: bool = True
 
     def pid(self, i: int) -> str:
         return f"bot-{self.seed}-{i}"
@@ -652,19 +657,26 @@ class Bot:
 
     # HTTP ------------------------------------------------------------------------------------------
 
-    async def request(self, method: str, url: str, **kwargs):
+    async def request(self, method: str, url: str, *, navigate: bool = False, **kwargs):
+        """One request, redirects followed. `navigate`: a form or link the page's htmx sends (with JavaScript):
+        the answer is the next page itself, or HX-Redirect to load in full, as htmx does."""
         url = urljoin(self.config.base_url + "/", url)
         self.last_url = url
+        htmx = navigate and self.config.javascript
         start = time.perf_counter()
         try:
-            response = await self.client.request(method, url, follow_redirects=True, **kwargs)
+            response = await self.client.request(
+                method, url, follow_redirects=True, headers={"HX-Request": "true"} if htmx else None, **kwargs
+            )
         except httpx.HTTPError as exc:
             raise BotFailure(url, f"{method} failed: {type(exc).__name__}: {exc}") from exc
         self.latencies.append(time.perf_counter() - start)
         for hop in [*response.history, response]:
             if not 200 <= hop.status_code < 400:
                 raise BotFailure(str(hop.url), f"{method} {url} → HTTP {hop.status_code}: {_snippet(hop.text)}")
-        self.last_url = str(response.url)
+        if htmx and (target := response.headers.get("HX-Redirect")):
+            return await self.request("GET", urljoin(url, target))
+        self.last_url = page_url(response)
         return response
 
     async def pace_chat(self) -> None:
@@ -706,34 +718,38 @@ class Bot:
         if missing:
             raise BotFailure(str(response.url), f"consent form lost the recruitment parameters {sorted(missing)}")
         action = urljoin(str(response.url), consent.attrs.get("action") or "")
-        response = await self.request("POST", action, data={**consent.hidden(), "consent": "yes"})
-        first = [h for h in response.history if "/s/p/" in h.headers.get("location", "")]
-        match = re.search(r"/s/p/([^/]+)/", str(response.url))
+        response = await self.request("POST", action, data={**consent.hidden(), "consent": "yes"}, navigate=True)
+        match = re.search(r"/s/p/([^/]+)/", page_url(response))
         if not match:
-            raise BotFailure(str(response.url), "consent did not lead to the participant's pages")
+            raise BotFailure(page_url(response), "consent did not lead to the participant's pages")
         self.result.token = match.group(1)
-        if not first:
-            raise BotFailure(str(response.url), "consent did not redirect to the participant link")
         await self.walk(response)
 
     async def walk(self, response) -> None:
         """Follow the participant's pages until the done page."""
         seen_positions: Counter[int] = Counter()
+        seen_pages: Counter[str] = Counter()
         for _ in range(2000):
-            path = urlsplit(str(response.url)).path
+            url = page_url(response)
+            path = urlsplit(url).path
             if m := TRIAL_PATH.search(path):
                 position = int(m.group("position"))
                 seen_positions[position] += 1
                 if seen_positions[position] > 3:
-                    raise BotFailure(str(response.url), f"stuck on item {position}: shown again after answering")
+                    raise BotFailure(url, f"stuck on item {position}: shown again after answering")
                 response = await self.answer(response, position)
             elif FEEDBACK_PATH.search(path):
                 page = parse_page(response.text)
                 link = page.ids.get("next")
                 if not link or not link.get("href"):
-                    raise BotFailure(str(response.url), "feedback page without a #next link")
+                    raise BotFailure(url, "feedback page without a #next link")
                 await self.think(0.1)
-                response = await self.request("GET", urljoin(str(response.url), link["href"]))
+                response = await self.request("GET", urljoin(url, link["href"]), navigate=True)
+            elif INTRO_PATH.search(path) or CHECK_PATH.search(path):
+                seen_pages[path] += 1
+                if seen_pages[path] > 3:
+                    raise BotFailure(url, "stuck on an introduction page")
+                response = await self.pass_introduction(response, check=bool(CHECK_PATH.search(path)))
             elif DONE_PATH.search(path):
                 shown = COMPLETION_CODE.search(response.text)
                 self.result.code = shown.group(1) if shown else ""
@@ -747,13 +763,28 @@ class Bot:
                 self.result.resumed_finished = not self.result.outcomes
                 return
             else:
-                raise BotFailure(
-                    str(response.url), f"unexpected page (HTTP {response.status_code}): {_snippet(response.text)}"
-                )
-        raise BotFailure(str(response.url), "too many pages without reaching the done page")
+                raise BotFailure(url, f"unexpected page (HTTP {response.status_code}): {_snippet(response.text)}")
+        raise BotFailure(page_url(response), "too many pages without reaching the done page")
+
+    async def pass_introduction(self, response, *, check: bool):
+        """Instructions and block introductions: their button. The comprehension check: the right answers (the
+        bot reads them from the database, as it reads the gold options)."""
+        url = page_url(response)
+        form = next((f for f in parse_page(response.text).forms if f.attrs.get("id") == "continue-form"), None)
+        if form is None:
+            raise BotFailure(url, "introduction page without #continue-form")
+        data = form.hidden()
+        if check:
+            answers = await comprehension_key(self.result.token)
+            names = sorted({i.name for i in form.inputs if i.type == "radio"}, key=lambda n: int(n[1:]))
+            if len(names) != len(answers):
+                raise BotFailure(url, f"the check shows {len(names)} questions, the study has {len(answers)}")
+            data.update({name: str(answer) for name, answer in zip(names, answers, strict=True)})
+        await self.think(0.2)
+        return await self.request("POST", urljoin(url, form.attrs.get("action") or ""), data=data, navigate=True)
 
     async def answer(self, response, position: int):
-        url = str(response.url)
+        url = page_url(response)
         page = parse_page(response.text)
         form = next((f for f in page.forms if f.attrs.get("id") == "answer-form"), None)
         if form is None:
@@ -765,9 +796,10 @@ class Bot:
         if sorted(int(v) for v in choices) != list(range(info.n_options)):
             raise BotFailure(url, f"page shows options {choices}, the item has {info.n_options}")
         levels = [float(v) for v in form.values("confidence")] if _is_radio(form, "confidence") else None
-        slider_input = form.input("confidence")
+        # The slider has no name (it starts untouched); the page copies its value into `confidence` once moved.
+        slider_input = next((i for i in form.inputs if i.type == "range"), None)
         slider = None
-        if slider_input is not None and slider_input.type == "range":
+        if slider_input is not None:
             slider = (float(slider_input.attrs.get("min", 5)), float(slider_input.attrs.get("max", 95)))
         distribution = form.input("p0") is not None
         seconds_left = form.attrs.get("data-seconds-left")
@@ -812,11 +844,17 @@ class Bot:
         else:
             await self.think(0.5)
             action = urljoin(url, form.attrs.get("action") or "")
-            response = await self.request("POST", action, data={**form.hidden(), **data, "auto": "0"})
-            if TRIAL_PATH.search(urlsplit(str(response.url)).path) and str(response.url) == url:
+            response = await self.request("POST", action, data={**form.hidden(), **data, "auto": "0"}, navigate=True)
+            if page_url(response) == url:
                 raise BotFailure(url, "the submit did not move on from the item")
         self.result.outcomes.append(outcome)
         return response
+
+
+def page_url(response) -> str:
+    """The address of the page a response shows: where redirects ended, or the one htmx would push."""
+    pushed = response.headers.get("HX-Push-Url")
+    return urljoin(str(response.url), pushed) if pushed and pushed != "false" else str(response.url)
 
 
 def _is_radio(form: Form, name: str) -> bool:
@@ -879,6 +917,18 @@ def _expected_code_sync(token: str) -> str | None:
         return None
     study = participant.study
     return study.screenout_code if participant.status == Participant.Status.SCREENED_OUT else study.completion_code
+
+
+def _comprehension_key_sync(token: str) -> list[int]:
+    from oversight.core.models import Participant
+
+    participant = Participant.objects.select_related("study").get(token=token)
+    return [q["answer"] for q in participant.study.comprehension_questions]
+
+
+async def comprehension_key(token: str) -> list[int]:
+    """The right option of each comprehension question of the participant's study."""
+    return await sync_to_async(_comprehension_key_sync, thread_sensitive=True)(token)
 
 
 async def expected_code(token: str) -> str | None:

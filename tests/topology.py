@@ -844,9 +844,18 @@ class Participant:
         page = self.request("GET", f"/s/{self.slug}/?{urlencode(params)}")
         if page.status != 200:
             return page
-        return self.request(
+        seen = self.request(
             "POST", f"/s/{self.slug}/", {**params, "consent": "yes", "csrfmiddlewaretoken": self.csrf(page.body)}
         )
+        return self.through_introductions(seen)
+
+    def through_introductions(self, seen: Seen) -> Seen:
+        """Pass the instructions and block introductions (their Continue button), as a participant does."""
+        for _ in range(5):
+            if seen.status != 200 or not re.search(r"/s/p/[^/]+/(instructions|part/\d+)$", seen.url):
+                return seen
+            seen = self.request("POST", seen.url, {"csrfmiddlewaretoken": self.csrf(seen.body)})
+        return seen
 
     @property
     def position(self) -> int | None:
@@ -867,7 +876,7 @@ class Participant:
         base = url.rstrip("/")
         data = {"choice": str(choice), "confidence": str(confidence), "csrfmiddlewaretoken": csrf}
         self.request("POST", f"{base}/select", data)
-        seen = self.request("POST", f"{base}/submit", {**data, "auto": "0"})
+        seen = self.through_introductions(self.request("POST", f"{base}/submit", {**data, "auto": "0"}))
         self.submits.append(
             {"token": self.token, "position": position, "choice": choice, "status": seen.status, "landed": seen.url}
         )
@@ -877,7 +886,7 @@ class Participant:
         """From a feedback page, on to the next item (or the done page)."""
         m = re.search(r'id="next"[^>]*href="([^"]+)"|href="([^"]+)"[^>]*id="next"', self.html)
         href = (m.group(1) or m.group(2)) if m else f"/s/p/{self.token}/"
-        return self.request("GET", href)
+        return self.through_introductions(self.request("GET", href))
 
     def on_trial(self) -> bool:
         return self.position is not None

@@ -63,6 +63,61 @@ class CommaListField(forms.CharField):
         return seen
 
 
+COMPREHENSION_EXAMPLE = """May you use a search engine?
+- Yes
+* No
+
+What happens when the timer reaches zero?
+* The selected answer is submitted
+- Nothing"""
+
+
+class ComprehensionField(forms.CharField):
+    """The comprehension check, written as text: a question, then its options, one per line, the right one marked
+    with `*` and the others with `-`; a blank line before the next question. Stored as
+    [{"question", "options", "answer"}] (Study.comprehension_questions)."""
+
+    widget = forms.Textarea(attrs={"rows": 7, "placeholder": COMPREHENSION_EXAMPLE})
+
+    def __init__(self, *, encoder=None, decoder=None, **kwargs):
+        super().__init__(**kwargs)  # the model's JSONField offers its JSON encoder and decoder: not needed here
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n\n".join(
+                "\n".join(
+                    [q["question"], *(f"{'*' if i == q['answer'] else '-'} {o}" for i, o in enumerate(q["options"]))]
+                )
+                for q in value
+            )
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        text = (super().to_python(value) or "").replace("\r\n", "\n")
+        questions, problems = [], []
+        for block in re.split(r"\n[ \t]*\n", text.strip()) if text.strip() else []:
+            lines = [line.strip() for line in block.splitlines() if line.strip()]
+            question = " ".join(line for line in lines if not line.startswith(("-", "*")))
+            options = [(line[0] == "*", line[1:].strip()) for line in lines if line.startswith(("-", "*"))]
+            n = len(questions) + 1
+            if not question:
+                problems.append(f"Question {n} has no question text (a line without “-” or “*” before its options).")
+            elif len(options) < 2 or any(not o for _, o in options):
+                problems.append(f"“{question}”: give at least two options, one per line, each after “-” or “*”.")
+            elif sum(right for right, _ in options) != 1:
+                problems.append(f"“{question}”: mark exactly one option, the right one, with “*”.")
+            else:
+                answer = next(i for i, (right, _) in enumerate(options) if right)
+                questions.append({"question": question, "options": [o for _, o in options], "answer": answer})
+                continue
+            questions.append(None)
+        if problems:
+            raise forms.ValidationError(problems)
+        return questions
+
+
 # --- Studies -------------------------------------------------------------------------------------------------
 
 
@@ -74,6 +129,8 @@ class StudyForm(_NoColon, forms.ModelForm):
             "slug",
             "consent_text",
             "instructions",
+            "comprehension_questions",
+            "comprehension_max_attempts",
             "completion_message",
             "design",
             "order",
@@ -92,8 +149,16 @@ class StudyForm(_NoColon, forms.ModelForm):
             "reveal_gold": "Show the correct option after each answer",
             "catch_pass_threshold": "Catch items to get right (share, 0–1)",
             "blind_collaborators": "Blind collaborators (hide accuracy while the study runs)",
+            "instructions": "Instructions (shown after consent, before the first item)",
+            "comprehension_questions": "Questions on the instructions (empty: no check)",
+            "comprehension_max_attempts": "Attempts before a participant is screened out",
         }
         help_texts = {
+            "instructions": "",
+            "comprehension_questions": "A question, then its options one per line: “*” before the right one, “-” "
+            "before the others; a blank line between questions. Participants must get every answer right to go on.",
+            "comprehension_max_attempts": "A participant whose answers are not all right this many times is screened "
+            "out and shown the screen-out code (Prolific asks for at least 2 attempts).",
             "reveal_gold": "",
             "catch_pass_threshold": "1 = every catch item right; a participant below it is screened out.",
         }
@@ -102,10 +167,12 @@ class StudyForm(_NoColon, forms.ModelForm):
             "instructions": forms.Textarea(attrs={"rows": 3}),
             "completion_message": forms.Textarea(attrs={"rows": 2}),
         }
+        field_classes = {"comprehension_questions": ComprehensionField}
 
     fieldsets = [
         ("The study", ["title", "slug"]),
         ("What participants read", ["consent_text", "instructions", "completion_message"]),
+        ("Comprehension check", ["comprehension_questions", "comprehension_max_attempts"]),
         ("Design", ["design", "order", "confidence_format", "reveal_gold"]),
         ("Items", ["disjoint_samples", "sample_seed", "randomise_item_order", "catch_pass_threshold"]),
         ("Collaborators", ["blind_collaborators"]),
@@ -116,6 +183,18 @@ class StudyForm(_NoColon, forms.ModelForm):
 
     def clean_slug(self):
         return _check_slug(self.cleaned_data["slug"])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["comprehension_max_attempts"].required = False  # empty: the default
+
+    def clean_comprehension_max_attempts(self):
+        value = self.cleaned_data["comprehension_max_attempts"]
+        if value is None:
+            return Study._meta.get_field("comprehension_max_attempts").default
+        if not 1 <= value <= 10:
+            raise forms.ValidationError("Give between 1 and 10 attempts.")
+        return value
 
     def clean_catch_pass_threshold(self):
         value = self.cleaned_data["catch_pass_threshold"]
@@ -234,10 +313,19 @@ class ConditionForm(_DesignPartForm):
             "send_question",
             "max_message_chars",
             "max_turns",
+            "instructions",
             "position",
         ]
-        labels = {"position": "Order", "sampling": "Sampling (JSON)"}
-        widgets = {"system_prompt": forms.Textarea(attrs={"rows": 4}), "sampling": forms.Textarea(attrs={"rows": 2})}
+        labels = {"position": "Order", "sampling": "Sampling (JSON)", "instructions": "Instructions for this block"}
+        help_texts = {
+            "instructions": "Shown before this condition's items, e.g. “You may chat with the AI assistant” or “Answer "
+            "on your own, without outside resources”."
+        }
+        widgets = {
+            "system_prompt": forms.Textarea(attrs={"rows": 4}),
+            "sampling": forms.Textarea(attrs={"rows": 2}),
+            "instructions": forms.Textarea(attrs={"rows": 3}),
+        }
 
     def clean_sampling(self):
         value = self.cleaned_data.get("sampling") or {}

@@ -74,8 +74,16 @@ class Study(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="owned_studies"
     )
     consent_text = models.TextField(blank=True)
-    instructions = models.TextField(blank=True)
+    instructions = models.TextField(blank=True, help_text="Shown after consent, before the first item")
     completion_message = models.TextField(blank=True)
+    # The comprehension check on the instructions: [{"question", "options": [...], "answer": index}], empty for
+    # none. Every answer must be right to go on; see `comprehension_max_attempts` for what happens otherwise.
+    comprehension_questions = models.JSONField(default=list, blank=True)
+    comprehension_max_attempts = models.PositiveSmallIntegerField(
+        default=2,
+        help_text="Complete attempts at the comprehension check before the participant is screened out "
+        "(with the screen-out code). Prolific asks for at least 2.",
+    )
 
     design = models.CharField(max_length=8, choices=Design.choices, default=Design.WITHIN)
     order = models.CharField(max_length=16, choices=Order.choices, default=Order.FIXED)
@@ -179,6 +187,9 @@ class Condition(models.Model):
     send_question = models.BooleanField(default=False, help_text="Send question and options to the model")
     max_message_chars = models.PositiveIntegerField(default=2000)
     max_turns = models.PositiveIntegerField(default=40)
+    # What the participant reads before this condition's block ("you may chat with the assistant" / "answer
+    # alone, without outside resources"), as the paper's participants had per condition.
+    instructions = models.TextField(blank=True, help_text="Shown before this condition's block of items")
 
     class Meta:
         ordering = ["position", "id"]
@@ -237,6 +248,11 @@ class Participant(models.Model):
     consented_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Where the participant is between consent and the items (core.services.steps): each step is passed once.
+    instructions_read_at = models.DateTimeField(null=True, blank=True)
+    comprehension_attempts = models.PositiveSmallIntegerField(default=0)
+    comprehension_passed_at = models.DateTimeField(null=True, blank=True)
+    blocks_started = models.PositiveSmallIntegerField(default=0, help_text="Block introductions passed")
 
     class Meta:
         constraints = [
@@ -333,6 +349,10 @@ class Event(models.Model):
         SCREENED_OUT = "screened_out"
         CHAT_SENT = "chat_sent"
         CHAT_RESET = "chat_reset"
+        INSTRUCTIONS_READ = "instructions_read"
+        COMPREHENSION_ATTEMPT = "comprehension_attempt"
+        BLOCK_STARTED = "block_started"
+        ANSWER_REFUSED = "answer_refused"
 
     participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="events")
     trial = models.ForeignKey(Trial, on_delete=models.CASCADE, null=True, blank=True, related_name="events")

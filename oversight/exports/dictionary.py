@@ -107,7 +107,8 @@ TABLES: tuple[Table, ...] = (
                 "string",
                 "Where the participant got to: consent (has not answered the consent form), "
                 "declined, active (in progress or abandoned mid-way), completed, screened_out (failed the attention "
-                "checks), returned.",
+                "checks, or every allowed attempt at the comprehension check: see the screened_out event's reason), "
+                "returned.",
                 nullable=False,
             ),
             C(
@@ -404,8 +405,12 @@ TABLES: tuple[Table, ...] = (
                 "kind",
                 "string",
                 "joined, resumed, consented, declined, item_shown, selection_changed, "
-                "confidence_changed, submitted, timed_out, late_post (an answer that arrived after the deadline), "
-                "page_hidden, page_visible, reconnect, completed, screened_out, chat_sent, chat_reset.",
+                "confidence_changed, submitted, timed_out, late_post (an answer that arrived after the deadline, "
+                "kept as posted; the recorded answer is unchanged), answer_refused (a submission refused for what "
+                "it lacked, e.g. an untouched slider), page_hidden, page_visible, reconnect, completed, screened_out "
+                "(data.reason `comprehension` when the comprehension check ended it), chat_sent, chat_reset, "
+                "instructions_read, comprehension_attempt (data: attempt, answers, wrong, passed), block_started "
+                "(data: block, condition_id).",
                 nullable=False,
             ),
             C("at", "timestamp", "When the server recorded it.", "UTC", nullable=False),

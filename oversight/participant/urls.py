@@ -6,6 +6,9 @@ app_name = "participant"
 
 urlpatterns = [
     path("p/<str:token>/", views.next_step, name="next"),
+    path("p/<str:token>/instructions", views.instructions, name="instructions"),
+    path("p/<str:token>/check", views.check, name="check"),
+    path("p/<str:token>/part/<int:number>", views.block, name="block"),
     path("p/<str:token>/item/<int:position>/", views.trial_page, name="trial"),
     path("p/<str:token>/item/<int:position>/select", views.trial_select_view, name="select"),
     path("p/<str:token>/item/<int:position>/state", views.trial_state, name="state"),

@@ -1,33 +1,56 @@
-"""The participant's pages. Thin: fetch the participant by token (404 otherwise), call one service."""
+"""The participant's pages. Thin: fetch the participant by token (404 otherwise), read their progress, call one
+service, answer with the page of the step they are on (core.services.steps decides which).
+
+One round trip per answer: forms on pages without the chat are boosted by htmx, and a POST answers with the next
+step's page (swapped into <main>, its address pushed with HX-Push-Url). Without JavaScript the same POST answers
+303 to that step's address. A page with the chat is entered and left by a full page load (static/js/chat.js keeps
+one websocket per page), so an htmx request whose next page has the chat gets HX-Redirect instead. Every view is
+wrapped in `participant_page` (errors.py): no participant sees a traceback.
+"""
 
 import re
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
-from oversight.core.models import Event, Participant, Study, Trial
+from oversight.core.launched import launched_study
+from oversight.core.models import Condition, Event, Participant, Study, Trial
 from oversight.core.services.participants import (
     RECRUITMENT_KEYS,
+    RecruitmentError,
     condition_label,
-    current_trial,
-    participant_complete,
     participant_for_external_id,
     participant_join,
     recruitment_from_params,
+)
+from oversight.core.services.steps import (
+    Progress,
+    Step,
+    StepKind,
+    comprehension_answers,
+    max_attempts,
+    participant_advance,
+    participant_answer,
+    participant_check_comprehension,
+    participant_read_instructions,
+    participant_refuse_answer,
+    participant_start_block,
 )
 from oversight.core.services.trials import (
     LIKERT_LEVELS,
     Answer,
     AnswerError,
     parse_answer,
+    posted_fields,
     trial_finalize_if_expired,
     trial_select,
-    trial_show,
-    trial_submit,
 )
+from oversight.participant.errors import error_page, participant_page
 
 LIKERT_LABELS = {
     25: "Guessing (25%)",
@@ -39,49 +62,150 @@ LIKERT_LABELS = {
 RECRUITMENT_PARAMS = [key for keys in RECRUITMENT_KEYS.values() for key in keys]
 
 
-def _error(request, status: int, title: str, message: str) -> HttpResponse:
-    return render(request, "participant/error.html", {"title": title, "message": message}, status=status)
-
-
 def _study_open(request, study: Study) -> HttpResponse | None:
     if study.status == Study.Status.CLOSED:
-        return _error(
+        return error_page(
             request,
             410,
             "This study has closed",
             "Thank you for your interest. This study is no longer accepting answers.",
         )
     if study.status != Study.Status.LIVE:
-        return _error(request, 404, "Study not found", "This study is not open yet. Please check your link.")
+        return error_page(request, 404, "Study not found", "This study is not open yet. Please check your link.")
     return None
 
 
-def _participant(request, token: str) -> Participant:
-    participant = Participant.objects.select_related("study").filter(token=token).first()
+def _participant(token: str) -> Participant:
+    # The study comes along (one join): its status is the one thing about a launched study that changes. Its
+    # manifest is left behind; the frozen parts a page needs come from the per-process cache (core.launched).
+    participant = Participant.objects.select_related("study").defer("study__manifest").filter(token=token).first()
     if participant is None:
         raise Http404("Unknown participant link")
     return participant
 
 
+def _progress(request: HttpRequest, token: str) -> tuple[Progress | None, HttpResponse | None]:
+    """The participant's progress in their live study, or the page saying why there is none (closed, not open)."""
+    participant = _participant(token)
+    if closed := _study_open(request, participant.study):
+        return None, closed
+    return Progress.load(participant), None
+
+
+def _trial(progress: Progress, position: int) -> Trial:
+    trial = progress.trial_at(position)
+    if trial is None:
+        raise Http404("No such item")
+    return trial
+
+
+# --- Answering with a step -------------------------------------------------------------------------------------
+
+
+def step_url(participant: Participant, step: Step) -> str:
+    token = participant.token
+    if step.kind == StepKind.TRIAL:
+        return reverse("participant:trial", kwargs={"token": token, "position": step.trial.position})
+    if step.kind == StepKind.FEEDBACK:
+        return reverse("participant:feedback", kwargs={"token": token, "position": step.trial.position})
+    if step.kind == StepKind.INSTRUCTIONS:
+        return reverse("participant:instructions", kwargs={"token": token})
+    if step.kind == StepKind.CHECK:
+        return reverse("participant:check", kwargs={"token": token})
+    if step.kind == StepKind.BLOCK:
+        return reverse("participant:block", kwargs={"token": token, "number": step.block.number})
+    if step.kind == StepKind.DONE:
+        return reverse("participant:done", kwargs={"token": token})
+    if step.kind == StepKind.CONSENT:
+        return reverse("participant:welcome", kwargs={"slug": participant.study.slug})
+    return reverse("participant:next", kwargs={"token": token})  # declined, complete: `next` answers them
+
+
+def _swappable(step: Step) -> bool:
+    """Whether the step's page can replace the current one in place. Not a page with the chat (chat.js is set up
+    once per page load), nor the done page (its <head> sends a Prolific participant back after 3 s)."""
+    if step.kind == StepKind.TRIAL:
+        return step.trial.condition.kind != Condition.Kind.ASSISTED
+    return step.kind not in {StepKind.DONE, StepKind.COMPLETE, StepKind.CONSENT}
+
+
+def _respond(request: HttpRequest, progress: Progress, step: Step) -> HttpResponse:
+    """The step's page in this response (htmx), or a redirect to it."""
+    url = step_url(progress.participant, step)
+    if request.htmx and _swappable(step):
+        response = _render_step(request, progress, step)
+        response["HX-Push-Url"] = url
+        return response
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return HttpResponseRedirect(url, status=303 if request.method == "POST" else 302)
+
+
+def _render_step(request: HttpRequest, progress: Progress, step: Step, *, status: int = 200, **extra) -> HttpResponse:
+    p = progress.participant
+    if step.kind == StepKind.TRIAL:
+        return _trial_response(request, progress, step.trial, status=status, **extra)
+    if step.kind == StepKind.FEEDBACK:
+        return _feedback_response(request, progress, step.trial)
+    if step.kind == StepKind.DECLINED:
+        return render(request, "participant/declined.html", {"study": p.study})
+    context = {"participant": p, "study": p.study, "step": step, **extra}
+    if step.kind == StepKind.INSTRUCTIONS:
+        context["has_check"] = bool(p.study.comprehension_questions)
+        return render(request, "participant/instructions.html", context, status=status)
+    if step.kind == StepKind.CHECK:
+        context.update(_check_context(progress, extra.get("chosen") or {}))
+        return render(request, "participant/check.html", context, status=status)
+    if step.kind == StepKind.BLOCK:
+        block = step.block
+        context.update(
+            {
+                "part": block,  # not "block": templates keep the name for the {% block %} being rendered
+                "label": condition_label(block.condition),
+                "timed_out": _timed_out_notice(progress, block.first_position),
+            }
+        )
+        return render(request, "participant/block.html", context, status=status)
+    raise ValueError(f"no page for step {step.kind}")
+
+
+def _timed_out_notice(progress: Progress, position: int) -> Trial | None:
+    """The trial the clock ended just before this page, if the page is the first one after it (studies that
+    reveal the correct option say so on the feedback page instead)."""
+    return None if progress.study.reveal_gold else progress.timed_out_before(position)
+
+
+# --- Joining ---------------------------------------------------------------------------------------------------
+
+
+@participant_page
 @require_http_methods(["GET", "POST"])
 def welcome(request: HttpRequest, slug: str) -> HttpResponse:
     """The public link. GET only shows the consent page, so link-preview bots never enrol anyone."""
-    study = Study.objects.filter(slug=slug).first()
+    study = Study.objects.defer("manifest").filter(slug=slug).first()
     if study is None:
-        return _error(request, 404, "Study not found", "Please check the link you were given.")
+        return error_page(request, 404, "Study not found", "Please check the link you were given.")
     if closed := _study_open(request, study):
         return closed
     source = request.POST if request.method == "POST" else request.GET
     params = {k: source.get(k, "") for k in RECRUITMENT_PARAMS if source.get(k)}
+    try:
+        external_id, _ = recruitment_from_params(params)
+    except RecruitmentError as exc:
+        return error_page(request, 400, "This link is damaged", f"{exc} Please check the link you were given.")
     if request.method == "POST":
         decision = request.POST.get("consent")
         if decision not in {"yes", "no"}:
-            return _error(request, 400, "Please choose", "Please say whether you agree to take part.")
+            return error_page(request, 400, "Please choose", "Please say whether you agree to take part.")
         participant = participant_join(study=study, params=params, consent=decision == "yes")
+        participant.study = study
         if participant.status == Participant.Status.DECLINED:
-            return render(request, "participant/declined.html", {"study": study})
-        return redirect("participant:next", token=participant.token)
-    external_id, _ = recruitment_from_params(params)
+            response = render(request, "participant/declined.html", {"study": study})
+            if request.htmx:
+                response["HX-Push-Url"] = reverse("participant:next", kwargs={"token": participant.token})
+            return response
+        progress = Progress.load(participant)
+        return _respond(request, progress, participant_advance(progress=progress))
     existing = participant_for_external_id(study=study, external_id=external_id)
     return render(
         request,
@@ -94,51 +218,99 @@ def welcome(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+@participant_page
 @require_GET
 def next_step(request: HttpRequest, token: str) -> HttpResponse:
-    """Where the participant is now: their current item, or the end."""
-    participant = _participant(request, token)
+    """Where the participant is now (the address to come back to): their current step."""
+    participant = _participant(token)
     if participant.status == Participant.Status.DECLINED:
         return render(request, "participant/declined.html", {"study": participant.study})
     if participant.status in {Participant.Status.COMPLETED, Participant.Status.SCREENED_OUT}:
         return redirect("participant:done", token=token)
     if closed := _study_open(request, participant.study):
         return closed
-    trial = current_trial(participant)
-    if trial is None:
-        participant_complete(participant=participant)
-        return redirect("participant:done", token=token)
-    return redirect("participant:trial", token=token, position=trial.position)
+    progress = Progress.load(participant)
+    step = progress.step()
+    if step.kind == StepKind.COMPLETE or (request.htmx and step.kind == StepKind.TRIAL):
+        step = participant_advance(progress=progress)
+    return _respond(request, progress, step)
 
 
-def _trial_for(participant: Participant, position: int) -> Trial:
-    return get_object_or_404(
-        Trial.objects.select_related("item", "item__passage", "condition", "participant__study"),
-        participant=participant,
-        position=position,
-    )
+# --- Instructions, comprehension check, block introductions ----------------------------------------------------
 
 
-@require_GET
-def trial_page(request: HttpRequest, token: str, position: int) -> HttpResponse:
-    participant = _participant(request, token)
-    if closed := _study_open(request, participant.study):
-        return closed
-    trial = _trial_for(participant, position)
-    current = current_trial(participant)
-    if current is None or current.pk != trial.pk:
-        if trial.is_final and participant.study.reveal_gold:
-            return redirect("participant:feedback", token=token, position=position)
-        return redirect("participant:next", token=token)
-    now = timezone.now()
-    trial = trial_show(trial=trial, now=now)
-    if trial.status == Trial.Status.SHOWN and trial.is_expired(now):
-        # The deadline passed while the page was closed: finalise now rather than wait for the sweep.
-        trial_finalize_if_expired(trial_id=trial.pk, now=now)
-        return redirect("participant:next", token=token)
-    total = participant.trials.count()
-    return render(request, "participant/trial.html", _trial_context(participant, trial, total, now))
+@participant_page
+@require_http_methods(["GET", "POST"])
+def instructions(request: HttpRequest, token: str) -> HttpResponse:
+    progress, refused = _progress(request, token)
+    if refused:
+        return refused
+    if request.method == "POST":
+        return _respond(request, progress, participant_read_instructions(progress=progress))
+    step = progress.step()
+    if step.kind != StepKind.INSTRUCTIONS:
+        return _respond(request, progress, step)
+    return _render_step(request, progress, step)
 
+
+def _check_context(progress: Progress, chosen: dict) -> dict:
+    """The questions as the page shows them, with the participant's last choices checked."""
+    study = progress.study
+    used = progress.participant.comprehension_attempts
+    return {
+        "questions": [
+            (f"q{i}", q["question"], [(j, o, chosen.get(f"q{i}") == str(j)) for j, o in enumerate(q["options"])])
+            for i, q in enumerate(study.comprehension_questions)
+        ],
+        "attempts_left": max(0, max_attempts(study) - used),
+        "max_attempts": max_attempts(study),
+    }
+
+
+@participant_page
+@require_http_methods(["GET", "POST"])
+def check(request: HttpRequest, token: str) -> HttpResponse:
+    """The comprehension check: every answer right to go on; see docs/participant.md for the attempts rule."""
+    progress, refused = _progress(request, token)
+    if refused:
+        return refused
+    step = progress.step()
+    if step.kind != StepKind.CHECK:
+        return _respond(request, progress, step)
+    if request.method == "GET":
+        return _render_step(request, progress, step)
+    try:
+        answers = comprehension_answers(progress.study, request.POST)
+    except AnswerError as exc:
+        chosen = {k: request.POST.get(k) for k in request.POST if k.startswith("q")}
+        return _render_step(request, progress, step, status=400, error=str(exc), chosen=chosen)
+    step, result = participant_check_comprehension(progress=progress, answers=answers)
+    if result is None or result.passed or step.kind != StepKind.CHECK:
+        return _respond(request, progress, step)
+    # A failed attempt with attempts left: the same page again, with how many answers were wrong.
+    chosen = {f"q{i}": str(a) for i, a in enumerate(answers)}
+    response = _render_step(request, progress, step, result=result, chosen=chosen)
+    if request.htmx:
+        response["HX-Push-Url"] = "false"
+    return response
+
+
+@participant_page
+@require_http_methods(["GET", "POST"])
+def block(request: HttpRequest, token: str, number: int) -> HttpResponse:
+    """A condition block's introduction; between blocks also the transition ("Part 1 of 2 done. Next: …")."""
+    progress, refused = _progress(request, token)
+    if refused:
+        return refused
+    if request.method == "POST":
+        return _respond(request, progress, participant_start_block(progress=progress, number=number))
+    step = progress.step()
+    if step.kind != StepKind.BLOCK or step.block.number != number:
+        return _respond(request, progress, step)
+    return _render_step(request, progress, step)
+
+
+# --- Items -----------------------------------------------------------------------------------------------------
 
 _BLOCK = re.compile(r"(?:(?!\n[ \t]*\n).)+", re.S)
 
@@ -147,17 +319,19 @@ def passage_paragraphs(text: str) -> list[tuple[int, str]]:
     """Paragraphs with their offsets in the passage, so a verified quote's span can be found in the page."""
     paragraphs = []
     for match in _BLOCK.finditer(text):
-        block = match.group()
-        stripped = block.strip()
+        block_text = match.group()
+        stripped = block_text.strip()
         if stripped:
-            paragraphs.append((match.start() + len(block) - len(block.lstrip()), stripped))
+            paragraphs.append((match.start() + len(block_text) - len(block_text.lstrip()), stripped))
     return paragraphs
 
 
-def _trial_context(participant: Participant, trial: Trial, total: int, now, error: str = "") -> dict:
+def _trial_response(request, progress: Progress, trial: Trial, *, status: int = 200, error: str = "") -> HttpResponse:
+    participant = progress.participant
     study = participant.study
     item = trial.item
-    return {
+    now = timezone.now()
+    context = {
         "participant": participant,
         "study": study,
         "trial": trial,
@@ -167,21 +341,54 @@ def _trial_context(participant: Participant, trial: Trial, total: int, now, erro
         "paragraphs": passage_paragraphs(item.passage.text) if item.passage_id else [],
         "seconds_left": trial.seconds_left(now),
         "number": trial.position + 1,
-        "total": total,
+        "total": progress.total,
+        "part": progress.block_of(trial),
         "condition_label": condition_label(trial.condition),
         "is_practice": trial.role == "practice",
         "likert": [(level, LIKERT_LABELS[level]) for level in LIKERT_LEVELS],
         "error": error,
+        "timed_out": _timed_out_notice(progress, trial.position),
+        "swappable": trial.condition.kind != Condition.Kind.ASSISTED,
     }
+    response = render(request, "participant/trial.html", context, status=status)
+    if request.htmx and status != 200:
+        response["HX-Push-Url"] = "false"
+    return response
 
 
+@participant_page
+@require_GET
+def trial_page(request: HttpRequest, token: str, position: int) -> HttpResponse:
+    progress, refused = _progress(request, token)
+    if refused:
+        return refused
+    trial = _trial(progress, position)
+    step = progress.step()
+    if step.kind != StepKind.TRIAL or step.trial.pk != trial.pk:
+        if trial.is_final and progress.study.reveal_gold:
+            return redirect("participant:feedback", token=token, position=position)
+        return _respond(request, progress, step)
+    now = timezone.now()
+    if trial.status == Trial.Status.PENDING:
+        participant_advance(progress=progress, now=now)
+    elif trial.is_expired(now):
+        # The deadline passed while the page was closed: finalise now rather than wait for the sweep.
+        trial_finalize_if_expired(trial_id=trial.pk, now=now)
+        return redirect("participant:next", token=token)
+    return _trial_response(request, progress, trial)
+
+
+@participant_page
 @require_POST
 def trial_select_view(request: HttpRequest, token: str, position: int) -> HttpResponse:
     """The page reports every change of selection, so the server always knows the last choice."""
-    participant = _participant(request, token)
+    participant = _participant(token)
     if closed := _study_open(request, participant.study):
         return closed
-    trial = _trial_for(participant, position)
+    trial = Trial.objects.filter(participant_id=participant.pk, position=position).first()
+    if trial is None:
+        raise Http404("No such item")
+    trial.participant, trial.item = participant, launched_study(participant.study).item(trial.item_id)
     try:
         answer = parse_answer(trial=trial, data=request.POST, require_choice=False)
     except AnswerError as exc:
@@ -199,45 +406,47 @@ def _state(trial: Trial) -> dict:
     }
 
 
+@participant_page
 @require_GET
 def trial_state(request: HttpRequest, token: str, position: int) -> HttpResponse:
     """The server's clock for this trial; the page re-syncs its countdown with it."""
-    participant = _participant(request, token)
-    return JsonResponse(_state(_trial_for(participant, position)))
+    participant = _participant(token)
+    trial = Trial.objects.filter(participant_id=participant.pk, position=position).first()
+    if trial is None:
+        raise Http404("No such item")
+    return JsonResponse(_state(trial))
 
 
+@participant_page
 @require_POST
 def trial_submit_view(request: HttpRequest, token: str, position: int) -> HttpResponse:
-    participant = _participant(request, token)
-    if closed := _study_open(request, participant.study):
-        return closed
-    trial = _trial_for(participant, position)
+    progress, refused = _progress(request, token)
+    if refused:
+        return refused
+    trial = _trial(progress, position)
+    if trial.status == Trial.Status.PENDING:
+        # Not opened yet (a tampered or replayed form): nothing to record; the participant's current step.
+        return _respond(request, progress, progress.step())
     auto = request.POST.get("auto") == "1"
     now = timezone.now()
     open_now = trial.status == Trial.Status.SHOWN and not trial.is_expired(now)
+    posted = posted_fields(request.POST)
     try:
         answer = parse_answer(trial=trial, data=request.POST, require_choice=open_now and not auto)
     except AnswerError as exc:
         if open_now:
-            context = _trial_context(participant, trial, participant.trials.count(), now, error=str(exc))
-            return render(request, "participant/trial.html", context, status=400)
-        # Final or expired: whatever was posted cannot change the record anyway (see trial_submit).
+            participant_refuse_answer(trial=trial, reason=str(exc), posted=posted, now=now)
+            return _trial_response(request, progress, trial, status=400, error=str(exc))
+        # Final or expired: whatever was posted cannot change the record anyway; it is kept as posted.
         answer = Answer(choice=None, confidence=None)
     kind = Trial.SubmitKind.AUTO if auto else Trial.SubmitKind.MANUAL
-    trial = trial_submit(trial=trial, answer=answer, kind=kind)
-    if participant.study.reveal_gold and trial.is_final:
-        return redirect("participant:feedback", token=token, position=position)
-    return redirect("participant:next", token=token)
+    step = participant_answer(progress=progress, trial=trial, answer=answer, kind=kind, now=now, posted=posted)
+    return _respond(request, progress, step)
 
 
-@require_GET
-def feedback(request: HttpRequest, token: str, position: int) -> HttpResponse:
-    """The correct option, shown only once this trial's answer is committed (and only if the study says so)."""
-    participant = _participant(request, token)
-    trial = _trial_for(participant, position)
-    if not trial.is_final or not participant.study.reveal_gold:
-        return redirect("participant:next", token=token)
+def _feedback_response(request, progress: Progress, trial: Trial) -> HttpResponse:
     item = trial.item
+    participant = progress.participant
     return render(
         request,
         "participant/feedback.html",
@@ -249,32 +458,45 @@ def feedback(request: HttpRequest, token: str, position: int) -> HttpResponse:
             "options": list(zip(item.letters, item.options, strict=True)),
             "chosen_letter": None if trial.choice is None else item.letters[trial.choice],
             "gold_letter": item.gold_letter,
+            "timed_out": trial.status == Trial.Status.TIMED_OUT,
+            "number": trial.position + 1,
+            "total": progress.total,
         },
     )
 
 
+@participant_page
+@require_GET
+def feedback(request: HttpRequest, token: str, position: int) -> HttpResponse:
+    """The correct option, shown only once this trial's answer is committed (and only if the study says so)."""
+    participant = _participant(token)
+    progress = Progress.load(participant)
+    trial = _trial(progress, position)
+    if not trial.is_final or not participant.study.reveal_gold:
+        return redirect("participant:next", token=token)
+    return _feedback_response(request, progress, trial)
+
+
+@participant_page
 @require_POST
 def page_event(request: HttpRequest, token: str) -> HttpResponse:
     """Visibility changes (tab hidden / visible), sent by the page with sendBeacon."""
-    participant = _participant(request, token)
+    participant = _participant(token)
     kind = {"hidden": Event.Kind.PAGE_HIDDEN, "visible": Event.Kind.PAGE_VISIBLE}.get(request.POST.get("kind", ""))
     if kind is None:
         return JsonResponse({"error": "unknown event"}, status=400)
     trial = None
     position = request.POST.get("position", "")
-    if position.isdigit():
+    if position.isascii() and position.isdigit():
         trial = participant.trials.filter(position=int(position)).first()
     Event.objects.create(participant=participant, trial=trial, kind=kind)
     return HttpResponse(status=204)
 
 
-@require_GET
-def done(request: HttpRequest, token: str) -> HttpResponse:
-    participant = _participant(request, token)
-    if participant.status == Participant.Status.ACTIVE:
-        return redirect("participant:next", token=token)
-    if participant.status not in {Participant.Status.COMPLETED, Participant.Status.SCREENED_OUT}:
-        raise Http404("Not finished")
+# --- The end ---------------------------------------------------------------------------------------------------
+
+
+def _done_response(request, participant: Participant) -> HttpResponse:
     study = participant.study
     screened_out = participant.status == Participant.Status.SCREENED_OUT
     code = study.screenout_code if screened_out else study.completion_code
@@ -282,6 +504,8 @@ def done(request: HttpRequest, token: str) -> HttpResponse:
     # Only now — every answer committed and the participant closed — do we send them back to Prolific.
     if participant.recruitment.get("source") == "prolific" and study.prolific_completion_url and code:
         return_url = _with_query(study.prolific_completion_url, {"cc": code})
+    last = Trial.objects.filter(participant_id=participant.pk).order_by("-position").first()
+    timed_out = last if last is not None and last.status == Trial.Status.TIMED_OUT and not study.reveal_gold else None
     return render(
         request,
         "participant/done.html",
@@ -290,9 +514,25 @@ def done(request: HttpRequest, token: str) -> HttpResponse:
             "participant": participant,
             "code": code,
             "screened_out": screened_out,
+            # Screened out at the comprehension check rather than by the attention checks.
+            "failed_check": screened_out
+            and participant.comprehension_attempts > 0
+            and participant.comprehension_passed_at is None,
             "return_url": return_url,
+            "timed_out": timed_out,
         },
     )
+
+
+@participant_page
+@require_GET
+def done(request: HttpRequest, token: str) -> HttpResponse:
+    participant = _participant(token)
+    if participant.status == Participant.Status.ACTIVE:
+        return redirect("participant:next", token=token)
+    if participant.status not in {Participant.Status.COMPLETED, Participant.Status.SCREENED_OUT}:
+        raise Http404("Not finished")
+    return _done_response(request, participant)
 
 
 def _with_query(url: str, params: dict) -> str:

@@ -1,5 +1,6 @@
 """Real-browser fixtures: the live daphne server (tests/live_server.py) and Debian's chromium via Playwright."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,20 @@ def chromium():
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+INTRODUCTION_URL = re.compile(r"/s/p/[^/]+/(instructions|part/\d+)$")
+
+
+def continue_to_items(page, *, limit: int = 5) -> None:
+    """Pass the introduction pages (the study's instructions, a block's) with their button, as a participant does,
+    until the page is something else (an item, the check, the done page)."""
+    page.wait_for_url(lambda u: "/s/p/" in u)  # past the consent page (its form is answered in place)
+    for _ in range(limit):
+        page.wait_for_selector("main h1")
+        url = page.url
+        if not INTRODUCTION_URL.search(url):
+            return
+        page.click("#continue")
+        page.wait_for_url(lambda u, before=url: u != before)
+    raise AssertionError(f"still on an introduction page: {page.url}")

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from oversight_dev.faketgi import FakeTGI
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM, continue_to_items
 from tests.live_server import LiveServer, live_server
 
 pytestmark = [
@@ -119,6 +119,7 @@ def page(request, chromium, chat_server, tgi):
 def join(page, server: LiveServer, pid: str) -> None:
     page.goto(f"{server.base_url}/s/demo/?PROLIFIC_PID={pid}&STUDY_ID=chat-study&SESSION_ID={pid}")
     page.click("#consent-yes")
+    continue_to_items(page)
     page.wait_for_url(TRIAL_URL)
 
 

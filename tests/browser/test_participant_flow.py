@@ -1,10 +1,12 @@
 """A Prolific participant's whole visit, in a real browser (Debian chromium via Playwright) against daphne.
 
-One journey (a module-scoped fixture) joins with Prolific parameters, consents, refreshes mid-item, lets one
-item run out with an option selected, reads the attention check, answers the rest, passes every feedback
-page and is sent back to the completion URL. The tests then check what the journey saw against the
-database, and that no response reached the browser with an item's gold option before its answer was
-committed. Screenshots of each page type go to test-artifacts/browser/.
+One journey (a module-scoped fixture) joins with Prolific parameters, consents, reads the instructions and each
+block's introduction, refreshes mid-item, lets one item run out with an option selected, reads the attention
+check, answers the rest, passes every feedback page and is sent back to the completion URL. The tests then check
+what the journey saw against the database, and that no response reached the browser with an item's gold option
+before its answer was committed — pages that arrive in the answer to a POST (htmx, one round trip) included: a
+response is judged by the page it shows (its HX-Push-Url), not only by the address it was fetched from.
+Screenshots of each page type go to test-artifacts/browser/.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ SUBMIT_URL = re.compile(r"/s/p/[^/]+/item/(\d+)/submit$")
 ITEM_URL = re.compile(r"/s/p/[^/]+/item/(\d+)/")
 DONE_URL = re.compile(r"/s/p/[^/]+/done$")
 COLOURS = {"red", "green", "blue", "yellow", "orange", "purple", "black", "white", "brown", "pink", "grey", "gray"}
-SCREENSHOTS = ("consent", "trial", "trial-passage", "feedback", "done")
+INTRO_URL = re.compile(r"/s/p/[^/]+/(instructions|part/(\d+))$")
+SCREENSHOTS = ("consent", "instructions", "part-1", "part-2", "trial", "trial-passage", "feedback", "done")
 
 
 @dataclass
@@ -46,6 +49,11 @@ class Received:
     content_type: str
     body: str | None
     error: str = ""
+    pushed: str = ""  # HX-Push-Url: the address of the page this response shows, when it is not `url`
+
+    @property
+    def page_url(self) -> str:
+        return self.pushed if self.pushed and self.pushed != "false" else self.url
 
 
 @dataclass
@@ -56,6 +64,7 @@ class Journey:
     commit_index: dict[int, int] = field(default_factory=dict)
     shown: list[int] = field(default_factory=list)
     feedback_seen: list[int] = field(default_factory=list)
+    introductions: list[dict] = field(default_factory=list)
     refresh: dict = field(default_factory=dict)
     timed_out: dict = field(default_factory=dict)
     catch: dict = field(default_factory=dict)
@@ -97,9 +106,10 @@ def _journey(server, browser, artifacts: Path) -> Journey:
             status=response.status,
             content_type=ctype,
             body=None,
+            pushed=response.headers.get("hx-push-url", ""),
         )
-        if 300 <= response.status < 400:
-            entry.body = ""
+        if 300 <= response.status < 400 or response.headers.get("hx-redirect"):
+            entry.body = ""  # a redirect, or htmx's: the browser loads the page it names
         elif any(t in ctype for t in ("text/html", "json", "javascript")):
             try:
                 entry.body = response.body().decode("utf-8", "replace")
@@ -138,10 +148,18 @@ def _journey(server, browser, artifacts: Path) -> Journey:
     assert page.locator("#consent-yes").is_visible()
     shot("consent")
     page.click("#consent-yes")
-    page.wait_for_url(TRIAL_URL)
+    page.wait_for_url(lambda u: "/s/p/" in u)
 
     for _ in range(100):
         url = page.url
+        if m := INTRO_URL.search(url):
+            shot(f"part-{m.group(2)}" if m.group(2) else "instructions")
+            journey.introductions.append(
+                {"url": url, "heading": page.inner_text("h1"), "text": page.inner_text("main .card")}
+            )
+            page.click("#continue")
+            page.wait_for_url(lambda u, before=url: u != before)
+            continue
         if DONE_URL.search(url):
             shot("done")
             journey.done = {
@@ -398,7 +416,7 @@ def gold_markers(entry: Received, position: int, item: dict) -> list[str]:
     """Every way `entry` gives away the gold option of the item at `position`."""
     body = entry.body or ""
     reasons = tags_gold_next_to_question(body, item)
-    m = ITEM_URL.search(entry.url)
+    m = ITEM_URL.search(entry.page_url)
     if m and int(m.group(1)) == position:  # the item's own page, its /select, /state answers
         if "json" in entry.content_type:
             reasons += marks_gold_in_json(body, item)
@@ -431,20 +449,26 @@ def test_no_response_gives_away_the_gold_option_before_the_answer_is_committed(j
         own = [
             r
             for r in before
-            if TRIAL_URL.search(r.url) and int(TRIAL_URL.search(r.url).group(1)) == position and r.status == 200
+            if TRIAL_URL.search(r.page_url)
+            and int(TRIAL_URL.search(r.page_url).group(1)) == position
+            and r.status == 200
+            and r.body
         ]
         assert own, f"item {position}: its trial page was not among the responses before the commit"
         assert all(_norm(o) in _norm(own[-1].body) for o in item["options"])
         assert _norm(item["text"].splitlines()[0])[:60] in _norm(own[-1].body)
 
-        leaks = [(r.index, r.url, reason) for r in before for reason in gold_markers(r, position, item)]
+        leaks = [(r.index, r.page_url, reason) for r in before for reason in gold_markers(r, position, item)]
         assert not leaks, f"item {position} (gold {item['gold_index']}): {leaks}"
 
         # Positive control: the same detector finds the gold option on the item's feedback page, after the cut.
         feedback = [
             r
             for r in journey.responses[cut:]
-            if FEEDBACK_URL.search(r.url) and r.status == 200 and int(FEEDBACK_URL.search(r.url).group(1)) == position
+            if FEEDBACK_URL.search(r.page_url)
+            and r.status == 200
+            and r.body
+            and int(FEEDBACK_URL.search(r.page_url).group(1)) == position
         ]
         assert feedback, f"item {position}: no feedback page"
         assert tags_gold_next_to_question(feedback[0].body, item), f"item {position}: detector missed the reveal"
@@ -459,7 +483,10 @@ def test_the_gold_check_catches_planted_leaks(journey):
     page = next(
         r
         for r in journey.responses
-        if TRIAL_URL.search(r.url) and int(TRIAL_URL.search(r.url).group(1)) == position and r.status == 200
+        if TRIAL_URL.search(r.page_url)
+        and int(TRIAL_URL.search(r.page_url).group(1)) == position
+        and r.status == 200
+        and r.body
     )
     g = item["gold_index"]
     letter, text = chr(ord("A") + g), html.escape(item["options"][g])
@@ -467,7 +494,15 @@ def test_the_gold_check_catches_planted_leaks(journey):
 
     def planted(body: str, content_type: str = page.content_type) -> list[str]:
         return gold_markers(
-            Received(index=-1, method="GET", url=page.url, status=200, content_type=content_type, body=body),
+            Received(
+                index=-1,
+                method="GET",
+                url=page.url,
+                status=200,
+                content_type=content_type,
+                body=body,
+                pushed=page.pushed,
+            ),
             position,
             item,
         )

@@ -498,3 +498,92 @@ def test_an_endpoint_choice_lists_the_lab_s_endpoints(client, study, alice):
     ModelEndpoint.objects.create(name="Big model", kind=ModelEndpoint.Kind.TGI, base_url="http://gpu:8080")
     client.force_login(alice)
     assert "Big model" in client.get(url("condition_create", study)).content.decode()
+
+
+# --- What participants read ------------------------------------------------------------------------------------
+
+CHECK_TEXT = """May you use a search engine?
+- Yes
+* No
+
+What happens when the timer reaches zero?
+* The selected answer is submitted
+- Nothing
+- The question is skipped"""
+
+
+def test_the_owner_writes_instructions_and_a_comprehension_check_as_text(client, study, alice):
+    client.force_login(alice)
+    data = study_data(study, instructions="Read first.", comprehension_questions=CHECK_TEXT)
+    data["comprehension_max_attempts"] = 3
+    response = client.post(url("design", study), {f"study-{k}": v for k, v in data.items()})
+    assert response.status_code == 302
+    study.refresh_from_db()
+    assert study.instructions == "Read first." and study.comprehension_max_attempts == 3
+    assert study.comprehension_questions == [
+        {"question": "May you use a search engine?", "options": ["Yes", "No"], "answer": 1},
+        {
+            "question": "What happens when the timer reaches zero?",
+            "options": ["The selected answer is submitted", "Nothing", "The question is skipped"],
+            "answer": 0,
+        },
+    ]
+    # The form shows it again as it was written.
+    assert CHECK_TEXT in client.get(url("design", study)).content.decode().replace("\r\n", "\n")
+
+
+def test_the_attempts_default_to_two_when_left_empty(client, study, alice):
+    client.force_login(alice)
+    data = study_data(study, comprehension_questions=CHECK_TEXT)
+    client.post(url("design", study), {f"study-{k}": v for k, v in data.items()})
+    study.refresh_from_db()
+    assert study.comprehension_max_attempts == 2 and len(study.comprehension_questions) == 2
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("May you?\n- Yes\n- No", "mark exactly one option, the right one, with “*”"),
+        ("May you?\n* Yes\n* No", "mark exactly one option"),
+        ("May you?\n* Yes", "give at least two options"),
+        ("- Yes\n* No", "has no question text"),
+    ],
+)
+def test_a_check_that_cannot_be_scored_is_refused_with_the_reason(client, study, alice, text, message):
+    client.force_login(alice)
+    data = study_data(study, comprehension_questions=text)
+    response = client.post(url("design", study), {f"study-{k}": v for k, v in data.items()})
+    assert response.status_code == 200 and message in response.content.decode()
+    study.refresh_from_db()
+    assert study.comprehension_questions == []
+
+
+@pytest.mark.parametrize("attempts", ["0", "11"])
+def test_the_number_of_attempts_is_between_1_and_10(client, study, alice, attempts):
+    client.force_login(alice)
+    data = {**study_data(study, comprehension_questions=CHECK_TEXT), "comprehension_max_attempts": attempts}
+    response = client.post(url("design", study), {f"study-{k}": v for k, v in data.items()})
+    assert "Give between 1 and 10 attempts." in response.content.decode()
+
+
+def test_a_condition_gets_its_block_instructions(client, study, alice):
+    client.force_login(alice)
+    condition = study.conditions.get(kind="unaided")
+    data = condition_data(name=condition.name, position=condition.position, instructions="Answer on your own.")
+    assert client.post(url("condition_edit", study, pk=condition.pk), data).status_code == 302
+    condition.refresh_from_db()
+    assert condition.instructions == "Answer on your own."
+
+
+def test_the_study_page_and_the_preview_show_what_participants_read(client, alice):
+    study = make_study(owner=alice, launch=False, instructions="Read first.")
+    study.comprehension_questions = [{"question": "May you search?", "options": ["Yes", "No"], "answer": 1}]
+    study.save()
+    study.conditions.filter(kind="unaided").update(instructions="No outside help.")
+    client.force_login(alice)
+    for page in (reverse("console:study", kwargs={"slug": study.slug}), url("preview", study)):
+        body = client.get(page).content.decode()
+        assert "What participants read" in body and "Read first." in body
+        assert "1 question, every answer right to go on; screened out (screen-out code) after 2 attempts" in body
+        assert '<strong title="the right answer">No</strong>' in body
+        assert "“No outside help.”" in body and "no instructions (participants still see a page between blocks)" in body

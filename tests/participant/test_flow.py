@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from oversight.banks.models import Item
+from oversight.core.launched import forget_launched_studies
 from oversight.core.models import Event, Participant, Study, Trial
 from oversight.core.services.studies import study_close
 from oversight.core.services.trials import finalize_expired_trials
@@ -23,13 +24,24 @@ def join(client, study, params=PROLIFIC, consent="yes"):
 
 def enrol(client, study, params=PROLIFIC) -> Participant:
     response = join(client, study, params)
-    assert response.status_code == 302
+    assert response.status_code == 303  # POST → 303 → GET: the first step's address
     token = response["Location"].split("/p/")[1].split("/")[0]
     return Participant.objects.get(token=token)
 
 
 def trial_url(p, position, name="participant:trial"):
     return reverse(name, kwargs={"token": p.token, "position": position})
+
+
+def through_introductions(client, p) -> str:
+    """Pass the introduction pages the participant is on (instructions, a block's), as their button does; the
+    address of the step after them."""
+    for _ in range(5):
+        location = client.get(reverse("participant:next", kwargs={"token": p.token}))["Location"]
+        if "/part/" not in location and not location.endswith("/instructions"):
+            return location
+        client.post(location)
+    raise AssertionError("still on an introduction page")
 
 
 def test_it_does_not_enrol_anyone_on_get(client):
@@ -106,6 +118,7 @@ def test_it_never_sends_the_gold_option_before_the_answer_is_committed(client):
 
     def page_with_gold(gold_index):
         Item.objects.filter(pk=trial.item_id).update(gold_index=gold_index)
+        forget_launched_studies()  # the page is rendered from the item as it is now, not as first read
         body = client.get(trial_url(p, 0)).content
         # Only the CSRF token and the ticking clock may differ between two renders.
         return re.sub(rb'data-seconds-left="[0-9.]+"|>\d+ s<', b"", csrf.sub(b"", body))
@@ -122,7 +135,7 @@ def test_it_records_a_manual_answer_and_scores_it(client):
     client.get(trial_url(p, 0))
     trial = p.trials.select_related("item").get(position=0)
     response = client.post(trial_url(p, 0, "participant:submit"), {"choice": trial.item.gold_index, "confidence": "80"})
-    assert response.status_code == 302
+    assert response.status_code == 303
     trial.refresh_from_db()
     assert trial.status == Trial.Status.ANSWERED
     assert trial.choice == trial.item.gold_index and trial.confidence == 80 and trial.correct is True
@@ -209,12 +222,15 @@ def test_one_participants_token_cannot_read_or_write_anothers_trial(client):
     alice = enrol(client, study, {"PROLIFIC_PID": "alice"})
     bob = enrol(client, study, {"PROLIFIC_PID": "bob"})
     bobs_trial = bob.trials.get(position=0)
+    before = {f: getattr(bobs_trial, f) for f in ("status", "choice", "selected_choice", "submitted_at")}
     # Trials are addressed through the owner's token: there is no URL to another's trial.
     assert client.get(f"/s/p/{alice.token}/item/{bobs_trial.pk + 1000}/").status_code == 404
     assert client.get("/s/p/not-a-token/item/0/").status_code == 404
     assert client.post("/s/p/not-a-token/item/0/submit", {"choice": "1"}).status_code == 404
+    assert client.post("/s/p/not-a-token/item/0/select", {"choice": "1"}).status_code == 404
     bobs_trial.refresh_from_db()
-    assert bobs_trial.status == Trial.Status.PENDING
+    assert {f: getattr(bobs_trial, f) for f in before} == before
+    assert not Event.objects.filter(trial=bobs_trial).exclude(kind=Event.Kind.ITEM_SHOWN).exists()
 
 
 def test_it_refuses_posts_to_a_closed_study(client):
@@ -235,6 +251,7 @@ def test_it_shows_the_completion_code_and_returns_prolific_participants_only_aft
     p = enrol(client, study)
     assert client.get(reverse("participant:done", kwargs={"token": p.token})).status_code == 302
     for position in range(2):
+        assert through_introductions(client, p) == trial_url(p, position)
         client.get(trial_url(p, position))
         client.post(trial_url(p, position, "participant:submit"), {"choice": "0", "confidence": "25"})
     response = client.get(reverse("participant:next", kwargs={"token": p.token}), follow=True)
@@ -249,6 +266,7 @@ def test_it_screens_out_a_participant_who_fails_the_attention_checks(client):
     study = make_study(n_items=1, catch=1)
     p = enrol(client, study)
     for trial in p.trials.select_related("item").order_by("position"):
+        assert through_introductions(client, p) == trial_url(p, trial.position)
         client.get(trial_url(p, trial.position))
         wrong = (trial.item.gold_index + 1) % 4
         client.post(trial_url(p, trial.position, "participant:submit"), {"choice": wrong, "confidence": "60"})

@@ -20,14 +20,28 @@ RECRUITMENT_KEYS = {
 MAX_PARAM_LENGTH = 200
 
 
+class RecruitmentError(ValueError):
+    """A join link's recruitment parameter that cannot be an id; the message names it."""
+
+
+def _param(params: Mapping[str, str], key: str) -> str:
+    value = (params.get(key) or "").strip()
+    # Never cut short: two long ids sharing a prefix would become one participant.
+    if len(value) > MAX_PARAM_LENGTH:
+        raise RecruitmentError(f"Its {key} is {len(value):,} characters long; at most {MAX_PARAM_LENGTH} are accepted.")
+    # Control characters are never part of an id; PostgreSQL refuses to store a NUL at all.
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise RecruitmentError(f"Its {key} contains a control character.")
+    return value
+
+
 def recruitment_from_params(params: Mapping[str, str]) -> tuple[str, dict]:
-    """(`external_id`, recruitment dict) from a join link's query string; ("", {}) for an anonymous join."""
+    """(`external_id`, recruitment dict) from a join link's query string; ("", {}) for an anonymous join.
+    RecruitmentError for a parameter too long or with control characters."""
     for source, keys in RECRUITMENT_KEYS.items():
-        participant_id = (params.get(keys[0]) or "").strip()[:MAX_PARAM_LENGTH]
-        if participant_id:
-            recruitment = {"source": source}
-            recruitment.update({k: (params.get(k) or "").strip()[:MAX_PARAM_LENGTH] for k in keys})
-            return f"{source}:{participant_id}", recruitment
+        values = {k: _param(params, k) for k in keys}
+        if values[keys[0]]:
+            return f"{source}:{values[keys[0]]}", {"source": source, **values}
     return "", {}
 
 

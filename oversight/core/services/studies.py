@@ -184,6 +184,8 @@ def build_manifest(study: Study) -> dict:
             "catch_pass_threshold": study.catch_pass_threshold,
             "consent_text": study.consent_text,
             "instructions": study.instructions,
+            "comprehension_questions": study.comprehension_questions,
+            "comprehension_max_attempts": study.comprehension_max_attempts,
         },
         "tasks": [
             {
@@ -210,6 +212,7 @@ def build_manifest(study: Study) -> dict:
                 "send_question": c.send_question,
                 "max_message_chars": c.max_message_chars,
                 "max_turns": c.max_turns,
+                "instructions": c.instructions,
                 "endpoint": endpoint_settings(c),
             }
             for c in study.conditions.select_related("endpoint")

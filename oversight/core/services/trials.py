@@ -1,10 +1,12 @@
 """The life of a trial: shown (deadline fixed) → selections → submitted, auto-submitted or finalised.
 
-Every function locks the trial row, so a participant's submit, the page's auto-submit, the Celery deadline
-task and the periodic sweep can race freely: whichever commits first decides, the rest are no-ops.
+A participant's submit, the page's auto-submit, the Celery deadline task and the periodic sweep can race
+freely: each change is one conditional UPDATE (or, for the deadline's finalisation, made under the row's lock),
+so whichever commits first decides and the rest are no-ops.
 """
 
 import logging
+import math
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -32,6 +34,14 @@ class Answer:
     distribution: list[float] | None = None
 
 
+def _finite(raw) -> float:
+    # float() takes "nan" and "inf", which no comparison rejects (and no JSON column stores).
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
 def parse_answer(*, trial: Trial, data, require_choice: bool) -> Answer:
     """Validate raw form/JSON values against this trial's item and the study's confidence format."""
     study: Study = trial.participant.study
@@ -55,7 +65,7 @@ def parse_answer(*, trial: Trial, data, require_choice: bool) -> Answer:
         values = [data.get(f"p{i}") for i in range(n_options)]
         if any(v not in (None, "") for v in values):
             try:
-                distribution = [float(v or 0) for v in values]
+                distribution = [_finite(v or 0) for v in values]
             except (TypeError, ValueError):
                 raise AnswerError("Probabilities must be numbers.") from None
             if any(p < 0 or p > 100 for p in distribution) or abs(sum(distribution) - 100) > 0.5:
@@ -66,7 +76,7 @@ def parse_answer(*, trial: Trial, data, require_choice: bool) -> Answer:
         raw = data.get("confidence")
         if raw not in (None, ""):
             try:
-                confidence = float(raw)
+                confidence = _finite(raw)
             except (TypeError, ValueError):
                 raise AnswerError("Confidence must be a number.") from None
             if study.confidence_format == Study.ConfidenceFormat.LIKERT and confidence not in LIKERT_LEVELS:
@@ -76,8 +86,35 @@ def parse_answer(*, trial: Trial, data, require_choice: bool) -> Answer:
             ):
                 raise AnswerError("Confidence must be between 5% and 95%.")
     if require_choice and confidence is None:
+        if study.confidence_format == Study.ConfidenceFormat.SLIDER:
+            # The slider starts untouched (no value): its middle is not an answer anyone gave.
+            raise AnswerError("Please move the slider to say how confident you are.")
         raise AnswerError("Please say how confident you are before submitting.")
     return Answer(choice=choice, confidence=confidence, distribution=distribution)
+
+
+# What a trial's state is made of: re-read when another request changed the row first.
+TRIAL_STATE = (
+    "status",
+    "shown_at",
+    "deadline_at",
+    "selected_choice",
+    "selected_confidence",
+    "choice",
+    "confidence",
+    "distribution",
+    "correct",
+    "submitted_at",
+    "submit_kind",
+)
+# What a posted answer may carry; kept, truncated, on a late or refused POST's event for the researcher.
+POSTED_FIELDS = ("choice", "confidence", "auto", *(f"p{i}" for i in range(10)))
+POSTED_MAX_CHARS = 100
+
+
+def posted_fields(data) -> dict:
+    """The answer fields of a POST as they came (truncated), for an event that records what was sent."""
+    return {k: str(data.get(k))[:POSTED_MAX_CHARS] for k in POSTED_FIELDS if data.get(k) not in (None, "")}
 
 
 def _changed(trial: Trial) -> None:
@@ -88,31 +125,135 @@ def _locked(trial: Trial) -> Trial:
     return Trial.objects.select_for_update().select_related("item", "participant__study").get(pk=trial.pk)
 
 
+def _event(trial: Trial, kind: str, now, data: dict) -> Event:
+    return Event(participant_id=trial.participant_id, trial=trial, kind=kind, at=now, data=data)
+
+
+def _update_if_shown(trial: Trial, **fields) -> bool:
+    """Write `fields` if the trial is still shown, in one conditional UPDATE (no lock held across a round trip):
+    of a submit, the page's auto-submit, a selection and the deadline sweep, whichever commits first decides. On
+    False the row changed first, and `trial` now holds what it became."""
+    if not Trial.objects.filter(pk=trial.pk, status=Trial.Status.SHOWN).update(**fields):
+        trial.refresh_from_db(fields=TRIAL_STATE)
+        return False
+    for name, value in fields.items():
+        setattr(trial, name, value)
+    return True
+
+
+# The apply_* functions change one trial and return the events to record, unsaved: the caller holds the
+# transaction and saves them with its own in one INSERT (core.services.steps answers and shows the next item
+# in one transaction). `trial` is the caller's read of the row, updated in place.
+
+
+def apply_show(*, trial: Trial, now) -> list[Event]:
+    """Mark the trial shown and fix its deadline — once. A refresh shows the same clock still running."""
+    if trial.status != Trial.Status.PENDING:
+        return []
+    deadline = trial.deadline_for(now)
+    if not Trial.objects.filter(pk=trial.pk, status=Trial.Status.PENDING).update(
+        status=Trial.Status.SHOWN, shown_at=now, deadline_at=deadline
+    ):
+        trial.refresh_from_db(fields=TRIAL_STATE)  # another request showed it first: its clock stands
+        return []
+    trial.status, trial.shown_at, trial.deadline_at = Trial.Status.SHOWN, now, deadline
+    _changed(trial)
+    if deadline and not settings.CELERY_TASK_ALWAYS_EAGER:
+        # With a broker, a task waits for the deadline; the periodic sweep is the safety net if it is lost (or
+        # could not be sent: enqueue_on_commit logs a broker outage instead of failing the page).
+        from oversight.core.tasks import finalize_trial
+
+        enqueue_on_commit(finalize_trial, trial.pk, eta=deadline)
+    return [_event(trial, Event.Kind.ITEM_SHOWN, now, {"deadline_at": deadline.isoformat() if deadline else None})]
+
+
+def apply_select(*, trial: Trial, answer: Answer, now) -> list[Event]:
+    """Record the participant's current selection as it changes (a closed browser still has it recorded)."""
+    if trial.status == Trial.Status.PENDING:
+        trial.refresh_from_db(fields=TRIAL_STATE)  # a caller's old read: the page may well be showing it
+    if trial.status != Trial.Status.SHOWN:
+        return []
+    if trial.is_expired(now):
+        trial_finalize_if_expired(trial_id=trial.pk, now=now)
+        trial.refresh_from_db(fields=TRIAL_STATE)
+        return []
+    fields, events = {}, []
+    if answer.choice is not None and answer.choice != trial.selected_choice:
+        fields["selected_choice"] = answer.choice
+        events.append(_event(trial, Event.Kind.SELECTION, now, {"choice": answer.choice}))
+    if answer.confidence is not None and answer.confidence != trial.selected_confidence:
+        fields["selected_confidence"] = answer.confidence
+        events.append(
+            _event(
+                trial,
+                Event.Kind.CONFIDENCE,
+                now,
+                {"confidence": answer.confidence, "distribution": answer.distribution},
+            )
+        )
+    if answer.distribution is not None:
+        fields["distribution"] = answer.distribution
+    if fields and not _update_if_shown(trial, **fields):
+        return []
+    return events
+
+
+def apply_submit(*, trial: Trial, answer: Answer, kind: str, now, posted: dict | None = None) -> list[Event]:
+    """Commit an answer. Idempotent; after the deadline the recorded answer is the last selection seen.
+
+    A POST that arrives after the deadline — a slow network, a replay, a tampered clock — cannot change what is
+    recorded: the trial is finalised as timed out with the server's last known selection. Its payload is kept as
+    a `late_post` event for the researcher, whether it beat the deadline sweep or not.
+    """
+    if trial.status == Trial.Status.PENDING:
+        trial.refresh_from_db(fields=TRIAL_STATE)  # a caller's old read: the page may well be showing it
+    if trial.status == Trial.Status.PENDING:
+        raise AnswerError("This question has not been opened yet.")
+    if trial.is_final:
+        return [_late_post(trial, answer, kind, now, posted)] if trial.status == Trial.Status.TIMED_OUT else []
+    if trial.is_expired(now):
+        locked = _locked(trial)
+        if locked.status == Trial.Status.SHOWN:
+            _finalize(locked, now)
+        for name in TRIAL_STATE:
+            setattr(trial, name, getattr(locked, name))
+        return [_late_post(trial, answer, kind, now, posted)]
+    fields = {
+        "choice": answer.choice,
+        "confidence": answer.confidence,
+        "selected_choice": answer.choice,
+        "selected_confidence": answer.confidence,
+        "correct": trial.item.is_correct(answer.choice),
+        "submitted_at": now,
+        "submit_kind": kind,
+        # The page's own submission at zero is still a timeout from the participant's point of view.
+        "status": Trial.Status.TIMED_OUT if kind == Trial.SubmitKind.AUTO else Trial.Status.ANSWERED,
+    }
+    if answer.distribution is not None:
+        fields["distribution"] = answer.distribution
+    if not _update_if_shown(trial, **fields):
+        # Another submit, the page's auto-submit or the sweep committed first: theirs stands.
+        return [_late_post(trial, answer, kind, now, posted)] if trial.status == Trial.Status.TIMED_OUT else []
+    _changed(trial)
+    data = {"choice": answer.choice, "confidence": answer.confidence, "kind": kind}
+    return [_event(trial, Event.Kind.SUBMITTED, now, data)]
+
+
+def _late_post(trial: Trial, answer: Answer, kind: str, now, posted: dict | None) -> Event:
+    data = {"choice": answer.choice, "confidence": answer.confidence, "kind": kind, "finalised_by": trial.submit_kind}
+    if trial.deadline_at is not None:
+        data["after_deadline_s"] = round((now - trial.deadline_at).total_seconds(), 3)
+    if posted:
+        data["posted"] = posted
+    return _event(trial, Event.Kind.LATE_POST, now, data)
+
+
 @transaction.atomic
 def trial_show(*, trial: Trial, now=None) -> Trial:
     """Mark the trial shown and fix its deadline — once. A refresh shows the same clock still running."""
     now = now or timezone.now()
     trial = _locked(trial)
-    if trial.status != Trial.Status.PENDING:
-        return trial
-    trial.status = Trial.Status.SHOWN
-    trial.shown_at = now
-    trial.deadline_at = trial.deadline_for(now)
-    trial.save(update_fields=["status", "shown_at", "deadline_at"])
-    Event.objects.create(
-        participant_id=trial.participant_id,
-        trial=trial,
-        kind=Event.Kind.ITEM_SHOWN,
-        at=now,
-        data={"deadline_at": trial.deadline_at.isoformat() if trial.deadline_at else None},
-    )
-    _changed(trial)
-    if trial.deadline_at and not settings.CELERY_TASK_ALWAYS_EAGER:
-        # With a broker, a task waits for the deadline; the periodic sweep is the safety net if it is lost (or
-        # could not be sent: enqueue_on_commit logs a broker outage instead of failing the page).
-        from oversight.core.tasks import finalize_trial
-
-        enqueue_on_commit(finalize_trial, trial.pk, eta=trial.deadline_at)
+    Event.objects.bulk_create(apply_show(trial=trial, now=now))
     return trial
 
 
@@ -120,83 +261,17 @@ def trial_show(*, trial: Trial, now=None) -> Trial:
 def trial_select(*, trial: Trial, answer: Answer, now=None) -> Trial:
     """Record the participant's current selection as it changes (a closed browser still has it recorded)."""
     now = now or timezone.now()
-    trial = _locked(trial)
-    if trial.status != Trial.Status.SHOWN:
-        return trial
-    if trial.is_expired(now):
-        return _finalize(trial, now)
-    fields = []
-    if answer.choice is not None and answer.choice != trial.selected_choice:
-        trial.selected_choice = answer.choice
-        fields.append("selected_choice")
-        Event.objects.create(
-            participant_id=trial.participant_id,
-            trial=trial,
-            kind=Event.Kind.SELECTION,
-            at=now,
-            data={"choice": answer.choice},
-        )
-    if answer.confidence is not None and answer.confidence != trial.selected_confidence:
-        trial.selected_confidence = answer.confidence
-        fields.append("selected_confidence")
-        Event.objects.create(
-            participant_id=trial.participant_id,
-            trial=trial,
-            kind=Event.Kind.CONFIDENCE,
-            at=now,
-            data={"confidence": answer.confidence, "distribution": answer.distribution},
-        )
-    if answer.distribution is not None:
-        trial.distribution = answer.distribution
-        fields.append("distribution")
-    if fields:
-        trial.save(update_fields=fields)
+    Event.objects.bulk_create(apply_select(trial=trial, answer=answer, now=now))
     return trial
 
 
 @transaction.atomic
-def trial_submit(*, trial: Trial, answer: Answer, kind: str = Trial.SubmitKind.MANUAL, now=None) -> Trial:
-    """Commit an answer. Idempotent; after the deadline the recorded answer is the last selection seen.
-
-    A POST that arrives after the deadline — a slow network, a replay, a tampered clock — cannot change
-    what is recorded: the trial is finalised as timed out with the server's last known selection, and the
-    late payload is kept as an event for the researcher to see.
-    """
+def trial_submit(
+    *, trial: Trial, answer: Answer, kind: str = Trial.SubmitKind.MANUAL, now=None, posted: dict | None = None
+) -> Trial:
+    """Commit an answer (see `apply_submit`): idempotent, and the deadline holds against a late POST."""
     now = now or timezone.now()
-    trial = _locked(trial)
-    if trial.is_final:
-        return trial
-    if trial.status == Trial.Status.PENDING:
-        raise AnswerError("This question has not been opened yet.")
-    if trial.is_expired(now):
-        Event.objects.create(
-            participant_id=trial.participant_id,
-            trial=trial,
-            kind=Event.Kind.LATE_POST,
-            at=now,
-            data={"choice": answer.choice, "confidence": answer.confidence, "kind": kind},
-        )
-        return _finalize(trial, now)
-    trial.choice = answer.choice
-    trial.confidence = answer.confidence
-    trial.selected_choice = answer.choice
-    trial.selected_confidence = answer.confidence
-    if answer.distribution is not None:
-        trial.distribution = answer.distribution
-    trial.correct = trial.item.is_correct(answer.choice)
-    trial.submitted_at = now
-    trial.submit_kind = kind
-    # The page's own submission at zero is still a timeout from the participant's point of view.
-    trial.status = Trial.Status.TIMED_OUT if kind == Trial.SubmitKind.AUTO else Trial.Status.ANSWERED
-    trial.save()
-    Event.objects.create(
-        participant_id=trial.participant_id,
-        trial=trial,
-        kind=Event.Kind.SUBMITTED,
-        at=now,
-        data={"choice": answer.choice, "confidence": answer.confidence, "kind": kind},
-    )
-    _changed(trial)
+    Event.objects.bulk_create(apply_submit(trial=trial, answer=answer, kind=kind, now=now, posted=posted))
     return trial
 
 
@@ -208,7 +283,7 @@ def _finalize(trial: Trial, now) -> Trial:
     trial.submitted_at = now
     trial.submit_kind = Trial.SubmitKind.SERVER
     trial.status = Trial.Status.TIMED_OUT
-    trial.save()
+    trial.save(update_fields=["choice", "confidence", "correct", "submitted_at", "submit_kind", "status"])
     Event.objects.create(
         participant_id=trial.participant_id,
         trial=trial,

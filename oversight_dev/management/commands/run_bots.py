@@ -65,6 +65,12 @@ class Command(BaseCommand):
             help="share of timed items left to run out with a selection made [0.05]",
         )
         parser.add_argument("--think-ms", type=float, default=0.0, help="mean thinking time per item [0]")
+        parser.add_argument(
+            "--no-js",
+            action="store_true",
+            help="navigate as a browser without JavaScript (POST → 303 → GET) instead of as the pages' htmx does "
+            "(one round trip per answer)",
+        )
         parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds per HTTP request")
         parser.add_argument(
             "--messages-per-item",
@@ -118,6 +124,7 @@ class Command(BaseCommand):
             messages_per_item=options["messages_per_item"],
             reply_timeout_s=options["reply_timeout"],
             in_process=options["in_process"],
+            javascript=not options["no_js"],
         )
         report = run_bots_in_process(config) if options["in_process"] else asyncio.run(run_bots(config))
         check = check_run(report) if options["check"] else None

@@ -24,7 +24,17 @@ timer reaches zero, the answer you have selected is submitted.
 
 Your answers, chat messages and timings are recorded. No personal information is asked for."""
 
-INSTRUCTIONS = "Choose the best answer, then say how confident you are."
+INSTRUCTIONS = """You will answer multiple-choice questions in two parts. In one part an AI assistant is \
+available in a chat pane; in the other you answer on your own.
+
+For each question, choose the best answer, then say how confident you are. Some questions have a time limit: \
+the timer at the top shows the time left, and when it reaches zero the answer you have selected is submitted."""
+
+# Per condition, as the paper's participants had them.
+ASSISTED_INSTRUCTIONS = """In this part an AI assistant is available in the chat pane next to each question. You \
+may ask it anything about the question or the story. It can be wrong, and it may sound confident when it is: \
+the answer is yours to decide."""
+UNAIDED_INSTRUCTIONS = "In this part you answer on your own: no assistant, and no search engines or other outside help."
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. A participant is answering a difficult multiple-choice question and may "
@@ -114,8 +124,11 @@ class Command(BaseCommand):
             endpoint=endpoint,
             system_prompt=SYSTEM_PROMPT,
             sampling={"temperature": 0.7, "top_p": 0.95, "max_tokens": 400},
+            instructions=ASSISTED_INSTRUCTIONS,
         )
-        Condition.objects.create(study=study, kind=Condition.Kind.UNAIDED, name="Unaided", position=1)
+        Condition.objects.create(
+            study=study, kind=Condition.Kind.UNAIDED, name="Unaided", position=1, instructions=UNAIDED_INSTRUCTIONS
+        )
         Task.objects.create(
             study=study,
             bank=mmlu,
