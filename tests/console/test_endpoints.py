@@ -191,45 +191,49 @@ def test_testing_a_simulated_endpoint_says_so(client, staff):
     assert "simulated — no model is called" in body and "(simulated)" in body
 
 
+def tested(client, endpoint) -> str:
+    return client.post(
+        reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true"
+    ).content.decode()
+
+
+def failed_request(body: str, request: str) -> str:
+    """The cells after a failed request's row head ("GET http://…/health")."""
+    row = re.search(rf'<tr class="bad"><td><code>{re.escape(request)}</code></td>(.*?)</tr>', body, re.S)
+    assert row, body
+    return row.group(1)
+
+
 def test_a_failed_reply_shows_the_status_the_error_and_the_url_tried(client, staff):
     client.force_login(staff)
     with FakeTGI(http_status=500, error_message="CUDA out of memory") as tgi:
         endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=5)
-        body = client.post(
-            reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true"
-        ).content.decode()
+        body = tested(client, endpoint)
     assert "probe bad" in body
     # Each request with what came back: health and /info answered, the chat route failed with a 500.
     assert f"GET {tgi.url}/health</code></td>\n            <td>200</td><td>ok</td>" in body
     assert f"GET {tgi.url}/info</code></td>\n            <td>200</td><td>ok</td>" in body
-    row = re.search(rf'<tr class="bad"><td><code>POST {tgi.url}/v1/chat/completions</code></td>(.*?)</tr>', body, re.S)
-    assert row, body
-    assert "<td>500</td>" in row.group(1) and "CUDA out of memory" in row.group(1)
+    row = failed_request(body, f"POST {tgi.url}/v1/chat/completions")
+    assert "<td>500</td>" in row and "CUDA out of memory" in row
 
 
 def test_an_unhealthy_server_shows_what_its_health_check_answered(client, staff):
     client.force_login(staff)
     with FakeTGI(unhealthy=True) as tgi:
         endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=5)
-        body = client.post(
-            reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true"
-        ).content.decode()
+        body = tested(client, endpoint)
     assert "not healthy" in body and "probe bad" in body
-    row = re.search(rf'<tr class="bad"><td><code>GET {tgi.url}/health</code></td>(.*?)</tr>', body, re.S)
-    assert row, body
-    assert "<td>503</td>" in row.group(1) and "HTTP 503 Service Unavailable" in row.group(1)
+    row = failed_request(body, f"GET {tgi.url}/health")
+    assert "<td>503</td>" in row and "HTTP 503 Service Unavailable" in row
 
 
 def test_an_unreachable_server_shows_the_url_tried_and_the_connection_error(client, staff):
     client.force_login(staff)
     with FakeTGI(down=True) as tgi:
         endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url + "/", request_timeout_s=2)
-        body = client.post(
-            reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true"
-        ).content.decode()
-    row = re.search(rf'<tr class="bad"><td><code>GET {tgi.url}/health</code></td>(.*?)</tr>', body, re.S)
-    assert row, body
-    assert "<td>—</td>" in row.group(1) and "not reachable" in row.group(1) and "Connection refused" in row.group(1)
+        body = tested(client, endpoint)
+    row = failed_request(body, f"GET {tgi.url}/health")
+    assert "<td>—</td>" in row and "not reachable" in row and "Connection refused" in row
     assert "/info" not in body  # nothing more is tried once the server cannot be reached
 
 
@@ -237,7 +241,7 @@ def test_the_health_check_sends_the_endpoint_s_token(client, staff):
     client.force_login(staff)
     with FakeTGI() as tgi:
         endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, token="s3cret")
-        client.post(reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true")
+        tested(client, endpoint)
         requests = tgi.requests
     assert {r.path: r.headers.get("authorization") for r in requests if r.method == "GET"} == {
         "/health": "Bearer s3cret",
