@@ -191,7 +191,7 @@ def test_testing_a_simulated_endpoint_says_so(client, staff):
     assert "simulated — no model is called" in body and "(simulated)" in body
 
 
-def tested(client, endpoint) -> str:
+def probe_page(client, endpoint) -> str:
     return client.post(
         reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true"
     ).content.decode()
@@ -208,7 +208,7 @@ def test_a_failed_reply_shows_the_status_the_error_and_the_url_tried(client, sta
     client.force_login(staff)
     with FakeTGI(http_status=500, error_message="CUDA out of memory") as tgi:
         endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=5)
-        body = tested(client, endpoint)
+        body = probe_page(client, endpoint)
     assert "probe bad" in body
     # Each request with what came back: health and /info answered, the chat route failed with a 500.
     assert f"GET {tgi.url}/health</code></td>\n            <td>200</td><td>ok</td>" in body
@@ -221,7 +221,7 @@ def test_an_unhealthy_server_shows_what_its_health_check_answered(client, staff)
     client.force_login(staff)
     with FakeTGI(unhealthy=True) as tgi:
         endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=5)
-        body = tested(client, endpoint)
+        body = probe_page(client, endpoint)
     assert "not healthy" in body and "probe bad" in body
     row = failed_request(body, f"GET {tgi.url}/health")
     assert "<td>503</td>" in row and "HTTP 503 Service Unavailable" in row
@@ -231,7 +231,7 @@ def test_an_unreachable_server_shows_the_url_tried_and_the_connection_error(clie
     client.force_login(staff)
     with FakeTGI(down=True) as tgi:
         endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url + "/", request_timeout_s=2)
-        body = tested(client, endpoint)
+        body = probe_page(client, endpoint)
     row = failed_request(body, f"GET {tgi.url}/health")
     assert "<td>—</td>" in row and "not reachable" in row and "Connection refused" in row
     assert "/info" not in body  # nothing more is tried once the server cannot be reached
@@ -241,7 +241,7 @@ def test_the_health_check_sends_the_endpoint_s_token(client, staff):
     client.force_login(staff)
     with FakeTGI() as tgi:
         endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, token="s3cret")
-        tested(client, endpoint)
+        probe_page(client, endpoint)
         requests = tgi.requests
     assert {r.path: r.headers.get("authorization") for r in requests if r.method == "GET"} == {
         "/health": "Bearer s3cret",
