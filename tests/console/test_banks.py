@@ -1,3 +1,4 @@
+import html
 import io
 import json
 import zipfile
@@ -267,5 +268,5 @@ def test_a_csv_missing_several_columns_names_them_all_on_the_job_page(
     response = upload(client, "mine.csv", csv_text.encode(), django_capture_on_commit_callbacks)
     job = Job.objects.get()
     assert job.status == Job.Status.FAILED
-    body = client.get(response["Location"]).content.decode()
-    assert "mine.csv:1: unknown column &#x27;text&#x27;; missing columns &#x27;question&#x27;, &#x27;option_b&#x27;" in body
+    body = html.unescape(client.get(response["Location"]).content.decode())
+    assert "mine.csv:1: unknown column 'text'; missing columns 'question', 'option_b'" in body
