@@ -7,7 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from oversight.banks.sampling import sample_disjoint, sample_items
-from oversight.core.models import Condition, ConditionItem, Study, Task
+from oversight.core.models import Condition, ConditionItem, Study, StudyLogEntry, Task
+from oversight.core.services.study_log import study_log_add
 
 
 class StudyDesignError(ValueError):
@@ -95,8 +96,9 @@ def _orm_filters(filters: dict) -> dict:
 
 
 @transaction.atomic
-def study_launch(*, study: Study, now=None) -> Study:
-    """Draw every sample, freeze the manifest and go live. Items are fixed from here on."""
+def study_launch(*, study: Study, now=None, by=None) -> Study:
+    """Draw every sample, freeze the manifest and go live. Items are fixed from here on. `by`: who launched it
+    (the study's log)."""
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.status != Study.Status.DRAFT:
         raise StudyDesignError("Only a draft study can be launched.")
@@ -137,6 +139,13 @@ def study_launch(*, study: Study, now=None) -> Study:
     study.status = Study.Status.LIVE
     study.launched_at = now or timezone.now()
     study.save(update_fields=["manifest", "manifest_hash", "status", "launched_at"])
+    n_items = sum(len(items) for items in study.manifest["items"].values())
+    study_log_add(
+        study=study,
+        action=StudyLogEntry.Action.LAUNCHED,
+        by=by,
+        summary=f"Launched: {n_items} items drawn, manifest frozen (sha256 {study.manifest_hash[:12]}…)",
+    )
     return study
 
 
@@ -223,13 +232,15 @@ def manifest_hash(manifest: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def study_close(*, study: Study, now=None) -> Study:
+@transaction.atomic
+def study_close(*, study: Study, now=None, by=None) -> Study:
     updated = Study.objects.filter(pk=study.pk, status=Study.Status.LIVE).update(
         status=Study.Status.CLOSED, closed_at=now or timezone.now()
     )
     if not updated:
         raise StudyDesignError("Only a live study can be closed.")
     study.refresh_from_db()
+    study_log_add(study=study, action=StudyLogEntry.Action.CLOSED, by=by, summary="Closed: no more answers accepted")
     return study
 
 
@@ -238,6 +249,7 @@ def study_clone(*, study: Study, slug: str, title: str | None = None, owner=None
     """A new draft with the same design (not the same participants or samples)."""
     tasks = list(study.tasks.all())
     conditions = list(study.conditions.all())
+    original = f"“{study.title}” ({study.slug})"
     study.pk = None
     study.id = None
     study.slug = slug
@@ -255,4 +267,5 @@ def study_clone(*, study: Study, slug: str, title: str | None = None, owner=None
         obj.id = None
         obj.study = study
         obj.save()
+    study_log_add(study=study, action=StudyLogEntry.Action.CREATED, by=owner, summary=f"Cloned from {original}")
     return study
