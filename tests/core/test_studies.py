@@ -112,3 +112,10 @@ def test_a_live_study_cannot_be_launched_again_but_can_be_closed_and_cloned():
     assert clone.status == Study.Status.DRAFT and clone.manifest is None
     assert clone.conditions.count() == 2 and clone.tasks.count() == 1
     assert Condition.objects.filter(study=study).count() == 2
+
+
+def test_cloning_leaves_the_caller_s_study_object_as_the_original():
+    study = make_study()
+    clone = study_clone(study=study, slug="unit-2")
+    assert (study.pk, study.slug, study.status) != (clone.pk, clone.slug, clone.status)
+    assert study.slug == "unit" and study.status == Study.Status.LIVE and study.manifest_hash

@@ -246,7 +246,8 @@ def study_close(*, study: Study, now=None, by=None) -> Study:
 
 @transaction.atomic
 def study_clone(*, study: Study, slug: str, title: str | None = None, owner=None) -> Study:
-    """A new draft with the same design (not the same participants or samples)."""
+    """A new draft with the same design (not the same participants or samples). `study` itself is left as it is."""
+    study = Study.objects.get(pk=study.pk)  # a fresh copy becomes the clone: the caller's object stays the original
     tasks = list(study.tasks.all())
     conditions = list(study.conditions.all())
     original = f"“{study.title}” ({study.slug})"
