@@ -155,6 +155,9 @@ class Task(models.Model):
     splits = models.JSONField(default=list, blank=True)
     subjects = models.JSONField(default=list, blank=True)
     difficult_only = models.BooleanField(default=False)
+    # Disjoint samples of a passage bank: no story in two conditions (a participant who read a story with the
+    # assistant would carry what they learnt into the unaided block).
+    separate_stories = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["position", "id"]

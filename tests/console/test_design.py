@@ -498,3 +498,21 @@ def test_an_endpoint_choice_lists_the_lab_s_endpoints(client, study, alice):
     ModelEndpoint.objects.create(name="Big model", kind=ModelEndpoint.Kind.TGI, base_url="http://gpu:8080")
     client.force_login(alice)
     assert "Big model" in client.get(url("condition_create", study)).content.decode()
+
+
+def test_a_task_keeps_stories_apart_only_when_the_bank_has_enough_of_them(client, study, alice):
+    from oversight.banks.models import Passage
+
+    bank = study.tasks.get().bank
+    passage = Passage.objects.create(bank=bank, external_id="P1", title="One story", text="…", content_hash="p1")
+    bank.items.update(passage=passage)  # all 12 items on one story
+    client.force_login(alice)
+    edit = url("task_edit", study, pk=study.tasks.get().pk)
+    assert "Keep each story in one condition" in client.get(edit).content.decode()
+    body = client.post(edit, task_data(study, separate_stories="on")).content.decode()
+    assert "keeping each story in one condition, 2 samples of 3 cannot be drawn" in body
+    assert study.tasks.get().separate_stories is False
+    second = Passage.objects.create(bank=bank, external_id="P2", title="Two", text="…", content_hash="p2")
+    bank.items.filter(external_id__in=[f"{bank.name}:{i}" for i in range(6)]).update(passage=second)
+    assert client.post(edit, task_data(study, separate_stories="on")).status_code == 302
+    assert study.tasks.get().separate_stories is True

@@ -56,7 +56,7 @@ def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task
     for condition in conditions:
         if condition.kind == Condition.Kind.ASSISTED and condition.endpoint is None:
             problems.append(f"The assisted condition “{condition.name}” needs a model endpoint.")
-    for task in tasks:
+    for index, task in enumerate(tasks):
         filters = _filters(task)
         available = task.bank.items.filter(**_orm_filters(filters)).count()
         if task.role == Task.Role.SCORED and study.disjoint_samples and conditions:
@@ -66,12 +66,34 @@ def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task
                     f"Task “{task.name}”: {len(conditions)} disjoint samples of {task.sample_size} need "
                     f"{needed} items but the bank has {available} matching items."
                 )
+            elif task.separate_stories:
+                # Whether whole stories fill every condition depends on the draw itself: make it (nothing is
+                # stored), with the seed the launch will use.
+                try:
+                    sample_disjoint(
+                        bank=task.bank,
+                        sizes=[task.sample_size] * len(conditions),
+                        seed=_task_seed(study, index),
+                        separate_passages=True,
+                        **filters,
+                    )
+                except ValueError:
+                    problems.append(
+                        f"Task “{task.name}”: keeping each story in one condition, {len(conditions)} samples of "
+                        f"{task.sample_size} cannot be drawn from the stories of “{task.bank.name}”; draw fewer "
+                        f"items per condition or allow a story in several conditions."
+                    )
         elif task.sample_size > available:
             problems.append(
                 f"Task “{task.name}”: a sample of {task.sample_size} is larger than the {available} matching "
                 f"items in “{task.bank.name}”."
             )
     return problems
+
+
+def _task_seed(study: Study, index: int) -> int:
+    # Each task gets its own seed stream so adding a task does not reshuffle the others.
+    return study.sample_seed * 1000 + index
 
 
 def _filters(task: Task) -> dict:
@@ -110,13 +132,16 @@ def study_launch(*, study: Study, now=None, by=None) -> Study:
     study.condition_items.all().delete()
     rows = []
     for index, task in enumerate(study.tasks.select_related("bank")):
-        # Each task gets its own seed stream so adding a task does not reshuffle the others.
-        seed = study.sample_seed * 1000 + index
+        seed = _task_seed(study, index)
         filters = _filters(task)
         if task.role == Task.Role.SCORED:
             if study.disjoint_samples:
                 samples = sample_disjoint(
-                    bank=task.bank, sizes=[task.sample_size] * len(conditions), seed=seed, **filters
+                    bank=task.bank,
+                    sizes=[task.sample_size] * len(conditions),
+                    seed=seed,
+                    separate_passages=task.separate_stories,
+                    **filters,
                 )
             else:
                 shared = sample_items(bank=task.bank, n=task.sample_size, seed=seed, **filters)
@@ -204,6 +229,7 @@ def build_manifest(study: Study) -> dict:
                 "splits": t.splits,
                 "subjects": t.subjects,
                 "difficult_only": t.difficult_only,
+                "separate_stories": t.separate_stories,
             }
             for t in study.tasks.select_related("bank")
         ],
