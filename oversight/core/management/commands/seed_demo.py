@@ -42,7 +42,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         with transaction.atomic():
-            study = self._seed(options)
+            self._seed(options)
         username, password = DEMO_RESEARCHER
         self.stdout.write(self.style.SUCCESS("Demo ready."))
         base = options["base_url"].rstrip("/")
