@@ -414,7 +414,7 @@ _MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_\[\]<>#|~])")
 
 
 def _option_label(item: SimulatedItem, k: int) -> str:
-    """"**(B) The option's text**", in bold, as a model would write it. A full stop that ends the option is left
+    """ "**(B) The option's text**", in bold, as a model would write it. A full stop that ends the option is left
     out (the sentence around the label has its own); Markdown's own characters in the text are escaped."""
     text = " ".join(str(item.options[k]).split()).replace('"', "'").replace("“", "'").replace("”", "'")
     if len(text) > 160:

@@ -283,7 +283,8 @@ def test_an_answer_is_markdown_with_the_option_in_bold_a_list_of_reasons_and_a_b
     html = render_markdown(reply, quotes=[found])
     assert "<strong>(B) A young engineer named Teo</strong>" in html
     assert html.count("<li>") == 2 and "<ul>" in html
-    assert re.search(r'<blockquote>\s*<p><mark class="quote verified" data-start="\d+" data-end="\d+">"In the end', html)
+    quoted = r'<blockquote>\s*<p><mark class="quote verified" data-start="\d+" data-end="\d+">"In the end'
+    assert re.search(quoted, html)
 
 
 def test_an_option_that_ends_with_a_full_stop_gets_no_second_one():
