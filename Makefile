@@ -73,8 +73,12 @@ $(PY):
 		done; \
 		echo "oversight needs Python 3.11 or newer; found:$${found:- no Python at all}" >&2; exit 1; \
 	fi; \
-	echo "==> creating $(VENV) with $$($$py -c 'import sys; print(sys.executable)')"; \
-	$$py -m venv $(VENV)
+	exe=$$($$py -c 'import sys; print(sys.executable)'); \
+	if [ -n "$(UV)" ]; then \
+		echo "==> creating $(VENV) with uv for $$exe"; "$(UV)" venv --quiet --seed --python "$$exe" $(VENV); \
+	else \
+		echo "==> creating $(VENV) with $$exe"; $$py -m venv $(VENV); \
+	fi
 
 # $(call install,LOCK): every pinned package of LOCK, then the project itself (editable, without dependencies:
 # the lock holds them all). One line says what is coming; pip's or uv's own output shows the progress.
