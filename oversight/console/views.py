@@ -52,16 +52,16 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         {
             **_design_summary(study, conditions),
             "can_edit": can_edit(request.user, study),
-            "links": participant_links(request, study),
+            "links": _participant_links(request, study),
             "statuses": [(label, by_status.get(value, 0)) for value, label in Participant.Status.choices],
             "problems": study_design_problems(study) if study.status == study.Status.DRAFT else [],
-            "log_entries": _log_entries(request, study, study.log_entries.select_related("actor")[:LOG_ON_PAGE]),
+            "log_entries": _log_entries(request, study, study.log_entries.all()[:LOG_ON_PAGE]),
             "log_more": study.log_entries.count() > LOG_ON_PAGE,
         },
     )
 
 
-def participant_links(request: HttpRequest, study: Study) -> dict:
+def _participant_links(request: HttpRequest, study: Study) -> dict:
     """The study's public links, absolute: built from this request's scheme and host, as the proxy reports them
     (X-Forwarded-Proto through SECURE_PROXY_SSL_HEADER; the Host header nginx passes on), so they are the links
     participants will use."""
@@ -100,7 +100,7 @@ def _log_entries(request: HttpRequest, study: Study, entries) -> list[StudyLogEn
 def study_log(request: HttpRequest, slug: str) -> HttpResponse:
     """Every recorded change to the study, newest first."""
     study = get_study_for_user(request.user, slug)
-    page = Paginator(study.log_entries.select_related("actor"), 100).get_page(request.GET.get("page"))
+    page = Paginator(study.log_entries.all(), 100).get_page(request.GET.get("page"))
     return render(
         request,
         "console/study_log.html",
@@ -161,5 +161,5 @@ def _confirm(request: HttpRequest, study: Study, action: str, **extra) -> HttpRe
     return render(
         request,
         "console/study_confirm.html",
-        {**_design_summary(study, conditions), "action": action, "links": participant_links(request, study), **extra},
+        {**_design_summary(study, conditions), "action": action, "links": _participant_links(request, study), **extra},
     )
