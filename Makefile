@@ -21,9 +21,7 @@ LOCK_FLAGS := --universal --python-version 3.11 --custom-compile-command "make l
 .PHONY: run test lint format check-deploy lock clean distclean
 
 run: $(VENV)/.installed
-	$(PY) manage.py migrate --noinput -v 0
-	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) manage.py seed_demo --base-url http://$(HOST):$(PORT)
+	$(PY) manage.py seed_demo --setup --base-url http://$(HOST):$(PORT)
 	@echo "==> oversight on http://$(HOST):$(PORT)/ (demo link and researcher login above; Ctrl-C stops)"
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) oversight.asgi:application
 

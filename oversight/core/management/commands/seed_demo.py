@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -39,8 +40,17 @@ class Command(BaseCommand):
         parser.add_argument("--quality-time-limit", type=int, default=180, help="seconds per QuALITY item")
         parser.add_argument("--prolific-url", default="", help="completion URL (Prolific) for the demo study")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the server will answer")
+        parser.add_argument(
+            "--setup",
+            action="store_true",
+            help="first migrate the database and collect the static files, in this same process (make run: one "
+            "Django start-up instead of three)",
+        )
 
     def handle(self, *args, **options):
+        if options["setup"]:
+            call_command("migrate", interactive=False, verbosity=0)
+            call_command("collectstatic", interactive=False, verbosity=0)
         with transaction.atomic():
             self._seed(options)
         username, password = DEMO_RESEARCHER
