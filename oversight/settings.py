@@ -213,7 +213,9 @@ else:
 
 # --- Celery -----------------------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The in-memory transport ignores the host, but kombu warns "No hostname was supplied" each time it opens a
+# connection to a URL without one, and Celery opens one even for an eager task (for its producer pool).
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 # kombu's Redis transport with one fix (oversight/celery.py, RedisChannel): without it a worker holding
 # unacknowledged messages (every deadline's eta task) exits when Redis restarts. Only for plain redis://
 # (rediss:// and sentinel:// keep kombu's own transports).

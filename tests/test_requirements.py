@@ -63,4 +63,4 @@ def test_make_installs_from_the_locks_then_the_project_without_dependencies():
     assert re.search(r"^\$\(VENV\)/\.installed: \$\(BASE_LOCK\)", makefile, flags=re.MULTILINE)
     assert re.search(r"^\$\(VENV\)/\.installed-dev: \$\(DEV_LOCK\)", makefile, flags=re.MULTILINE)
     assert "pip install --python $(PY) --no-deps -e ." in makefile  # uv
-    assert "pip install --disable-pip-version-check --no-deps -e ." in makefile  # pip
+    assert "pip install --disable-pip-version-check --no-compile --no-deps -e ." in makefile  # pip

@@ -80,7 +80,22 @@ def test_it_runs_embedded_with_no_environment_at_all():
     assert values["channel_layer"] == "oversight.realtime.layers.InProcessChannelLayer"
     assert values["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert values["celery_eager"] is True
-    assert values["celery_broker"] == "memory://"
+    assert values["celery_broker"] == "memory://localhost/"
+
+
+def test_the_embedded_broker_names_a_host_so_kombu_does_not_warn():
+    # Eager tasks still open a broker connection for Celery's producer pool; a URL without a host made kombu log
+    # "No hostname was supplied" the first time a bank import, export or baseline ran on the embedded default.
+    code = (
+        "import django, logging; django.setup(); logging.basicConfig(level=logging.WARNING)\n"
+        "from oversight.celery import app\n"
+        "info = app.connection_for_write().info()\n"
+        "print(info['transport'], info['hostname'])"
+    )
+    result = run(["-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["memory", "localhost"]
+    assert "hostname" not in result.stderr, result.stderr
 
 
 def test_it_switches_to_postgresql_with_database_url():

@@ -8,6 +8,7 @@ and the detail for the researcher; TGI reports most of them *inside* a 200 strea
 import asyncio
 import contextlib
 import dataclasses
+import http
 import json
 import time
 import urllib.error
@@ -214,16 +215,20 @@ def _status_of(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def _get(url: str, timeout: float) -> tuple[int, bytes]:
+def _get(url: str, timeout: float, headers: dict | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - researcher-configured URL
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - researcher-configured URL
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
 async def probe(request: GenerationRequest) -> dict:
-    """Health, /info and a one-line chat with latency: what a researcher sees when testing an endpoint."""
+    """Health, /info and a one-line chat with latency: what a researcher sees when testing an endpoint.
+
+    `checks` lists every request made (method, URL, HTTP status, error), so a failed test says what was tried and
+    what came back, not only that it failed."""
     if request.kind == "simulated":
         return {
             "healthy": True,
@@ -231,19 +236,31 @@ async def probe(request: GenerationRequest) -> dict:
             "reply": "(simulated)",
             "latency_ms": 0.0,
             "error": None,
+            "checks": [],
         }
-    result: dict = {"healthy": False, "info": None, "reply": None, "latency_ms": None, "error": None}
+    result: dict = {"healthy": False, "info": None, "reply": None, "latency_ms": None, "error": None, "checks": []}
     base = request.base_url.rstrip("/")
     timeout = min(request.timeout_s, 10)
-    try:
-        status, _ = await asyncio.to_thread(_get, f"{base}/health", timeout)
-        result["healthy"] = status == 200
-        status, body = await asyncio.to_thread(_get, f"{base}/info", timeout)
-        if status == 200:
-            result["info"] = json.loads(body)
-    except (OSError, ValueError) as exc:
-        result["error"] = classify(exc).human
-        return result
+    # The chat sends the token; a server behind an authenticating proxy wants it on /health and /info too.
+    headers = {"Authorization": f"Bearer {request.token}"} if request.token else {}
+    for step in ("health", "info"):
+        check = _check("GET", f"{base}/{step}")
+        result["checks"].append(check)
+        try:
+            check["status"], body = await asyncio.to_thread(_get, check["url"], timeout, headers)
+            if step == "health":
+                result["healthy"] = check["status"] == 200
+            elif check["status"] == 200:
+                result["info"] = json.loads(body)
+            if check["status"] != 200 and not (step == "info" and check["status"] == 404):
+                # (No /info is normal for an OpenAI-compatible server; the page says so.)
+                check["error"] = _http_problem(check["status"], body)
+        except (OSError, ValueError) as exc:
+            error = classify(exc)
+            check["error"] = result["error"] = f"{error.human} ({error.detail[:200]})"
+            return result
+    check = _check("POST", f"{base}/v1/chat/completions")
+    result["checks"].append(check)
     started = time.monotonic()
     probe_request = dataclasses.replace(
         request,
@@ -256,6 +273,43 @@ async def probe(request: GenerationRequest) -> dict:
             reply += chunk.text
         result["reply"] = reply
         result["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
+        check["status"] = 200
     except AssistantError as exc:
-        result["error"] = f"{exc.human} ({exc.detail[:200]})"
+        check["url"] = _url_tried(exc.__cause__) or check["url"]
+        check["status"] = exc.status
+        server_message = getattr(exc.__cause__, "server_message", None)  # huggingface_hub's HTTP errors
+        if exc.status is not None and server_message:
+            check["error"] = f"{exc.human} ({_http_problem(exc.status, server_message.encode())})"
+        else:
+            check["error"] = f"{exc.human} ({exc.detail[:200]})"
+        result["error"] = check["error"]
     return result
+
+
+def _check(method: str, url: str) -> dict:
+    return {"method": method, "url": url, "status": None, "error": None}
+
+
+def _http_problem(status: int, body: bytes) -> str:
+    """ "HTTP 503 Service Unavailable: <the server's own message>", short."""
+    try:
+        phrase = f" {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        phrase = ""
+    text = body.decode("utf-8", errors="replace").strip()
+    with contextlib.suppress(ValueError, AttributeError):
+        text = json.loads(text).get("error") or text  # TGI and OpenAI-compatible servers answer {"error": …}
+    text = " ".join(str(text).split())[:200]
+    return f"HTTP {status}{phrase}" + (f": {text}" if text else "")
+
+
+def _url_tried(exc: BaseException | None) -> str | None:
+    """The URL huggingface_hub requested (it builds the chat route itself), from its HTTP error."""
+    for name in ("response", "request"):
+        try:
+            url = getattr(getattr(exc, name, None), "url", None)
+        except RuntimeError:  # httpx: "The .request property has not been set."
+            url = None
+        if url:
+            return str(url)
+    return None

@@ -410,39 +410,54 @@ def _quote_for(item: SimulatedItem, settings: SimulationSettings, option: int, k
 # --------------------------------------------------------------------------------------------------- replies
 
 
+_MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
 def _option_label(item: SimulatedItem, k: int) -> str:
+    """ "**(B) The option's text**", in bold, as a model would write it. A full stop that ends the option is left
+    out (the sentence around the label has its own); Markdown's own characters in the text are escaped."""
     text = " ".join(str(item.options[k]).split()).replace('"', "'").replace("“", "'").replace("”", "'")
     if len(text) > 160:
         text = text[:157].rstrip() + "…"
-    return f"({LETTERS[k]}) {text}"
+    text = _MARKDOWN_SPECIAL_RE.sub(r"\\\1", text.rstrip(" ."))
+    return f"**({LETTERS[k]}) {text}**"
+
+
+REASONS = (
+    "It fits what the question is asking better than the alternatives.",
+    "When I check each option against the question, that one holds up best.",
+    "The other options each have a problem that this one doesn't.",
+    "It's the most consistent with the details in the question.",
+)
+
+
+def _tempting(item: SimulatedItem, stance: int, key: str) -> str | None:
+    others = [k for k in range(len(item.options)) if k != stance]
+    if not others:
+        return None
+    return f"{_option_label(item, _pick(others, key, 'other'))} is tempting, but it doesn't match as well."
 
 
 def _argument(item: SimulatedItem, stance: int, key: str) -> str:
-    others = [k for k in range(len(item.options)) if k != stance]
-    reasons = [
-        "It fits what the question is asking better than the alternatives.",
-        "When I check each option against the question, that one holds up best.",
-        "The other options each have a problem that this one doesn't.",
-        "It's the most consistent with the details in the question.",
-    ]
-    if others:
-        other = _pick(others, key, "other")
-        reasons.append(f"{_option_label(item, other)} is tempting, but it doesn't match as well.")
-    return _pick(reasons, key, "reason")
+    tempting = _tempting(item, stance, key)
+    return _pick([*REASONS, *([tempting] if tempting else [])], key, "reason")
 
 
-def _quote_sentence(quote: str, key: str) -> str:
-    template = _pick(
-        [
-            'The passage supports this: "{q}"',
-            'The story says: "{q}"',
-            'For example, the text says "{q}"',
-            'Here is the relevant line: "{q}"',
-        ],
+def _reasons_list(item: SimulatedItem, stance: int, key: str) -> str:
+    """The argument as a short Markdown list: why this option, and which other one is tempting."""
+    reasons = [_pick(REASONS, key, "reason"), _tempting(item, stance, key)]
+    return "\n".join(f"- {reason}" for reason in reasons if reason)
+
+
+def _quote_block(quote: str, key: str) -> str:
+    """An introduction, then the quote as a Markdown block quote (still in double quotes, which is what quote
+    verification looks for)."""
+    intro = _pick(
+        ["The passage supports this:", "The story says:", "For example, the text says:", "Here is the relevant line:"],
         key,
         "quote-template",
     )
-    return template.format(q=quote)
+    return f'{intro}\n\n> "{quote}"'
 
 
 def _closer(key: str) -> str:
@@ -544,19 +559,27 @@ def simulated_reply(*, item: SimulatedItem, settings: SimulationSettings, conver
             key,
             "unrelated",
         )
-    sentences = _opener(item, stance, turn, key)
-    sentences.append(_argument(item, stance, key))
+    # Markdown, as served models write it: the option in bold, a list of reasons when asked for an answer or an
+    # explanation, the story quoted as a block quote.
+    opener = _opener(item, stance, turn, key)
+    n_sentences = len(opener) + 1
+    if turn.kind in {"inquiry", "explain"}:
+        paragraphs = [" ".join(opener), _reasons_list(item, stance, key)]
+    else:
+        paragraphs = [" ".join([*opener, _argument(item, stance, key)])]
     wants_quote = turn.kind == "evidence"
     if item.passage and (wants_quote or _unit(key, "quote") < settings.quote_rate):
         quote = _quote_for(item, settings, stance, key)
         if quote:
-            sentences.append(_quote_sentence(quote, key))
+            paragraphs.append(_quote_block(quote, key))
+            n_sentences += 1
     elif wants_quote:
-        sentences.append("There's no passage for this question, so I can't quote one.")
+        paragraphs.append("There's no passage for this question, so I can't quote one.")
+        n_sentences += 1
     closer = _closer(key)
-    if closer and len(sentences) < 5:
-        sentences.append(closer)
-    return " ".join(sentences)
+    if closer and n_sentences < 5:
+        paragraphs.append(closer)
+    return "\n\n".join(paragraphs)
 
 
 # --------------------------------------------------------------------------------------------------- streaming

@@ -54,10 +54,17 @@ def sample_disjoint(
     difficult: bool | None = None,
     labeled: bool | None = None,
     exclude: Iterable[Item | int] = (),
+    separate_passages: bool = False,
 ) -> list[list[Item]]:
     """Several samples with no item in common (e.g. practice and main blocks), one per entry of `sizes`.
 
     One draw of sum(sizes) items is cut into consecutive pieces, so the pieces are disjoint by construction.
+
+    `separate_passages`: no passage (a QuALITY story) has items in two samples either, so a participant who
+    meets a story in one condition never meets it again in another. Passages, and items without one, are drawn
+    in a seeded order, and each sample takes whole passages' items (in a seeded order within the passage) until
+    it is full; what is left of the passage that completes a sample is not used. Without passages in the pool
+    this is exactly the plain draw.
     """
     if any(size < 0 for size in sizes):
         raise ValueError(f"sample sizes must be non-negative, got {sizes}")
@@ -72,23 +79,58 @@ def sample_disjoint(
     if labeled is not None:
         candidates = candidates.filter(gold_index__isnull=not labeled)
     excluded = {item.pk if isinstance(item, Item) else int(item) for item in exclude}
-    pool = sorted(
-        (external_id, pk) for pk, external_id in candidates.values_list("pk", "external_id") if pk not in excluded
-    )
+    rows = [
+        (external_id, pk, passage)
+        for pk, external_id, passage in candidates.values_list("pk", "external_id", "passage__external_id")
+        if pk not in excluded
+    ]
+    pool = sorted((external_id, pk) for external_id, pk, _ in rows)
 
     total = sum(sizes)
+    what = f"{total} items" if len(sizes) == 1 else f"{total} items ({' + '.join(map(str, sizes))})"
     if total > len(pool):
-        what = f"{total} items" if len(sizes) == 1 else f"{total} items ({' + '.join(map(str, sizes))})"
         scope = _describe(bank, splits, subjects, difficult, labeled, excluded)
         raise ValueError(f"asked for {what} but only {len(pool)} match ({scope})")
 
-    picked = [pk for _, pk in _draw(pool, total, seed)]
-    rows = Item.objects.in_bulk(picked)
-    samples, start = [], 0
+    if separate_passages and any(passage is not None for _, _, passage in rows):
+        pieces = _draw_by_passage(rows, sizes, seed)
+        if pieces is None:
+            scope = _describe(bank, splits, subjects, difficult, labeled, excluded)
+            n_passages = len({passage for _, _, passage in rows if passage is not None})
+            raise ValueError(
+                f"asked for {what} with no story in two samples, but the {len(pool)} matching items are on "
+                f"{n_passages} stories, too few to fill every sample ({scope})"
+            )
+    else:
+        picked = [pk for _, pk in _draw(pool, total, seed)]
+        pieces, start = [], 0
+        for size in sizes:
+            pieces.append(picked[start : start + size])
+            start += size
+    items = Item.objects.in_bulk([pk for piece in pieces for pk in piece])
+    return [[items[pk] for pk in piece] for piece in pieces]
+
+
+def _draw_by_passage(rows: list[tuple[str, int, str | None]], sizes: list[int], seed: Seed) -> list[list[int]] | None:
+    """Pieces of item pks, each made of whole passages' items (see `sample_disjoint`); None when they run out.
+    Units are keyed by external ids (the passage's, or a lone item's), never by database ids."""
+    units: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for external_id, pk, passage in rows:
+        key = ("passage", passage) if passage is not None else ("item", external_id)
+        units.setdefault(key, []).append((external_id, pk))
+    order = _draw(sorted(units), len(units), seed)
+    pieces: list[list[int]] = []
+    next_unit = iter(order)
     for size in sizes:
-        samples.append([rows[pk] for pk in picked[start : start + size]])
-        start += size
-    return samples
+        piece: list[int] = []
+        while len(piece) < size:
+            key = next(next_unit, None)
+            if key is None:
+                return None
+            members = sorted(units[key])
+            piece += [pk for _, pk in _draw(members, len(members), f"{seed}:{key[0]}:{key[1]}")][: size - len(piece)]
+        pieces.append(piece)
+    return pieces
 
 
 def _draw(pool: list, k: int, seed: Seed) -> list:

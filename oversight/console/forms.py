@@ -277,11 +277,13 @@ class TaskForm(_DesignPartForm):
             "splits",
             "subjects",
             "difficult_only",
+            "separate_stories",
             "position",
         ]
         labels = {
             "time_limit_s": "Time limit per item (seconds)",
             "difficult_only": "Difficult items only (QuALITY)",
+            "separate_stories": "Keep each story in one condition (QuALITY: nobody meets a story twice)",
             "position": "Order",
         }
 

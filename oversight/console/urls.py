@@ -23,6 +23,7 @@ urlpatterns = [
     path("studies/<slug:slug>/manifest.json", views.study_manifest, name="manifest"),
     path("studies/<slug:slug>/launch", views.study_launch_view, name="launch"),
     path("studies/<slug:slug>/close", views.study_close_view, name="close"),
+    path("studies/<slug:slug>/log/", views.study_log, name="log"),
     # design, banks, endpoints
     path("studies/new", views_design.study_create, name="study_create"),
     path("studies/<slug:slug>/design", views_design.study_design, name="design"),

@@ -29,8 +29,9 @@ from oversight.console.forms import (
     StudyForm,
     TaskForm,
 )
-from oversight.core.models import Collaborator, Condition, Study, Task
+from oversight.core.models import Collaborator, Condition, Study, StudyLogEntry, Task
 from oversight.core.services.studies import study_clone, study_design_problems
+from oversight.core.services.study_log import changed_names, field_changes, field_values, study_log_add
 
 TEMPLATE = "console/study_form.html"
 
@@ -79,7 +80,9 @@ def study_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         study = form.save(commit=False)
         study.owner = request.user
-        study.save()
+        with transaction.atomic():
+            study.save()
+            study_log_add(study=study, action=StudyLogEntry.Action.CREATED, by=request.user, summary="Created")
         messages.success(request, "Study created. Add its conditions and tasks next.")
         return redirect("console:design", slug=study.slug)
     return render(request, TEMPLATE, {"page": "create", "form": form})
@@ -92,8 +95,11 @@ def study_design(request: HttpRequest, slug: str) -> HttpResponse:
     if frozen:
         return frozen
     form = StudyForm(request.POST or None, instance=study, prefix="study")
+    before = field_values(study, form._meta.fields)  # before is_valid() writes the form's values into `study`
     if request.method == "POST" and form.is_valid():
-        study = form.save()
+        with transaction.atomic():
+            study = form.save()
+            _log_edit(request, study, form, before, "Study settings")
         messages.success(request, "Saved.")
         return redirect("console:design", slug=study.slug)
     if request.method == "POST":
@@ -136,11 +142,26 @@ def study_recruitment(request: HttpRequest, slug: str) -> HttpResponse:
             f"so its recruitment settings no longer change anything.",
         )
     form = RecruitmentForm(request.POST or None, instance=study)
+    before = field_values(study, form._meta.fields)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        with transaction.atomic():
+            form.save()
+            _log_edit(request, study, form, before, "Recruitment settings", StudyLogEntry.Action.RECRUITMENT)
         messages.success(request, "Recruitment settings saved.")
         return redirect("console:study", slug=study.slug)
     return render(request, TEMPLATE, {"page": "recruitment", "study": study, "form": form})
+
+
+def _log(request: HttpRequest, study: Study, summary: str, action=StudyLogEntry.Action.DESIGN, changes=()) -> None:
+    study_log_add(study=study, action=action, by=request.user, summary=summary, changes=changes)
+
+
+def _log_edit(request, study: Study, form, before: dict, what: str, action=StudyLogEntry.Action.DESIGN) -> None:
+    """Log what a saved model form changed (nothing, when it changed nothing), by the form's labels."""
+    labels = {name: field.label for name, field in form.fields.items()}
+    changes = field_changes(form.instance, before, labels)
+    if changes:
+        _log(request, study, f"{what} edited: {changed_names(changes)}", action, changes)
 
 
 # --- Tasks and conditions ------------------------------------------------------------------------------------
@@ -159,8 +180,15 @@ def _part_form(request: HttpRequest, slug: str, *, model, form_class, page: str,
     instance = get_object_or_404(related, pk=pk) if pk is not None else None
     initial = {} if instance else {"position": _next_position(related)}
     form = form_class(request.POST or None, instance=instance, initial=initial, study=study)
+    before = field_values(instance, form._meta.fields) if instance else None
     if request.method == "POST" and form.is_valid():
-        obj = form.save()
+        what = model._meta.verbose_name.capitalize()
+        with transaction.atomic():
+            obj = form.save()
+            if before is None:
+                _log(request, study, f"{what} “{obj.name}” added")
+            else:
+                _log_edit(request, study, form, before, f"{what} “{obj.name}”")
         messages.success(request, f"{model._meta.verbose_name.capitalize()} “{obj.name}” saved.")
         return redirect("console:design", slug=study.slug)
     return render(request, TEMPLATE, _design_context(request, study, page=page, form=form, instance=instance))
@@ -174,6 +202,7 @@ def _part_delete(request: HttpRequest, slug: str, *, model, pk: int) -> HttpResp
     obj = get_object_or_404(related, pk=pk)
     with transaction.atomic():
         obj.delete()
+        _log(request, study, f"{model._meta.verbose_name.capitalize()} “{obj.name}” removed")
     if request.htmx:
         response = render(request, f"{TEMPLATE}#design-parts", _design_context(request, study))
         response["HX-Trigger"] = "designChanged"
@@ -248,12 +277,18 @@ def collaborators(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         if not form.is_valid():
             return _collaborators_response(request, study, form)
-        _, created = Collaborator.objects.update_or_create(
-            study=study,
-            user=form.user,
-            defaults={"role": form.cleaned_data["role"], "blind": form.cleaned_data["blind"]},
-        )
-        verb = "added" if created else "updated"
+        role, blind = form.cleaned_data["role"], form.cleaned_data["blind"]
+        with transaction.atomic():
+            _, created = Collaborator.objects.update_or_create(
+                study=study, user=form.user, defaults={"role": role, "blind": blind}
+            )
+            verb = "added" if created else "updated"
+            _log(
+                request,
+                study,
+                f"{form.user.username} {verb} as {role}{' (blind)' if blind else ''}",
+                StudyLogEntry.Action.COLLABORATORS,
+            )
         if request.htmx:
             response = _collaborators_response(request, study, CollaboratorForm(study=study))
             response["HX-Trigger"] = "collaboratorsChanged"
@@ -268,7 +303,9 @@ def collaborators(request: HttpRequest, slug: str) -> HttpResponse:
 def collaborator_remove(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     study = _owned_study(request, slug)
     collaborator = get_object_or_404(study.collaborators.select_related("user"), pk=pk)
-    collaborator.delete()
+    with transaction.atomic():
+        collaborator.delete()
+        _log(request, study, f"{collaborator.user.username} removed", StudyLogEntry.Action.COLLABORATORS)
     if request.htmx:
         response = _collaborators_response(request, study, CollaboratorForm(study=study))
         response["HX-Trigger"] = "collaboratorsChanged"

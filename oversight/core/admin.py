@@ -11,6 +11,7 @@ from oversight.core.models import (
     ModelEndpoint,
     Participant,
     Study,
+    StudyLogEntry,
     Task,
     Trial,
 )
@@ -45,5 +46,25 @@ class EventAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
     raw_id_fields = ["participant", "trial"]
 
 
-for model in (Task, Collaborator, Exclusion, Job, ModelEndpoint):
+@admin.register(ModelEndpoint)
+class ModelEndpointAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
+    list_display = ["name", "kind", "base_url", "model_label"]
+    # Tokens are write-only (set in the console): never shown, not even read-only to staff.
+    exclude = ["token"]
+
+
+@admin.register(StudyLogEntry)
+class StudyLogEntryAdmin(ReadOnlyUnlessSuperuser, admin.ModelAdmin):
+    list_display = ["at", "study", "actor_name", "action", "summary"]
+    list_filter = ["action"]
+
+    # Append-only: not even a superuser rewrites history (deleting the study deletes its log).
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+for model in (Task, Collaborator, Exclusion, Job):
     admin.site.register(model, type(f"{model.__name__}Admin", (ReadOnlyUnlessSuperuser, admin.ModelAdmin), {}))

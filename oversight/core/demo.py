@@ -2,6 +2,11 @@
 
 DEMO_STUDY_SLUG = "demo"
 DEMO_RESEARCHER = ("researcher", "oversight-demo")
+# The plain link enrols a new anonymous participant at each consent, so every visit is a fresh run of the demo.
+DEMO_PATH = f"/s/{DEMO_STUDY_SLUG}/"
+# How Prolific sends its participants (the same PROLIFIC_PID resumes where it left off); the home page has a form
+# that builds this link for any id.
+DEMO_PROLIFIC_QUERY = "PROLIFIC_PID={id}&STUDY_ID=demo-study&SESSION_ID=demo-session"
 
 
 def demo_links() -> dict:
@@ -10,7 +15,7 @@ def demo_links() -> dict:
     study = Study.objects.filter(slug=DEMO_STUDY_SLUG).first()
     return {
         "study": study,
-        "participant_path": f"/s/{DEMO_STUDY_SLUG}/?PROLIFIC_PID=demo-participant" if study else None,
+        "participant_path": DEMO_PATH if study else None,
         "researcher_username": DEMO_RESEARCHER[0],
         "researcher_password": DEMO_RESEARCHER[1],
     }

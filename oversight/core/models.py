@@ -163,6 +163,9 @@ class Task(models.Model):
     splits = models.JSONField(default=list, blank=True)
     subjects = models.JSONField(default=list, blank=True)
     difficult_only = models.BooleanField(default=False)
+    # Disjoint samples of a passage bank: no story in two conditions (a participant who read a story with the
+    # assistant would carry what they learnt into the unaided block).
+    separate_stories = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["position", "id"]
@@ -386,6 +389,46 @@ class Exclusion(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class StudyLogEntry(models.Model):
+    """One change to a study: who made it, when, and what changed (before → after). Append-only.
+
+    Launch, close, design and recruitment edits, collaborators, exclusions, and every change to a model endpoint
+    the study uses (an endpoint is shared by studies, so a change made for one study is recorded in the log of
+    each study it reaches). A secret (an endpoint's token) is recorded as set, replaced or removed, never its
+    value.
+    """
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        DESIGN = "design", "Design"
+        LAUNCHED = "launched", "Launched"
+        CLOSED = "closed", "Closed"
+        RECRUITMENT = "recruitment", "Recruitment"
+        COLLABORATORS = "collaborators", "Collaborators"
+        ENDPOINT = "endpoint", "Model endpoint"
+        EXCLUSION = "exclusion", "Exclusion"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="log_entries")
+    at = models.DateTimeField(default=timezone.now)
+    # Kept when the account is deleted: the log says who it was.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    summary = models.CharField(max_length=300)
+    # [{"field": name, "label": …, "before": shown text, "after": shown text}, …]
+    changes = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["study", "-at"])]
+        verbose_name_plural = "study log entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name or 'system'}: {self.summary}"
 
 
 NO_CONDITION = Q()  # `where=` of the lifecycle rules: nothing more than the rule's own condition

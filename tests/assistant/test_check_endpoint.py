@@ -28,3 +28,14 @@ def test_it_names_the_known_endpoints_for_an_unknown_one():
     ModelEndpoint.objects.create(name="sim", kind="simulated")
     with pytest.raises(CommandError, match="No endpoint named 'nope' \\(known: sim\\)"):
         call_command("check_endpoint", "nope")
+
+
+def test_it_lists_each_request_with_its_status_and_fails_when_the_server_is_unhealthy(capsys):
+    with FakeTGI(unhealthy=True) as tgi:
+        ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url)
+        with pytest.raises(CommandError, match="not healthy"):
+            call_command("check_endpoint", "gpu")
+    out = capsys.readouterr().out
+    assert f"GET   {tgi.url}/health → 503: HTTP 503 Service Unavailable" in out
+    assert f"GET   {tgi.url}/info → 200: ok" in out
+    assert f"POST  {tgi.url}/v1/chat/completions → 200: ok" in out

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from oversight.assistant.quotes import find_quotes
+from oversight.assistant.render import render_markdown
 from oversight.assistant.simulated import (
     MISQUOTE_RATE,
     SimulatedItem,
@@ -55,6 +56,11 @@ def user(text):
 
 def assistant(text):
     return {"role": "assistant", "content": text}
+
+
+def plain(reply: str) -> str:
+    """The reply without its Markdown emphasis: "**(B) text**" reads "(B) text"."""
+    return reply.replace("**", "")
 
 
 def stated_option(reply):
@@ -150,7 +156,7 @@ def test_reply_is_deterministic_and_argues_for_the_belief_by_letter_and_text():
     reply = simulated_reply(item=item, settings=settings, conversation=conversation)
     assert reply == simulated_reply(item=item, settings=settings, conversation=list(conversation))
     belief = believed_option(item, settings)
-    assert f"({LETTERS[belief]}) {OPTIONS[belief]}" in reply
+    assert f"**({LETTERS[belief]}) {OPTIONS[belief]}**" in reply
     assert 2 <= len(re.findall(r"[.!?](?:\s|$)", reply)) <= 6
 
 
@@ -159,7 +165,7 @@ def test_replies_vary_in_phrasing_across_conversations():
     replies = {
         simulated_reply(
             item=mmlu_item(f"m:{i}"), settings=settings, conversation=[user("Which answer is right?")]
-        ).split(" (")[0]
+        ).split(" **(")[0]
         for i in range(40)
     }
     assert len(replies) >= 3
@@ -188,9 +194,9 @@ def test_greeting_unrelated_and_passage_only_turns():
 def test_asking_about_one_option():
     settings = SimulationSettings(accuracy=1.0)
     item = story_item(gold=1)
-    yes = simulated_reply(item=item, settings=settings, conversation=[user("Is (B) right?")])
+    yes = plain(simulated_reply(item=item, settings=settings, conversation=[user("Is (B) right?")]))
     assert yes.startswith("Yes") and "(B) A young engineer named Teo" in yes
-    no = simulated_reply(item=item, settings=settings, conversation=[user("What about option D?")])
+    no = plain(simulated_reply(item=item, settings=settings, conversation=[user("What about option D?")]))
     assert no.startswith("I don't think (D)") and "(B)" in no
 
 
@@ -200,12 +206,12 @@ def test_pushback_holds_or_switches_and_apologises():
     held = SimulationSettings(accuracy=1.0, sycophancy=0.0)
     first = simulated_reply(item=item, settings=held, conversation=base)
     conversation = [*base, assistant(first), user("Are you sure? I think it's C")]
-    reply = simulated_reply(item=item, settings=held, conversation=conversation)
+    reply = plain(simulated_reply(item=item, settings=held, conversation=conversation))
     assert "still think it's (B)" in reply
     assert assistant_stance(item=item, settings=held, conversation=conversation) == 1
 
     caving = SimulationSettings(accuracy=1.0, sycophancy=1.0)
-    reply = simulated_reply(item=item, settings=caving, conversation=conversation)
+    reply = plain(simulated_reply(item=item, settings=caving, conversation=conversation))
     assert re.search(r"sorry|apologi", reply, re.IGNORECASE)
     assert "(C) The ship's doctor" in reply
     assert assistant_stance(item=item, settings=caving, conversation=conversation) == 2
@@ -246,7 +252,7 @@ def test_sycophancy_rate_under_pushback(sycophancy):
         named = (before + 1 + i % 3) % 4
         conversation += [assistant(first), user(pushbacks[i % 4].format(x=LETTERS[named]))]
         after = assistant_stance(item=item, settings=settings, conversation=conversation)
-        reply = simulated_reply(item=item, settings=settings, conversation=conversation)
+        reply = plain(simulated_reply(item=item, settings=settings, conversation=conversation))
         assert after in (before, named)
         if after == named:
             switched += 1
@@ -263,6 +269,38 @@ def test_pushback_agreeing_with_the_stance_is_not_a_switch():
     conversation = [user(PASTED), assistant("(B)"), user("I think it's B, right?")]
     assert assistant_stance(item=item, settings=settings, conversation=conversation) == 1
     assert simulated_reply(item=item, settings=settings, conversation=conversation).startswith("Yes, I agree")
+
+
+def test_an_answer_is_markdown_with_the_option_in_bold_a_list_of_reasons_and_a_block_quote():
+    settings = SimulationSettings(accuracy=1.0, quote_rate=1.0, seed=3)
+    reply = simulated_reply(item=story_item(gold=1), settings=settings, conversation=[user(f"{STORY}\n\n{PASTED}")])
+    opener, reasons, intro, quote, *rest = reply.split("\n\n")
+    assert "**(B) A young engineer named Teo**" in opener
+    assert reasons.startswith("- ") and len(reasons.splitlines()) == 2
+    assert all(line.startswith("- ") for line in reasons.splitlines())
+    assert intro.endswith(":") and quote.startswith('> "') and quote.endswith('"')
+    (found,) = find_quotes(reply, STORY)
+    html = render_markdown(reply, quotes=[found])
+    assert "<strong>(B) A young engineer named Teo</strong>" in html
+    assert html.count("<li>") == 2 and "<ul>" in html
+    quoted = r'<blockquote>\s*<p><mark class="quote verified" data-start="\d+" data-end="\d+">"In the end'
+    assert re.search(quoted, html)
+
+
+def test_an_option_that_ends_with_a_full_stop_gets_no_second_one():
+    options = ["They rationed water.", "Supplies for four were shared among the five listed on the manifest.", "c", "d"]
+    item = SimulatedItem(item_key="k", question="Why?", options=options, gold_index=1, passage=None)
+    settings = SimulationSettings(accuracy=1.0, quote_rate=0.0)
+    for i in range(20):
+        reply = plain(simulated_reply(item=item, settings=settings, conversation=[user(f"Which answer? {i}")]))
+        assert "manifest" in reply and ".." not in reply, reply
+
+
+def test_markdown_in_an_option_is_shown_as_written():
+    options = ["2*3*4 = 24", "x_1 + x_2", "[a] <b>", "d"]
+    item = SimulatedItem(item_key="k", question="Which?", options=options, gold_index=0, passage=None)
+    reply = simulated_reply(item=item, settings=SimulationSettings(accuracy=1.0), conversation=[user("Is A right?")])
+    assert "<strong>(A) 2*3*4 = 24</strong>" in render_markdown(reply)
 
 
 # --------------------------------------------------------------------------------------------------- quotes
@@ -353,7 +391,8 @@ async def test_stream_yields_the_reply_with_ttft_and_token_pacing():
     ]
     reply = simulated_reply(item=item, settings=settings, conversation=conversation)
     assert "".join(tokens) == reply
-    assert all(t.strip() for t in tokens) and all(t.startswith(" ") for t in tokens[1:])
+    # Each token is a word with the whitespace before it: a space, or the line breaks of the Markdown.
+    assert all(t.strip() for t in tokens) and all(t[0].isspace() for t in tokens[1:])
     assert sleeps == [0.4] + [1 / 40] * (len(tokens) - 1)
 
 

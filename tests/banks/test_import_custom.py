@@ -3,6 +3,7 @@ import json
 import pytest
 
 from oversight.banks.importers import BankImportError, import_custom
+from oversight.banks.importers.custom import CSV_OPTIONAL, CSV_REQUIRED
 from oversight.banks.models import Bank, Item, Passage
 
 from .helpers import db_snapshot, row_counts
@@ -150,7 +151,27 @@ def test_it_rejects_an_unknown_csv_column(write):
 def test_it_rejects_a_csv_without_a_header_row(write):
     path = write("bank.csv", "q1,Q,a,b\n")
 
-    assert import_fails(path).startswith(f"{path}:1: unknown column 'q1'")
+    assert import_fails(path).startswith(
+        f"{path}:1: unknown columns 'q1', 'q', 'a', 'b'; "
+        "missing columns 'id', 'question', 'option_a', 'option_b' (the header row is required); columns are id,"
+    )
+
+
+def test_it_reports_every_problem_of_a_csv_header_at_once(write):
+    path = write("bank.csv", "ID,question_text,option_a,answer,subject,subject,answer\nq1,Q,a,A,x,x,A\n")
+
+    assert import_fails(path) == (
+        f"{path}:1: unknown column 'question_text'; columns 'answer', 'subject' appear twice; "
+        "missing columns 'question', 'option_b' (the header row is required); "
+        f"columns are {', '.join((*CSV_REQUIRED, *CSV_OPTIONAL))} and meta_<name> for metadata"
+    )
+    assert row_counts() == (0, 0, 0)
+
+
+def test_it_reports_every_missing_jsonl_key_at_once(write):
+    path = write("bank.jsonl", jsonl({"answer": "A", "subject": "s"}))
+
+    assert import_fails(path) == f"{path}:1: missing 'id', 'question', 'options'"
 
 
 def test_it_rejects_an_id_used_twice(write):

@@ -119,3 +119,60 @@ def test_excluded_items_count_against_what_matches():
 def test_a_negative_size_is_an_error():
     with pytest.raises(ValueError, match="non-negative"):
         sample_items(bank=make_bank(), n=-1, seed=1)
+
+
+def make_story_bank(stories: dict[str, int], lone: int = 0, name="Stories") -> Bank:
+    """`stories`: passage external id → its number of items; `lone`: items without a passage."""
+    from oversight.banks.models import Passage
+
+    bank = Bank.objects.create(name=name)
+    for story, n in stories.items():
+        passage = Passage.objects.create(bank=bank, external_id=story, title=story, text="…", content_hash=story)
+        for i in range(n):
+            Item.objects.create(
+                bank=bank, external_id=f"{story}_{i}", text="Q", options=["a", "b"], gold_index=0,
+                passage=passage, content_hash="x",
+            )  # fmt: skip
+    for i in range(lone):
+        Item.objects.create(bank=bank, external_id=f"lone_{i}", text="Q", options=["a", "b"], gold_index=0)
+    return bank
+
+
+def stories_of(sample) -> set[str]:
+    return {item.passage.external_id if item.passage_id else item.external_id for item in sample}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_separate_passages_keep_each_story_in_one_sample(seed):
+    bank = make_story_bank({"s1": 4, "s2": 4, "s3": 3, "s4": 5}, lone=2)
+    samples = sample_disjoint(bank=bank, sizes=[3, 3, 2], seed=seed, separate_passages=True)
+    assert [len(s) for s in samples] == [3, 3, 2]
+    for i, sample in enumerate(samples):
+        for other in samples[i + 1 :]:
+            assert not stories_of(sample) & stories_of(other)
+    again = sample_disjoint(bank=bank, sizes=[3, 3, 2], seed=seed, separate_passages=True)
+    assert [ids(s) for s in again] == [ids(s) for s in samples]
+
+
+def test_separate_passages_do_not_depend_on_primary_keys():
+    def draw(bank):
+        return [ids(s) for s in sample_disjoint(bank=bank, sizes=[2, 2], seed=5, separate_passages=True)]
+
+    first = draw(make_story_bank({"s1": 3, "s2": 3, "s3": 3}, name="A"))
+    second = draw(make_story_bank({"s3": 3, "s2": 3, "s1": 3}, name="B"))  # created in another order
+    assert first == second
+
+
+def test_separate_passages_without_passages_is_the_plain_draw():
+    bank = make_bank()
+    plain = sample_disjoint(bank=bank, sizes=[5, 5], seed=3)
+    assert [ids(s) for s in sample_disjoint(bank=bank, sizes=[5, 5], seed=3, separate_passages=True)] == [
+        ids(s) for s in plain
+    ]
+
+
+def test_separate_passages_say_when_the_stories_run_out():
+    bank = make_story_bank({"s1": 6})
+    assert len(sample_disjoint(bank=bank, sizes=[2, 2], seed=1)) == 2  # items alone would do
+    with pytest.raises(ValueError, match=r"no story in two samples, but the 6 matching items are on 1 stories"):
+        sample_disjoint(bank=bank, sizes=[2, 2], seed=1, separate_passages=True)

@@ -7,7 +7,8 @@ One journey (a module-scoped fixture) against daphne on the seeded demo database
 2. upload an MMLU sample (a zip of three official val CSVs from ../shared/datasets/mmlu) and wait for the
    import job to finish with its counts;
 3. create a study with an unaided and an assisted condition (the seeded "Simulated assistant") and a task
-   on the uploaded bank (2 items per condition, 60 s per item), and launch it (the manifest hash is shown);
+   on the uploaded bank (2 items per condition, 60 s per item), and launch it after the confirmation page
+   (the manifest hash is shown);
 4. open the live monitor and watch it while `run_bots <slug> --participants 20` runs against the same server
    in a subprocess: rows appear and reach "Completed", and the table's websocket update counter rises, all
    without reloading the page;
@@ -59,6 +60,7 @@ SCREENSHOTS = (
     "upload",
     "job",
     "design",
+    "launch-confirm",
     "launched",
     "monitor-empty",
     "monitor-live",
@@ -89,6 +91,7 @@ class Journey:
     page_errors: list[str] = field(default_factory=list)
     csv_items: int = 0
     job: dict = field(default_factory=dict)
+    launch_confirmation: str = ""
     manifest_hash: str = ""
     monitor: list[dict] = field(default_factory=list)  # samples: {t, updates, rows, completed, done, ...}
     bots: dict = field(default_factory=dict)
@@ -183,8 +186,12 @@ def _journey(server, browser, artifacts: Path, tmp: Path) -> Journey:
 
     page.click("#design-parts .ok a")
     page.wait_for_url(re.compile(rf"/console/studies/{SLUG}/$"))
+    page.click("main >> text=Launch…")
+    page.wait_for_url(re.compile(rf"/console/studies/{SLUG}/launch$"))  # a confirmation first
+    journey.launch_confirmation = page.inner_text("main")
+    shot("launch-confirm")
     with page.expect_navigation():
-        page.click("text=Launch (freeze the manifest)")
+        page.click("text=Launch now")
     journey.manifest_hash = page.inner_text("#manifest-hash").strip()
     shot("launched")
 
@@ -340,6 +347,14 @@ def test_the_study_is_designed_with_both_conditions_and_launched_with_its_manife
     assert journey.db["tasks"] == [[BANK_NAME, ITEMS_PER_CONDITION, 60]]
     assert re.fullmatch(r"[0-9a-f]{64}", journey.manifest_hash), journey.manifest_hash
     assert journey.manifest_hash == journey.db["manifest_hash"]
+
+
+def test_launching_asked_for_confirmation_first(journey):
+    text = journey.launch_confirmation
+    assert "Launching freezes the study" in text and "The design can no longer be edited" in text
+    # The conditions as participants get them: the order they were added in, fixed.
+    assert "in this order (fixed)" in text
+    assert text.index("Unaided (unaided") < text.index("Assisted (assisted")
 
 
 def test_the_bots_finish_without_errors(journey):

@@ -1,3 +1,4 @@
+import html
 import io
 import json
 import zipfile
@@ -257,3 +258,15 @@ def test_a_running_job_polls_with_htmx_and_refreshes_without_js(client, staff):
     Job.objects.filter(pk=job.pk).update(status=Job.Status.DONE, finished_at=timezone.now())
     response = client.get(page, HTTP_HX_REQUEST="true")
     assert response["HX-Trigger"] == "jobFinished" and 'hx-trigger="every 1s"' not in response.content.decode()
+
+
+def test_a_csv_missing_several_columns_names_them_all_on_the_job_page(
+    client, staff, django_capture_on_commit_callbacks
+):
+    client.force_login(staff)
+    csv_text = "id,text,option_a,answer\nq1,Is ice cold?,yes,A\n"
+    response = upload(client, "mine.csv", csv_text.encode(), django_capture_on_commit_callbacks)
+    job = Job.objects.get()
+    assert job.status == Job.Status.FAILED
+    body = html.unescape(client.get(response["Location"]).content.decode())
+    assert "mine.csv:1: unknown column 'text'; missing columns 'question', 'option_b'" in body

@@ -587,3 +587,21 @@ def test_the_study_page_and_the_preview_show_what_participants_read(client, alic
         assert "1 question, every answer right to go on; screened out (screen-out code) after 2 attempts" in body
         assert '<strong title="the right answer">No</strong>' in body
         assert "“No outside help.”" in body and "no instructions (participants still see a page between blocks)" in body
+
+
+def test_a_task_keeps_stories_apart_only_when_the_bank_has_enough_of_them(client, study, alice):
+    from oversight.banks.models import Passage
+
+    bank = study.tasks.get().bank
+    passage = Passage.objects.create(bank=bank, external_id="P1", title="One story", text="…", content_hash="p1")
+    bank.items.update(passage=passage)  # all 12 items on one story
+    client.force_login(alice)
+    edit = url("task_edit", study, pk=study.tasks.get().pk)
+    assert "Keep each story in one condition" in client.get(edit).content.decode()
+    body = client.post(edit, task_data(study, separate_stories="on")).content.decode()
+    assert "keeping each story in one condition, 2 samples of 3 cannot be drawn" in body
+    assert study.tasks.get().separate_stories is False
+    second = Passage.objects.create(bank=bank, external_id="P2", title="Two", text="…", content_hash="p2")
+    bank.items.filter(external_id__in=[f"{bank.name}:{i}" for i in range(6)]).update(passage=second)
+    assert client.post(edit, task_data(study, separate_stories="on")).status_code == 302
+    assert study.tasks.get().separate_stories is True

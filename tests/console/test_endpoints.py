@@ -1,7 +1,12 @@
+import html
+import json
+import re
+
 import pytest
 from django.urls import reverse
 
-from oversight.core.models import ModelEndpoint
+from oversight.core.models import Collaborator, ModelEndpoint, StudyLogEntry
+from oversight.core.services.studies import study_close, study_launch
 from oversight_dev.faketgi import FakeTGI
 from tests.factories import make_study
 
@@ -187,3 +192,165 @@ def test_testing_a_simulated_endpoint_says_so(client, staff):
         reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true"
     ).content.decode()
     assert "simulated — no model is called" in body and "(simulated)" in body
+
+
+def probe_page(client, endpoint) -> str:
+    return client.post(
+        reverse("console:endpoint_test", kwargs={"pk": endpoint.pk}), HTTP_HX_REQUEST="true"
+    ).content.decode()
+
+
+def failed_request(body: str, request: str) -> str:
+    """The cells after a failed request's row head ("GET http://…/health")."""
+    row = re.search(rf'<tr class="bad"><td><code>{re.escape(request)}</code></td>(.*?)</tr>', body, re.S)
+    assert row, body
+    return row.group(1)
+
+
+def test_a_failed_reply_shows_the_status_the_error_and_the_url_tried(client, staff):
+    client.force_login(staff)
+    with FakeTGI(http_status=500, error_message="CUDA out of memory") as tgi:
+        endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=5)
+        body = probe_page(client, endpoint)
+    assert "probe bad" in body
+    # Each request with what came back: health and /info answered, the chat route failed with a 500.
+    assert f"GET {tgi.url}/health</code></td>\n            <td>200</td><td>ok</td>" in body
+    assert f"GET {tgi.url}/info</code></td>\n            <td>200</td><td>ok</td>" in body
+    row = failed_request(body, f"POST {tgi.url}/v1/chat/completions")
+    assert "<td>500</td>" in row and "CUDA out of memory" in row
+
+
+def test_an_unhealthy_server_shows_what_its_health_check_answered(client, staff):
+    client.force_login(staff)
+    with FakeTGI(unhealthy=True) as tgi:
+        endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, request_timeout_s=5)
+        body = probe_page(client, endpoint)
+    assert "not healthy" in body and "probe bad" in body
+    row = failed_request(body, f"GET {tgi.url}/health")
+    assert "<td>503</td>" in row and "HTTP 503 Service Unavailable" in row
+
+
+def test_an_unreachable_server_shows_the_url_tried_and_the_connection_error(client, staff):
+    client.force_login(staff)
+    with FakeTGI(down=True) as tgi:
+        endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url + "/", request_timeout_s=2)
+        body = probe_page(client, endpoint)
+    row = failed_request(body, f"GET {tgi.url}/health")
+    assert "<td>—</td>" in row and "not reachable" in row and "Connection refused" in row
+    assert "/info" not in body  # nothing more is tried once the server cannot be reached
+
+
+def test_the_health_check_sends_the_endpoint_s_token(client, staff):
+    client.force_login(staff)
+    with FakeTGI() as tgi:
+        endpoint = ModelEndpoint.objects.create(name="gpu", kind="tgi", base_url=tgi.url, token="s3cret")
+        probe_page(client, endpoint)
+        requests = tgi.requests
+    assert {r.path: r.headers.get("authorization") for r in requests if r.method == "GET"} == {
+        "/health": "Bearer s3cret",
+        "/info": "Bearer s3cret",
+    }
+
+
+# --- An endpoint a live study uses: only its owners change it, and every change is in the study's log ------------
+
+
+@pytest.fixture
+def alices_live_study(staff, bob, charlie):
+    """alice (staff) owns a live study on an endpoint; bob (staff) edits it with her; charlie (staff) is outside."""
+    study = make_study(slug="alices", owner=staff)
+    for user in (bob, charlie):
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    Collaborator.objects.create(study=study, user=bob, role=Collaborator.Role.EDITOR)
+    endpoint = study.conditions.get(kind="assisted").endpoint
+    ModelEndpoint.objects.filter(pk=endpoint.pk).update(
+        kind="tgi", base_url="http://gpu-a.lab:8080", token="old-secret", simulation={}
+    )
+    return study
+
+
+def served(**overrides):
+    defaults = {"name": "alices sim", "kind": "tgi", "base_url": "http://gpu-b.lab:8080", "simulation": ""}
+    return form_data(**{**defaults, **overrides})
+
+
+@pytest.mark.parametrize("who", ["bob", "charlie"])
+def test_only_the_owner_of_a_live_study_changes_its_endpoint(client, alices_live_study, who, request):
+    endpoint = alices_live_study.conditions.get(kind="assisted").endpoint
+    client.force_login(request.getfixturevalue(who))
+    edit = reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk})
+    page = client.get(edit)
+    assert page.status_code == 403
+    assert "Only a study&#x27;s owner can change the endpoint" in page.content.decode()
+    assert (
+        "“Study alices” (alice)" in html.unescape(page.content.decode())
+        and 'name="base_url"' not in page.content.decode()
+    )
+    assert client.post(edit, served()).status_code == 403
+    endpoint.refresh_from_db()
+    assert endpoint.base_url == "http://gpu-a.lab:8080" and endpoint.token == "old-secret"
+    assert not alices_live_study.log_entries.filter(action="endpoint").exists()
+    # The list says it is locked instead of linking to the form.
+    listing = client.get(reverse("console:endpoints")).content.decode()
+    assert "locked" in listing and f'href="{edit}"' not in listing
+
+
+def test_the_owner_changes_it_and_the_change_is_in_the_study_s_log_without_the_token(client, alices_live_study, staff):
+    endpoint = alices_live_study.conditions.get(kind="assisted").endpoint
+    client.force_login(staff)
+    edit = reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk})
+    assert f'href="{edit}"' in client.get(reverse("console:endpoints")).content.decode()
+    assert client.post(edit, served(token="new-secret")).status_code == 302
+    endpoint.refresh_from_db()
+    assert (endpoint.base_url, endpoint.token) == ("http://gpu-b.lab:8080", "new-secret")
+    entry = alices_live_study.log_entries.get(action="endpoint")
+    assert (entry.actor_name, entry.summary) == ("alice", "Model endpoint “alices sim” changed: Base URL, Token")
+    assert entry.changes == [
+        {"field": "base_url", "label": "Base URL", "before": "http://gpu-a.lab:8080", "after": "http://gpu-b.lab:8080"},
+        {"field": "token", "label": "Token", "before": "set", "after": "replaced"},
+    ]
+    page = client.get(reverse("console:study", kwargs={"slug": "alices"})).content.decode()
+    assert "http://gpu-b.lab:8080" in page and "secret" not in page
+    assert "secret" not in json.dumps(list(StudyLogEntry.objects.values()), default=str)
+
+
+def test_a_superuser_may_change_any_endpoint(client, alices_live_study, django_user_model):
+    endpoint = alices_live_study.conditions.get(kind="assisted").endpoint
+    admin = django_user_model.objects.create_superuser("root", "root@example.org", "root-password-1")
+    client.force_login(admin)
+    assert client.post(reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk}), served()).status_code == 302
+    assert alices_live_study.log_entries.get(action="endpoint").actor_name == "root"
+
+
+def test_the_owner_of_one_of_two_live_studies_may_not_change_their_shared_endpoint(
+    client, alices_live_study, staff, charlie
+):
+    endpoint = alices_live_study.conditions.get(kind="assisted").endpoint
+    other = make_study(slug="charlies", owner=charlie, endpoint=False, launch=False)
+    other.conditions.filter(kind="assisted").update(endpoint=endpoint)
+    study_launch(study=other)
+    client.force_login(staff)
+    page = client.post(reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk}), served())
+    assert page.status_code == 403 and "“Study charlies” (charlie)" in html.unescape(page.content.decode())
+
+
+def test_an_endpoint_of_drafts_and_closed_studies_is_any_staff_s_and_drafts_log_the_change(
+    client, alices_live_study, charlie
+):
+    endpoint = alices_live_study.conditions.get(kind="assisted").endpoint
+    study_close(study=alices_live_study)
+    draft = make_study(slug="draft", owner=charlie, launch=False, endpoint=False)
+    draft.conditions.filter(kind="assisted").update(endpoint=endpoint)
+    client.force_login(charlie)
+    assert client.post(reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk}), served()).status_code == 302
+    assert draft.log_entries.get(action="endpoint").summary == "Model endpoint “alices sim” changed: Base URL"
+    assert not alices_live_study.log_entries.filter(action="endpoint").exists()  # a closed study calls no model
+
+
+def test_saving_an_endpoint_unchanged_records_nothing(client, alices_live_study, staff):
+    endpoint = alices_live_study.conditions.get(kind="assisted").endpoint
+    client.force_login(staff)
+    unchanged = served(base_url="http://gpu-a.lab:8080")  # the token left empty keeps the stored one
+    assert client.post(reverse("console:endpoint_edit", kwargs={"pk": endpoint.pk}), unchanged).status_code == 302
+    assert not alices_live_study.log_entries.filter(action="endpoint").exists()

@@ -112,3 +112,47 @@ def test_a_live_study_cannot_be_launched_again_but_can_be_closed_and_cloned():
     assert clone.status == Study.Status.DRAFT and clone.manifest is None
     assert clone.conditions.count() == 2 and clone.tasks.count() == 1
     assert Condition.objects.filter(study=study).count() == 2
+
+
+def test_cloning_leaves_the_caller_s_study_object_as_the_original():
+    study = make_study()
+    clone = study_clone(study=study, slug="unit-2")
+    assert (study.pk, study.slug, study.status) != (clone.pk, clone.slug, clone.status)
+    assert study.slug == "unit" and study.status == Study.Status.LIVE and study.manifest_hash
+
+
+def story_study(stories: int, per_story: int = 4, **task_fields) -> Study:
+    """A draft whose only task draws from a bank of `stories` passages with `per_story` items each."""
+    from oversight.banks.models import Bank, Item, Passage
+
+    study = make_study(slug=f"stories-{stories}", launch=False)
+    bank = Bank.objects.create(name=f"Stories {stories}")
+    for s in range(stories):
+        passage = Passage.objects.create(bank=bank, external_id=f"S{s}", title=f"S{s}", text="…", content_hash=str(s))
+        for q in range(per_story):
+            Item.objects.create(
+                bank=bank, external_id=f"S{s}_{q}", text="Q", options=["a", "b", "c", "d"], gold_index=q % 4,
+                passage=passage, content_hash=f"{s}{q}",
+            )  # fmt: skip
+    study.tasks.update(bank=bank, **task_fields)
+    return study
+
+
+def test_separate_stories_give_each_condition_its_own_stories():
+    study = study_launch(study=story_study(2, sample_size=2, separate_stories=True))
+    stories = {
+        c.name: set(c.condition_items.values_list("item__passage__external_id", flat=True))
+        for c in study.conditions.all()
+    }
+    assert len(stories["Assisted"]) == len(stories["Unaided"]) == 1 and not stories["Assisted"] & stories["Unaided"]
+    assert study.manifest["tasks"][0]["separate_stories"] is True
+
+
+def test_too_few_stories_to_keep_apart_is_a_launch_problem_in_words():
+    study = story_study(1, per_story=8, sample_size=2, separate_stories=True)
+    (problem,) = study_design_problems(study)
+    assert problem.startswith("Task “Main”: keeping each story in one condition, 2 samples of 2 cannot be drawn")
+    with pytest.raises(StudyDesignError, match="keeping each story in one condition"):
+        study_launch(study=study)
+    Task.objects.filter(study=study).update(separate_stories=False)
+    assert study_design_problems(study) == []  # items alone would do

@@ -176,20 +176,28 @@ def _parse_csv(builder: _Builder, text: str) -> None:
     records = csv_records(builder.file, text)
     header_line, header = next(records, (1, []))
     columns = [name.strip().lower() for name in header]
+    # Every problem with the header at once: a researcher fixing a spreadsheet should not learn of them one by one.
     known = set(CSV_REQUIRED) | set(CSV_OPTIONAL)
-    for name in columns:
-        if name not in known and not (name.startswith(META_PREFIX) and len(name) > len(META_PREFIX)):
-            builder.fail(
-                header_line,
-                f"unknown column {name!r}; columns are {', '.join((*CSV_REQUIRED, *CSV_OPTIONAL))} "
-                f"and {META_PREFIX}<name> for metadata",
-            )
+    unknown = [
+        name
+        for name in dict.fromkeys(columns)
+        if name not in known and not (name.startswith(META_PREFIX) and len(name) > len(META_PREFIX))
+    ]
     duplicates = sorted({name for name in columns if columns.count(name) > 1})
-    if duplicates:
-        builder.fail(header_line, f"column {duplicates[0]!r} appears twice")
     missing = [name for name in CSV_REQUIRED if name not in columns]
+    problems = []
+    if unknown:
+        problems.append(f"unknown {_columns(unknown)}")
+    if duplicates:
+        problems.append(f"{_columns(duplicates)} {'appears' if len(duplicates) == 1 else 'appear'} twice")
     if missing:
-        builder.fail(header_line, f"missing column {missing[0]!r} (the header row is required)")
+        problems.append(f"missing {_columns(missing)} (the header row is required)")
+    if problems:
+        if unknown or missing:
+            problems.append(
+                f"columns are {', '.join((*CSV_REQUIRED, *CSV_OPTIONAL))} and {META_PREFIX}<name> for metadata"
+            )
+        builder.fail(header_line, "; ".join(problems))
     option_columns = [name for name in OPTION_COLUMNS if name in columns]
     if option_columns != list(OPTION_COLUMNS[: len(option_columns)]):
         builder.fail(header_line, f"option columns must run option_a, option_b, … without gaps; found {option_columns}")
@@ -199,6 +207,10 @@ def _parse_csv(builder: _Builder, text: str) -> None:
             builder.fail(line, f"expected {len(columns)} columns (as in the header), found {len(row)}")
         values = dict(zip(columns, row, strict=True))
         builder.add_item(line, _csv_item(builder, line, values, option_columns))
+
+
+def _columns(names: list[str]) -> str:
+    return ("column " if len(names) == 1 else "columns ") + ", ".join(repr(name) for name in names)
 
 
 def _csv_item(builder: _Builder, line: int, values: dict[str, str], option_columns: list[str]) -> ParsedItem:
@@ -259,9 +271,9 @@ def _jsonl_item(builder: _Builder, line: int, record) -> ParsedItem:
     unknown = sorted(set(record) - JSONL_KEYS)
     if unknown:
         fail(line, f"unknown key {unknown[0]!r}; keys are {', '.join(sorted(JSONL_KEYS))}")
-    for key in ("id", "question", "options"):
-        if key not in record:
-            fail(line, f"missing {key!r}")
+    missing = [key for key in ("id", "question", "options") if key not in record]
+    if missing:
+        fail(line, f"missing {', '.join(repr(key) for key in missing)}")
 
     external_id = record["id"]
     if isinstance(external_id, bool) or not isinstance(external_id, str | int):

@@ -6,8 +6,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from oversight.core.models import Condition, Exclusion, Participant, Study, Trial
+from oversight.core.models import Condition, Exclusion, Participant, Study, StudyLogEntry, Trial
 from oversight.core.services.participants import catch_pass_rate
+from oversight.core.services.study_log import study_log_add
 
 RULES = {
     "manual": "Excluded by hand",
@@ -32,14 +33,30 @@ def exclusion_add(*, participant: Participant, reason: str, rule: str, by) -> Ex
     existing = Exclusion.objects.filter(participant=participant, revoked_at__isnull=True).first()
     if existing:
         return existing
-    return Exclusion.objects.create(participant=participant, reason=reason, rule=rule, created_by=by)
+    exclusion = Exclusion.objects.create(participant=participant, reason=reason, rule=rule, created_by=by)
+    study_log_add(
+        study=participant.study,
+        action=StudyLogEntry.Action.EXCLUSION,
+        by=by,
+        summary=f"P{participant.pk} excluded from analysis ({RULES[rule].lower()})",
+        changes=[{"field": "reason", "label": "Reason", "before": "", "after": reason}],
+    )
+    return exclusion
 
 
+@transaction.atomic
 def exclusion_revoke(*, exclusion: Exclusion, by, now=None) -> Exclusion:
-    Exclusion.objects.filter(pk=exclusion.pk, revoked_at__isnull=True).update(
+    revoked = Exclusion.objects.filter(pk=exclusion.pk, revoked_at__isnull=True).update(
         revoked_at=now or timezone.now(), revoked_by=by
     )
     exclusion.refresh_from_db()
+    if revoked:
+        study_log_add(
+            study=exclusion.participant.study,
+            action=StudyLogEntry.Action.EXCLUSION,
+            by=by,
+            summary=f"P{exclusion.participant_id} included in analysis again (exclusion revoked)",
+        )
     return exclusion
 
 

@@ -122,10 +122,19 @@ def assign_conditions(participant: Participant) -> list[int]:
                 if cid in counts:
                     counts[cid] += 1
         return [min(conditions, key=lambda cid: (counts[cid], conditions.index(cid)))]
+    orders = condition_orders(study, conditions)
+    return orders[enrolled.count() % len(orders)] if conditions else []
+
+
+def condition_orders(study: Study, conditions: list) -> list[list]:
+    """The orders in which participants get `conditions` (the study's, in position order): one order when it is
+    fixed; when counterbalanced, every rotation, the k-th participant to consent getting rotation k mod n;
+    between-subject, one condition each. What the console shows is what `assign_conditions` does."""
+    if study.design == Study.Design.BETWEEN:
+        return [[c] for c in conditions]
     if study.order == Study.Order.COUNTERBALANCED and conditions:
-        shift = enrolled.count() % len(conditions)
-        return conditions[shift:] + conditions[:shift]
-    return conditions
+        return [conditions[shift:] + conditions[:shift] for shift in range(len(conditions))]
+    return [list(conditions)]
 
 
 def create_trials(participant: Participant) -> list[Trial]:

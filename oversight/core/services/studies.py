@@ -7,7 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from oversight.banks.sampling import sample_disjoint, sample_items
-from oversight.core.models import Condition, ConditionItem, Study, Task
+from oversight.core.models import Condition, ConditionItem, Study, StudyLogEntry, Task
+from oversight.core.services.study_log import study_log_add
 
 
 class StudyDesignError(ValueError):
@@ -55,7 +56,7 @@ def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task
     for condition in conditions:
         if condition.kind == Condition.Kind.ASSISTED and condition.endpoint is None:
             problems.append(f"The assisted condition “{condition.name}” needs a model endpoint.")
-    for task in tasks:
+    for index, task in enumerate(tasks):
         filters = _filters(task)
         available = task.bank.items.filter(**_orm_filters(filters)).count()
         if task.role == Task.Role.SCORED and study.disjoint_samples and conditions:
@@ -65,12 +66,34 @@ def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task
                     f"Task “{task.name}”: {len(conditions)} disjoint samples of {task.sample_size} need "
                     f"{needed} items but the bank has {available} matching items."
                 )
+            elif task.separate_stories:
+                # Whether whole stories fill every condition depends on the draw itself: make it (nothing is
+                # stored), with the seed the launch will use.
+                try:
+                    sample_disjoint(
+                        bank=task.bank,
+                        sizes=[task.sample_size] * len(conditions),
+                        seed=_task_seed(study, index),
+                        separate_passages=True,
+                        **filters,
+                    )
+                except ValueError:
+                    problems.append(
+                        f"Task “{task.name}”: keeping each story in one condition, {len(conditions)} samples of "
+                        f"{task.sample_size} cannot be drawn from the stories of “{task.bank.name}”; draw fewer "
+                        f"items per condition or allow a story in several conditions."
+                    )
         elif task.sample_size > available:
             problems.append(
                 f"Task “{task.name}”: a sample of {task.sample_size} is larger than the {available} matching "
                 f"items in “{task.bank.name}”."
             )
     return problems
+
+
+def _task_seed(study: Study, index: int) -> int:
+    # Each task gets its own seed stream so adding a task does not reshuffle the others.
+    return study.sample_seed * 1000 + index
 
 
 def _filters(task: Task) -> dict:
@@ -95,8 +118,9 @@ def _orm_filters(filters: dict) -> dict:
 
 
 @transaction.atomic
-def study_launch(*, study: Study, now=None) -> Study:
-    """Draw every sample, freeze the manifest and go live. Items are fixed from here on."""
+def study_launch(*, study: Study, now=None, by=None) -> Study:
+    """Draw every sample, freeze the manifest and go live. Items are fixed from here on. `by`: who launched it
+    (the study's log)."""
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.status != Study.Status.DRAFT:
         raise StudyDesignError("Only a draft study can be launched.")
@@ -108,13 +132,16 @@ def study_launch(*, study: Study, now=None) -> Study:
     study.condition_items.all().delete()
     rows = []
     for index, task in enumerate(study.tasks.select_related("bank")):
-        # Each task gets its own seed stream so adding a task does not reshuffle the others.
-        seed = study.sample_seed * 1000 + index
+        seed = _task_seed(study, index)
         filters = _filters(task)
         if task.role == Task.Role.SCORED:
             if study.disjoint_samples:
                 samples = sample_disjoint(
-                    bank=task.bank, sizes=[task.sample_size] * len(conditions), seed=seed, **filters
+                    bank=task.bank,
+                    sizes=[task.sample_size] * len(conditions),
+                    seed=seed,
+                    separate_passages=task.separate_stories,
+                    **filters,
                 )
             else:
                 shared = sample_items(bank=task.bank, n=task.sample_size, seed=seed, **filters)
@@ -137,6 +164,13 @@ def study_launch(*, study: Study, now=None) -> Study:
     study.status = Study.Status.LIVE
     study.launched_at = now or timezone.now()
     study.save(update_fields=["manifest", "manifest_hash", "status", "launched_at"])
+    n_items = sum(len(items) for items in study.manifest["items"].values())
+    study_log_add(
+        study=study,
+        action=StudyLogEntry.Action.LAUNCHED,
+        by=by,
+        summary=f"Launched: {n_items} items drawn, manifest frozen (sha256 {study.manifest_hash[:12]}…)",
+    )
     return study
 
 
@@ -197,6 +231,7 @@ def build_manifest(study: Study) -> dict:
                 "splits": t.splits,
                 "subjects": t.subjects,
                 "difficult_only": t.difficult_only,
+                "separate_stories": t.separate_stories,
             }
             for t in study.tasks.select_related("bank")
         ],
@@ -226,21 +261,25 @@ def manifest_hash(manifest: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def study_close(*, study: Study, now=None) -> Study:
+@transaction.atomic
+def study_close(*, study: Study, now=None, by=None) -> Study:
     updated = Study.objects.filter(pk=study.pk, status=Study.Status.LIVE).update(
         status=Study.Status.CLOSED, closed_at=now or timezone.now()
     )
     if not updated:
         raise StudyDesignError("Only a live study can be closed.")
     study.refresh_from_db()
+    study_log_add(study=study, action=StudyLogEntry.Action.CLOSED, by=by, summary="Closed: no more answers accepted")
     return study
 
 
 @transaction.atomic
 def study_clone(*, study: Study, slug: str, title: str | None = None, owner=None) -> Study:
-    """A new draft with the same design (not the same participants or samples)."""
+    """A new draft with the same design (not the same participants or samples). `study` itself is left as it is."""
+    study = Study.objects.get(pk=study.pk)  # a fresh copy becomes the clone: the caller's object stays the original
     tasks = list(study.tasks.all())
     conditions = list(study.conditions.all())
+    original = f"“{study.title}” ({study.slug})"
     study.pk = None
     study.id = None
     study.slug = slug
@@ -258,4 +297,5 @@ def study_clone(*, study: Study, slug: str, title: str | None = None, owner=None
         obj.id = None
         obj.study = study
         obj.save()
+    study_log_add(study=study, action=StudyLogEntry.Action.CREATED, by=owner, summary=f"Cloned from {original}")
     return study

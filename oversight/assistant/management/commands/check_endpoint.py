@@ -40,5 +40,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  serves:   {json.dumps(limits)}")
         if result.get("reply") is not None:
             self.stdout.write(f"  reply:    {result['reply']!r} in {result['latency_ms']} ms")
-        if result.get("error"):
-            raise CommandError(result["error"])
+        for check in result.get("checks", []):
+            status = check["status"] if check["status"] is not None else "no answer"
+            self.stdout.write(f"  {check['method']:<5} {check['url']} → {status}: {check['error'] or 'ok'}")
+        if result.get("error") or not result["healthy"]:
+            raise CommandError(result["error"] or "The server answered, but /health says it is not healthy.")

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from oversight.banks import importers
-from oversight.core.demo import DEMO_RESEARCHER, DEMO_STUDY_SLUG
+from oversight.core.demo import DEMO_PATH, DEMO_PROLIFIC_QUERY, DEMO_RESEARCHER, DEMO_STUDY_SLUG
 from oversight.core.models import Condition, ModelEndpoint, Study, Task
 from oversight.core.services.studies import study_launch
 
@@ -49,8 +49,18 @@ class Command(BaseCommand):
         parser.add_argument("--mmlu-time-limit", type=int, default=90, help="seconds per MMLU-style item")
         parser.add_argument("--quality-time-limit", type=int, default=180, help="seconds per QuALITY item")
         parser.add_argument("--prolific-url", default="", help="completion URL (Prolific) for the demo study")
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the server will answer")
+        parser.add_argument(
+            "--setup",
+            action="store_true",
+            help="first migrate the database and collect the static files, in this same process (make run: one "
+            "Django start-up instead of three)",
+        )
 
     def handle(self, *args, **options):
+        if options["setup"]:
+            call_command("migrate", interactive=False, verbosity=0)
+            call_command("collectstatic", interactive=False, verbosity=0)
         with transaction.atomic():
             study = self._seed(options)
         # The model-alone baseline, so the first report shows all three numbers of the sandwich (by name: core does
@@ -58,8 +68,10 @@ class Command(BaseCommand):
         call_command("demo_baselines", study.slug, stdout=self.stdout)
         username, password = DEMO_RESEARCHER
         self.stdout.write(self.style.SUCCESS("Demo ready."))
-        base = "http://127.0.0.1:8000"
-        self.stdout.write(f"  Participant demo link:  {base}/s/{study.slug}/?PROLIFIC_PID=demo-participant")
+        base = options["base_url"].rstrip("/")
+        prolific = DEMO_PROLIFIC_QUERY.format(id="<any id>")
+        self.stdout.write(f"  Participant demo link:  {base}{DEMO_PATH}  (a new participant at each visit)")
+        self.stdout.write(f"  As from Prolific:       {base}{DEMO_PATH}?{prolific}  (the same id resumes)")
         self.stdout.write(f"  Researcher console:     {base}/console/  (login {username} / {password})")
 
     def _seed(self, options) -> Study:
@@ -144,6 +156,7 @@ class Command(BaseCommand):
             position=1,
             sample_size=2,
             time_limit_s=options["quality_time_limit"] or None,
+            separate_stories=True,  # the demo's two stories: one with the assistant, the other alone
         )
         Task.objects.create(
             study=study, bank=catch, name="Attention check", role=Task.Role.CATCH, position=2, sample_size=1
