@@ -62,7 +62,7 @@ def test_the_demo_link_makes_a_new_participant_at_each_visit(client):
         client.cookies.clear()
         assert "consent" in client.get(DEMO_LINK).content.decode().lower()
         response = client.post(DEMO_LINK, {"consent": "yes"})
-        assert response.status_code == 302 and "/s/p/" in response["Location"]
+        assert response.status_code == 303 and "/s/p/" in response["Location"]
     study = Study.objects.get(slug=DEMO_STUDY_SLUG)
     assert study.participants.filter(external_id="", status="active").count() == 2
 
@@ -78,7 +78,7 @@ def test_the_home_page_has_a_prolific_style_form_whose_id_resumes(client):
     client.cookies.clear()  # the same id, later, from another browser: back to where they were
     assert "Welcome back" in client.get(DEMO_LINK, query).content.decode()
     again = client.post(DEMO_LINK + "?" + urlencode(query), {"consent": "yes", **query})
-    assert first.status_code == again.status_code == 302 and again["Location"] == first["Location"]
+    assert first.status_code == again.status_code == 303 and again["Location"] == first["Location"]
     assert Study.objects.get(slug=DEMO_STUDY_SLUG).participants.filter(external_id="prolific:alice-1").count() == 1
 
 
