@@ -33,6 +33,7 @@ from oversight.analysis.metrics import (
     condition_series,
     point_vote,
 )
+from oversight.analysis.protocols import has_protocols, protocol_markdown, protocol_section, sandwich_only
 from oversight.analysis.tables import (
     ASSISTED,
     DISTRIBUTION,
@@ -130,6 +131,8 @@ def analysed_trials(tables: StudyTables, *, apply_exclusions: bool) -> list[Tria
 def build_report(tables: StudyTables, *, seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES) -> Report:
     if resamples < 0:
         raise ValueError("resamples must be ≥ 0")
+    # Protocol conditions (consultancy, debate, …) have their own section; Table 1 is the sandwich's.
+    full, tables = tables, sandwich_only(tables)
     cols = trial_columns(tables)
     analysed = set(np.unique(cols.participant[cols.analysable & ~cols.pilot]).tolist())
     # One BLAS thread: the bootstrap's products are many and small, so OpenBLAS's threads buy little, and on a
@@ -180,6 +183,9 @@ def build_report(tables: StudyTables, *, seed: int = DEFAULT_SEED, resamples: in
         "with_exclusions": primary,
         "without_exclusions": everyone,
     }
+    if has_protocols(full):
+        with threadpool_limits(limits=1, user_api="blas"):
+            data["protocols"] = protocol_section(full, seed=seed, resamples=resamples)
     return Report(data=_clean(data))
 
 
@@ -961,6 +967,8 @@ def render_markdown(data: dict) -> str:
             + ", ".join(f"P{p}" for p in people["screened_out_not_excluded"])
             + ".",
         ]
+    if "protocols" in data:
+        lines += ["", *protocol_markdown(data["protocols"])]
     lines += ["", "## Method", ""]
     for key in (
         "accuracy",

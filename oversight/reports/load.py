@@ -15,6 +15,7 @@ from oversight.assistant.models import ChatMessage
 from oversight.banks.models import Item
 from oversight.baselines.models import BaselineResult, BaselineRun
 from oversight.core.models import ConditionItem, Exclusion, Participant, Study, Trial
+from oversight.reports.protocols import load_protocol_tables
 
 
 def load_tables(study: Study) -> StudyTables:
@@ -136,6 +137,7 @@ def load_tables(study: Study) -> StudyTables:
         ),
         pilots=frozenset(participants.filter(is_pilot=True).values_list("id", flat=True)),
         participant_status=dict(participants.values_list("id", "status")),
+        protocols=load_protocol_tables(study),
     )
 
 
