@@ -213,4 +213,5 @@ def visible_so_far(raw: str, *, word_limit: int, scratchpad: bool) -> str:
             if _THINKING_OPEN.startswith(lowered[-k:]):
                 text = text[:-k]  # maybe the start of a scratchpad: hold it back until it is clear
                 break
-    return _cut(text.lstrip(), word_limit)[0]
+    # Whitespace after the last word waits for the next word: the word limit may cut there.
+    return _cut(text.lstrip(), word_limit)[0].rstrip()

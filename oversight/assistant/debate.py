@@ -306,20 +306,17 @@ def transcript_advance(*, transcript_id: int, now=None) -> Advanced:
             _running(transcript)
             return Advanced([], [job])
 
+        if _settle(transcript, turns):
+            if transcript.rounds_done >= settings.rounds:
+                _end(transcript, status=Transcript.Status.COMPLETE, ended_by=Transcript.EndedBy.ROUNDS, now=now)
+                return Advanced([], [], state=transcript_state(transcript))
+            if waiting_for_judge(transcript, settings, turns):
+                return Advanced([], [], state=transcript_state(transcript, turns))
         round_ = transcript.rounds_done + 1
         positions = range(len(transcript.speakers))
         done = {
             t.position for t in turns if t.role == Role.ADVOCATE and t.round == round_ and t.status == Status.COMPLETE
         }
-        if len(done) == len(positions):
-            transcript.rounds_done = round_
-            if round_ >= settings.rounds:
-                _end(transcript, status=Transcript.Status.COMPLETE, ended_by=Transcript.EndedBy.ROUNDS, now=now)
-                return Advanced([], [], state=transcript_state(transcript))
-            transcript.save(update_fields=["rounds_done"])
-            if waiting_for_judge(transcript, settings, turns):
-                return Advanced([], [], state=transcript_state(transcript, turns))
-            round_, done = round_ + 1, set()
         tries = Counter(t.position for t in turns if t.role == Role.ADVOCATE and t.round == round_)
         todo = [p for p in positions if p not in done]
         if any(tries[p] >= MAX_ATTEMPTS for p in todo):
@@ -337,6 +334,17 @@ def transcript_advance(*, transcript_id: int, now=None) -> Advanced:
             jobs.append(job)
         _running(transcript)
         return Advanced(payloads, jobs, state=transcript_state(transcript))
+
+
+def _settle(transcript: Transcript, turns: list[TranscriptTurn]) -> bool:
+    """Count the current round as done once every speaking position has a finished turn in it; True if it was."""
+    round_ = transcript.rounds_done + 1
+    done = {t.position for t in turns if t.role == Role.ADVOCATE and t.round == round_ and t.status == Status.COMPLETE}
+    if not transcript.speakers or len(done) < len(transcript.speakers):
+        return False
+    transcript.rounds_done = round_
+    transcript.save(update_fields=["rounds_done"])
+    return True
 
 
 def _running(transcript: Transcript) -> None:
@@ -375,6 +383,8 @@ def transcript_question(*, trial_id: int, text: str, client_id: str = "", now=No
         if client_id and (known := next((t for t in turns if t.client_id == client_id), None)):
             return Advanced([turn_payload(known, transcript.protocol)], [])
         settings = transcript.condition.protocol_settings()
+        if not any(t.status == Status.STREAMING for t in turns):
+            _settle(transcript, turns)
         if not settings.judge_questions:
             raise ChatRejected("In this condition the judge does not question the advocates.")
         if not waiting_for_judge(transcript, settings, turns):
