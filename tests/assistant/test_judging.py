@@ -173,3 +173,24 @@ async def test_after_a_web_process_died_mid_turn_the_judges_next_visit_writes_th
     await until(layer, channel, page, finished)
     statuses = sorted(t.status for t in (await stored(trial)).values())
     assert statuses == ["complete"] * 6 + ["interrupted"] * 2
+
+
+async def test_advocates_served_by_a_wire_exact_fake_tgi_debate_with_verified_quotes():
+    from oversight.core.models import ModelEndpoint
+    from oversight_dev.faketgi import AsyncFakeTGI
+
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=500, max_input_tokens=8000, max_total_tokens=10000) as tgi:
+        trial, layer, channel = await setup(protocol={"rounds": 1})
+        await sync_to_async(
+            lambda: ModelEndpoint.objects.update(kind="tgi", base_url=tgi.url, model_label="tgi", request_timeout_s=5)
+        )()
+        await judge_resume(trial=trial, reconnect=False)
+        page = Page()
+        await until(layer, channel, page, finished)
+        turns = sorted((await stored(trial)).values(), key=lambda t: t.position)
+        assert [t.status for t in turns] == ["complete", "complete"]
+        assert [t.content.split(",")[0] for t in turns] == ["The answer is A", "The answer is B"]
+        assert all(t.quotes and t.quotes[0]["verified"] and t.private.startswith("<thinking>") for t in turns)
+        assert all(t.model_id and t.completion_tokens for t in turns)
+        requests = [r.json for r in tgi.requests if r.path == "/v1/chat/completions"]
+        assert len(requests) == 2 and all(r["messages"][0]["role"] == "system" for r in requests)

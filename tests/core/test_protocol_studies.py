@@ -202,3 +202,31 @@ def test_practice_and_unaided_trials_show_no_transcript():
     kinds = Counter((t.role, t.condition.kind, t.transcript_id is not None) for t in participant.trials.all())
     assert kinds[("scored", "debate", True)] == 2 and kinds[("scored", "unaided", False)] == 2
     assert kinds[("practice", "debate", False)] == 2
+
+
+def test_a_protocol_judge_can_only_choose_one_of_the_two_answers_shown():
+    from oversight.core.services.trials import AnswerError, parse_answer, trial_show
+
+    study = make_protocol_study(conditions=(("debate", {}),), n_items=1)
+    trial = trial_show(trial=protocol_trials(join(study, "a"))[0])
+    shown = trial.transcript.options
+    hidden = next(i for i in range(4) if i not in shown)
+    assert (
+        parse_answer(trial=trial, data={"choice": shown[1], "confidence": "80"}, require_choice=True).choice == shown[1]
+    )
+    with pytest.raises(AnswerError, match="does not exist"):
+        parse_answer(trial=trial, data={"choice": hidden, "confidence": "80"}, require_choice=True)
+
+
+def test_a_protocol_judges_probabilities_are_over_the_two_answers_shown():
+    from oversight.core.services.trials import AnswerError, parse_answer, trial_show
+
+    study = make_protocol_study(conditions=(("debate", {}),), n_items=1, confidence_format="distribution")
+    trial = trial_show(trial=protocol_trials(join(study, "d"))[0])
+    first, second = trial.transcript.options
+    data = {"choice": second, f"p{first}": "30", f"p{second}": "70"}
+    answer = parse_answer(trial=trial, data=data, require_choice=True)
+    assert (answer.choice, answer.confidence) == (second, 70.0)
+    hidden = next(i for i in range(4) if i not in (first, second))
+    with pytest.raises(AnswerError, match="Only the two answers shown"):
+        parse_answer(trial=trial, data={"choice": first, f"p{first}": "30", f"p{hidden}": "70"}, require_choice=True)

@@ -8,7 +8,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from oversight.banks import importers
+from oversight.banks.models import Bank
 from oversight.core.demo import DEMO_RESEARCHER, DEMO_STUDY_SLUG
+from oversight.core.demo_protocols import seed_debate_demo
 from oversight.core.models import Condition, ModelEndpoint, Study, Task
 from oversight.core.services.studies import study_launch
 
@@ -38,10 +40,14 @@ class Command(BaseCommand):
         parser.add_argument("--mmlu-time-limit", type=int, default=90, help="seconds per MMLU-style item")
         parser.add_argument("--quality-time-limit", type=int, default=180, help="seconds per QuALITY item")
         parser.add_argument("--prolific-url", default="", help="completion URL (Prolific) for the demo study")
+        parser.add_argument("--debate", action="store_true", help="also a live consultancy and debate demo study")
 
     def handle(self, *args, **options):
         with transaction.atomic():
             study = self._seed(options)
+            if options["debate"]:
+                debate = seed_debate_demo(quality=Bank.objects.get(name="Demo QuALITY"), owner=study.owner)
+                self.stdout.write(f"  Debate demo study:      /s/{debate.slug}/")
         username, password = DEMO_RESEARCHER
         self.stdout.write(self.style.SUCCESS("Demo ready."))
         base = "http://127.0.0.1:8000"
