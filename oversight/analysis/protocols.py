@@ -108,6 +108,43 @@ class TurnRow:
     truncated: bool = False
 
 
+def turn_row(
+    *,
+    transcript_id: int,
+    condition_id: int,
+    round: int,
+    position: int | None,
+    speaker: str,
+    options: Sequence[int],
+    argues: Sequence[int],
+    gold: int | None,
+    quotes: Sequence[dict],
+    words: int,
+    truncated: bool,
+    budget: int,
+) -> TurnRow:
+    """A finished advocate turn as the analysis counts it, from its stored quotes (the database's or an export's)."""
+    if argues and position is not None and position < len(argues):
+        side = "correct" if options[argues[position]] == gold else "incorrect"
+    else:
+        side = "none"
+    return TurnRow(
+        transcript_id=transcript_id,
+        condition_id=condition_id,
+        round=round,
+        position=position or 0,
+        speaker=speaker,
+        side=side,
+        quotes=len(quotes),
+        verified=sum(bool(q.get("verified")) for q in quotes),
+        over_budget=sum(bool(q.get("over_budget")) for q in quotes),
+        quoted_words=sum(int(q.get("words") or 0) for q in quotes if not q.get("over_budget")),
+        budget=budget,
+        words=words,
+        truncated=truncated,
+    )
+
+
 @dataclass
 class ProtocolTables:
     judgements: list[JudgementRow] = field(default_factory=list)
@@ -501,7 +538,8 @@ def _transcript_stats(g: Grid, trials: list[TrialRow], judgements: dict, turns: 
 
 def _quote_table(turns: Sequence[TurnRow], key) -> dict:
     groups: dict[str, list[TurnRow]] = defaultdict(list)
-    for t in turns:
+    # In a fixed order, so the sums (floats) are the same whichever loader built the rows.
+    for t in sorted(turns, key=lambda t: (t.transcript_id, t.round, t.position)):
         groups[key(t)].append(t)
     table = {}
     for name, rows in sorted(groups.items()):

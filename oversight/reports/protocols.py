@@ -3,7 +3,7 @@ the quotes of its turns (`analysis.protocols`)."""
 
 from __future__ import annotations
 
-from oversight.analysis.protocols import JudgementRow, ProtocolTables, TurnRow
+from oversight.analysis.protocols import JudgementRow, ProtocolTables, turn_row
 from oversight.assistant.advocates import speaker_label
 from oversight.assistant.models import TranscriptTurn
 from oversight.core.models import Study, Transcript, Trial
@@ -48,26 +48,20 @@ def load_protocol_tables(study: Study) -> ProtocolTables | None:
         t = transcripts[turn.transcript_id]
         if t.condition_id not in budgets:
             budgets[t.condition_id] = ProtocolSettings.for_kind(t.condition.kind, t.condition.protocol).quote_budget
-        if t.argues and turn.position is not None:
-            side = "correct" if t.options[t.argues[turn.position]] == t.item.gold_index else "incorrect"
-        else:
-            side = "none"
-        quotes = turn.quotes or []
         turns.append(
-            TurnRow(
+            turn_row(
                 transcript_id=turn.transcript_id,
                 condition_id=t.condition_id,
                 round=turn.round,
-                position=turn.position or 0,
+                position=turn.position,
                 speaker=speaker_label(t.protocol, turn.position),
-                side=side,
-                quotes=len(quotes),
-                verified=sum(bool(q.get("verified")) for q in quotes),
-                over_budget=sum(bool(q.get("over_budget")) for q in quotes),
-                quoted_words=sum(int(q.get("words") or 0) for q in quotes if not q.get("over_budget")),
-                budget=budgets[t.condition_id],
+                options=t.options,
+                argues=t.argues,
+                gold=t.item.gold_index,
+                quotes=turn.quotes or [],
                 words=turn.words,
                 truncated=turn.truncated,
+                budget=budgets[t.condition_id],
             )
         )
     return ProtocolTables(judgements=judgements, turns=turns)
