@@ -306,12 +306,12 @@ def transcript_advance(*, transcript_id: int, now=None) -> Advanced:
             _running(transcript)
             return Advanced([], [job])
 
-        if _settle(transcript, turns):
-            if transcript.rounds_done >= settings.rounds:
-                _end(transcript, status=Transcript.Status.COMPLETE, ended_by=Transcript.EndedBy.ROUNDS, now=now)
-                return Advanced([], [], state=transcript_state(transcript))
-            if waiting_for_judge(transcript, settings, turns):
-                return Advanced([], [], state=transcript_state(transcript, turns))
+        if _settle(transcript, turns) and transcript.rounds_done >= settings.rounds:
+            _end(transcript, status=Transcript.Status.COMPLETE, ended_by=Transcript.EndedBy.ROUNDS, now=now)
+            return Advanced([], [], state=transcript_state(transcript))
+        # Asked whether or not this step settled the round: two turns finishing at once each take a step.
+        if waiting_for_judge(transcript, settings, turns):
+            return Advanced([], [], state=transcript_state(transcript, turns))
         round_ = transcript.rounds_done + 1
         positions = range(len(transcript.speakers))
         done = {

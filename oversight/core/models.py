@@ -293,7 +293,7 @@ class Transcript(models.Model):
     seed = models.BigIntegerField(default=0)
     # The protocol settings and advocates it was made under (protocols.settings_hash).
     settings_hash = models.CharField(max_length=64)
-    distractor_rule = models.CharField(max_length=48, blank=True)  # how the second answer was chosen
+    distractor_rule = models.CharField(max_length=80, blank=True)  # how the second answer was chosen
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     rounds_done = models.PositiveSmallIntegerField(default=0)
     ended_by = models.CharField(max_length=10, choices=EndedBy.choices, blank=True)

@@ -213,3 +213,14 @@ def test_a_turn_whose_process_died_keeps_its_partial_text_and_is_asked_again():
     assert TranscriptTurn.objects.get(pk=again.message_id).position == 0
     finish(again)
     assert generate_transcript(trial.transcript_id).status == "complete"
+
+
+def test_a_step_taken_after_the_round_was_settled_still_waits_for_the_judge():
+    # Two turns finishing at once each take a step (the web process's chat threads run them in parallel): the
+    # second step finds the round already counted and must wait for the judge all the same.
+    trial = shown_trial("interactive_debate", rounds=2)
+    for job in transcript_advance(transcript_id=trial.transcript_id).jobs:
+        finish(job)
+    assert transcript_advance(transcript_id=trial.transcript_id).state["waiting_for_judge"]
+    again = transcript_advance(transcript_id=trial.transcript_id)
+    assert again.jobs == [] and again.state["waiting_for_judge"]

@@ -59,7 +59,7 @@ def test_the_view_labels_answers_a_and_b_and_speakers_by_position():
     assert [t["speaker"] for t in view.turns] == ["Debater A", "Debater B"]
     html = render_transcript(view)
     assert html.count('class="speaker">Debater A<') == 1 and "Round 1" in html
-    assert view.story is None and "The survey ship" not in html  # the story stays hidden by default
+    assert view.story is None and 'class="story"' not in html  # the story stays hidden by default
 
 
 def test_the_story_is_shown_where_the_condition_lets_the_judge_see_it():

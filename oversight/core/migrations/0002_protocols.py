@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
                 ('chosen_by_model', models.BooleanField(default=False)),
                 ('seed', models.BigIntegerField(default=0)),
                 ('settings_hash', models.CharField(max_length=64)),
-                ('distractor_rule', models.CharField(blank=True, max_length=48)),
+                ('distractor_rule', models.CharField(blank=True, max_length=80)),
                 ('status', models.CharField(choices=[('pending', 'Not started'), ('running', 'Being generated'), ('complete', 'Complete'), ('failed', 'Failed')], default='pending', max_length=10)),
                 ('rounds_done', models.PositiveSmallIntegerField(default=0)),
                 ('ended_by', models.CharField(blank=True, choices=[('rounds', 'All rounds done'), ('judge', 'Ended early by the judge'), ('deadline', "The trial's time ran out")], max_length=10)),
