@@ -85,3 +85,15 @@ def test_the_loaded_rows_say_what_each_trial_showed_and_which_side_each_turn_arg
 
 def test_a_study_without_protocols_loads_no_protocol_rows():
     assert load_protocol_tables(make_study(slug="plain")) is None
+
+
+def test_the_consoles_report_bundle_and_every_plot_work_for_a_study_with_protocols(empty_cache):
+    from oversight.analysis import plots
+    from oversight.reports.services import report_bundle, report_plot_svg
+
+    study = make_protocol_study(slug="bundle", conditions=(("unaided", {}), ("debate", {"rounds": 1})), n_items=2)
+    run_bots_in_process(BotConfig(slug="bundle", participants=3, seed=2, timeout_rate=0.0, messages_per_item=0))
+    bundle = report_bundle(study=study, resamples=20)
+    assert [c["kind"] for c in bundle["report"]["protocols"]["with_exclusions"]["conditions"]] == ["unaided", "debate"]
+    for name in plots.PLOTS:
+        assert report_plot_svg(study=study, name=name, variant="with_exclusions", resamples=20).startswith("<?xml")
