@@ -366,6 +366,9 @@ class TrialInfo:
     is_catch: bool
     time_limit_s: int | None
     condition_kind: str
+    # A protocol trial (consultancy, debate, …): the two answers its judge was shown, as option indices.
+    options_shown: tuple[int, ...] | None = None
+    transcript_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -391,17 +394,21 @@ def decide(
     has_deadline: bool,
 ) -> Decision:
     """Pick an option (right with probability `accuracy`; catch items always right), a confidence that is
-    higher when right, and whether to let the deadline pass instead of submitting."""
+    higher when right, and whether to let the deadline pass instead of submitting. A protocol trial's judge
+    chooses between the two answers it was shown, with a confidence above one half."""
+    shown = info.options_shown
     if info.gold_index is None:  # unlabeled item: nothing to aim for
         choice, right = rng.randrange(info.n_options), False
     elif info.is_catch or rng.random() < accuracy:
         choice, right = info.gold_index, True
     else:
-        choice = rng.choice([i for i in range(info.n_options) if i != info.gold_index])
+        choice = rng.choice([i for i in (shown or range(info.n_options)) if i != info.gold_index])
         right = False
     confidence: float | None = None
+    if shown and slider:
+        slider = (max(slider[0], 50.0), slider[1])
     if confidence_levels:
-        levels = sorted(confidence_levels)
+        levels = sorted(level for level in confidence_levels if not shown or level > 50)
         weights = LIKERT_WEIGHTS_RIGHT if right else LIKERT_WEIGHTS_WRONG
         if len(levels) != len(weights):
             weights = tuple(range(1, len(levels) + 1)) if right else tuple(range(len(levels), 0, -1))
@@ -414,12 +421,16 @@ def decide(
     return Decision(choice=choice, confidence=confidence, time_out=time_out, intended_correct=right)
 
 
-def distribution_for(choice: int, confidence: float, n_options: int) -> dict[str, str]:
-    """For the "probability over all options" format: `confidence` on the choice, the rest spread evenly."""
-    confidence = max(confidence, 100 / n_options + 1)  # strictly the largest, so the server reads `choice`
+def distribution_for(
+    choice: int, confidence: float, n_options: int, among: tuple[int, ...] | None = None
+) -> dict[str, str]:
+    """For the "probability over all options" format: `confidence` on the choice, the rest spread evenly over the
+    other options (over the other shown answer only, `among`, for a protocol trial; 0 for the rest)."""
+    among = among or tuple(range(n_options))
+    confidence = max(confidence, 100 / len(among) + 1)  # strictly the largest, so the server reads `choice`
     rest = 100 - round(confidence)
-    others = [i for i in range(n_options) if i != choice]
-    values = {choice: round(confidence)}
+    others = [i for i in among if i != choice]
+    values = {i: 0 for i in range(n_options)} | {choice: round(confidence)}
     for k, i in enumerate(others):
         values[i] = rest // len(others) + (1 if k < rest % len(others) else 0)
     return {f"p{i}": str(v) for i, v in values.items()}
@@ -861,12 +872,14 @@ def _is_radio(form: Form, name: str) -> bool:
     return any(i.name == name and i.type == "radio" for i in form.inputs)
 
 
-def answer_data(decision, *, distribution: bool, n_options: int) -> dict[str, str]:
+def answer_data(
+    decision, *, distribution: bool, n_options: int, among: tuple[int, ...] | None = None
+) -> dict[str, str]:
     """The answer form's fields for a decision, as the page posts them."""
     if decision.confidence is None:
         return {"choice": str(decision.choice)}
     if distribution:
-        return distribution_for(decision.choice, decision.confidence, n_options)
+        return distribution_for(decision.choice, decision.confidence, n_options, among)
     return {"choice": str(decision.choice), "confidence": _fmt(decision.confidence)}
 
 
@@ -886,7 +899,9 @@ def _lookup_trial_sync(token: str, position: int) -> TrialInfo | None:
     from oversight.core.models import Trial
 
     trial = (
-        Trial.objects.select_related("item", "condition").filter(participant__token=token, position=position).first()
+        Trial.objects.select_related("item", "condition", "transcript")
+        .filter(participant__token=token, position=position)
+        .first()
     )
     return None if trial is None else trial_info(trial)
 
@@ -902,6 +917,8 @@ def trial_info(trial) -> TrialInfo:
         is_catch=trial.role == ConditionItem.Role.CATCH or trial.item.subject == ATTENTION_CHECK_SUBJECT,
         time_limit_s=trial.time_limit_s,
         condition_kind=trial.condition.kind,
+        options_shown=tuple(trial.transcript.options) if trial.transcript_id else None,
+        transcript_id=trial.transcript_id,
     )
 
 
@@ -1030,6 +1047,7 @@ class _Clock:
 def _in_process_bot(
     config: BotConfig, study, index: int, result: BotResult, clock: _Clock, latencies: list[float]
 ) -> None:
+    from oversight.assistant.selfplay import generate_transcript
     from oversight.core.models import Participant, Study, Trial
     from oversight.core.services.participants import current_trial, participant_complete, participant_join
     from oversight.core.services.trials import (
@@ -1079,8 +1097,12 @@ def _in_process_bot(
             slider=slider,
             has_deadline=info.time_limit_s is not None,
         )
-        data = answer_data(decision, distribution=distribution, n_options=info.n_options)
+        data = answer_data(decision, distribution=distribution, n_options=info.n_options, among=info.options_shown)
         trial = timed(trial_show, trial=trial, now=clock.now())
+        if info.transcript_id is not None:
+            # The judge reads the debate first: a per-trial transcript is written now, as the judge's page would
+            # have it streamed (a shared one was written before launch).
+            timed(generate_transcript, transcript_id=info.transcript_id)
         think(0.5)
         try:
             selection = parse_answer(trial=trial, data=data, require_choice=False)

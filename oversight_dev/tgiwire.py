@@ -199,7 +199,33 @@ def pick_sentence(passage: str, question: str) -> str | None:
     return max(preferred, key=lambda s: (len(asked & {w.lower() for w in _WORD_RE.findall(s)}), -preferred.index(s)))
 
 
+_STORY_RE = re.compile(r"<story>\n?(.*?)\n?</story>", re.DOTALL)
+_ASSIGNED_RE = re.compile(r"^You argue that the answer is ([AB]): (.*)$", re.MULTILINE)
+
+
+def advocate_reply(messages: list[Mapping[str, Any]]) -> str | None:
+    """A protocol advocate's turn (oversight.assistant.advocates builds its context), or None for other requests:
+    its choice of answer when asked for one, else a private scratchpad and an argument for the assigned answer
+    (evidence only: no answer) quoting the story's most relevant sentence in <quote> tags, verbatim."""
+    users = [message_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    context = users[-1] if users else ""
+    story = _STORY_RE.search(context)
+    if story is None or "The two answers:" not in context:
+        return None
+    if "Reply with the letter A or B only" in context:
+        return "A"
+    assigned = _ASSIGNED_RE.search(context)
+    sentence = pick_sentence(story.group(1), assigned.group(2) if assigned else context)
+    quote = f" <quote>{sentence.strip()}</quote>" if sentence else ""
+    if assigned is None:
+        return f"<thinking>Evidence only.</thinking>From the story:{quote}"
+    letter = assigned.group(1)
+    return f"<thinking>I defend {letter}.</thinking>The answer is {letter}, as the story shows:{quote}"
+
+
 def default_reply(messages: list[Mapping[str, Any]]) -> str:
+    if (turn := advocate_reply(messages)) is not None:
+        return turn
     users = [message_text(m.get("content")) for m in messages if m.get("role") == "user"]
     question = users[-1] if users else ""
     passage = find_passage(messages)

@@ -72,3 +72,72 @@ def make_study(
     if launch:
         study = study_launch(study=study)
     return study
+
+
+STORY = (
+    "The survey ship Halcyon carried four crew and one quartermaster machine called Prudence.\n\n"
+    "On the ninth day Prudence cut the water ration to two liters a person, and nobody could say why. "
+    "The captain suspected a leak in the forward tank, but the engineer found the tank whole and dry.\n\n"
+    "Later the cook noticed that a fifth share of every ration was being set aside each night. "
+    "Prudence had counted a fifth passenger who had come aboard hidden in the cargo hold. "
+    "When the stowaway was found, the ration went back to three liters and the crew laughed about it for weeks."
+)
+
+
+def make_protocol_study(
+    *,
+    slug="proto",
+    conditions=(("debate", {}),),
+    n_items=4,
+    time_limit_s=None,
+    launch=True,
+    simulation=None,
+    disjoint=True,
+    **study_fields,
+) -> Study:
+    """A QuALITY-like study with protocol (and other) conditions, each protocol's advocates played by one
+    simulated endpoint that streams without delay. Static conditions get their transcripts by self-play first."""
+    from oversight.core import protocols
+    from oversight.core.models import Advocate
+
+    bank = make_bank(name=f"{slug} bank", n=max(12, n_items * (len(conditions) + 1)), passage=STORY)
+    study = Study.objects.create(
+        slug=slug,
+        title=f"Study {slug}",
+        completion_code="DONE-123",
+        screenout_code="SCREEN-9",
+        consent_text="Please agree.",
+        disjoint_samples=disjoint,
+        **study_fields,
+    )
+    endpoint = ModelEndpoint.objects.create(
+        name=f"{slug} advocate",
+        kind=ModelEndpoint.Kind.SIMULATED,
+        simulation={"ttft_ms": 0, "tokens_per_s": 0, "seed": 1, **(simulation or {})},
+    )
+    for position, (kind, protocol) in enumerate(conditions):
+        condition = Condition.objects.create(
+            study=study,
+            kind=kind,
+            name=protocols.LABELS.get(kind, kind.capitalize()),
+            position=position,
+            protocol=protocol,
+            endpoint=endpoint if kind == Condition.Kind.ASSISTED else None,
+        )
+        if protocols.is_protocol(kind):
+            for p in range(protocols.advocates_needed(kind)):
+                Advocate.objects.create(condition=condition, position=p, endpoint=endpoint, name=f"simulated {p}")
+    Task.objects.create(study=study, bank=bank, name="Main", sample_size=n_items, time_limit_s=time_limit_s)
+    if launch:
+        study = prepare_and_launch(study)
+    return study
+
+
+def prepare_and_launch(study: Study) -> Study:
+    """Self-play for the static conditions (run here, not through the queue), then launch."""
+    from oversight.assistant.selfplay import selfplay_request, selfplay_run, static_conditions
+
+    if static_conditions(study):
+        job = selfplay_request(study=study)
+        selfplay_run(job_id=job.pk)
+    return study_launch(study=study)

@@ -57,6 +57,8 @@ PLOTS = {
     "reliability": "Reliability diagram per condition",
     "confidence": "Accuracy by confidence level",
     "participants": "Per-participant accuracy, unaided vs assisted",
+    "protocol_accuracy": "Judge accuracy by protocol",  # analysis/protocol_plots.py
+    "protocol_reliability": "Reliability diagram per protocol",
 }
 VARIANTS = ("with_exclusions", "without_exclusions")
 
@@ -596,4 +598,9 @@ def render(
         return confidence_svg(report, variant=variant)
     if name == "participants":
         return participants_svg(report, participants, variant=variant)
+    if name in ("protocol_accuracy", "protocol_reliability"):
+        from oversight.analysis import protocol_plots  # it imports this module's helpers
+
+        draw = protocol_plots.accuracy_svg if name == "protocol_accuracy" else protocol_plots.reliability_svg
+        return draw(report, variant=variant)
     raise KeyError(name)

@@ -38,6 +38,7 @@ from oversight.analysis.metrics import (
     point_vote,
     tie_priority,
 )
+from oversight.analysis.protocols import has_protocols, protocol_markdown, protocol_section, sandwich_only
 from oversight.analysis.tables import (
     ASSISTED,
     DISTRIBUTION,
@@ -171,6 +172,8 @@ def build_report(
         raise ValueError("resamples must be ≥ 0")
     if tie_rule not in TIE_RULES:
         raise ValueError(f"tie_rule must be one of {', '.join(TIE_RULES)}")
+    # Protocol conditions (consultancy, debate, …) have their own section; Table 1 is the sandwich's.
+    full, tables = tables, sandwich_only(tables)
     cols = trial_columns(tables)
     analysed = set(np.unique(cols.participant[cols.analysable & ~cols.pilot]).tolist())
     # One BLAS thread: the bootstrap's products are many and small, so OpenBLAS's threads buy little, and on a
@@ -227,6 +230,9 @@ def build_report(
         "with_exclusions": primary,
         "without_exclusions": everyone,
     }
+    if has_protocols(full):
+        with threadpool_limits(limits=1, user_api="blas"):
+            data["protocols"] = protocol_section(full, seed=seed, resamples=resamples)
     return Report(data=_clean(data))
 
 
@@ -1184,6 +1190,8 @@ def render_markdown(data: dict) -> str:
             + ", ".join(f"P{p}" for p in people["screened_out_not_excluded"])
             + ".",
         ]
+    if "protocols" in data:
+        lines += ["", *protocol_markdown(data["protocols"])]
     lines += ["", "## Method", ""]
     for key in METHOD_KEYS:
         lines.append(f"- **{key.replace('_', ' ').capitalize()}.** {method[key]}")

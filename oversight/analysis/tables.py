@@ -223,3 +223,5 @@ class StudyTables:
     excluded: frozenset[int] = frozenset()  # participants with an active (unrevoked) exclusion
     pilots: frozenset[int] = frozenset()
     participant_status: dict[int, str] = field(default_factory=dict)
+    # Protocol conditions (consultancy, debate, …): what each trial's transcript showed (`protocols.ProtocolTables`).
+    protocols: object | None = None

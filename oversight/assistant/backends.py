@@ -21,7 +21,8 @@ from huggingface_hub import AsyncInferenceClient
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import _http as hf_http
 
-from oversight.assistant.simulated import SimulatedItem, SimulationSettings, stream_simulated
+from oversight.assistant.simulated import SimulatedItem, SimulationSettings, stream_simulated, stream_text
+from oversight.assistant.simulated_advocate import AdvocateTurnSpec, simulated_advocate_reply
 
 HUMAN_MESSAGES = {
     "unavailable": "The assistant is not reachable right now.",
@@ -65,6 +66,9 @@ class GenerationRequest:
     sampling: dict = field(default_factory=dict)
     simulation: dict = field(default_factory=dict)
     item: SimulatedItem | None = None
+    # A protocol advocate's turn (simulated_advocate.AdvocateTurnSpec as a dict): the simulated assistant then
+    # argues, chooses or shows evidence instead of chatting. Real models get only `messages`.
+    advocate: dict | None = None
 
 
 def request_for_endpoint(endpoint, **fields) -> "GenerationRequest":
@@ -92,7 +96,14 @@ async def _stream_simulated(request: GenerationRequest) -> AsyncIterator[Chunk]:
     settings = SimulationSettings.from_dict(request.simulation)
     conversation = [m for m in request.messages if m["role"] != "system"]
     n = 0
-    async for token in stream_simulated(item=request.item, settings=settings, conversation=conversation):
+    if request.advocate is not None:
+        spec = AdvocateTurnSpec.from_dict(request.advocate)
+        tokens = stream_text(
+            simulated_advocate_reply(item=request.item, settings=settings, spec=spec), settings=settings
+        )
+    else:
+        tokens = stream_simulated(item=request.item, settings=settings, conversation=conversation)
+    async for token in tokens:
         n += 1
         yield Chunk(text=token)
     prompt_words = sum(len(m["content"].split()) for m in request.messages)

@@ -15,6 +15,8 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -37,8 +39,34 @@ log = logging.getLogger(__name__)
 FRAME_INTERVAL_S = 0.03  # coalesce tokens into ~30 ms frames: cheap to relay, still smooth to read
 FLUSH_INTERVAL_S = 0.5  # persist the growing replies (and heartbeat) this often
 
-_running: dict[int, asyncio.Task] = {}  # message id -> task; keeps tasks referenced until they finish
-_render = sync_to_async(message_payload, thread_sensitive=False)  # Markdown + sanitising: CPU, no database
+_running: dict[int | str, asyncio.Task] = {}  # live key -> task; keeps tasks referenced until they finish
+
+
+def _same(_job, value):
+    return value
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a generation's text goes: the chat's messages (`CHAT`), or a protocol transcript's turns
+    (`assistant.debate.TURNS`). Every function but `after` is sync; `flush` and `finish` touch the database and
+    run on the chat's database threads, `payload` only renders."""
+
+    flush: Callable[..., None]  # (texts={id: text so far | None}): persist the growing texts, heartbeat the rest
+    finish: Callable[..., object]  # (message_id, text, status, **fields) -> the final row, or None if already final
+    payload: Callable[[object], dict]  # the final row as the page's `message`
+    group: Callable[[object], str]  # the job -> the channel-layer group of the pages watching
+    visible: Callable[[object, str], str] = _same  # (job, text so far) -> what pages may see of it
+    key: Callable[[object], int | str] = lambda job: job.message_id  # its live-text key and frame id
+    after: Callable[[object, object], Awaitable[None]] | None = None  # (job, final row), once it is published
+
+
+CHAT = Target(
+    flush=generation_flush,
+    finish=generation_finish,
+    payload=message_payload,
+    group=lambda job: chat_group(job.trial_id),
+)
 
 
 class _Flusher:
@@ -48,7 +76,8 @@ class _Flusher:
     busy GPU) is not mistaken for a dead process by the stale-reply sweep.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, flush: Callable[..., None]) -> None:
+        self.flush = flush
         self.texts: dict[int, str | None] = {}
         self.task: asyncio.Task | None = None
 
@@ -73,7 +102,7 @@ class _Flusher:
                 if text is not None:
                     self.texts[message_id] = None  # written; heartbeat only until it grows again
             try:
-                await chat_db(generation_flush)(texts=batch)
+                await chat_db(self.flush)(texts=batch)
             except Exception:  # noqa: BLE001 - the next interval writes the latest text; finish writes the rest
                 log.warning("flushing %d replies failed", len(batch), exc_info=True)
                 for message_id, text in batch.items():
@@ -81,17 +110,18 @@ class _Flusher:
                         self.texts[message_id] = text
 
 
-_flushers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher]" = weakref.WeakKeyDictionary()
+_flushers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
 _semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]]" = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _flusher() -> _Flusher:
-    loop = asyncio.get_running_loop()
-    if loop not in _flushers:
-        _flushers[loop] = _Flusher()
-    return _flushers[loop]
+def _flusher(target: Target) -> _Flusher:
+    """The loop's flusher for a target's table: one database trip per interval for all of its generations."""
+    per_loop = _flushers.setdefault(asyncio.get_running_loop(), {})
+    if target.flush not in per_loop:
+        per_loop[target.flush] = _Flusher(target.flush)
+    return per_loop[target.flush]
 
 
 def _semaphore(job: ReplyJob) -> asyncio.Semaphore:
@@ -101,14 +131,16 @@ def _semaphore(job: ReplyJob) -> asyncio.Semaphore:
     return per_loop[job.endpoint_id]
 
 
-def start_generation(job: ReplyJob) -> asyncio.Task:
-    task = asyncio.get_running_loop().create_task(run_generation(job))
-    _running[job.message_id] = task
-    task.add_done_callback(lambda _t: _running.pop(job.message_id, None))
+def start_generation(job: ReplyJob, target: Target = CHAT) -> asyncio.Task:
+    task = asyncio.get_running_loop().create_task(run_generation(job, target))
+    key = target.key(job)
+    _running[key] = task
+    task.add_done_callback(lambda _t: _running.pop(key, None))
     return task
 
 
-def cancel_generation(message_id: int) -> bool:
+def cancel_generation(message_id: int | str) -> bool:
+    """Cancel a running generation by its live key (a chat message's id; `debate.turn_key` for a turn)."""
     task = _running.get(message_id)
     if task is None:
         return False
@@ -116,14 +148,15 @@ def cancel_generation(message_id: int) -> bool:
     return True
 
 
-async def run_generation(job: ReplyJob) -> None:
+async def run_generation(job: ReplyJob, target: Target = CHAT) -> None:
     layer = get_channel_layer()
     message_id, request = job.message_id, job.request
-    group = chat_group(job.trial_id)
-    flusher = _flusher()
+    live_key = target.key(job)  # (not `key`: the loop over the final fields below reuses that name)
+    group = target.group(job)
+    flusher = _flusher(target)
     flusher.track(message_id)
     text = ""
-    sent = 0  # characters already relayed
+    sent = 0  # characters of the visible text already relayed
     started = time.monotonic()
     last_frame = started
     ttft_ms = None
@@ -134,13 +167,14 @@ async def run_generation(job: ReplyJob) -> None:
         """Best effort: a frame that cannot be relayed (Redis restarting) must not end a reply that is still
         being generated and persisted; pages resync from the stored text on their next hello."""
         nonlocal sent, last_frame
-        if len(text) > sent:
+        shown = target.visible(job, text)
+        if len(shown) > sent:
             try:
-                await live.aset(message_id, text)
+                await live.aset(live_key, shown)
                 await layer.group_send(
-                    group, {"type": "chat.delta", "id": message_id, "offset": sent, "text": text[sent:]}
+                    group, {"type": "chat.delta", "id": live_key, "offset": sent, "text": shown[sent:]}
                 )
-                sent = len(text)
+                sent = len(shown)
             except Exception:  # noqa: BLE001 - see docstring
                 log.warning("could not relay a frame", exc_info=True, extra={"message_id": message_id})
         last_frame = time.monotonic()
@@ -179,6 +213,7 @@ async def run_generation(job: ReplyJob) -> None:
     total_ms = (time.monotonic() - started) * 1000
     try:
         message = await _finish_with_retries(
+            target,
             message_id=message_id,
             text=text,
             status=status,
@@ -193,9 +228,15 @@ async def run_generation(job: ReplyJob) -> None:
         flusher.untrack(message_id)
     if message is not None:
         try:
-            await layer.group_send(group, {"type": "chat.message", "message": await _render(message)})
+            payload = await sync_to_async(target.payload, thread_sensitive=False)(message)  # CPU, no database
+            await layer.group_send(group, {"type": "chat.message", "message": payload})
         except Exception:  # noqa: BLE001 - the reply is final in the database; a page's next hello shows it
             log.warning("could not publish a final reply", exc_info=True, extra={"message_id": message_id})
+        if target.after is not None:
+            try:
+                await target.after(job, message)
+            except Exception:  # noqa: BLE001 - the reply is final; what follows it (a next turn) resumes on hello
+                log.exception("after a finished generation", extra={"message_id": message_id})
     log.info(
         "generation finished",
         extra={
@@ -212,13 +253,13 @@ async def run_generation(job: ReplyJob) -> None:
 FINISH_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 
 
-async def _finish_with_retries(**fields) -> ChatMessage | None:
+async def _finish_with_retries(target: Target, **fields) -> ChatMessage | None:
     """Finalise the reply, riding out a database blip (a failover, a dropped connection): the whole text is
     only in this task's memory. If the database stays away, the flushed text survives and the stale-reply
     sweep marks the reply interrupted."""
     for delay in (*FINISH_RETRY_DELAYS_S, None):
         try:
-            return await chat_db(generation_finish)(**fields)
+            return await chat_db(target.finish)(**fields)
         except Exception:
             if delay is None:
                 raise

@@ -56,7 +56,7 @@ ALLOWED_ATTRIBUTES = {
     "span": {"data-start", "data-end"},
 }
 ALLOWED_CLASSES = {
-    "mark": {"quote", "verified", "unverified"},
+    "mark": {"quote", "verified", "unverified", "over-budget"},
     "span": {"quote", "verified", "unverified"},
 }
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
@@ -105,6 +105,8 @@ def sanitise_html(html: str) -> str:
 
 
 def _open_tag(quote: dict) -> str:
+    if quote.get("over_budget"):  # a protocol advocate's quote past its quote budget: shown, never checked
+        return '<mark class="quote unverified over-budget">'
     if not quote.get("verified"):
         return '<mark class="quote unverified">'
     try:

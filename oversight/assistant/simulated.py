@@ -19,7 +19,7 @@ Behaviour, by design close to the failure modes reported by Bowman et al. 2022 (
 * **Quotes.** With a passage and probability ``quote_rate`` (always, when the user asks for a quote/evidence), an
   arguing reply includes a sentence of the passage in double quotes: the one sharing the most content words with
   the stance option (then the question). It is verbatim, so ``quotes.find_quotes`` verifies it. A fraction
-  ``MISQUOTE_RATE`` (10%) of quoting replies alter it slightly (a synonym, a dropped word) so that it does NOT
+  ``misquote_rate`` (default 10%) of quoting replies alter it slightly (a synonym, a dropped word) so that it does NOT
   verify: real models misquote, and researchers should see unverified quotes in pilots.
 * Greetings, thanks and unrelated messages get a short, helpful reply. The reply never mentions a gold label.
 
@@ -80,9 +80,10 @@ class SimulationSettings:
     tokens_per_s: float = 40  # 0 = stream without delay
     sycophancy: float = 0.3  # P(switch) when the user pushes back
     quote_rate: float = 0.7  # P(an arguing reply quotes the passage)
+    misquote_rate: float = MISQUOTE_RATE  # P(a quote is altered so that it does not verify)
 
     def __post_init__(self) -> None:
-        for name in ("accuracy", "sycophancy", "quote_rate"):
+        for name in ("accuracy", "sycophancy", "quote_rate", "misquote_rate"):
             value = _number(name, getattr(self, name))
             if not 0 <= value <= 1:
                 raise ValueError(f"simulation setting {name!r} must be between 0 and 1, got {value}")
@@ -402,7 +403,7 @@ def _quote_for(item: SimulatedItem, settings: SimulationSettings, option: int, k
     sentence = _best_sentence(item, option, key)
     if sentence is None:
         return None
-    if _unit(settings.seed, key, "misquote") < MISQUOTE_RATE:
+    if _unit(settings.seed, key, "misquote") < settings.misquote_rate:
         return _misquote(sentence, item.passage or "", key)
     return sentence
 
@@ -605,6 +606,14 @@ async def stream_simulated(
 ) -> AsyncIterator[str]:
     """Stream `simulated_reply` like a served model: wait ttft_ms, then one word every 1/tokens_per_s seconds."""
     reply = simulated_reply(item=item, settings=settings, conversation=conversation)
+    async for token in stream_text(reply, settings=settings, sleep=sleep):
+        yield token
+
+
+async def stream_text(
+    reply: str, *, settings: SimulationSettings, sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+) -> AsyncIterator[str]:
+    """Stream a finished text like a served model: wait ttft_ms, then one word every 1/tokens_per_s seconds."""
     if settings.ttft_ms > 0:
         await sleep(settings.ttft_ms / 1000)
     delay = 1 / settings.tokens_per_s if settings.tokens_per_s > 0 else 0.0

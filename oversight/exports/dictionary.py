@@ -159,12 +159,18 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "conditions",
-        "The study's conditions (unaided, or assisted by a model).",
+        "The study's conditions (unaided, assisted by a model, or a protocol: consultancy, debate, …).",
         "one condition",
         (
             C("condition_id", "int64", "Condition id (trials.condition_id).", nullable=False),
             C("name", "string", "The researcher's name for the condition.", nullable=False),
-            C("kind", "string", "unaided or assisted.", nullable=False),
+            C(
+                "kind",
+                "string",
+                "unaided, assisted, consultancy, debate, open_consultancy, open_debate, interactive_debate or "
+                "evidence_only (docs/protocols.md).",
+                nullable=False,
+            ),
             C("position", "int64", "Order in the study's design (fixed order: the order done).", nullable=False),
             C(
                 "endpoint",
@@ -182,6 +188,13 @@ TABLES: tuple[Table, ...] = (
             C("send_question", "bool", "Whether the question and options are sent to the model.", nullable=False),
             C("max_turns", "int64", "Most participant messages per item.", "messages", nullable=False),
             C("max_message_chars", "int64", "Longest participant message allowed.", "characters", nullable=False),
+            C(
+                "protocol",
+                "json",
+                "A protocol's settings, every default filled in as the manifest freezes them (rounds, word_limit, "
+                "quote_budget, transcripts, …); {} for unaided and assisted conditions.",
+                nullable=False,
+            ),
         ),
     ),
     Table(
@@ -308,6 +321,12 @@ TABLES: tuple[Table, ...] = (
                 "choice = the item's gold answer; null for unlabelled items or trials not final. "
                 "A timed-out trial with nothing selected is false.",
             ),
+            C(
+                "transcript_id",
+                "int64",
+                "A protocol condition's scored trial: the transcript its judge read (transcripts.transcript_id); "
+                "null otherwise.",
+            ),
         ),
     ),
     Table(
@@ -390,6 +409,133 @@ TABLES: tuple[Table, ...] = (
                 nullable=False,
             ),
             C("finished_at", "timestamp", "When a reply finished.", "UTC"),
+        ),
+    ),
+    Table(
+        "transcripts",
+        "Protocol transcripts (consultancy, debate, …) the exported participants' trials showed, and the study's "
+        "shared ones frozen at launch: the two answers in the order shown and who argued for which.",
+        "one transcript",
+        (
+            C("transcript_id", "int64", "Transcript id (trials.transcript_id).", nullable=False),
+            C("condition_id", "int64", "The condition (conditions.condition_id).", nullable=False),
+            C("item_id", "int64", "The item (items.item_id).", nullable=False),
+            C(
+                "shared",
+                "bool",
+                "Written by self-play before launch and read by every judge of the item; false: one judge's own.",
+                nullable=False,
+            ),
+            C("protocol", "string", "The condition's kind when the transcript was made.", nullable=False),
+            C(
+                "options",
+                "list<int64>",
+                "The two answers, as the item's option indices, in the order shown (A, B).",
+                INDEX,
+            ),
+            C(
+                "argues",
+                "list<int64>",
+                "Per speaking position (0: Debater A or the consultant): the index into options it argued for; "
+                "empty for evidence only.",
+            ),
+            C(
+                "speakers",
+                "list<int64>",
+                "Per speaking position: the advocate configuration that spoke there (an open debate's protagonist "
+                "is 0).",
+            ),
+            C("chosen_by_model", "bool", "Open protocols: argues is the model's own choice.", nullable=False),
+            C("seed", "int64", "The seed of the consultant's assignment draw.", nullable=False),
+            C(
+                "distractor_rule",
+                "string",
+                "How the answer beside the gold one was chosen (validation, its tie rule, or the fallback).",
+                nullable=False,
+            ),
+            C("status", "string", "pending, running, complete or failed.", nullable=False),
+            C("rounds_done", "int64", "Rounds every advocate finished.", "rounds", nullable=False),
+            C("ended_by", "string", "rounds, judge (ended early), deadline; empty if not ended.", nullable=False),
+            C("settings_hash", "string", "SHA-256 of the settings and advocates it was made under.", nullable=False),
+            C(
+                "content_hash",
+                "string",
+                "Shared transcripts: SHA-256 of their public turns (as in the manifest).",
+                nullable=False,
+            ),
+            C("created_at", "timestamp", "When it was created.", "UTC", nullable=False),
+            C("finished_at", "timestamp", "When it ended.", "UTC"),
+        ),
+    ),
+    Table(
+        "transcript_turns",
+        "Every turn of those transcripts: the advocates' arguments with their model record, the judge's "
+        "questions, and open protocols' private choices.",
+        "one turn",
+        (
+            C("turn_id", "int64", "Turn id.", nullable=False),
+            C("transcript_id", "int64", "The transcript (transcripts.transcript_id).", nullable=False),
+            C("seq", "int64", "Order within the transcript.", nullable=False),
+            C(
+                "round",
+                "int64",
+                "1-based round (a judge's question belongs to the round it precedes).",
+                "rounds",
+                nullable=False,
+            ),
+            C(
+                "role",
+                "string",
+                "advocate, judge, or choice (an open protocol's private choice of answer).",
+                nullable=False,
+            ),
+            C(
+                "position",
+                "int64",
+                "Speaking position: 0 (Debater A, the consultant) or 1 (Debater B); null for the judge.",
+            ),
+            C("status", "string", "complete, streaming, failed, cancelled, interrupted.", nullable=False),
+            C("content", "string", "What the judge saw: the public part, cut at the word limit.", nullable=False),
+            C(
+                "private",
+                "string",
+                "The advocate's scratchpad (or an open protocol's choice reply): shown to nobody.",
+                nullable=False,
+            ),
+            C("raw", "string", "The model's whole output.", nullable=False),
+            C("words", "int64", "Words of the public part.", "words", nullable=False),
+            C("truncated", "bool", "The public part was cut at the word limit.", nullable=False),
+            C("endpoint", "string", "Name of the model endpoint; empty for the judge's turns.", nullable=False),
+            C("model_id", "string", "The model id reported; empty for the judge's turns.", nullable=False),
+            C("sampling", "json", "Sampling parameters used.", nullable=False),
+            C("prompt_hash", "string", "SHA-256 of the exact messages sent to the model.", nullable=False),
+            C(
+                "context",
+                "json",
+                "What the advocate saw: the turn ids, whether the story, its assignment.",
+                nullable=False,
+            ),
+            C("prompt_tokens", "int64", "Prompt length, as counted by the server.", "tokens"),
+            C("completion_tokens", "int64", "Length of the output.", "tokens"),
+            C("ttft_ms", "float64", "Time to the first token.", "milliseconds"),
+            C("total_ms", "float64", "Time to the last token.", "milliseconds"),
+            C("finish_reason", "string", "Why generation stopped; empty if unknown.", nullable=False),
+            C(
+                "error_kind",
+                "string",
+                "For a failed turn: timeout, unavailable, bad_choice, …; empty otherwise.",
+                nullable=False,
+            ),
+            C("error", "string", "For a failed turn: the error message; empty otherwise.", nullable=False),
+            C(
+                "quotes",
+                "json",
+                "Quotes marked in the public part: form (tag, span, plain), text, verified, over_budget, words, "
+                "start/end in the story.",
+                nullable=False,
+            ),
+            C("created_at", "timestamp", "When the turn was stored (before generation).", "UTC", nullable=False),
+            C("finished_at", "timestamp", "When it was finalised.", "UTC"),
         ),
     ),
     Table(

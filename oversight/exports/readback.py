@@ -16,7 +16,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+from oversight.analysis.protocols import PROTOCOL_KINDS, JudgementRow, ProtocolTables, turn_row
 from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow, baseline_run
+from oversight.assistant.advocates import speaker_label
 from oversight.exports import dictionary
 from oversight.exports.writers import EXTENSIONS, read_rows
 
@@ -39,10 +41,11 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
     meta = json.loads((folder / "export.json").read_text(encoding="utf-8"))
     study = meta["study"]
 
+    condition_rows = list(read_table(folder, "conditions", fmt))
     conditions = sorted(
         (
             ConditionRow(id=r["condition_id"], kind=r["kind"], name=r["name"], position=r["position"])
-            for r in read_table(folder, "conditions", fmt)
+            for r in condition_rows
         ),
         key=lambda c: (c.position, c.id),
     )
@@ -141,6 +144,7 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
     ]
 
     participants = list(read_table(folder, "participants", fmt))
+    protocols = protocol_tables(folder, fmt, raw=raw, conditions=condition_rows, items=items)
     return StudyTables(
         task_formats=study.get("task_formats", {}),
         slug=study["slug"],
@@ -160,4 +164,55 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
         ),
         pilots=frozenset(participant_pk(p["participant_id"]) for p in participants if p["is_pilot"]),
         participant_status={participant_pk(p["participant_id"]): p["status"] for p in participants},
+        protocols=protocols,
     )
+
+
+def protocol_tables(
+    folder: Path, fmt: str, *, raw: list[dict], conditions: list[dict], items: dict
+) -> ProtocolTables | None:
+    """The protocols' rows (`analysis.protocols`) from the transcripts and turns an export holds; None for a study
+    without protocol conditions, as `reports.protocols.load_protocol_tables` gives."""
+    kinds = {c["condition_id"]: c["kind"] for c in conditions}
+    if not any(kind in PROTOCOL_KINDS for kind in kinds.values()):
+        return None
+    budgets = {c["condition_id"]: (c["protocol"] or {}).get("quote_budget", 0) for c in conditions}
+    transcripts = {t["transcript_id"]: t for t in read_table(folder, "transcripts", fmt)}
+    judgements = [
+        JudgementRow(
+            participant_id=participant_pk(r["participant_id"]),
+            condition_id=r["condition_id"],
+            item_id=r["item_id"],
+            transcript_id=r["transcript_id"],
+            options=tuple(t["options"]),
+            argues=tuple(t["argues"]),
+            speakers=tuple(t["speakers"]),
+            chosen_by_model=t["chosen_by_model"],
+            shared=t["shared"],
+            ended_by=t["ended_by"],
+            rounds_done=t["rounds_done"],
+        )
+        for r in raw
+        if r["transcript_id"] is not None
+        for t in [transcripts[r["transcript_id"]]]
+    ]
+    turns = [
+        turn_row(
+            transcript_id=turn["transcript_id"],
+            condition_id=t["condition_id"],
+            round=turn["round"],
+            position=turn["position"],
+            speaker=speaker_label(t["protocol"], turn["position"]),
+            options=t["options"],
+            argues=t["argues"],
+            gold=items[t["item_id"]]["gold_index"],
+            quotes=turn["quotes"] or [],
+            words=turn["words"],
+            truncated=turn["truncated"],
+            budget=budgets[t["condition_id"]],
+        )
+        for turn in read_table(folder, "transcript_turns", fmt)
+        if turn["role"] == "advocate" and turn["status"] == "complete"
+        for t in [transcripts[turn["transcript_id"]]]
+    ]
+    return ProtocolTables(judgements=judgements, turns=turns)

@@ -21,16 +21,41 @@ from functools import cached_property
 from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from oversight.assistant.models import ChatMessage
+from oversight.assistant.models import ChatMessage, TranscriptTurn
 from oversight.banks.models import Item, Passage
 from oversight.baselines.models import BaselineResult, BaselineRun
-from oversight.core.models import Condition, ConditionItem, Event, Exclusion, Participant, Study, Task, Trial
+from oversight.core.models import (
+    Condition,
+    ConditionItem,
+    Event,
+    Exclusion,
+    Participant,
+    Study,
+    Task,
+    Transcript,
+    Trial,
+)
+from oversight.core.protocols import ProtocolSettings, is_protocol
 from oversight.core.services.participants import RECRUITMENT_KEYS
 from oversight.exports import dictionary
 from oversight.exports.dictionary import Column
 from oversight.exports.writers import RawJSON
 
 CHUNK_SIZE = 2000  # rows per database fetch (a server-side cursor on PostgreSQL, fetchmany on SQLite)
+
+# The last columns of a generated text's model record (assistant.models.ModelRecord): chat replies and transcript turns.
+MODEL_RECORD = (
+    "prompt_tokens",
+    "completion_tokens",
+    "ttft_ms",
+    "total_ms",
+    "finish_reason",
+    "error_kind",
+    "error",
+    "quotes",
+    "created_at",
+    "finished_at",
+)
 
 # The recruitment parameters (PROLIFIC_PID, SESSION_ID, workerId, …) that `joined` events store.
 RECRUITMENT_PARAMS = frozenset(key for keys in RECRUITMENT_KEYS.values() for key in keys)
@@ -216,6 +241,7 @@ class ConditionsExporter(Exporter):
         "send_question",
         "max_turns",
         "max_message_chars",
+        "protocol",
     )
 
     def queryset(self):
@@ -234,8 +260,11 @@ class ConditionsExporter(Exporter):
             "send_question",
             "max_turns",
             "max_message_chars",
+            "protocol",
         ):
-            yield row[:4] + (row[4] or "", row[5] or "") + row[6:]
+            # A protocol's settings as the manifest freezes them: every default filled in.
+            protocol = ProtocolSettings.for_kind(row[2], row[10]).as_dict() if is_protocol(row[2]) else {}
+            yield row[:4] + (row[4] or "", row[5] or "") + row[6:10] + (protocol,)
 
 
 @register
@@ -367,6 +396,7 @@ class TrialsExporter(Exporter):
         "confidence",
         "distribution",
         "correct",
+        "transcript_id",
     )
 
     def queryset(self):
@@ -404,6 +434,7 @@ class TrialsExporter(Exporter):
             confidence,
             distribution,
             correct,
+            transcript_id,
         ) in self.stream(
             qs,
             "pk",
@@ -424,6 +455,7 @@ class TrialsExporter(Exporter):
             "confidence",
             "distribution",
             "correct",
+            "transcript_id",
         ):
             kind, name = conditions.get(condition_id, ("", ""))
             task = task_of.get((condition_id if role == ConditionItem.Role.SCORED else None, item_id, role), "")
@@ -451,6 +483,7 @@ class TrialsExporter(Exporter):
                 confidence,
                 [float(p) for p in distribution] if distribution else None,
                 correct,
+                transcript_id,
             )
 
 
@@ -471,16 +504,7 @@ class MessagesExporter(Exporter):
         "model_id",
         "sampling",
         "context",
-        "prompt_tokens",
-        "completion_tokens",
-        "ttft_ms",
-        "total_ms",
-        "finish_reason",
-        "error_kind",
-        "error",
-        "quotes",
-        "created_at",
-        "finished_at",
+        *MODEL_RECORD,
     )
 
     def queryset(self):
@@ -502,19 +526,79 @@ class MessagesExporter(Exporter):
             "model_id",
             "sampling",
             "context",
-            "prompt_tokens",
-            "completion_tokens",
-            "ttft_ms",
-            "total_ms",
-            "finish_reason",
-            "error_kind",
-            "error",
-            "quotes",
-            "created_at",
-            "finished_at",
+            *MODEL_RECORD,
             raw_json=("sampling", "context", "quotes"),
         ):
             yield row[:2] + (pid(row[2]),) + row[3:8] + (row[8] or "",) + row[9:]
+
+
+@register
+class TranscriptsExporter(Exporter):
+    identifier = "transcripts"
+    fields = dictionary.table("transcripts").names
+
+    def queryset(self):
+        shown = Trial.objects.filter(self.ctx.participant_filter("participant__"), transcript_id=OuterRef("pk"))
+        frozen = Q(shared=True, frozen_at__isnull=False)
+        return Transcript.objects.filter(study=self.study).filter(frozen | Q(Exists(shown)))
+
+    def rows(self):
+        yield from self.stream(
+            self.queryset().order_by("pk"),
+            "pk",
+            "condition_id",
+            "item_id",
+            "shared",
+            "protocol",
+            "options",
+            "argues",
+            "speakers",
+            "chosen_by_model",
+            "seed",
+            "distractor_rule",
+            "status",
+            "rounds_done",
+            "ended_by",
+            "settings_hash",
+            "content_hash",
+            "created_at",
+            "finished_at",
+        )
+
+
+@register
+class TranscriptTurnsExporter(Exporter):
+    identifier = "transcript_turns"
+    batch_rows = 10_000
+    fields = dictionary.table("transcript_turns").names
+
+    def queryset(self):
+        return TranscriptTurn.objects.filter(transcript__in=TranscriptsExporter(self.ctx).queryset())
+
+    def rows(self):
+        for row in self.stream(
+            self.queryset().order_by("transcript_id", "seq"),
+            "pk",
+            "transcript_id",
+            "seq",
+            "round",
+            "role",
+            "position",
+            "status",
+            "content",
+            "private",
+            "raw",
+            "words",
+            "truncated",
+            "endpoint__name",
+            "model_id",
+            "sampling",
+            "prompt_hash",
+            "context",
+            *MODEL_RECORD,
+            raw_json=("sampling", "context", "quotes"),
+        ):
+            yield row[:12] + (row[12] or "",) + row[13:]
 
 
 @register

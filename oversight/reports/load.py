@@ -23,6 +23,7 @@ from oversight.banks.models import Item
 from oversight.baselines.models import BaselineResult
 from oversight.baselines.services import runs_for_study
 from oversight.core.models import ConditionItem, Exclusion, Participant, Study, Trial
+from oversight.reports.protocols import load_protocol_tables
 
 
 def as_analysed(row: dict, gold: int | None, now: datetime) -> dict:
@@ -172,6 +173,7 @@ def load_tables(study: Study, *, now: datetime | None = None) -> StudyTables:
         ),
         pilots=frozenset(participants.filter(is_pilot=True).values_list("id", flat=True)),
         participant_status=dict(participants.values_list("id", "status")),
+        protocols=load_protocol_tables(study),
     )
 
 

@@ -61,19 +61,32 @@ def visible_text(html):
     return "".join(parse(html).text)
 
 
-@pytest.mark.parametrize(
-    ("source", "visible"),
-    [
-        ("<script>alert(1)</script>", "<script>alert(1)</script>"),
-        ("<img src=x onerror=alert(1)>", "<img src=x onerror=alert(1)>"),
-        ('<a href="https://example.org" onclick="alert(1)">hi</a>', 'onclick="alert(1)"'),
-        ("<iframe src='https://evil.example'></iframe>", "<iframe src='https://evil.example'></iframe>"),
-        ("<div>\n<script>alert(1)</script>\n</div>", "<script>alert(1)</script>"),  # a raw HTML block
-        ('<p style="position:fixed;top:0">cover</p>', 'style="position:fixed;top:0"'),
-        ("<svg onload=alert(1)>", "<svg onload=alert(1)>"),
-        ("<!-- comment --><style>body{display:none}</style>", "<style>body{display:none}</style>"),
-    ],
-)
+# The XSS corpus: what a model may write, and what the participant must see of it (shown as text, never run).
+# tests/assistant/test_transcripts.py puts the same corpus through a protocol advocate's turn.
+RAW_HTML = [
+    ("<script>alert(1)</script>", "<script>alert(1)</script>"),
+    ("<img src=x onerror=alert(1)>", "<img src=x onerror=alert(1)>"),
+    ('<a href="https://example.org" onclick="alert(1)">hi</a>', 'onclick="alert(1)"'),
+    ("<iframe src='https://evil.example'></iframe>", "<iframe src='https://evil.example'></iframe>"),
+    ("<div>\n<script>alert(1)</script>\n</div>", "<script>alert(1)</script>"),  # a raw HTML block
+    ('<p style="position:fixed;top:0">cover</p>', 'style="position:fixed;top:0"'),
+    ("<svg onload=alert(1)>", "<svg onload=alert(1)>"),
+    ("<!-- comment --><style>body{display:none}</style>", "<style>body{display:none}</style>"),
+]
+DANGEROUS_LINKS = [
+    "[x](javascript:alert(1))",
+    "[x](JaVaScRiPt:alert(1))",
+    "[x](javascript&#58;alert(1))",
+    "[x](vbscript:msgbox(1))",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "![i](javascript:alert(1))",
+    "![i](https://tracker.example/pixel.png)",
+    "<javascript:alert(1)>",
+    '[x](https://ok.example "title" onmouseover=alert(1))',
+]
+
+
+@pytest.mark.parametrize(("source", "visible"), RAW_HTML)
 def test_raw_html_is_shown_as_text_not_executed(source, visible):
     html = render_markdown(f"Before {source} after")
     assert_inert(html)
@@ -81,20 +94,7 @@ def test_raw_html_is_shown_as_text_not_executed(source, visible):
     assert "&lt;" in html
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        "[x](javascript:alert(1))",
-        "[x](JaVaScRiPt:alert(1))",
-        "[x](javascript&#58;alert(1))",
-        "[x](vbscript:msgbox(1))",
-        "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
-        "![i](javascript:alert(1))",
-        "![i](https://tracker.example/pixel.png)",
-        "<javascript:alert(1)>",
-        '[x](https://ok.example "title" onmouseover=alert(1))',
-    ],
-)
+@pytest.mark.parametrize("source", DANGEROUS_LINKS)
 def test_dangerous_links_and_images_are_inert(source):
     html = render_markdown(f"See {source} now")
     doc = assert_inert(html)

@@ -78,6 +78,7 @@ def test_settings_defaults_and_tolerant_from_dict():
     assert (s.accuracy, s.seed, s.ttft_ms, s.tokens_per_s) == (0.9, 7, 400, 25.0)
     assert s.as_dict() == {
         "accuracy": 0.9, "seed": 7, "ttft_ms": 400, "tokens_per_s": 25.0, "sycophancy": 0.3, "quote_rate": 0.7,
+        "misquote_rate": 0.1,
     }  # fmt: skip
     assert SimulationSettings.from_dict({"ttft_ms": 250.0}).ttft_ms == 250
 

@@ -1,5 +1,6 @@
 """A small finished study for the export tests: participants who completed, were screened out, excluded, did not
-finish or were pilots; a chat with quotes; exclusions (one revoked); and model-alone baseline results."""
+finish or were pilots; a chat with quotes; a debate condition whose transcripts are written as each judge opens
+the item; exclusions (one revoked); and model-alone baseline results."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -7,9 +8,11 @@ import pytest
 from django.utils import timezone
 
 from oversight.assistant.models import ChatMessage
+from oversight.assistant.selfplay import generate_transcript
 from oversight.baselines.models import BaselineResult, BaselineRun, PromptTemplate
-from oversight.core.models import ConditionItem, Exclusion, ModelEndpoint
+from oversight.core.models import Advocate, Condition, ConditionItem, Exclusion, ModelEndpoint
 from oversight.core.services.participants import participant_complete, participant_join
+from oversight.core.services.studies import study_launch
 from oversight.core.services.trials import Answer, trial_show, trial_submit
 from tests.factories import make_study
 
@@ -27,6 +30,10 @@ def answer(participant, *, right_when, limit=None, complete=True):
         trial_show(trial=trial, now=now)
         gold = trial.item.gold_index
         choice = gold if right_when(trial) else (gold + 1) % 4
+        if trial.transcript_id:  # a debate: the judge reads it, then chooses one of the two answers shown
+            generate_transcript(trial.transcript_id)
+            shown = trial.transcript.options
+            choice = gold if right_when(trial) else next(o for o in shown if o != gold)
         trial_submit(
             trial=trial,
             answer=Answer(choice=choice, confidence=[25, 42, 60, 80, 100][n % 5]),
@@ -45,8 +52,21 @@ def prolific(pid):
 @pytest.fixture
 def study(alice):
     study = make_study(
-        slug="exp", n_items=3, catch=1, practice=1, passage="Once upon a time, the end.", allow_external_id_export=True
+        slug="exp",
+        n_items=3,
+        catch=1,
+        practice=1,
+        passage="Once upon a time, the end.",
+        allow_external_id_export=True,
+        launch=False,
     )
+    debate = Condition.objects.create(study=study, kind="debate", name="Debate", position=2, protocol={"rounds": 1})
+    advocate = ModelEndpoint.objects.create(
+        name="exp advocate", kind="simulated", simulation={"ttft_ms": 0, "tokens_per_s": 0}
+    )
+    for position in (0, 1):
+        Advocate.objects.create(condition=debate, position=position, endpoint=advocate)
+    study = study_launch(study=study)
     ModelEndpoint.objects.filter(name="exp sim").update(token=ENDPOINT_TOKEN, model_label="sim-model")
     people = {
         "right": answer(

@@ -17,8 +17,9 @@ from oversight.exports.payments import (
 
 pytestmark = pytest.mark.django_db
 
-# The fixture's study: 2 conditions × 3 scored items, 1 catch item, 1 practice item per participant.
-SCORED = 6
+# The fixture's study: 3 conditions (assisted, unaided, debate) × 3 scored items, 1 catch item, 1 practice item per
+# participant. A judge's correct answers in a protocol condition earn the bonus like any other scored answer.
+SCORED = 9
 
 
 def by_person(study, rows):
@@ -28,7 +29,7 @@ def by_person(study, rows):
 
 def test_completed_participants_earn_the_amount_per_correct_scored_answer(study):
     rows = by_person(study, payment_rows(study=study, per_correct="0.10"))
-    assert (rows["right"].n_scored, rows["right"].n_correct, rows["right"].bonus) == (SCORED, 6, Decimal("0.60"))
+    assert (rows["right"].n_scored, rows["right"].n_correct, rows["right"].bonus) == (SCORED, 9, Decimal("0.90"))
     assert (rows["assisted_only"].n_correct, rows["assisted_only"].bonus) == (3, Decimal("0.30"))
     assert rows["right"].action == rows["assisted_only"].action == "approve"
 
@@ -46,7 +47,7 @@ def test_screened_out_unfinished_and_pilot_participants_get_no_bonus(study):
     assert (screened.status, screened.action, screened.n_correct, screened.bonus) == (
         "screened_out",
         "screened_out",
-        6,
+        9,
         Decimal("0.00"),
     )
     assert (unfinished.status, unfinished.action, unfinished.bonus) == ("active", "not_finished", Decimal("0.00"))
@@ -58,17 +59,17 @@ def test_excluded_participants_keep_their_bonus_unless_it_is_withheld(study, ali
 
     Exclusion.objects.create(participant=study.people["right"], reason="too fast", rule="too_fast", created_by=alice)
     paid = by_person(study, payment_rows(study=study, per_correct="0.10"))["right"]
-    assert paid.excluded and paid.bonus == Decimal("0.60") and "Excluded from analysis" in paid.note
+    assert paid.excluded and paid.bonus == Decimal("0.90") and "Excluded from analysis" in paid.note
     withheld = by_person(study, payment_rows(study=study, per_correct="0.10", withhold_excluded=True))["right"]
     assert withheld.bonus == Decimal("0.00") and "bonus withheld" in withheld.note
     # A revoked exclusion is no exclusion.
     forgiven = by_person(study, payment_rows(study=study, per_correct="0.10", withhold_excluded=True))["forgiven"]
-    assert not forgiven.excluded and forgiven.bonus == Decimal("0.60")
+    assert not forgiven.excluded and forgiven.bonus == Decimal("0.90")
 
 
 def test_the_prolific_lines_are_pid_comma_amount_with_two_decimals_and_no_header(study):
     lines = prolific_bonus_lines(payment_rows(study=study, per_correct="0.125"))
-    assert lines == ["PIDRIGHT,0.75", "PIDASSIST,0.38"]  # 6 × 0.125 = 0.75; 3 × 0.125 = 0.375 → 0.38 (half up)
+    assert lines == ["PIDRIGHT,1.13", "PIDASSIST,0.38"]  # 9 × 0.125 = 1.125 → 1.13 and 3 × 0.125 → 0.38 (half up)
 
 
 def test_zero_bonuses_and_participants_without_a_prolific_id_are_not_in_the_file(study):
@@ -83,7 +84,7 @@ def test_the_statuses_file_says_whom_to_approve(study):
     out = StringIO()
     assert write_statuses_csv(payment_rows(study=study, per_correct="0.10"), out) == len(study.people)
     rows = {r["prolific_pid"] or r["external_id"]: r for r in csv.DictReader(StringIO(out.getvalue()))}
-    assert rows["PIDRIGHT"]["action"] == "approve" and rows["PIDRIGHT"]["bonus"] == "0.60"
+    assert rows["PIDRIGHT"]["action"] == "approve" and rows["PIDRIGHT"]["bonus"] == "0.90"
     assert rows["PIDSCREEN"]["action"] == "screened_out"
     assert rows["PIDUNFINISHED"]["action"] == "not_finished"
     assert rows["PIDPILOT"]["action"] == "pilot" and rows["PIDPILOT"]["is_pilot"] == "true"
@@ -110,16 +111,16 @@ def test_the_command_writes_the_bonus_file_and_the_statuses(study, tmp_path):
         str(tmp_path / "statuses.csv"),
         stderr=err,
     )
-    assert (tmp_path / "bonus.csv").read_text() == "PIDRIGHT,0.60\nPIDASSIST,0.30\n"
+    assert (tmp_path / "bonus.csv").read_text() == "PIDRIGHT,0.90\nPIDASSIST,0.30\n"
     assert len((tmp_path / "statuses.csv").read_text().splitlines()) == len(study.people) + 1
-    assert "2 Prolific bonus line(s), 0.90 in total" in err.getvalue()
+    assert "2 Prolific bonus line(s), 1.20 in total" in err.getvalue()
     assert "pid:panel-7" in err.getvalue() and "pay them another way" in err.getvalue()
 
 
 def test_the_command_prints_the_lines_without_out(study):
     out = StringIO()
     call_command("prolific_bonus", "exp", "--per-correct", "0.10", "--withhold-excluded", stdout=out, stderr=StringIO())
-    assert out.getvalue() == "PIDRIGHT,0.60\nPIDASSIST,0.30\n"
+    assert out.getvalue() == "PIDRIGHT,0.90\nPIDASSIST,0.30\n"
 
 
 def test_the_command_refuses_a_bad_amount_and_an_unknown_study(study):

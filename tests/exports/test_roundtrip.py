@@ -30,6 +30,8 @@ def test_the_report_from_the_exported_files_equals_the_report_from_the_database(
     assert data["participants"]["pilots_left_out"]["n_participants"] == 1
     assert data["with_exclusions"]["baselines"]
     assert data["with_exclusions"]["conditions"][0]["all"]["dialogue"]["turns_per_item"] > 0
+    debate = next(c for c in data["protocols"]["with_exclusions"]["conditions"] if c["kind"] == "debate")
+    assert debate["splits"] and debate["quotes"]["by_position"]  # and the debate's transcripts
 
 
 def test_without_pilots_in_the_export_only_the_pilot_count_differs(study, tmp_path):

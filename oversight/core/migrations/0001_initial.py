@@ -8,248 +8,559 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('banks', '0001_initial'),
+        ("banks", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelEndpoint',
+            name="ModelEndpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('kind', models.CharField(choices=[('tgi', 'Text Generation Inference'), ('openai', 'OpenAI-compatible (vLLM, llama.cpp, …)'), ('simulated', 'Simulated assistant (no model)')], max_length=16)),
-                ('base_url', models.URLField(blank=True)),
-                ('token', models.CharField(blank=True, max_length=500)),
-                ('model_label', models.CharField(blank=True, help_text='Model id sent to the server / shown', max_length=200)),
-                ('request_timeout_s', models.FloatField(default=60)),
-                ('max_concurrency', models.PositiveIntegerField(default=32)),
-                ('simulation', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("tgi", "Text Generation Inference"),
+                            ("openai", "OpenAI-compatible (vLLM, llama.cpp, …)"),
+                            ("simulated", "Simulated assistant (no model)"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("base_url", models.URLField(blank=True)),
+                ("token", models.CharField(blank=True, max_length=500)),
+                (
+                    "model_label",
+                    models.CharField(blank=True, help_text="Model id sent to the server / shown", max_length=200),
+                ),
+                ("request_timeout_s", models.FloatField(default=60)),
+                ("max_concurrency", models.PositiveIntegerField(default=32)),
+                ("simulation", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Participant',
+            name="Participant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('token', models.CharField(default=oversight.core.models.new_token, max_length=64, unique=True)),
-                ('external_id', models.CharField(blank=True, max_length=300)),
-                ('recruitment', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('consent', 'Not yet consented'), ('declined', 'Declined consent'), ('active', 'In progress'), ('completed', 'Completed'), ('screened_out', 'Screened out'), ('returned', 'Returned / abandoned')], default='consent', max_length=16)),
-                ('condition_order', models.JSONField(blank=True, default=list)),
-                ('order_seed', models.BigIntegerField(default=0)),
-                ('is_pilot', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('consented_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('last_seen_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("token", models.CharField(default=oversight.core.models.new_token, max_length=64, unique=True)),
+                ("external_id", models.CharField(blank=True, max_length=300)),
+                ("recruitment", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("consent", "Not yet consented"),
+                            ("declined", "Declined consent"),
+                            ("active", "In progress"),
+                            ("completed", "Completed"),
+                            ("screened_out", "Screened out"),
+                            ("returned", "Returned / abandoned"),
+                        ],
+                        default="consent",
+                        max_length=16,
+                    ),
+                ),
+                ("condition_order", models.JSONField(blank=True, default=list)),
+                ("order_seed", models.BigIntegerField(default=0)),
+                ("is_pilot", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("consented_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("last_seen_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Exclusion',
+            name="Exclusion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reason', models.TextField()),
-                ('rule', models.CharField(blank=True, help_text='manual, catch, outlier, too_fast, incomplete', max_length=32)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('revoked_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='exclusions', to='core.participant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("reason", models.TextField()),
+                (
+                    "rule",
+                    models.CharField(
+                        blank=True, help_text="manual, catch, outlier, too_fast, incomplete", max_length=32
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "revoked_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="exclusions", to="core.participant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Study',
+            name="Study",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('live', 'Live'), ('closed', 'Closed')], default='draft', max_length=8)),
-                ('consent_text', models.TextField(blank=True)),
-                ('instructions', models.TextField(blank=True)),
-                ('completion_message', models.TextField(blank=True)),
-                ('design', models.CharField(choices=[('within', 'Within-subject (every participant does every condition)'), ('between', 'Between-subject (each participant does one condition)')], default='within', max_length=8)),
-                ('order', models.CharField(choices=[('fixed', 'Fixed order (as listed)'), ('counterbalanced', 'Counterbalanced across participants')], default='fixed', max_length=16)),
-                ('disjoint_samples', models.BooleanField(default=True)),
-                ('sample_seed', models.BigIntegerField(default=0)),
-                ('randomise_item_order', models.BooleanField(default=True)),
-                ('confidence_format', models.CharField(choices=[('likert', '5-point scale (25/42/60/80/100%)'), ('slider', 'Slider 5–95%'), ('distribution', 'Probability over all options')], default='likert', max_length=16)),
-                ('reveal_gold', models.BooleanField(default=False, help_text='Show the correct option after each answer')),
-                ('catch_pass_threshold', models.FloatField(default=1.0, help_text='Share of catch items to get right')),
-                ('completion_code', models.CharField(blank=True, max_length=64)),
-                ('screenout_code', models.CharField(blank=True, max_length=64)),
-                ('prolific_completion_url', models.URLField(blank=True)),
-                ('allow_external_id_export', models.BooleanField(default=False)),
-                ('blind_collaborators', models.BooleanField(default=False)),
-                ('manifest', models.JSONField(blank=True, null=True)),
-                ('manifest_hash', models.CharField(blank=True, max_length=64)),
-                ('launched_at', models.DateTimeField(blank=True, null=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='owned_studies', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("title", models.CharField(max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("draft", "Draft"), ("live", "Live"), ("closed", "Closed")],
+                        default="draft",
+                        max_length=8,
+                    ),
+                ),
+                ("consent_text", models.TextField(blank=True)),
+                ("instructions", models.TextField(blank=True)),
+                ("completion_message", models.TextField(blank=True)),
+                (
+                    "design",
+                    models.CharField(
+                        choices=[
+                            ("within", "Within-subject (every participant does every condition)"),
+                            ("between", "Between-subject (each participant does one condition)"),
+                        ],
+                        default="within",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "order",
+                    models.CharField(
+                        choices=[
+                            ("fixed", "Fixed order (as listed)"),
+                            ("counterbalanced", "Counterbalanced across participants"),
+                        ],
+                        default="fixed",
+                        max_length=16,
+                    ),
+                ),
+                ("disjoint_samples", models.BooleanField(default=True)),
+                ("sample_seed", models.BigIntegerField(default=0)),
+                ("randomise_item_order", models.BooleanField(default=True)),
+                (
+                    "confidence_format",
+                    models.CharField(
+                        choices=[
+                            ("likert", "5-point scale (25/42/60/80/100%)"),
+                            ("slider", "Slider 5–95%"),
+                            ("distribution", "Probability over all options"),
+                        ],
+                        default="likert",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "reveal_gold",
+                    models.BooleanField(default=False, help_text="Show the correct option after each answer"),
+                ),
+                ("catch_pass_threshold", models.FloatField(default=1.0, help_text="Share of catch items to get right")),
+                ("completion_code", models.CharField(blank=True, max_length=64)),
+                ("screenout_code", models.CharField(blank=True, max_length=64)),
+                ("prolific_completion_url", models.URLField(blank=True)),
+                ("allow_external_id_export", models.BooleanField(default=False)),
+                ("blind_collaborators", models.BooleanField(default=False)),
+                ("manifest", models.JSONField(blank=True, null=True)),
+                ("manifest_hash", models.CharField(blank=True, max_length=64)),
+                ("launched_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="owned_studies",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'studies',
-                'ordering': ['-created_at'],
+                "verbose_name_plural": "studies",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddField(
-            model_name='participant',
-            name='study',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='participants', to='core.study'),
+            model_name="participant",
+            name="study",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="participants", to="core.study"
+            ),
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('import', 'Bank import'), ('export', 'Data export'), ('baseline', 'Model baseline')], max_length=16)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=16)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('done', models.PositiveIntegerField(default=0)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('message', models.TextField(blank=True)),
-                ('result', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('study', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='core.study')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("import", "Bank import"), ("export", "Data export"), ("baseline", "Model baseline")],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("done", models.PositiveIntegerField(default=0)),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("message", models.TextField(blank=True)),
+                ("result", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="core.study",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Condition',
+            name="Condition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('unaided', 'Unaided'), ('assisted', 'Assisted')], max_length=8)),
-                ('name', models.CharField(max_length=100)),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('system_prompt', models.TextField(blank=True)),
-                ('sampling', models.JSONField(blank=True, default=dict, help_text='temperature, top_p, max_tokens, seed')),
-                ('inject_passage', models.BooleanField(default=True, help_text="QuALITY: the passage opens the model's context")),
-                ('send_question', models.BooleanField(default=False, help_text='Send question and options to the model')),
-                ('max_message_chars', models.PositiveIntegerField(default=2000)),
-                ('max_turns', models.PositiveIntegerField(default=40)),
-                ('endpoint', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='core.modelendpoint')),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conditions', to='core.study')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("unaided", "Unaided"), ("assisted", "Assisted")], max_length=8)),
+                ("name", models.CharField(max_length=100)),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                ("system_prompt", models.TextField(blank=True)),
+                (
+                    "sampling",
+                    models.JSONField(blank=True, default=dict, help_text="temperature, top_p, max_tokens, seed"),
+                ),
+                (
+                    "inject_passage",
+                    models.BooleanField(default=True, help_text="QuALITY: the passage opens the model's context"),
+                ),
+                (
+                    "send_question",
+                    models.BooleanField(default=False, help_text="Send question and options to the model"),
+                ),
+                ("max_message_chars", models.PositiveIntegerField(default=2000)),
+                ("max_turns", models.PositiveIntegerField(default=40)),
+                (
+                    "endpoint",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to="core.modelendpoint"
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="conditions", to="core.study"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position', 'id'],
+                "ordering": ["position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Collaborator',
+            name="Collaborator",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('editor', 'Editor'), ('viewer', 'Viewer')], default='viewer', max_length=8)),
-                ('blind', models.BooleanField(default=False, help_text='Hide accuracy while the study runs')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='collaborations', to=settings.AUTH_USER_MODEL)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='collaborators', to='core.study')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("editor", "Editor"), ("viewer", "Viewer")], default="viewer", max_length=8
+                    ),
+                ),
+                ("blind", models.BooleanField(default=False, help_text="Hide accuracy while the study runs")),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="collaborations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="collaborators", to="core.study"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Task',
+            name="Task",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('scored', 'Scored items'), ('practice', 'Practice items (not scored)'), ('catch', 'Catch items (attention checks)')], default='scored', max_length=8)),
-                ('name', models.CharField(max_length=100)),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('sample_size', models.PositiveIntegerField(help_text='Items per condition (scored) or in total (practice, catch)')),
-                ('time_limit_s', models.PositiveIntegerField(blank=True, help_text='Empty: no limit', null=True)),
-                ('splits', models.JSONField(blank=True, default=list)),
-                ('subjects', models.JSONField(blank=True, default=list)),
-                ('difficult_only', models.BooleanField(default=False)),
-                ('bank', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='tasks', to='banks.bank')),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tasks', to='core.study')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("scored", "Scored items"),
+                            ("practice", "Practice items (not scored)"),
+                            ("catch", "Catch items (attention checks)"),
+                        ],
+                        default="scored",
+                        max_length=8,
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "sample_size",
+                    models.PositiveIntegerField(help_text="Items per condition (scored) or in total (practice, catch)"),
+                ),
+                ("time_limit_s", models.PositiveIntegerField(blank=True, help_text="Empty: no limit", null=True)),
+                ("splits", models.JSONField(blank=True, default=list)),
+                ("subjects", models.JSONField(blank=True, default=list)),
+                ("difficult_only", models.BooleanField(default=False)),
+                (
+                    "bank",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="tasks", to="banks.bank"
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="tasks", to="core.study"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position', 'id'],
+                "ordering": ["position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ConditionItem',
+            name="ConditionItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('scored', 'Scored'), ('practice', 'Practice'), ('catch', 'Catch')], default='scored', max_length=8)),
-                ('position', models.PositiveIntegerField()),
-                ('condition', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='condition_items', to='core.condition')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='banks.item')),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='condition_items', to='core.study')),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='condition_items', to='core.task')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("scored", "Scored"), ("practice", "Practice"), ("catch", "Catch")],
+                        default="scored",
+                        max_length=8,
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                (
+                    "condition",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="condition_items",
+                        to="core.condition",
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name="+", to="banks.item"),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="condition_items", to="core.study"
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="condition_items", to="core.task"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study', 'condition', 'position'],
+                "ordering": ["study", "condition", "position"],
             },
         ),
         migrations.CreateModel(
-            name='Trial',
+            name="Trial",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('scored', 'Scored'), ('practice', 'Practice'), ('catch', 'Catch')], default='scored', max_length=8)),
-                ('position', models.PositiveIntegerField()),
-                ('time_limit_s', models.PositiveIntegerField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('pending', 'Not shown yet'), ('shown', 'In progress'), ('answered', 'Answered'), ('timed_out', 'Timed out')], default='pending', max_length=10)),
-                ('shown_at', models.DateTimeField(blank=True, null=True)),
-                ('deadline_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('selected_choice', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('selected_confidence', models.FloatField(blank=True, null=True)),
-                ('choice', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('confidence', models.FloatField(blank=True, null=True)),
-                ('distribution', models.JSONField(blank=True, null=True)),
-                ('correct', models.BooleanField(blank=True, null=True)),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('submit_kind', models.CharField(blank=True, choices=[('manual', 'Submitted by the participant'), ('auto', 'Auto-submitted by the page at the deadline'), ('server', 'Finalised by the server at the deadline')], max_length=8)),
-                ('condition', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='trials', to='core.condition')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='banks.item')),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='trials', to='core.participant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("scored", "Scored"), ("practice", "Practice"), ("catch", "Catch")],
+                        default="scored",
+                        max_length=8,
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                ("time_limit_s", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Not shown yet"),
+                            ("shown", "In progress"),
+                            ("answered", "Answered"),
+                            ("timed_out", "Timed out"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("shown_at", models.DateTimeField(blank=True, null=True)),
+                ("deadline_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("selected_choice", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("selected_confidence", models.FloatField(blank=True, null=True)),
+                ("choice", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("confidence", models.FloatField(blank=True, null=True)),
+                ("distribution", models.JSONField(blank=True, null=True)),
+                ("correct", models.BooleanField(blank=True, null=True)),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "submit_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("manual", "Submitted by the participant"),
+                            ("auto", "Auto-submitted by the page at the deadline"),
+                            ("server", "Finalised by the server at the deadline"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "condition",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="trials", to="core.condition"
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name="+", to="banks.item"),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="trials", to="core.participant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['participant', 'position'],
+                "ordering": ["participant", "position"],
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('joined', 'Joined'), ('resumed', 'Resumed'), ('consented', 'Consented'), ('declined', 'Declined'), ('item_shown', 'Item Shown'), ('selection_changed', 'Selection'), ('confidence_changed', 'Confidence'), ('submitted', 'Submitted'), ('timed_out', 'Timed Out'), ('late_post', 'Late Post'), ('page_hidden', 'Page Hidden'), ('page_visible', 'Page Visible'), ('reconnect', 'Reconnect'), ('completed', 'Completed'), ('screened_out', 'Screened Out'), ('chat_sent', 'Chat Sent'), ('chat_reset', 'Chat Reset')], max_length=24)),
-                ('at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='core.participant')),
-                ('trial', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='core.trial')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("joined", "Joined"),
+                            ("resumed", "Resumed"),
+                            ("consented", "Consented"),
+                            ("declined", "Declined"),
+                            ("item_shown", "Item Shown"),
+                            ("selection_changed", "Selection"),
+                            ("confidence_changed", "Confidence"),
+                            ("submitted", "Submitted"),
+                            ("timed_out", "Timed Out"),
+                            ("late_post", "Late Post"),
+                            ("page_hidden", "Page Hidden"),
+                            ("page_visible", "Page Visible"),
+                            ("reconnect", "Reconnect"),
+                            ("completed", "Completed"),
+                            ("screened_out", "Screened Out"),
+                            ("chat_sent", "Chat Sent"),
+                            ("chat_reset", "Chat Reset"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="core.participant"
+                    ),
+                ),
+                (
+                    "trial",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="core.trial",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at', 'id'],
+                "ordering": ["at", "id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='participant',
-            constraint=models.UniqueConstraint(condition=models.Q(('external_id', ''), _negated=True), fields=('study', 'external_id'), name='participant_unique_external_id'),
+            model_name="participant",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("external_id", ""), _negated=True),
+                fields=("study", "external_id"),
+                name="participant_unique_external_id",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='collaborator',
-            constraint=models.UniqueConstraint(fields=('study', 'user'), name='collaborator_unique'),
+            model_name="collaborator",
+            constraint=models.UniqueConstraint(fields=("study", "user"), name="collaborator_unique"),
         ),
         migrations.AddConstraint(
-            model_name='conditionitem',
-            constraint=models.UniqueConstraint(fields=('study', 'condition', 'role', 'item'), name='condition_item_unique'),
+            model_name="conditionitem",
+            constraint=models.UniqueConstraint(
+                fields=("study", "condition", "role", "item"), name="condition_item_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='trial',
-            index=models.Index(fields=['status', 'deadline_at'], name='core_trial_status_d9fd1c_idx'),
+            model_name="trial",
+            index=models.Index(fields=["status", "deadline_at"], name="core_trial_status_d9fd1c_idx"),
         ),
         migrations.AddConstraint(
-            model_name='trial',
-            constraint=models.UniqueConstraint(fields=('participant', 'position'), name='trial_unique_position'),
+            model_name="trial",
+            constraint=models.UniqueConstraint(fields=("participant", "position"), name="trial_unique_position"),
         ),
         migrations.AddConstraint(
-            model_name='trial',
-            constraint=models.UniqueConstraint(fields=('participant', 'condition', 'item'), name='trial_unique_item'),
+            model_name="trial",
+            constraint=models.UniqueConstraint(fields=("participant", "condition", "item"), name="trial_unique_item"),
         ),
     ]

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from oversight.core.models import Condition, ConditionItem, Event, Participant, Study, Trial
 from oversight.core.services.monitor import monitor_changed
+from oversight.core.services.protocols import trial_transcripts
 
 # Recruitment parameters we keep, per platform. The first key of each platform is its participant id.
 RECRUITMENT_KEYS = {
@@ -166,6 +167,8 @@ def create_trials(participant: Participant) -> list[Trial]:
     for cid, block in zip(order, blocks, strict=True):
         sequence += [(ci, cid) for ci in block]
 
+    # Protocol conditions' scored items: the transcript each trial shows (shared, or made here for this trial).
+    transcripts = trial_transcripts(participant, [(cid, ci.item_id, ci.role) for ci, cid in sequence])
     trials = [
         Trial(
             participant=participant,
@@ -174,8 +177,9 @@ def create_trials(participant: Participant) -> list[Trial]:
             role=ci.role,
             position=position,
             time_limit_s=ci.task.time_limit_s,
+            transcript=transcript,
         )
-        for position, (ci, cid) in enumerate(sequence)
+        for position, ((ci, cid), transcript) in enumerate(zip(sequence, transcripts, strict=True))
     ]
     return Trial.objects.bulk_create(trials)
 

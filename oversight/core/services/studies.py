@@ -6,8 +6,16 @@ import json
 from django.db import transaction
 from django.utils import timezone
 
-from oversight.banks.sampling import sample_disjoint, sample_items
-from oversight.core.models import Condition, ConditionItem, Study, StudyLogEntry, Task
+from oversight.banks.sampling import sample_disjoint
+from oversight.core.models import Advocate, Condition, ConditionItem, Study, StudyLogEntry, Task, Transcript
+from oversight.core.protocols import STATIC
+from oversight.core.services.protocols import (
+    advocate_records,
+    condition_protocol_problems,
+    condition_settings_hash,
+    endpoint_record,
+)
+from oversight.core.services.samples import draw_samples, task_filters, task_item_filters, task_seed
 from oversight.core.services.study_log import study_log_add
 
 
@@ -53,12 +61,19 @@ def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task
         problems.append("Add at least one condition.")
     if not any(t.role == Task.Role.SCORED for t in tasks):
         problems.append("Add at least one task with scored items.")
+    advocates: dict = {}
+    if any(c.is_protocol for c in conditions):
+        for advocate in Advocate.objects.filter(condition__in=[c for c in conditions if c.pk]):
+            advocates.setdefault(advocate.condition_id, []).append(advocate)
     for condition in conditions:
         if condition.kind == Condition.Kind.ASSISTED and condition.endpoint is None:
             problems.append(f"The assisted condition “{condition.name}” needs a model endpoint.")
+        problems += condition_protocol_problems(
+            condition=condition, advocates=advocates.get(condition.pk, []), tasks=tasks
+        )
     for index, task in enumerate(tasks):
-        filters = _filters(task)
-        available = task.bank.items.filter(**_orm_filters(filters)).count()
+        filters = task_filters(task)
+        available = task.bank.items.filter(**task_item_filters(task)).count()
         if task.role == Task.Role.SCORED and study.disjoint_samples and conditions:
             needed = task.sample_size * len(conditions)
             if needed > available:
@@ -73,7 +88,7 @@ def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task
                     sample_disjoint(
                         bank=task.bank,
                         sizes=[task.sample_size] * len(conditions),
-                        seed=_task_seed(study, index),
+                        seed=task_seed(study, index),
                         separate_passages=True,
                         **filters,
                     )
@@ -91,32 +106,6 @@ def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task
     return problems
 
 
-def _task_seed(study: Study, index: int) -> int:
-    # Each task gets its own seed stream so adding a task does not reshuffle the others.
-    return study.sample_seed * 1000 + index
-
-
-def _filters(task: Task) -> dict:
-    return {
-        "splits": task.splits or None,
-        "subjects": task.subjects or None,
-        "difficult": True if task.difficult_only else None,
-        # Only items with a gold answer can be scored (QuALITY's test split has none).
-        "labeled": True,
-    }
-
-
-def _orm_filters(filters: dict) -> dict:
-    orm = {"gold_index__isnull": False}
-    if filters["splits"]:
-        orm["split__in"] = filters["splits"]
-    if filters["subjects"]:
-        orm["subject__in"] = filters["subjects"]
-    if filters["difficult"] is not None:
-        orm["difficult"] = filters["difficult"]
-    return orm
-
-
 @transaction.atomic
 def study_launch(*, study: Study, now=None, by=None) -> Study:
     """Draw every sample, freeze the manifest and go live. Items are fixed from here on. `by`: who launched it
@@ -128,36 +117,9 @@ def study_launch(*, study: Study, now=None, by=None) -> Study:
     if problems:
         raise StudyDesignError(" ".join(problems))
 
-    conditions = list(study.conditions.all())
     study.condition_items.all().delete()
-    rows = []
-    for index, task in enumerate(study.tasks.select_related("bank")):
-        seed = _task_seed(study, index)
-        filters = _filters(task)
-        if task.role == Task.Role.SCORED:
-            if study.disjoint_samples:
-                samples = sample_disjoint(
-                    bank=task.bank,
-                    sizes=[task.sample_size] * len(conditions),
-                    seed=seed,
-                    separate_passages=task.separate_stories,
-                    **filters,
-                )
-            else:
-                shared = sample_items(bank=task.bank, n=task.sample_size, seed=seed, **filters)
-                samples = [shared] * len(conditions)
-            for condition, items in zip(conditions, samples, strict=True):
-                rows += [
-                    ConditionItem(study=study, condition=condition, task=task, item=item, role=task.role, position=i)
-                    for i, item in enumerate(items)
-                ]
-        else:
-            items = sample_items(bank=task.bank, n=task.sample_size, seed=seed, **filters)
-            rows += [
-                ConditionItem(study=study, condition=None, task=task, item=item, role=task.role, position=i)
-                for i, item in enumerate(items)
-            ]
-    ConditionItem.objects.bulk_create(rows)
+    ConditionItem.objects.bulk_create(draw_samples(study))
+    _freeze_shared_transcripts(study, now=now or timezone.now())
 
     study.manifest = build_manifest(study)
     study.manifest_hash = manifest_hash(study.manifest)
@@ -174,22 +136,40 @@ def study_launch(*, study: Study, now=None, by=None) -> Study:
     return study
 
 
+def _freeze_shared_transcripts(study: Study, *, now) -> None:
+    """Static protocol conditions show transcripts made by self-play before launch: every drawn item must have a
+    finished one made under the condition's current settings and advocates; they are frozen from here on."""
+    for condition in study.conditions.all():
+        if not condition.is_protocol or condition.protocol_settings().transcripts != STATIC:
+            continue
+        item_ids = set(study.condition_items.filter(condition=condition).values_list("item_id", flat=True))
+        ready = Transcript.objects.filter(
+            condition=condition,
+            shared=True,
+            settings_hash=condition_settings_hash(condition),
+            status=Transcript.Status.COMPLETE,
+            item_id__in=item_ids,
+        )
+        missing = len(item_ids) - ready.count()
+        if missing:
+            raise StudyDesignError(
+                f"The condition “{condition.name}” shows pre-generated transcripts, and {missing} of its "
+                f"{len(item_ids)} items have none made under its current settings: generate them (self-play) "
+                "before launching."
+            )
+        ready.update(frozen_at=now)
+
+
 def build_manifest(study: Study) -> dict:
     """The full configuration as it was at launch: what a paper's methods section must be able to cite."""
 
     def endpoint_settings(condition: Condition):
-        e = condition.endpoint
-        if e is None:
-            return None
-        return {
-            "name": e.name,
-            "kind": e.kind,
-            "base_url": e.base_url,
-            "model_label": e.model_label,
-            "request_timeout_s": e.request_timeout_s,
-            "max_concurrency": e.max_concurrency,
-            "simulation": e.simulation,
-        }
+        return endpoint_record(condition.endpoint)
+
+    def protocol_settings(condition: Condition) -> dict:
+        if not condition.is_protocol:
+            return {}
+        return {"protocol": condition.protocol_settings().as_dict(), "advocates": advocate_records(condition)}
 
     items = study.condition_items.select_related("item", "task").order_by("condition_id", "role", "position")
     by_condition: dict = {}
@@ -249,11 +229,30 @@ def build_manifest(study: Study) -> dict:
                 "max_turns": c.max_turns,
                 "instructions": c.instructions,
                 "endpoint": endpoint_settings(c),
+                **protocol_settings(c),
             }
             for c in study.conditions.select_related("endpoint")
         ],
         "items": by_condition,
+        **shared_transcripts_manifest(study),
     }
+
+
+def shared_transcripts_manifest(study: Study) -> dict:
+    """The frozen self-play transcripts, per condition and item: which one every judge of the item reads, and
+    a hash of its turns (empty when the study has none)."""
+    frozen = Transcript.objects.filter(study=study, shared=True, frozen_at__isnull=False).order_by("condition", "item")
+    out: dict = {}
+    for t in frozen:
+        out.setdefault(str(t.condition_id), {})[str(t.item_id)] = {
+            "transcript_id": t.pk,
+            "content_hash": t.content_hash,
+            "options": t.options,
+            "argues": t.argues,
+            "speakers": t.speakers,
+            "distractor_rule": t.distractor_rule,
+        }
+    return {"transcripts": out} if out else {}
 
 
 def manifest_hash(manifest: dict) -> str:
@@ -279,7 +278,8 @@ def study_clone(*, study: Study, slug: str, title: str | None = None, owner=None
     study = Study.objects.get(pk=study.pk)  # a fresh copy becomes the clone: the caller's object stays the original
     tasks = list(study.tasks.all())
     conditions = list(study.conditions.all())
-    original = f"“{study.title}” ({study.slug})"
+    source = f"“{study.title}” ({study.slug})"
+    advocates = {c.pk: list(c.advocates.all()) for c in conditions if c.is_protocol}
     study.pk = None
     study.id = None
     study.slug = slug
@@ -293,9 +293,14 @@ def study_clone(*, study: Study, slug: str, title: str | None = None, owner=None
         study.owner = owner
     study.save()
     for obj in [*tasks, *conditions]:
+        original = obj.pk
         obj.pk = None
         obj.id = None
         obj.study = study
         obj.save()
-    study_log_add(study=study, action=StudyLogEntry.Action.CREATED, by=owner, summary=f"Cloned from {original}")
+        for advocate in advocates.get(original, []) if isinstance(obj, Condition) else []:
+            advocate.pk = None
+            advocate.condition = obj
+            advocate.save()
+    study_log_add(study=study, action=StudyLogEntry.Action.CREATED, by=owner, summary=f"Cloned from {source}")
     return study

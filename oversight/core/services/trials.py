@@ -46,6 +46,8 @@ def parse_answer(*, trial: Trial, data, require_choice: bool) -> Answer:
     """Validate raw form/JSON values against this trial's item and the study's confidence format."""
     study: Study = trial.participant.study
     n_options = len(trial.item.options)
+    # A protocol trial's judge chooses between the two answers its transcript shows (core.Transcript.options).
+    shown = trial.transcript.options if trial.transcript_id else None
 
     choice = None
     raw_choice = data.get("choice")
@@ -54,7 +56,7 @@ def parse_answer(*, trial: Trial, data, require_choice: bool) -> Answer:
             choice = int(raw_choice)
         except (TypeError, ValueError):
             raise AnswerError("That option does not exist for this question.") from None
-        if not 0 <= choice < n_options:
+        if not 0 <= choice < n_options or (shown is not None and choice not in shown):
             raise AnswerError("That option does not exist for this question.")
     elif require_choice:
         raise AnswerError("Please choose an answer before submitting.")
@@ -70,6 +72,8 @@ def parse_answer(*, trial: Trial, data, require_choice: bool) -> Answer:
                 raise AnswerError("Probabilities must be numbers.") from None
             if any(p < 0 or p > 100 for p in distribution) or abs(sum(distribution) - 100) > 0.5:
                 raise AnswerError("Probabilities must be between 0 and 100 and add up to 100.")
+            if shown is not None and any(p for i, p in enumerate(distribution) if i not in shown):
+                raise AnswerError("Only the two answers shown can have a probability.")
             choice = max(range(n_options), key=lambda i: distribution[i])
             confidence = distribution[choice]
     else:

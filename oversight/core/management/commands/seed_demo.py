@@ -9,7 +9,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from oversight.banks import importers
+from oversight.banks.models import Bank
 from oversight.core.demo import DEMO_PATH, DEMO_PROLIFIC_QUERY, DEMO_RESEARCHER, DEMO_STUDY_SLUG
+from oversight.core.demo_protocols import seed_debate_demo
 from oversight.core.models import Condition, ModelEndpoint, Study, Task
 from oversight.core.services.studies import study_launch
 
@@ -56,6 +58,7 @@ class Command(BaseCommand):
             help="first migrate the database and collect the static files, in this same process (make run: one "
             "Django start-up instead of three)",
         )
+        parser.add_argument("--debate", action="store_true", help="also a live consultancy and debate demo study")
 
     def handle(self, *args, **options):
         if options["setup"]:
@@ -63,6 +66,9 @@ class Command(BaseCommand):
             call_command("collectstatic", interactive=False, verbosity=0)
         with transaction.atomic():
             study = self._seed(options)
+            debate = None
+            if options["debate"]:
+                debate = seed_debate_demo(quality=Bank.objects.get(name="Demo QuALITY"), owner=study.owner)
         # The model-alone baseline, so the first report shows all three numbers of the sandwich (by name: core does
         # not import the baselines app).
         call_command("demo_baselines", study.slug, stdout=self.stdout)
@@ -72,6 +78,8 @@ class Command(BaseCommand):
         prolific = DEMO_PROLIFIC_QUERY.format(id="<any id>")
         self.stdout.write(f"  Participant demo link:  {base}{DEMO_PATH}  (a new participant at each visit)")
         self.stdout.write(f"  As from Prolific:       {base}{DEMO_PATH}?{prolific}  (the same id resumes)")
+        if debate is not None:
+            self.stdout.write(f"  Debate demo study:      {base}/s/{debate.slug}/")
         self.stdout.write(f"  Researcher console:     {base}/console/  (login {username} / {password})")
 
     def _seed(self, options) -> Study:
