@@ -18,7 +18,7 @@ def test_seed_demo_adds_the_debate_demo_only_when_asked_and_only_once(capsys):
     call_command("seed_demo", "--debate")
     study = Study.objects.get(slug=DEBATE_STUDY_SLUG)
     assert study.is_live and [c["kind"] for c in study.manifest["conditions"]] == ["unaided", "consultancy", "debate"]
-    assert "Debate demo study:      /s/demo-debate/" in capsys.readouterr().out
+    assert "Debate demo study:      http://127.0.0.1:8000/s/demo-debate/" in capsys.readouterr().out
 
 
 def test_bots_judge_the_debate_demo_and_its_report_has_the_protocols(monkeypatch):

@@ -152,7 +152,8 @@ def test_each_judge_gets_their_own_transcript_of_a_live_condition_with_the_order
 
 def test_the_two_answers_are_the_gold_one_and_the_annotators_best_distractor():
     bank = importers.import_quality(path=DEMO, bank_name="Demo QuALITY").bank
-    study = make_protocol_study(conditions=(("consultancy", {}),), n_items=4, launch=False)
+    # Every item of the bank, so the one whose annotators tie is drawn.
+    study = make_protocol_study(conditions=(("consultancy", {}),), n_items=bank.items.count(), launch=False)
     Task.objects.filter(study=study).update(bank=bank)
     study = study_launch(study=study)
     rules = {}
