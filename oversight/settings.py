@@ -235,7 +235,8 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "oversight")
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "sweep-expired-trials": {"task": "oversight.core.tasks.sweep_expired_trials", "schedule": 1.0},
-    "sweep-stale-generations": {"task": "oversight.assistant.tasks.sweep_stale_generations", "schedule": 5.0},
+    # Every second: a reply whose process died is found ~2 s after its last sign of life (assistant/lease.py).
+    "sweep-stale-generations": {"task": "oversight.assistant.tasks.sweep_stale_generations", "schedule": 1.0},
     # Baseline runs whose worker was killed outright are resumed (idempotently) by another worker.
     "resume-stale-baselines": {"task": "oversight.baselines.tasks.resume_stale_baselines", "schedule": 60.0},
     # Export files hold participants' data: delete them once past EXPORT_TTL_HOURS (the job rows stay).

@@ -12,24 +12,25 @@ nothing per token touches it.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
+from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from oversight.assistant import live
+from oversight.assistant import lease, live
 from oversight.assistant.backends import AssistantError, stream_reply
 from oversight.assistant.executor import chat_db
 from oversight.assistant.models import ChatMessage
 from oversight.assistant.services import (
     ReplyJob,
+    Sent,
     chat_group,
-    generation_finish,
+    generation_end,
     generation_flush,
-    message_payload,
 )
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,28 @@ log = logging.getLogger(__name__)
 FRAME_INTERVAL_S = 0.03  # coalesce tokens into ~30 ms frames: cheap to relay, still smooth to read
 FLUSH_INTERVAL_S = 0.5  # persist the growing replies (and heartbeat) this often
 
-_running: dict[int, asyncio.Task] = {}  # message id -> task; keeps tasks referenced until they finish
-_render = sync_to_async(message_payload, thread_sensitive=False)  # Markdown + sanitising: CPU, no database
+
+@dataclass
+class _Generation:
+    """A reply being generated in this process, and what was asked of it from outside its task."""
+
+    job: ReplyJob
+    task: asyncio.Task | None = None
+    streaming: bool = True  # still reading the model's stream (a stop cancels it only then)
+    stop: bool = False  # the participant pressed Stop
+    ended_elsewhere: bool = False  # finalised by someone else (a Stop on another process): just let go
+
+
+_running: dict[int, _Generation] = {}  # message id -> its generation; keeps tasks referenced until they finish
+_by_trial: dict[int, int] = {}  # trial id -> the message id generating (one reply at a time per trial)
 
 
 class _Flusher:
     """Persists every running reply of one event loop every FLUSH_INTERVAL_S, in one database trip.
 
     A reply with no new text is still heartbeated, so a slow first token (a long passage being prefilled on a
-    busy GPU) is not mistaken for a dead process by the stale-reply sweep.
+    busy GPU) is not mistaken for a dead process by the stale-reply sweep. The same trip reports the replies
+    that were ended by someone else (a Stop from a page on another process), whose requests are then cancelled.
     """
 
     def __init__(self) -> None:
@@ -73,12 +87,15 @@ class _Flusher:
                 if text is not None:
                     self.texts[message_id] = None  # written; heartbeat only until it grows again
             try:
-                await chat_db(generation_flush)(texts=batch)
+                ended = await chat_db(generation_flush)(texts=batch)
             except Exception:  # noqa: BLE001 - the next interval writes the latest text; finish writes the rest
                 log.warning("flushing %d replies failed", len(batch), exc_info=True)
                 for message_id, text in batch.items():
                     if text is not None and self.texts.get(message_id) is None:
                         self.texts[message_id] = text
+                continue
+            for message_id in ended:
+                _let_go(message_id)
 
 
 _flushers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher]" = weakref.WeakKeyDictionary()
@@ -102,21 +119,57 @@ def _semaphore(job: ReplyJob) -> asyncio.Semaphore:
 
 
 def start_generation(job: ReplyJob) -> asyncio.Task:
-    task = asyncio.get_running_loop().create_task(run_generation(job))
-    _running[job.message_id] = task
-    task.add_done_callback(lambda _t: _running.pop(job.message_id, None))
-    return task
+    generation = _Generation(job)
+    _running[job.message_id] = generation
+    _by_trial[job.trial_id] = job.message_id
+    lease.local_replies.add(job.message_id)
+    generation.task = asyncio.get_running_loop().create_task(run_generation(job, generation))
+    generation.task.add_done_callback(lambda _t: _forget(generation))
+    return generation.task
 
 
-def cancel_generation(message_id: int) -> bool:
-    task = _running.get(message_id)
-    if task is None:
+def _forget(generation: _Generation) -> None:
+    message_id = generation.job.message_id
+    _running.pop(message_id, None)
+    if _by_trial.get(generation.job.trial_id) == message_id:
+        del _by_trial[generation.job.trial_id]
+    lease.local_replies.discard(message_id)
+
+
+def generating_here(trial_id: int) -> bool:
+    return trial_id in _by_trial
+
+
+def stop_local(trial_id: int) -> bool:
+    """Stop the trial's reply if this process generates it: True if it does (its task finalises it as stopped,
+    with every token it relayed, and answers what was queued behind it), False if not generated here."""
+    generation = _running.get(_by_trial.get(trial_id, 0))
+    if generation is None:
         return False
-    task.cancel()
+    generation.stop = True
+    if generation.streaming and generation.task is not None:
+        generation.task.cancel()  # closes the model's stream: the server stops generating
     return True
 
 
-async def run_generation(job: ReplyJob) -> None:
+def _let_go(message_id: int) -> None:
+    """The reply was finalised by someone else: stop asking the model for it, and publish nothing."""
+    generation = _running.get(message_id)
+    if generation is not None and generation.streaming and generation.task is not None:
+        generation.ended_elsewhere = True
+        generation.task.cancel()
+
+
+def cancel_generation(message_id: int) -> bool:
+    generation = _running.get(message_id)
+    if generation is None or generation.task is None:
+        return False
+    generation.task.cancel()
+    return True
+
+
+async def run_generation(job: ReplyJob, generation: _Generation | None = None) -> None:
+    generation = generation or _Generation(job)
     layer = get_channel_layer()
     message_id, request = job.message_id, job.request
     group = chat_group(job.trial_id)
@@ -148,8 +201,9 @@ async def run_generation(job: ReplyJob) -> None:
     try:
         deadline = job.deadline_at
         timeout = None if deadline is None else max(0.0, (deadline - timezone.now()).total_seconds())
-        async with asyncio.timeout(timeout), _semaphore(job):
-            async for chunk in stream_reply(request):
+        stream = contextlib.aclosing(stream_reply(request))  # a Stop closes the model request at once
+        async with asyncio.timeout(timeout), _semaphore(job), stream as chunks:
+            async for chunk in chunks:
                 if chunk.text:
                     if ttft_ms is None:
                         ttft_ms = (time.monotonic() - started) * 1000
@@ -171,15 +225,25 @@ async def run_generation(job: ReplyJob) -> None:
             extra={"message_id": message_id, "trial_id": job.trial_id, "kind": exc.kind, "detail": exc.detail[:300]},
         )
     except asyncio.CancelledError:
-        status, error_kind, error = ChatMessage.Status.CANCELLED, "cancelled", "generation cancelled"
+        if generation.stop:
+            status = ChatMessage.Status.STOPPED
+        else:
+            status, error_kind, error = ChatMessage.Status.CANCELLED, "cancelled", "generation cancelled"
     except Exception as exc:  # noqa: BLE001 - a bug must still end the reply visibly, not leave it streaming
         log.exception("generation crashed", extra={"message_id": message_id})
         status, error_kind, error = ChatMessage.Status.FAILED, "generation", repr(exc)[:2000]
+    generation.streaming = False
+    if generation.ended_elsewhere:
+        flusher.untrack(message_id)
+        return
+    if generation.stop and status == ChatMessage.Status.COMPLETE:
+        status = ChatMessage.Status.STOPPED  # Stop pressed as the last token arrived: the participant asked for it
     await relay()
     total_ms = (time.monotonic() - started) * 1000
     try:
-        message = await _finish_with_retries(
+        payload, queued = await _finish_with_retries(
             message_id=message_id,
+            trial_id=job.trial_id,
             text=text,
             status=status,
             error_kind=error_kind,
@@ -191,11 +255,15 @@ async def run_generation(job: ReplyJob) -> None:
         )
     finally:
         flusher.untrack(message_id)
-    if message is not None:
-        try:
-            await layer.group_send(group, {"type": "chat.message", "message": await _render(message)})
-        except Exception:  # noqa: BLE001 - the reply is final in the database; a page's next hello shows it
-            log.warning("could not publish a final reply", exc_info=True, extra={"message_id": message_id})
+    try:
+        if payload is not None:
+            await layer.group_send(group, {"type": "chat.message", "message": payload})
+        for queued_payload in queued.payloads:
+            await layer.group_send(group, {"type": "chat.message", "message": queued_payload})
+    except Exception:  # noqa: BLE001 - the reply is final in the database; a page's next hello shows it
+        log.warning("could not publish a final reply", exc_info=True, extra={"message_id": message_id})
+    if queued.job is not None:
+        start_generation(queued.job)
     log.info(
         "generation finished",
         extra={
@@ -210,15 +278,16 @@ async def run_generation(job: ReplyJob) -> None:
 
 
 FINISH_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+NOTHING_SENT = Sent([], None)
 
 
-async def _finish_with_retries(**fields) -> ChatMessage | None:
-    """Finalise the reply, riding out a database blip (a failover, a dropped connection): the whole text is
-    only in this task's memory. If the database stays away, the flushed text survives and the stale-reply
-    sweep marks the reply interrupted."""
+async def _finish_with_retries(**fields) -> tuple[dict | None, Sent]:
+    """Finalise the reply and answer what was queued behind it, riding out a database blip (a failover, a
+    dropped connection): the whole text is only in this task's memory. If the database stays away, the flushed
+    text survives and the stale-reply sweep marks the reply interrupted."""
     for delay in (*FINISH_RETRY_DELAYS_S, None):
         try:
-            return await chat_db(generation_finish)(**fields)
+            return await chat_db(generation_end)(**fields)
         except Exception:
             if delay is None:
                 raise
@@ -229,4 +298,4 @@ async def _finish_with_retries(**fields) -> ChatMessage | None:
                 extra={"message_id": fields["message_id"]},
             )
             await asyncio.sleep(delay)
-    return None
+    return None, NOTHING_SENT
