@@ -166,6 +166,12 @@ CHAT_DB_THREADS = env_int(
     "CHAT_DB_THREADS", 8 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" else 0
 )
 
+# How a web process reads a TGI / OpenAI-compatible chat stream (oversight/assistant/backends.py): "lean" (one
+# pooled client per endpoint, the stream parsed from its bytes) or "hf" (huggingface_hub's client per reply).
+CHAT_STREAM_CLIENT = env_str("CHAT_STREAM_CLIENT", "lean")
+if CHAT_STREAM_CLIENT not in {"lean", "hf"}:
+    raise ImproperlyConfigured(f"CHAT_STREAM_CLIENT={CHAT_STREAM_CLIENT!r}: expected lean or hf")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker, cache ----------------------------------------------------------

@@ -363,6 +363,17 @@ def chat_dequeue(*, trial_id: int, now=None) -> Sent:
     """Answer the messages queued behind a reply that has ended (if the chat is still open): the generating task
     calls it when its reply ends, and a page's hello calls it for a reply that ended elsewhere."""
     now = now or timezone.now()
+    # Nearly always there is nothing to do: look without locking first (this runs at every reply's end and
+    # every page's hello), and lock the trial only when a queued message or a dead reply needs acting on.
+    unsettled = list(
+        ChatMessage.objects.filter(trial_id=trial_id, status__in=(STREAMING, ChatMessage.Status.QUEUED)).only(
+            "pk", "status", "owner", "heartbeat_at", "created_at"
+        )
+    )
+    reply = next((m for m in unsettled if m.status == STREAMING), None)
+    queued = any(m.status == ChatMessage.Status.QUEUED for m in unsettled)
+    if not (reply and reply_is_dead(reply, now)) and (not queued or reply):
+        return Sent([], None, waiting=queued)
     with transaction.atomic():
         chat = _TrialChat(trial_id, now)
         chat.answer_queued()
