@@ -242,8 +242,7 @@ async def run_generation(job: ReplyJob, generation: _Generation | None = None) -
     total_ms = (time.monotonic() - started) * 1000
     try:
         payload, queued = await _finish_with_retries(
-            message_id=message_id,
-            trial_id=job.trial_id,
+            job=job,
             text=text,
             status=status,
             error_kind=error_kind,
@@ -295,7 +294,7 @@ async def _finish_with_retries(**fields) -> tuple[dict | None, Sent]:
                 "finalising a reply failed; retrying in %.1f s",
                 delay,
                 exc_info=True,
-                extra={"message_id": fields["message_id"]},
+                extra={"message_id": fields["job"].message_id},
             )
             await asyncio.sleep(delay)
     return None, NOTHING_SENT

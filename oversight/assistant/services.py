@@ -84,11 +84,16 @@ class ReplyJob:
     """A reply ready to generate: its placeholder and the exact request, read in the transaction that made it.
 
     Handing this to the generation task (instead of a message id to load) saves a second trip through the web
-    process's one database thread per message, which under a burst of sends was most of the time to first token.
+    process's one database thread per message, which under a burst of sends was most of the time to first token;
+    and what it carries lets the reply be finalised without reading anything back (generation_end).
     """
 
     message_id: int
+    seq: int
+    created_at: datetime
     trial_id: int
+    study_id: int
+    participant_id: int
     deadline_at: datetime | None
     endpoint_id: int
     endpoint_name: str
@@ -224,7 +229,11 @@ def _placeholder(
     )
     job = ReplyJob(
         message_id=placeholder.pk,
+        seq=seq,
+        created_at=now,
         trial_id=trial.pk,
+        study_id=trial.participant.study_id,
+        participant_id=trial.participant_id,
         deadline_at=trial.deadline_at,
         endpoint_id=endpoint.pk,
         endpoint_name=endpoint.name,
@@ -551,14 +560,38 @@ def generation_finish(*, message_id: int, text: str, status: str, now=None, **fi
     return message
 
 
-def generation_end(*, message_id: int, trial_id: int, **fields) -> tuple[dict | None, Sent]:
+def generation_end(*, job: ReplyJob, text: str, status: str, now=None, **fields) -> tuple[dict | None, Sent]:
     """The generating task's last trip: finalise the reply, render it, and answer what was queued behind it.
 
-    Returns the final reply's payload (None if it had already been ended elsewhere) and what the dequeue sent.
+    One conditional UPDATE from what the job already knows (a reply ended elsewhere meanwhile, e.g. stopped from
+    another process, is left alone). Returns the final reply's payload (None if it had been ended elsewhere)
+    and what the dequeue sent.
     """
-    message = generation_finish(message_id=message_id, **fields)
-    payload = None if message is None else message_payload(message)
-    return payload, chat_dequeue(trial_id=trial_id)
+    now = now or timezone.now()
+    passage = job.request.item.passage if job.request.item else None
+    quotes = find_quotes(text, passage) if passage and text else []
+    with transaction.atomic():
+        ended = ChatMessage.objects.filter(pk=job.message_id, status=STREAMING).update(
+            content=text, status=status, finished_at=now, quotes=quotes, **fields
+        )
+        if ended:
+            monitor_changed(study_id=job.study_id, participant_id=job.participant_id)
+    payload = None
+    if ended:
+        live.delete(job.message_id)
+        final = ChatMessage(
+            pk=job.message_id,
+            trial_id=job.trial_id,
+            seq=job.seq,
+            role=ChatMessage.Role.ASSISTANT,
+            created_at=job.created_at,
+            content=text,
+            status=status,
+            quotes=quotes,
+            **fields,
+        )
+        payload = message_payload(final)
+    return payload, chat_dequeue(trial_id=job.trial_id, now=now)
 
 
 def _interrupt(message: ChatMessage, now) -> ChatMessage | None:
@@ -578,7 +611,13 @@ def interrupt_stale_generations(*, now=None, trial_id: int | None = None) -> int
     silent = ChatMessage.objects.filter(status=STREAMING, heartbeat_at__lt=now - timedelta(seconds=DEAD_AFTER_S))
     if trial_id is not None:
         silent = silent.filter(trial_id=trial_id)
-    silent = list(silent)
+    # Only what the rule reads: under load every streaming reply's heartbeat can be late (the sweep runs every
+    # second), and those this process is generating are alive whatever it says.
+    silent = [
+        m
+        for m in silent.only("pk", "trial_id", "owner", "heartbeat_at", "created_at")
+        if not (m.owner == lease.PROCESS_ID and m.pk in lease.local_replies)
+    ]
     if not silent:
         return 0
     others = {m.owner for m in silent if m.owner and m.owner != lease.PROCESS_ID}
