@@ -5,9 +5,10 @@ server-sent-event stream). Two clients do it, chosen by settings.CHAT_STREAM_CLI
 
 * `lean` (the default): one pooled httpx2 client per endpoint and event loop, reused across replies (keep-alive:
   no TCP or TLS handshake per reply), and the stream parsed straight from its bytes, taking only the fields a
-  reply needs. It sends the same request as huggingface_hub and ends every stream the same way
-  (tests/assistant/test_backends.py replays recorded TGI streams and every fault through both); per token it
-  costs a third of the CPU (bench/README.md, "Chat streaming").
+  reply needs; events that arrive together (a proxy that buffers) come out as one Chunk. It sends the same
+  request as huggingface_hub and ends every stream the same way (tests/assistant/test_backends.py replays
+  recorded TGI streams and every fault through both), for much less CPU per token (bench/README.md, "Chat
+  streaming").
 * `hf`: huggingface_hub's AsyncInferenceClient, the maintained client, made per reply.
 
 Every failure is turned into an AssistantError carrying a short message for the participant and the detail for
@@ -319,6 +320,18 @@ class StreamParser:
         return chunks
 
 
+def merged(chunks: list[Chunk]) -> Chunk:
+    """Consecutive chunks as one: their text joined, the last of each other field that was given."""
+    if len(chunks) == 1:
+        return chunks[0]
+    one = Chunk(text="".join(c.text for c in chunks))
+    for c in chunks:
+        for key in ("finish_reason", "prompt_tokens", "completion_tokens", "model_id"):
+            if getattr(c, key) is not None:
+                setattr(one, key, getattr(c, key))
+    return one
+
+
 async def _stream_lean(request: GenerationRequest) -> AsyncIterator[Chunk]:
     headers = {"Authorization": f"Bearer {request.token}"} if request.token else {}
     parser = StreamParser()
@@ -331,12 +344,12 @@ async def _stream_lean(request: GenerationRequest) -> AsyncIterator[Chunk]:
                 raise StreamHTTPError(response, body)
             body = response.aiter_bytes()
             async for data in body:
-                for chunk in parser.feed(data):
-                    yield chunk
+                if chunks := parser.feed(data):
+                    yield merged(chunks)
                 if parser.done:
                     break
-            for chunk in parser.end():
-                yield chunk
+            if chunks := parser.end():
+                yield merged(chunks)
             if parser.done:
                 # Read the body's end (it follows [DONE] at once) so the connection goes back to the pool; a
                 # server that kept it open only loses its connection.

@@ -91,16 +91,20 @@ def request(base_url: str, **fields) -> GenerationRequest:
     )
 
 
-async def read(req: GenerationRequest, client: str, settings) -> tuple[list[tuple], str | None]:
-    """Every chunk the client yields (as plain tuples), and the kind of error it ended with, if any."""
+async def read(req: GenerationRequest, client: str, settings) -> tuple[dict, str | None]:
+    """The reply as the generation takes it from the chunks (its text, and the last finish reason, token counts
+    and model the stream gave), and the kind of error the stream ended with, if any."""
     settings.CHAT_STREAM_CLIENT = client
-    chunks = []
+    reply = {"text": "", "finish_reason": None, "prompt_tokens": None, "completion_tokens": None, "model_id": None}
     try:
         async for c in stream_reply(req):
-            chunks.append((c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.model_id))
+            reply["text"] += c.text
+            for key in ("finish_reason", "prompt_tokens", "completion_tokens", "model_id"):
+                if getattr(c, key):
+                    reply[key] = getattr(c, key)
     except AssistantError as exc:
-        return chunks, exc.kind
-    return chunks, None
+        return reply, exc.kind
+    return reply, None
 
 
 @pytest.mark.parametrize("stream", recorded_streams())
@@ -109,9 +113,10 @@ async def test_both_clients_read_a_recorded_tgi_stream_to_the_same_chunks(stream
         lean = await read(request(server.url), "lean", settings)
         hf = await read(request(server.url), "hf", settings)
     assert lean == hf
-    chunks, error = lean
-    assert error is None and "".join(c[0] for c in chunks).startswith("Deep")
-    assert chunks[-1][1] in {"length", "stop", "eos_token"}  # the stream's finish reason
+    reply, error = lean
+    assert error is None and reply["text"].startswith("Deep") and reply["model_id"]
+    assert reply["finish_reason"] in {"length", "stop", "eos_token"}
+    assert reply["completion_tokens"]
 
 
 @pytest.mark.parametrize(
@@ -137,10 +142,10 @@ async def test_both_clients_end_a_faulty_stream_alike(name, fault, kind, human, 
         for client in ("lean", "hf"):
             await tgi.configure(reset=True, **fault)
             outcomes.append(await read(request(tgi.url), client, settings))
-    (lean_chunks, lean_kind), (hf_chunks, hf_kind) = outcomes
+    (lean_reply, lean_kind), (hf_reply, hf_kind) = outcomes
     assert lean_kind == hf_kind and lean_kind is not None
     assert lean_kind == kind or kind is None
-    assert [c[0] for c in lean_chunks] == [c[0] for c in hf_chunks]  # the same text before the fault
+    assert lean_reply["text"] == hf_reply["text"]  # the same text before the fault
 
 
 async def test_an_error_status_carries_the_servers_words_to_the_record(settings):
@@ -162,6 +167,17 @@ async def test_replies_to_an_endpoint_reuse_its_connections(settings):
             assert error is None
         assert len(server.requests) == 3 and server.connections == 1
         assert len(backends._pools[asyncio.get_running_loop()]) == 1
+
+
+async def test_events_that_arrive_together_come_out_as_one_chunk(settings):
+    stream = RECORDED["test_async_chat_completion_with_stream.yaml"]["body"]
+    async with Replay(stream.encode(), piece=len(stream)) as server:  # the whole stream in one HTTP chunk
+        chunks = [c async for c in stream_reply(request(server.url))]
+        reply, error = await read(request(server.url), "hf", settings)
+    assert error is None, error
+    assert len(chunks) == 1
+    assert chunks[0].text == reply["text"] and chunks[0].finish_reason == reply["finish_reason"]
+    assert chunks[0].completion_tokens == reply["completion_tokens"]
 
 
 async def test_the_parser_takes_events_split_anywhere_and_a_last_line_without_newline():
