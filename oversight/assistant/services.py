@@ -591,7 +591,15 @@ def generation_end(*, job: ReplyJob, text: str, status: str, now=None, **fields)
             **fields,
         )
         payload = message_payload(final)
-    return payload, chat_dequeue(trial_id=job.trial_id, now=now)
+    # Nothing is queued after nearly every reply: one plain query says so (the ORM's took a third of the trip).
+    table = connection.ops.quote_name(ChatMessage._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {table} WHERE trial_id = %s AND status = %s LIMIT 1",
+            [job.trial_id, ChatMessage.Status.QUEUED],
+        )
+        queued = cursor.fetchone() is not None
+    return payload, chat_dequeue(trial_id=job.trial_id, now=now) if queued else Sent([], None)
 
 
 def _interrupt(message: ChatMessage, now) -> ChatMessage | None:
