@@ -41,6 +41,10 @@ def _locked_trial(trial_id: int) -> Trial:
         # of=self: PostgreSQL cannot lock the nullable side of the outer joins (endpoint, passage).
         Trial.objects.select_for_update(of=("self",))
         .select_related("condition", "condition__endpoint", "item", "item__passage", "participant__study")
+        # The study's texts and its frozen manifest (which grows with the sample) are not the chat's business.
+        .defer(
+            *(f"participant__study__{f}" for f in ("manifest", "consent_text", "instructions", "completion_message"))
+        )
         .get(pk=trial_id)
     )
 
