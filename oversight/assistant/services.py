@@ -560,7 +560,8 @@ def generation_finish(*, message_id: int, text: str, status: str, now=None, **fi
             setattr(message, key, value)
         message.save()
         monitor_changed(study_id=message.trial.participant.study_id, participant_id=message.trial.participant_id)
-    live.delete(message_id)
+        # Once final for good: inside a chat action that is then refused, the reply is still streaming.
+        transaction.on_commit(lambda: live.delete(message_id))
     return message
 
 

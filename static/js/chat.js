@@ -140,6 +140,18 @@
     // A "please wait" refusal (or any other) is out of date once the reply it was about has ended.
     if (was && !generating && !errorBox.classList.contains("info")) showError("");
     updateControls();
+    if (!generating && open && log.querySelector(".msg.user.queued")) settleSoon();
+  }
+
+  // Messages still queued with no reply streaming: the reply they waited for ended where nobody could send
+  // them on (its process died). A hello makes the server send them; normally the next reply starts first.
+  let settleTimer = null;
+  function settleSoon() {
+    if (settleTimer) return;
+    settleTimer = setTimeout(function () {
+      settleTimer = null;
+      if (!generating && open && log.querySelector(".msg.user.queued")) send({ type: "hello", reconnect: false });
+    }, 1500);
   }
 
   function send(payload) {
