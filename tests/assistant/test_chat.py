@@ -102,14 +102,17 @@ async def asked(ws, text, client_id="") -> dict:
     return placeholder
 
 
-async def queued(ws, text, client_id="") -> dict:
-    """Send a message while a reply streams: returns it as stored, queued behind that reply."""
+async def queued(ws, text, client_id="", streaming="") -> tuple[dict, str]:
+    """Send a message while a reply streams: returns it as stored, queued behind that reply, and the streaming
+    reply's text so far (`streaming` plus the deltas that came first)."""
     await send(ws, text, client_id)
     frame = await ws.receive_json_from(timeout=5)
     while frame["type"] == "delta":
+        assert frame["offset"] <= len(streaming), "a gap in the stream"
+        streaming += frame["text"][len(streaming) - frame["offset"] :]
         frame = await ws.receive_json_from(timeout=5)
     assert frame["message"]["role"] == "user" and frame["message"]["status"] == "queued", frame
-    return frame["message"]
+    return frame["message"], streaming
 
 
 async def streamed(ws, at_least: int) -> str:
@@ -299,7 +302,7 @@ async def test_a_verified_quote_is_marked_with_its_place_in_the_passage():
 
 
 async def test_it_enforces_the_message_cap_and_the_turn_cap_counting_a_queued_message():
-    async with AsyncFakeTGI(ttft_ms=300, reply="ok") as tgi:
+    async with AsyncFakeTGI(ttft_ms=800, reply="ok") as tgi:
         trial = await setup(tgi.url, max_message_chars=20, max_turns=2)
         ws, _ = await connect(trial)
         await send(ws, "x" * 21)
@@ -309,7 +312,7 @@ async def test_it_enforces_the_message_cap_and_the_turn_cap_counting_a_queued_me
             "message": "Your message is 21 characters long; the limit is 20. Please shorten it.",
         }
         await asked(ws, "one")
-        assert (await queued(ws, "two"))["text"] == "two"  # while the reply to "one" waits for its first token
+        assert (await queued(ws, "two"))[0]["text"] == "two"  # while the reply to "one" waits for its first token
         await send(ws, "three")
         capped = await ws.receive_json_from(timeout=5)
         assert capped["message"] == "You have used all 2 messages for this question."
@@ -320,11 +323,12 @@ async def test_it_enforces_the_message_cap_and_the_turn_cap_counting_a_queued_me
 
 
 async def test_a_message_sent_while_a_reply_streams_is_queued_and_answered_once_the_reply_ends():
-    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=60, reply="First answer, told slowly over many tokens.") as tgi:
+    first_answer = "First answer, told slowly " + " ".join(["over"] * 40) + " many tokens."
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=60, reply=first_answer) as tgi:
         trial = await setup(tgi.url)
         ws, _ = await connect(trial)
         first = await asked(ws, "Why?", client_id="c1")
-        waiting = await queued(ws, "And how?", client_id="c2")
+        waiting, so_far = await queued(ws, "And how?", client_id="c2")
         assert waiting["client_id"] == "c2"
         # Stored at once, before the reply it waits for has ended.
         assert [(m.role, m.status) for m in await messages(trial)] == [
@@ -333,7 +337,7 @@ async def test_a_message_sent_while_a_reply_streams_is_queued_and_answered_once_
             ("user", "queued"),
         ]
         await tgi.configure(reply="Second answer.")
-        text, final = await until_final(ws)
+        text, final = await until_final(ws, text=so_far)
         assert final["id"] == first["id"] and final["status"] == "complete"
         # Then the queued message is sent, and answered.
         sent = await ws.receive_json_from(timeout=5)
@@ -359,7 +363,7 @@ async def test_a_message_sent_while_a_reply_streams_is_queued_and_answered_once_
 
 
 async def test_messages_queued_behind_a_reply_are_answered_together_as_one_turn():
-    async with AsyncFakeTGI(ttft_ms=400, reply="ok") as tgi:
+    async with AsyncFakeTGI(ttft_ms=800, reply="ok") as tgi:
         trial = await setup(tgi.url)
         ws, _ = await connect(trial)
         await asked(ws, "One.")
@@ -378,7 +382,7 @@ async def test_messages_queued_behind_a_reply_are_answered_together_as_one_turn(
 
 
 async def test_a_queued_message_outlives_the_page_and_is_answered_while_it_is_closed():
-    async with AsyncFakeTGI(ttft_ms=300, reply="Answered.") as tgi:
+    async with AsyncFakeTGI(ttft_ms=800, reply="Answered.") as tgi:
         trial = await setup(tgi.url)
         ws, _ = await connect(trial)
         await asked(ws, "First?")
@@ -669,7 +673,7 @@ async def test_a_send_behind_a_reply_that_just_went_silent_is_queued_then_answer
         await left_streaming(trial, content="Cut", owner="a-killed-web-process", silent_s=0.5)
         ws, history = await connect(trial)
         assert history["messages"][-1]["status"] == "streaming"  # not silent long enough to call it dead
-        waiting = await queued(ws, "Hello?")
+        waiting, _ = await queued(ws, "Hello?")
         # Nobody else will answer it: the process that owed the reply is gone. This one checks, and ~2 s after
         # the reply's last heartbeat ends it and sends the message.
         interrupted = await ws.receive_json_from(timeout=5)
