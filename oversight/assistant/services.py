@@ -36,15 +36,41 @@ def chat_group(trial_id: int) -> str:
     return f"chat.trial.{trial_id}"
 
 
+CHAT_TRIAL_FIELDS = (
+    "status",
+    "deadline_at",
+    "item",
+    "condition",
+    "participant",
+    "participant__study",
+    "participant__study__status",
+    "condition__kind",
+    "condition__endpoint",
+    "condition__system_prompt",
+    "condition__sampling",
+    "condition__max_message_chars",
+    "condition__max_turns",
+    "condition__inject_passage",
+    "condition__send_question",
+    *(
+        f"condition__endpoint__{f}"
+        for f in ("kind", "name", "base_url", "token", "model_label", "request_timeout_s", "simulation")
+    ),
+    "condition__endpoint__max_concurrency",
+    *(f"item__{f}" for f in ("bank", "external_id", "text", "options", "gold_index", "passage")),
+    "item__passage__text",
+)
+
+
 def _locked_trial(trial_id: int) -> Trial:
     return (
         # of=self: PostgreSQL cannot lock the nullable side of the outer joins (endpoint, passage).
         Trial.objects.select_for_update(of=("self",))
         .select_related("condition", "condition__endpoint", "item", "item__passage", "participant__study")
-        # The study's texts and its frozen manifest (which grows with the sample) are not the chat's business.
-        .defer(
-            *(f"participant__study__{f}" for f in ("manifest", "consent_text", "instructions", "completion_message"))
-        )
+        # Only what the chat reads (a field left out would cost a query of its own, not an error): a send's
+        # cost is the platform's time to first token, and building and reading all ~140 columns of these six
+        # rows was a third of it (bench/README.md, "Chat streaming").
+        .only(*CHAT_TRIAL_FIELDS)
         .get(pk=trial_id)
     )
 
