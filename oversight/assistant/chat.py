@@ -8,17 +8,15 @@ event loop: the action's messages go to every page watching the trial, and its r
 import asyncio
 import logging
 
-from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from oversight.assistant import lease
+from oversight.assistant import lease, pages
 from oversight.assistant.executor import chat_db
 from oversight.assistant.generation import generating_here, start_generation, stop_local
 from oversight.assistant.services import (
     ChatRejected,
     Sent,
     chat_dequeue,
-    chat_group,
     chat_history,
     chat_open,
     chat_reset,
@@ -57,15 +55,15 @@ async def chat_trial(*, token: str, position: int) -> Trial | None:
     return await chat_db(_assisted_trial)(token, position)
 
 
-async def chat_resume(*, trial: Trial, reconnect: bool) -> dict:
+async def chat_resume(*, trial: Trial, reconnect: bool, page=None) -> dict:
     """The history frame a page opening the chat starts from, with whether the chat is still open.
 
     A reply whose process died is marked interrupted first, and the messages queued behind a reply that has
-    ended are answered, so the page is not left waiting; a reconnect (the page had the chat open before) is
-    recorded.
+    ended are answered, so the page is not left waiting; the other pages are told (`page`, the one asking, has
+    it all in its history); a reconnect (the page had the chat open before) is recorded.
     """
     history, sent = await chat_db(_resume)(trial, reconnect)
-    await publish(trial.pk, sent)
+    await publish(trial.pk, sent, skip=page)
     return history
 
 
@@ -91,12 +89,10 @@ async def chat_act(*, trial_id: int, action: str | None, text: str = "", client_
     return sent.notice
 
 
-async def publish(trial_id: int, sent: Sent) -> None:
+async def publish(trial_id: int, sent: Sent, skip=None) -> None:
     """Send what an action stored to every page watching the trial, and start its reply if it has one."""
-    layer = get_channel_layer()
-    group = chat_group(trial_id)
     for payload in sent.payloads:
-        await layer.group_send(group, {"type": "chat.message", "message": payload})
+        await pages.publish(trial_id, {"type": "chat.message", "message": payload}, skip=skip)
     if sent.job is not None:
         start_generation(sent.job)
     if sent.waiting and not generating_here(trial_id) and trial_id not in _watching:

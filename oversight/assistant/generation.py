@@ -5,6 +5,9 @@ started it, so a refresh re-attaches: every page watching the trial is in the tr
 and the text so far sits in `live` for a page that joins mid-reply. Frames carry the offset
 of their text, so a page that got the snapshot and then overlapping frames drops what it already has.
 
+Frames and messages go to the pages through `pages.publish`: straight to this process's pages, and through
+the channel layer only when a page is open on another process.
+
 All of a web process's synchronous database work shares one executor thread (asgiref's thread-sensitive
 mode), so the hot path is shaped around it: a send is one trip to that thread (see services.ReplyJob), the
 growing replies of every generation in the process are flushed together in one trip per interval, and
@@ -18,17 +21,15 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from oversight.assistant import lease, live
+from oversight.assistant import lease, pages
 from oversight.assistant.backends import AssistantError, stream_reply
 from oversight.assistant.executor import chat_db
 from oversight.assistant.models import ChatMessage
 from oversight.assistant.services import (
     ReplyJob,
     Sent,
-    chat_group,
     generation_end,
     generation_flush,
 )
@@ -170,9 +171,7 @@ def cancel_generation(message_id: int) -> bool:
 
 async def run_generation(job: ReplyJob, generation: _Generation | None = None) -> None:
     generation = generation or _Generation(job)
-    layer = get_channel_layer()
     message_id, request = job.message_id, job.request
-    group = chat_group(job.trial_id)
     flusher = _flusher()
     flusher.track(message_id)
     text = ""
@@ -189,9 +188,10 @@ async def run_generation(job: ReplyJob, generation: _Generation | None = None) -
         nonlocal sent, last_frame
         if len(text) > sent:
             try:
-                await live.aset(message_id, text)
-                await layer.group_send(
-                    group, {"type": "chat.delta", "id": message_id, "offset": sent, "text": text[sent:]}
+                await pages.publish(
+                    job.trial_id,
+                    {"type": "chat.delta", "id": message_id, "offset": sent, "text": text[sent:]},
+                    live_text=(message_id, text),
                 )
                 sent = len(text)
             except Exception:  # noqa: BLE001 - see docstring
@@ -255,10 +255,8 @@ async def run_generation(job: ReplyJob, generation: _Generation | None = None) -
     finally:
         flusher.untrack(message_id)
     try:
-        if payload is not None:
-            await layer.group_send(group, {"type": "chat.message", "message": payload})
-        for queued_payload in queued.payloads:
-            await layer.group_send(group, {"type": "chat.message", "message": queued_payload})
+        for final in ([payload] if payload is not None else []) + queued.payloads:
+            await pages.publish(job.trial_id, {"type": "chat.message", "message": final})
     except Exception:  # noqa: BLE001 - the reply is final in the database; a page's next hello shows it
         log.warning("could not publish a final reply", exc_info=True, extra={"message_id": message_id})
     if queued.job is not None:

@@ -10,6 +10,7 @@ from django.utils import timezone
 from oversight.assistant import lease, live
 from oversight.assistant.backends import GenerationRequest, request_for_endpoint
 from oversight.assistant.models import ChatMessage
+from oversight.assistant.pages import chat_group
 from oversight.assistant.quotes import find_quotes
 from oversight.assistant.render import render_markdown
 from oversight.assistant.simulated import SimulatedItem
@@ -30,10 +31,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 class ChatRejected(Exception):
     """A chat action refused with a message the participant can act on."""
-
-
-def chat_group(trial_id: int) -> str:
-    return f"chat.trial.{trial_id}"
 
 
 CHAT_TRIAL_FIELDS = (

@@ -8,8 +8,9 @@ chat down with it.
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from oversight.assistant import pages
 from oversight.assistant.chat import chat_act, chat_resume, chat_trial
-from oversight.assistant.services import ChatRejected, chat_group
+from oversight.assistant.services import ChatRejected
 from oversight.realtime.relay import RelayMixin
 
 MAX_CLIENT_ID_CHARS = 64
@@ -23,14 +24,24 @@ class ChatConsumer(RelayMixin, AsyncJsonWebsocketConsumer):
         if self.trial is None:
             await self.close(code=4404)
             return
-        self.group = chat_group(self.trial.pk)
-        # Join before the page asks for the history, so no frame falls between the snapshot and the live stream.
+        self.group = pages.chat_group(self.trial.pk)
+        # Join before the page asks for the history, so no frame falls between the snapshot and the live stream:
+        # the group (frames from other processes), then this process's pages (frames generated here).
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await pages.join(self.trial.pk, self)
         await self.accept()
 
     async def disconnect(self, code):
         if getattr(self, "trial", None) is not None:
+            await pages.leave(self.trial.pk, self)
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def deliver(self, event):
+        """A message or frame published in this process (assistant.pages): sent as if it came by the layer."""
+        if event["type"] == "chat.delta":
+            await self.chat_delta(event)
+        else:
+            await self.chat_message(event)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         if text_data is None:  # a binary frame: the page never sends one
@@ -48,7 +59,9 @@ class ChatConsumer(RelayMixin, AsyncJsonWebsocketConsumer):
         text = frame.get("text", "")
         try:
             if frame.get("type") == "hello":
-                await self.send_json(await chat_resume(trial=self.trial, reconnect=bool(frame.get("reconnect"))))
+                await self.send_json(
+                    await chat_resume(trial=self.trial, reconnect=bool(frame.get("reconnect")), page=self)
+                )
                 return
             if not isinstance(text, str):
                 raise ChatRejected(UNREADABLE)
