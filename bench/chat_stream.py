@@ -1,9 +1,11 @@
 """N concurrent assisted chats through the platform, against the fake TGI, compared with the fake TGI direct.
 
 Topology (all on loopback): the fake TGI (`python -m oversight_dev.faketgi`, TTFT 100 ms, 50 tokens/s, a
-fixed reply of --reply-tokens tokens) as its own process; one daphne process serving the app with TGI_URL
-pointing at the fake, on the embedded default (a fresh temp SQLite file, in-memory channel layer, local-memory
-cache) unless --database-url / --redis-url are given; this script as the participants.
+fixed reply of --reply-tokens tokens) as its own process; one daphne process (--web N: N of them, with
+PostgreSQL and Redis, the production topology without nginx: the clients are dealt round-robin to the
+processes, as nginx would spread them) serving the app with TGI_URL pointing at the fake, on the embedded
+default (a fresh temp SQLite file, in-memory channel layer, local-memory cache) unless --database-url /
+--redis-url are given; this script as the participants.
 
 For each N in --streams:
 
@@ -16,8 +18,11 @@ For each N in --streams:
 3. **Direct**: the exact chat-completion bodies the platform sent to the fake (read back from the fake's request
    log) are sent straight to the fake, N at once, with the client the platform uses (huggingface_hub's
    AsyncInferenceClient, one per request): TTFT = request → first content chunk.
-4. Server CPU per streamed token: utime+stime of the daphne process (/proc/<pid>/stat) over the platform phase,
-   divided by the tokens the fake delivered to it in that phase.
+4. Server CPU per streamed token: utime+stime of the daphne processes (/proc/<pid>/stat) over the platform
+   phase, divided by the tokens the fake delivered to them in that phase.
+
+--py-spy PATH samples each daphne process with py-spy (if installed) during the platform phase of every N and
+writes folded stacks to PATH-<N>-<process>.txt (py-spy's `raw` format, for flamegraph.pl or speedscope).
 
 --instrument runs daphne through this script (`--serve`), which wraps the chat path's costs with timers (the
 sync work and its wait for the single thread-sensitive executor thread, cache writes, group sends, event loop
@@ -27,6 +32,8 @@ thread during the platform phase. Both slow the server: their TTFTs are not the 
     .venv/bin/python bench/chat_stream.py --streams 50 200
     .venv/bin/python bench/chat_stream.py --streams 200 --instrument --cprofile /tmp/chat.pstats
     .venv/bin/python bench/chat_stream.py --streams 200 \\
+        --database-url postgres://postgres@127.0.0.1:5432/oversight_chatbench --redis-url redis://127.0.0.1:6379/15
+    .venv/bin/python bench/chat_stream.py --streams 200 --web 2 \\
         --database-url postgres://postgres@127.0.0.1:5432/oversight_chatbench --redis-url redis://127.0.0.1:6379/15
 
 Exit status 1 if any reply was lost, failed or incomplete; the TTFT ratio target (≤ 1.05 at p50 and p95) is
@@ -178,7 +185,7 @@ def start_fake(tmp: Path, args, max_streams: int) -> Proc:
 def start_daphne(tmp: Path, env: dict[str, str], port: int, *, instrument: bool) -> Proc:
     from tests.live_server import _wait_until_up
 
-    log_path = tmp / "daphne.log"
+    log_path = tmp / f"daphne-{port}.log"
     if instrument:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
     else:  # exactly as production and tests/live_server.py run it
@@ -192,6 +199,23 @@ def start_daphne(tmp: Path, env: dict[str, str], port: int, *, instrument: bool)
         popen.kill()
         raise
     return Proc(popen, url, log_path)
+
+
+def start_py_spy(daphne: Proc, out: str) -> subprocess.Popen:
+    """Sample a daphne process until stop_py_spy (py-spy from the venv or PATH)."""
+    exe = Path(sys.executable).with_name("py-spy")
+    cmd = [str(exe) if exe.exists() else "py-spy", "record", "-p", str(daphne.pid), "-r", "200", "-f", "raw"]
+    return subprocess.Popen([*cmd, "--nonblocking", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_py_spy(spy: subprocess.Popen) -> None:
+    import signal
+
+    spy.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
 
 
 def create_postgres(url: str) -> None:
@@ -261,7 +285,7 @@ class ClientResult:
 
 
 async def platform_round(
-    base_url: str, ws_paths: list[str], timeout_s: float, on_barrier, spread_s: float = 0.0
+    base_urls: list[str], ws_paths: list[str], timeout_s: float, on_barrier, spread_s: float = 0.0
 ) -> list[ClientResult]:
     from websockets.asyncio.client import connect
 
@@ -277,6 +301,7 @@ async def platform_round(
         nonlocal connected
         r = results[i]
         stream = ChatStream()
+        base_url = base_urls[i % len(base_urls)]  # round-robin, as nginx deals new connections
         async with connect_gate:
             ws = await connect(
                 ws_url(base_url, path),
@@ -532,9 +557,10 @@ def stored_replies(env: dict[str, str], ids: list[int]) -> dict[int, dict]:
 
 
 async def run_n(
-    n: int, tag: str, *, args, env: dict, daphne: Proc, fake: Proc, reply: str, report: bool = True
+    n: int, tag: str, *, args, env: dict, daphnes: list[Proc], fake: Proc, reply: str, report: bool = True
 ) -> RoundResult:
     result = RoundResult(n=n)
+    daphne = daphnes[0]
     pids = [f"bench-{tag}-{i}" for i in range(n)]
     t = time.monotonic()
     ws_paths = await join(daphne.url, pids)
@@ -543,21 +569,29 @@ async def run_n(
     http_json(f"{fake.url}/__fake/requests", method="DELETE")
     marks: dict[str, float] = {}
     instrumented = args.instrument
+    spies: list[subprocess.Popen] = []
+
+    def server_cpu_s() -> float:
+        return sum(proc_cpu_s(d.pid) for d in daphnes)
 
     async def on_barrier() -> None:
         if instrumented:
             http_json(f"{daphne.url}/__bench/reset", method="POST", body={"cprofile": bool(args.cprofile) and report})
-        marks["server"], marks["fake"] = proc_cpu_s(daphne.pid), proc_cpu_s(fake.pid)
+        if args.py_spy and report:
+            spies.extend(start_py_spy(d, f"{args.py_spy}-{n}-{k}.txt") for k, d in enumerate(daphnes))
+        marks["server"], marks["fake"] = server_cpu_s(), proc_cpu_s(fake.pid)
         marks["bench"] = sum(os.times()[:2])
         marks["busy"], marks["total"] = machine_cpu()
         marks["tokens"] = http_json(f"{fake.url}/__fake/stats")["tokens_sent"]
         result.load_avg = os.getloadavg()[0]
         marks["t"] = time.perf_counter()
 
-    clients = await platform_round(daphne.url, ws_paths, args.timeout, on_barrier, args.spread)
+    clients = await platform_round([d.url for d in daphnes], ws_paths, args.timeout, on_barrier, args.spread)
     end = time.perf_counter()
     result.phase_s = end - marks["t"]
-    result.server_cpu_s = proc_cpu_s(daphne.pid) - marks["server"]
+    result.server_cpu_s = server_cpu_s() - marks["server"]
+    for spy in spies:
+        stop_py_spy(spy)
     result.fake_cpu_s = proc_cpu_s(fake.pid) - marks["fake"]
     result.bench_cpu_s = sum(os.times()[:2]) - marks["bench"]
     busy, total = machine_cpu()
@@ -658,7 +692,8 @@ async def main_async(args) -> int:
     from tests.live_server import free_port, run_manage, server_env
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-chat-"))
-    fake = daphne = None
+    fake = None
+    daphnes: list[Proc] = []
     created_pg = False
     try:
         fake = start_fake(tmp, args, max(args.streams))
@@ -700,10 +735,11 @@ async def main_async(args) -> int:
             "assert ModelEndpoint.objects.filter(name='Demo TGI').update(max_concurrency=100000, "
             "request_timeout_s=300) == 1",
         )
-        daphne = start_daphne(tmp, env, free_port(), instrument=args.instrument)
+        daphnes = [start_daphne(tmp, env, free_port(), instrument=args.instrument) for _ in range(args.web)]
+        servers = ", ".join(f"{d.url} (pid {d.pid})" for d in daphnes)
         print(
             f"chat_stream: fake TGI {fake.url} (TTFT {args.ttft_ms:g} ms, {args.tokens_per_s:g} tokens/s, "
-            f"replies of {args.reply_tokens} tokens); daphne {daphne.url} (pid {daphne.pid}); {backend}; "
+            f"replies of {args.reply_tokens} tokens); daphne {servers}; {backend}; "
             f"DEBUG={int(args.debug)}; direct client {args.direct_client}; {os.cpu_count()} CPUs; "
             f"{f'sends spread over {args.spread:g} s; ' if args.spread else 'sends at one barrier; '}"
             f"{'instrumented; ' if args.instrument else ''}"
@@ -711,12 +747,19 @@ async def main_async(args) -> int:
             flush=True,
         )
         await run_n(
-            min(5, max(args.streams)), "warmup", args=args, env=env, daphne=daphne, fake=fake, reply=reply, report=False
+            min(5 * args.web, max(args.streams)),  # every process warmed up
+            "warmup",
+            args=args,
+            env=env,
+            daphnes=daphnes,
+            fake=fake,
+            reply=reply,
+            report=False,
         )
         rows = []
         for rnd in range(args.rounds):
             for n in args.streams:
-                result = await run_n(n, f"{rnd}-{n}", args=args, env=env, daphne=daphne, fake=fake, reply=reply)
+                result = await run_n(n, f"{rnd}-{n}", args=args, env=env, daphnes=daphnes, fake=fake, reply=reply)
                 s = result.summary()
                 rows.append(s)
                 print(
@@ -746,13 +789,13 @@ async def main_async(args) -> int:
         bad = any(s["failures"] or s["tokens_lost"]["chars"] or s["tokens_lost"]["gaps"] for s in rows)
         return 1 if bad else 0
     except Exception:
-        if daphne is not None:
-            print(f"--- daphne log\n{daphne.log_tail()}", file=sys.stderr)
+        for daphne in daphnes:
+            print(f"--- daphne log ({daphne.url})\n{daphne.log_tail()}", file=sys.stderr)
         if fake is not None:
             print(f"--- faketgi log\n{fake.log_tail()}", file=sys.stderr)
         raise
     finally:
-        for p in (daphne, fake):
+        for p in (*daphnes, fake):
             if p is not None:
                 p.stop()
         if created_pg:
@@ -786,7 +829,13 @@ def parse_args(argv=None):
     parser.add_argument("--instrument", action="store_true", help="time the server's chat path (slows it)")
     parser.add_argument("--cprofile", help="with --instrument: write a pstats file of the platform phase")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--web", type=int, default=1, help="daphne processes (2+: needs PostgreSQL and Redis) [1]")
+    parser.add_argument("--py-spy", help="sample the daphne processes with py-spy: PATH-<N>-<process>.txt")
     args = parser.parse_args(argv)
+    if args.web > 1 and not (args.database_url and args.redis_url):
+        parser.error("--web 2+ needs --database-url and --redis-url (the processes share the chat through them)")
+    if args.web > 1 and args.instrument:
+        parser.error("--instrument times one process: use --web 1")
     if args.cprofile and not args.instrument:
         parser.error("--cprofile needs --instrument")
     if any(n < 1 for n in args.streams) or args.reply_tokens < 3:

@@ -166,6 +166,12 @@ CHAT_DB_THREADS = env_int(
     "CHAT_DB_THREADS", 8 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" else 0
 )
 
+# How a web process reads a TGI / OpenAI-compatible chat stream (oversight/assistant/backends.py): "lean" (one
+# pooled client per endpoint, the stream parsed from its bytes) or "hf" (huggingface_hub's client per reply).
+CHAT_STREAM_CLIENT = env_str("CHAT_STREAM_CLIENT", "lean")
+if CHAT_STREAM_CLIENT not in {"lean", "hf"}:
+    raise ImproperlyConfigured(f"CHAT_STREAM_CLIENT={CHAT_STREAM_CLIENT!r}: expected lean or hf")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker, cache ----------------------------------------------------------
@@ -237,7 +243,8 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "oversight")
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "sweep-expired-trials": {"task": "oversight.core.tasks.sweep_expired_trials", "schedule": 1.0},
-    "sweep-stale-generations": {"task": "oversight.assistant.tasks.sweep_stale_generations", "schedule": 5.0},
+    # Every second: a reply whose process died is found ~2 s after its last sign of life (assistant/lease.py).
+    "sweep-stale-generations": {"task": "oversight.assistant.tasks.sweep_stale_generations", "schedule": 1.0},
     # Baseline runs whose worker was killed outright are resumed (idempotently) by another worker.
     "resume-stale-baselines": {"task": "oversight.baselines.tasks.resume_stale_baselines", "schedule": 60.0},
     # Export files hold participants' data: delete them once past EXPORT_TTL_HOURS (the job rows stay).

@@ -1,8 +1,18 @@
 """Model backends behind one streaming interface: TGI / OpenAI-compatible servers, and the simulated assistant.
 
-TGI and OpenAI-compatible servers are reached with huggingface_hub's AsyncInferenceClient through the
-Messages API. Every failure is turned into an AssistantError carrying a short message for the participant
-and the detail for the researcher; TGI reports most of them *inside* a 200 stream (tgi-protocol README).
+TGI and OpenAI-compatible servers are reached through the Messages API (`POST …/v1/chat/completions`, a
+server-sent-event stream). Two clients do it, chosen by settings.CHAT_STREAM_CLIENT:
+
+* `lean` (the default): one pooled httpx2 client per endpoint and event loop, reused across replies (keep-alive:
+  no TCP or TLS handshake per reply), and the stream parsed straight from its bytes, taking only the fields a
+  reply needs; events that arrive together (a proxy that buffers) come out as one Chunk. It sends the same
+  request as huggingface_hub and ends every stream the same way (tests/assistant/test_backends.py replays
+  recorded TGI streams and every fault through both), for much less CPU per token (bench/README.md, "Chat
+  streaming").
+* `hf`: huggingface_hub's AsyncInferenceClient, the maintained client, made per reply.
+
+Every failure is turned into an AssistantError carrying a short message for the participant and the detail for
+the researcher; TGI reports most of them *inside* a 200 stream (tgi-protocol README).
 """
 
 import asyncio
@@ -13,10 +23,13 @@ import json
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import urlparse, urlunparse
 
 import httpx2
+from django.conf import settings
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import _http as hf_http
@@ -89,7 +102,9 @@ SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "frequency_penalt
 def stream_reply(request: GenerationRequest) -> AsyncIterator[Chunk]:
     if request.kind == "simulated":
         return _stream_simulated(request)
-    return _stream_messages_api(request)
+    if settings.CHAT_STREAM_CLIENT == "hf":
+        return _stream_messages_api(request)
+    return _stream_lean(request)
 
 
 async def _stream_simulated(request: GenerationRequest) -> AsyncIterator[Chunk]:
@@ -180,6 +195,184 @@ async def _stream_messages_api(request: GenerationRequest) -> AsyncIterator[Chun
         raise classify(exc) from exc
     finally:
         await _close(client)
+
+
+# --- The lean client -----------------------------------------------------------------------------------------
+
+DRAIN_AFTER_DONE_S = 1.0
+_pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx2.AsyncClient]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _pooled_client(base_url: str) -> httpx2.AsyncClient:
+    """The event loop's client for an endpoint: its connections are kept alive and reused by every reply.
+
+    Unbounded, because the endpoint's max_concurrency (generation._semaphore) already bounds the streams; the
+    SSL context is the process's one (`_ssl_context`), as huggingface_hub's client is given it here.
+    """
+    global _ssl_context
+    per_loop = _pools.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get(base_url)
+    if client is None:
+        if _ssl_context is None:
+            _ssl_context = httpx2.create_ssl_context()
+        limits = httpx2.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=30)
+        client = per_loop[base_url] = httpx2.AsyncClient(
+            follow_redirects=True, timeout=None, verify=_ssl_context, limits=limits
+        )
+    return client
+
+
+def chat_url(base_url: str) -> str:
+    """Where huggingface_hub posts a chat for a base URL: `…/v1/chat/completions`, unless the URL already
+    names `…/v1` or the route itself."""
+    parsed = urlparse(base_url)
+    path = parsed.path.rstrip("/")
+    if path.endswith("/chat/completions"):
+        return base_url
+    path = path + "/chat/completions" if path.endswith("/v1") else path + "/v1/chat/completions"
+    return urlunparse(parsed._replace(path=path))
+
+
+def chat_body(request: GenerationRequest) -> dict:
+    """The request body, as huggingface_hub builds it (its placeholder model name included: TGI ignores it)."""
+    params = {k: v for k, v in request.sampling.items() if k in SAMPLING_KEYS and v is not None}
+    return {
+        "model": request.model_label or "dummy",
+        "messages": request.messages,
+        **dict(sorted(params.items())),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+class StreamHTTPError(Exception):
+    """A non-2xx answer to the chat request; `response` carries the status (as huggingface_hub's errors do)."""
+
+    def __init__(self, response: httpx2.Response, body: str):
+        self.response = response
+        super().__init__(f"{response.status_code} {response.reason_phrase} for {response.url}: {body[:1000]}")
+
+
+_STREAM_ERRORS = {
+    "generation": hf_errors.GenerationError,
+    "incomplete_generation": hf_errors.IncompleteGenerationError,
+    "overloaded": hf_errors.OverloadedError,
+    "validation": hf_errors.ValidationError,
+}
+
+
+class StreamParser:
+    """Server-sent events of a chat stream, from the bytes as they arrive, to Chunks.
+
+    Only `data:` lines matter (with or without the space after the colon: TGI before 2.x omits it); `[DONE]` ends
+    the stream (TGI before 2.x ends without it). An `error` event raises huggingface_hub's error for its
+    `error_type` (TGI's legacy shape) or UnknownError (the OpenAI shape since TGI 2.4.1), so classify() reads it
+    as it reads the maintained client's.
+    """
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.done = False
+        self.completion_tokens = 0
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return self._lines(lines)
+
+    def end(self) -> list[Chunk]:
+        """The last line when the stream ends without a newline (a half-sent event is malformed JSON)."""
+        rest, self.buffer = self.buffer, b""
+        return self._lines([rest]) if rest.strip() else []
+
+    def _lines(self, lines: list[bytes]) -> list[Chunk]:
+        chunks = []
+        for line in lines:
+            if self.done or not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self.done = True
+                continue
+            event = json.loads(payload)
+            chunks.extend(self._event(event))
+        return chunks
+
+    def _event(self, event: dict) -> list[Chunk]:
+        error = event.get("error")
+        if error is not None:
+            raise _STREAM_ERRORS.get(event.get("error_type"), hf_errors.UnknownError)(error)
+        model = event.get("model")
+        chunks = []
+        usage = event.get("usage")
+        if usage:
+            chunks.append(
+                Chunk(
+                    prompt_tokens=usage.get("prompt_tokens"),
+                    completion_tokens=usage.get("completion_tokens"),
+                    model_id=model,
+                )
+            )
+        for choice in event.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content") or ""
+            finish_reason = choice.get("finish_reason")
+            if text:
+                self.completion_tokens += 1
+            if text or finish_reason:
+                chunks.append(
+                    Chunk(
+                        text=text,
+                        finish_reason=finish_reason,
+                        model_id=model,
+                        completion_tokens=self.completion_tokens if finish_reason else None,
+                    )
+                )
+        return chunks
+
+
+def merged(chunks: list[Chunk]) -> Chunk:
+    """Consecutive chunks as one: their text joined, the last of each other field that was given."""
+    if len(chunks) == 1:
+        return chunks[0]
+    one = Chunk(text="".join(c.text for c in chunks))
+    for c in chunks:
+        for key in ("finish_reason", "prompt_tokens", "completion_tokens", "model_id"):
+            if getattr(c, key) is not None:
+                setattr(one, key, getattr(c, key))
+    return one
+
+
+async def _stream_lean(request: GenerationRequest) -> AsyncIterator[Chunk]:
+    headers = {"Authorization": f"Bearer {request.token}"} if request.token else {}
+    parser = StreamParser()
+    try:
+        async with _pooled_client(request.base_url).stream(
+            "POST", chat_url(request.base_url), json=chat_body(request), headers=headers, timeout=request.timeout_s
+        ) as response:
+            if response.status_code >= 400:
+                body = (await response.aread()).decode(errors="replace")
+                raise StreamHTTPError(response, body)
+            body = response.aiter_bytes()
+            async for data in body:
+                if chunks := parser.feed(data):
+                    yield merged(chunks)
+                if parser.done:
+                    break
+            if chunks := parser.end():
+                yield merged(chunks)
+            if parser.done:
+                # Read the body's end (it follows [DONE] at once) so the connection goes back to the pool; a
+                # server that kept it open only loses its connection.
+                with contextlib.suppress(TimeoutError, httpx2.HTTPError):
+                    async with asyncio.timeout(DRAIN_AFTER_DONE_S):
+                        async for _ in body:
+                            pass
+    except AssistantError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a participant-safe AssistantError
+        raise classify(exc) from exc
 
 
 async def _close(client: AsyncInferenceClient) -> None:

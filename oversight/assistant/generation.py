@@ -5,6 +5,12 @@ started it, so a refresh re-attaches: every page watching the trial is in the tr
 and the text so far sits in `live` for a page that joins mid-reply. Frames carry the offset
 of their text, so a page that got the snapshot and then overlapping frames drops what it already has.
 
+Frames and messages go to the pages through `pages.publish`: straight to this process's pages, and through
+the channel layer only when a page is open on another process.
+
+The same machinery generates a protocol advocate's turns (`judging.TURNS`): a `Target` says where a generation's
+text is stored, how it is published and what follows it; `CHAT`, a trial's chat replies, is the default.
+
 All of a web process's synchronous database work shares one executor thread (asgiref's thread-sensitive
 mode), so the hot path is shaped around it: a send is one trip to that thread (see services.ReplyJob), the
 growing replies of every generation in the process are flushed together in one trip per interval, and
@@ -12,26 +18,24 @@ nothing per token touches it.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from oversight.assistant import live
+from oversight.assistant import lease, pages
 from oversight.assistant.backends import AssistantError, stream_reply
 from oversight.assistant.executor import chat_db
 from oversight.assistant.models import ChatMessage
 from oversight.assistant.services import (
     ReplyJob,
-    chat_group,
-    generation_finish,
+    Sent,
+    generation_end,
     generation_flush,
-    message_payload,
 )
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,20 @@ log = logging.getLogger(__name__)
 FRAME_INTERVAL_S = 0.03  # coalesce tokens into ~30 ms frames: cheap to relay, still smooth to read
 FLUSH_INTERVAL_S = 0.5  # persist the growing replies (and heartbeat) this often
 
-_running: dict[int | str, asyncio.Task] = {}  # live key -> task; keeps tasks referenced until they finish
+
+@dataclass
+class _Generation:
+    """A reply being generated in this process, and what was asked of it from outside its task."""
+
+    job: ReplyJob
+    task: asyncio.Task | None = None
+    streaming: bool = True  # still reading the model's stream (a stop cancels it only then)
+    stop: bool = False  # the participant pressed Stop
+    ended_elsewhere: bool = False  # finalised by someone else (a Stop on another process): just let go
+
+
+_running: dict[int | str, _Generation] = {}  # live key -> its generation; keeps tasks referenced until they finish
+_by_trial: dict[int, int] = {}  # trial id -> the chat message id generating (one reply at a time per trial)
 
 
 def _same(_job, value):
@@ -48,35 +65,45 @@ def _same(_job, value):
 
 @dataclass(frozen=True)
 class Target:
-    """Where a generation's text goes: the chat's messages (`CHAT`), or a protocol transcript's turns
-    (`assistant.debate.TURNS`). Every function but `after` is sync; `flush` and `finish` touch the database and
-    run on the chat's database threads, `payload` only renders."""
+    """Where a generation's text goes, and what follows it: a trial's chat replies (`CHAT`) or a protocol
+    transcript's turns (`judging.TURNS`). `flush` and `end` touch the database and run on the chat's database
+    threads; `publish` and `follow` run on the event loop."""
 
-    flush: Callable[..., None]  # (texts={id: text so far | None}): persist the growing texts, heartbeat the rest
-    finish: Callable[..., object]  # (message_id, text, status, **fields) -> the final row, or None if already final
-    payload: Callable[[object], dict]  # the final row as the page's `message`
-    group: Callable[[object], str]  # the job -> the channel-layer group of the pages watching
+    flush: Callable[..., Iterable | None]  # (texts={id: text so far | None}) -> ids ended elsewhere
+    end: Callable[..., tuple[list[dict], object]]  # (job=, text=, status=, **fields) -> (payloads, what follows)
+    publish: Callable[..., Awaitable[None]]  # (job, event, live_text=(key, text) | None)
+    follow: Callable[[object, object], Awaitable[None]]  # (job, what `end` said follows), after publishing
     visible: Callable[[object, str], str] = _same  # (job, text so far) -> what pages may see of it
     key: Callable[[object], int | str] = lambda job: job.message_id  # its live-text key and frame id
-    after: Callable[[object, object], Awaitable[None]] | None = None  # (job, final row), once it is published
+    chat: bool = False  # a chat reply: Stop and the process lease apply to it
 
 
-CHAT = Target(
-    flush=generation_flush,
-    finish=generation_finish,
-    payload=message_payload,
-    group=lambda job: chat_group(job.trial_id),
-)
+def _chat_end(**fields) -> tuple[list[dict], Sent]:
+    payload, queued = generation_end(**fields)
+    return ([payload] if payload is not None else []) + queued.payloads, queued
+
+
+async def _chat_publish(job: ReplyJob, event: dict, live_text: tuple | None = None) -> None:
+    await pages.publish(job.trial_id, event, live_text=live_text)
+
+
+async def _chat_follow(_job: ReplyJob, queued: Sent | None) -> None:
+    if queued is not None and queued.job is not None:
+        start_generation(queued.job)
+
+
+CHAT = Target(flush=generation_flush, end=_chat_end, publish=_chat_publish, follow=_chat_follow, chat=True)
 
 
 class _Flusher:
     """Persists every running reply of one event loop every FLUSH_INTERVAL_S, in one database trip.
 
     A reply with no new text is still heartbeated, so a slow first token (a long passage being prefilled on a
-    busy GPU) is not mistaken for a dead process by the stale-reply sweep.
+    busy GPU) is not mistaken for a dead process by the stale-reply sweep. The same trip reports the replies
+    that were ended by someone else (a Stop from a page on another process), whose requests are then cancelled.
     """
 
-    def __init__(self, flush: Callable[..., None]) -> None:
+    def __init__(self, flush: Callable[..., Iterable | None]) -> None:
         self.flush = flush
         self.texts: dict[int, str | None] = {}
         self.task: asyncio.Task | None = None
@@ -102,12 +129,15 @@ class _Flusher:
                 if text is not None:
                     self.texts[message_id] = None  # written; heartbeat only until it grows again
             try:
-                await chat_db(self.flush)(texts=batch)
+                ended = await chat_db(self.flush)(texts=batch)
             except Exception:  # noqa: BLE001 - the next interval writes the latest text; finish writes the rest
                 log.warning("flushing %d replies failed", len(batch), exc_info=True)
                 for message_id, text in batch.items():
                     if text is not None and self.texts.get(message_id) is None:
                         self.texts[message_id] = text
+                continue
+            for message_id in ended or ():
+                _let_go(message_id)
 
 
 _flushers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
@@ -131,28 +161,64 @@ def _semaphore(job: ReplyJob) -> asyncio.Semaphore:
     return per_loop[job.endpoint_id]
 
 
-def start_generation(job: ReplyJob, target: Target = CHAT) -> asyncio.Task:
-    task = asyncio.get_running_loop().create_task(run_generation(job, target))
-    key = target.key(job)
-    _running[key] = task
-    task.add_done_callback(lambda _t: _running.pop(key, None))
-    return task
+def start_generation(job, target: Target = CHAT) -> asyncio.Task:
+    generation = _Generation(job)
+    _running[target.key(job)] = generation
+    if target.chat:
+        _by_trial[job.trial_id] = job.message_id
+        lease.local_replies.add(job.message_id)
+    generation.task = asyncio.get_running_loop().create_task(run_generation(job, target, generation))
+    generation.task.add_done_callback(lambda _t: _forget(generation, target))
+    return generation.task
 
 
-def cancel_generation(message_id: int | str) -> bool:
-    """Cancel a running generation by its live key (a chat message's id; `debate.turn_key` for a turn)."""
-    task = _running.get(message_id)
-    if task is None:
+def _forget(generation: _Generation, target: Target) -> None:
+    key = target.key(generation.job)
+    _running.pop(key, None)
+    if target.chat:
+        message_id = generation.job.message_id
+        if _by_trial.get(generation.job.trial_id) == message_id:
+            del _by_trial[generation.job.trial_id]
+        lease.local_replies.discard(message_id)
+
+
+def generating_here(trial_id: int) -> bool:
+    return trial_id in _by_trial
+
+
+def stop_local(trial_id: int) -> bool:
+    """Stop the trial's reply if this process generates it: True if it does (its task finalises it as stopped,
+    with every token it relayed, and answers what was queued behind it), False if not generated here."""
+    generation = _running.get(_by_trial.get(trial_id, 0))
+    if generation is None:
         return False
-    task.cancel()
+    generation.stop = True
+    if generation.streaming and generation.task is not None:
+        generation.task.cancel()  # closes the model's stream: the server stops generating
     return True
 
 
-async def run_generation(job: ReplyJob, target: Target = CHAT) -> None:
-    layer = get_channel_layer()
+def _let_go(message_id: int) -> None:
+    """The reply was finalised by someone else: stop asking the model for it, and publish nothing."""
+    generation = _running.get(message_id)
+    if generation is not None and generation.streaming and generation.task is not None:
+        generation.ended_elsewhere = True
+        generation.task.cancel()
+
+
+def cancel_generation(key: int | str) -> bool:
+    """Cancel a running generation by its live key (a chat message's id; `debate.turn_key` for a turn)."""
+    generation = _running.get(key)
+    if generation is None or generation.task is None:
+        return False
+    generation.task.cancel()
+    return True
+
+
+async def run_generation(job, target: Target = CHAT, generation: _Generation | None = None) -> None:
+    generation = generation or _Generation(job)
     message_id, request = job.message_id, job.request
-    live_key = target.key(job)  # (not `key`: the loop over the final fields below reuses that name)
-    group = target.group(job)
+    live_key = target.key(job)
     flusher = _flusher(target)
     flusher.track(message_id)
     text = ""
@@ -170,9 +236,10 @@ async def run_generation(job: ReplyJob, target: Target = CHAT) -> None:
         shown = target.visible(job, text)
         if len(shown) > sent:
             try:
-                await live.aset(live_key, shown)
-                await layer.group_send(
-                    group, {"type": "chat.delta", "id": live_key, "offset": sent, "text": shown[sent:]}
+                await target.publish(
+                    job,
+                    {"type": "chat.delta", "id": live_key, "offset": sent, "text": shown[sent:]},
+                    live_text=(live_key, shown),
                 )
                 sent = len(shown)
             except Exception:  # noqa: BLE001 - see docstring
@@ -182,8 +249,9 @@ async def run_generation(job: ReplyJob, target: Target = CHAT) -> None:
     try:
         deadline = job.deadline_at
         timeout = None if deadline is None else max(0.0, (deadline - timezone.now()).total_seconds())
-        async with asyncio.timeout(timeout), _semaphore(job):
-            async for chunk in stream_reply(request):
+        stream = contextlib.aclosing(stream_reply(request))  # a Stop closes the model request at once
+        async with asyncio.timeout(timeout), _semaphore(job), stream as chunks:
+            async for chunk in chunks:
                 if chunk.text:
                     if ttft_ms is None:
                         ttft_ms = (time.monotonic() - started) * 1000
@@ -205,16 +273,25 @@ async def run_generation(job: ReplyJob, target: Target = CHAT) -> None:
             extra={"message_id": message_id, "trial_id": job.trial_id, "kind": exc.kind, "detail": exc.detail[:300]},
         )
     except asyncio.CancelledError:
-        status, error_kind, error = ChatMessage.Status.CANCELLED, "cancelled", "generation cancelled"
+        if generation.stop:
+            status = ChatMessage.Status.STOPPED
+        else:
+            status, error_kind, error = ChatMessage.Status.CANCELLED, "cancelled", "generation cancelled"
     except Exception as exc:  # noqa: BLE001 - a bug must still end the reply visibly, not leave it streaming
         log.exception("generation crashed", extra={"message_id": message_id})
         status, error_kind, error = ChatMessage.Status.FAILED, "generation", repr(exc)[:2000]
+    generation.streaming = False
+    if generation.ended_elsewhere:
+        flusher.untrack(message_id)
+        return
+    if generation.stop and status == ChatMessage.Status.COMPLETE:
+        status = ChatMessage.Status.STOPPED  # Stop pressed as the last token arrived: the participant asked for it
     await relay()
     total_ms = (time.monotonic() - started) * 1000
     try:
-        message = await _finish_with_retries(
+        payloads, follows = await _finish_with_retries(
             target,
-            message_id=message_id,
+            job=job,
             text=text,
             status=status,
             error_kind=error_kind,
@@ -226,17 +303,15 @@ async def run_generation(job: ReplyJob, target: Target = CHAT) -> None:
         )
     finally:
         flusher.untrack(message_id)
-    if message is not None:
-        try:
-            payload = await sync_to_async(target.payload, thread_sensitive=False)(message)  # CPU, no database
-            await layer.group_send(group, {"type": "chat.message", "message": payload})
-        except Exception:  # noqa: BLE001 - the reply is final in the database; a page's next hello shows it
-            log.warning("could not publish a final reply", exc_info=True, extra={"message_id": message_id})
-        if target.after is not None:
-            try:
-                await target.after(job, message)
-            except Exception:  # noqa: BLE001 - the reply is final; what follows it (a next turn) resumes on hello
-                log.exception("after a finished generation", extra={"message_id": message_id})
+    try:
+        for final in payloads:
+            await target.publish(job, {"type": "chat.message", "message": final})
+    except Exception:  # noqa: BLE001 - the reply is final in the database; a page's next hello shows it
+        log.warning("could not publish a final reply", exc_info=True, extra={"message_id": message_id})
+    try:
+        await target.follow(job, follows)
+    except Exception:  # noqa: BLE001 - the reply is final; what follows it (a next turn) resumes on hello
+        log.exception("after a finished generation", extra={"message_id": message_id})
     log.info(
         "generation finished",
         extra={
@@ -253,13 +328,13 @@ async def run_generation(job: ReplyJob, target: Target = CHAT) -> None:
 FINISH_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 
 
-async def _finish_with_retries(target: Target, **fields) -> ChatMessage | None:
-    """Finalise the reply, riding out a database blip (a failover, a dropped connection): the whole text is
-    only in this task's memory. If the database stays away, the flushed text survives and the stale-reply
-    sweep marks the reply interrupted."""
+async def _finish_with_retries(target: Target, **fields) -> tuple[list[dict], object]:
+    """Finalise the reply and answer what was queued behind it, riding out a database blip (a failover, a
+    dropped connection): the whole text is only in this task's memory. If the database stays away, the flushed
+    text survives and the stale-reply sweep marks the reply interrupted."""
     for delay in (*FINISH_RETRY_DELAYS_S, None):
         try:
-            return await chat_db(target.finish)(**fields)
+            return await chat_db(target.end)(**fields)
         except Exception:
             if delay is None:
                 raise
@@ -267,7 +342,7 @@ async def _finish_with_retries(target: Target, **fields) -> ChatMessage | None:
                 "finalising a reply failed; retrying in %.1f s",
                 delay,
                 exc_info=True,
-                extra={"message_id": fields["message_id"]},
+                extra={"message_id": fields["job"].message_id},
             )
             await asyncio.sleep(delay)
-    return None
+    return [], None

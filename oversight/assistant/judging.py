@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from channels.layers import get_channel_layer
 
+from oversight.assistant import live
 from oversight.assistant.advocates import visible_so_far
 from oversight.assistant.debate import (
     Advanced,
@@ -35,42 +36,54 @@ from oversight.core.models import Event, Trial
 from oversight.core.protocols import PROTOCOL_KINDS
 
 
-def _group(job: TurnJob) -> str:
-    return transcript_group(transcript_id=job.transcript_id, trial_id=job.trial_id)
-
-
 def _visible(job: TurnJob, text: str) -> str:
     return visible_so_far(text, word_limit=job.word_limit, scratchpad=job.scratchpad)
 
 
-def _payload(turn) -> dict:
-    return turn_payload(turn, turn.transcript.protocol)
+def _end(*, job: TurnJob, **fields) -> tuple[list[dict], object]:
+    """Finalise the turn (a turn already final is left alone: nothing to publish, nothing follows)."""
+    turn = turn_finish(message_id=job.message_id, **fields)
+    return ([turn_payload(turn, turn.transcript.protocol)] if turn is not None else []), turn
 
 
-async def _after_turn(job: TurnJob, _turn) -> None:
+async def _send(*, transcript_id: int, trial_id: int | None, event: dict, live_text: tuple | None = None) -> None:
+    """To every page watching the transcript, through its channel-layer group (the trial's chat group for a
+    judge's own transcript). The chat's direct delivery to this process's pages (`pages.publish`) is not used
+    here: a judge's page is one page per trial, and its frames are few next to a chat's."""
+    if live_text is not None:
+        await live.aset(*live_text)
+    await get_channel_layer().group_send(transcript_group(transcript_id=transcript_id, trial_id=trial_id), event)
+
+
+async def _publish(job: TurnJob, event: dict, live_text: tuple | None = None) -> None:
+    await _send(transcript_id=job.transcript_id, trial_id=job.trial_id, event=event, live_text=live_text)
+
+
+async def _after_turn(job: TurnJob, turn) -> None:
     """A turn is final: take the transcript's next step (the other side, the next round, or the end)."""
+    if turn is None:
+        return
     advanced = await chat_db(transcript_advance)(transcript_id=job.transcript_id)
-    await publish(_group(job), advanced)
+    await publish(transcript_id=job.transcript_id, trial_id=job.trial_id, advanced=advanced)
 
 
 TURNS = Target(
     flush=turn_flush,
-    finish=turn_finish,
-    payload=_payload,
-    group=_group,
+    end=_end,
+    publish=_publish,
+    follow=_after_turn,
     visible=_visible,
     key=lambda job: turn_key(job.message_id),
-    after=_after_turn,
 )
 
 
-async def publish(group: str, advanced: Advanced) -> None:
+async def publish(*, transcript_id: int, trial_id: int | None, advanced: Advanced) -> None:
     """Send a step's payloads and state to the pages watching, stop what it stopped and start what it stored."""
-    layer = get_channel_layer()
-    for payload in advanced.payloads:
-        await layer.group_send(group, {"type": "chat.message", "message": payload})
+    events = [{"type": "chat.message", "message": payload} for payload in advanced.payloads]
     if advanced.state is not None:
-        await layer.group_send(group, {"type": "debate.state", "state": advanced.state})
+        events.append({"type": "debate.state", "state": advanced.state})
+    for event in events:
+        await _send(transcript_id=transcript_id, trial_id=trial_id, event=event)
     for key in advanced.cancel:
         cancel_generation(key)
     for job in advanced.jobs:
@@ -108,7 +121,7 @@ async def judge_resume(*, trial: Trial, reconnect: bool) -> dict:
     history = await chat_db(_resume)(trial, reconnect)
     # A consumer's own group frames reach its page after this handler returns: after the history, as they should.
     advanced = await chat_db(transcript_advance)(transcript_id=trial.transcript_id)
-    await publish(transcript_group(transcript_id=trial.transcript_id, trial_id=trial.pk), advanced)
+    await publish(transcript_id=trial.transcript_id, trial_id=trial.pk, advanced=advanced)
     return history
 
 
@@ -124,4 +137,4 @@ async def judge_act(
         advanced = await chat_db(transcript_end)(trial_id=trial_id)
     else:
         raise ChatRejected("Unknown request.")
-    await publish(transcript_group(transcript_id=transcript_id, trial_id=trial_id), advanced)
+    await publish(transcript_id=transcript_id, trial_id=trial_id, advanced=advanced)

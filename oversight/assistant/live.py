@@ -1,9 +1,10 @@
 """The text so far of each reply being generated, for a page that joins mid-reply — maybe on another process.
 
 Written every frame (~30 ms) by the generating task, read when a page says hello, dropped when the reply is
-final. With REDIS_URL it lives in Redis, written with redis.asyncio straight from the event loop: through
-Django's cache every frame cost a thread hop plus a blocking round trip (18% of a web process's samples at 50
-chats, bench/README.md). Without Redis there is one process, so a dict is the whole store.
+final. With REDIS_URL it lives in Redis, written with redis.asyncio straight from the event loop (in the same
+round trip as pages.publish's look for pages elsewhere): through Django's cache every frame cost a thread hop
+plus a blocking round trip (18% of a web process's samples at 50 chats, bench/README.md). Without Redis there
+is one process, so a dict is the whole store.
 """
 
 from django.conf import settings
@@ -14,7 +15,7 @@ TTL_S = 3600
 _local: dict[int, str] = {}
 
 
-def _key(message_id: int) -> str:
+def key(message_id: int) -> str:
     return f"oversight:chat:live:{message_id}"
 
 
@@ -26,7 +27,7 @@ async def aset(message_id: int, text: str) -> None:
     if not _redis_url():
         _local[message_id] = text
         return
-    await redisclient.async_client().set(_key(message_id), text.encode(), ex=TTL_S)
+    await redisclient.async_client().set(key(message_id), text.encode(), ex=TTL_S)
 
 
 def get_many(message_ids: list[int]) -> dict[int, str]:
@@ -34,7 +35,7 @@ def get_many(message_ids: list[int]) -> dict[int, str]:
         return {}
     if not _redis_url():
         return {pk: _local[pk] for pk in message_ids if pk in _local}
-    values = redisclient.sync_client().mget([_key(pk) for pk in message_ids])
+    values = redisclient.sync_client().mget([key(pk) for pk in message_ids])
     return {pk: value.decode() for pk, value in zip(message_ids, values, strict=True) if value is not None}
 
 
@@ -46,4 +47,4 @@ def delete(message_id: int) -> None:
     if not _redis_url():
         _local.pop(message_id, None)
         return
-    redisclient.sync_client().delete(_key(message_id))
+    redisclient.sync_client().delete(key(message_id))

@@ -19,6 +19,10 @@ class ModelRecord(models.Model):
     error = models.TextField(blank=True)
     quotes = models.JSONField(default=list, blank=True)
 
+    # The web process generating a streaming text (assistant.lease.PROCESS_ID): when its lease lapses the text is
+    # known dead within seconds instead of after the heartbeat's 15 s.
+    owner = models.CharField(max_length=40, blank=True)
+
     created_at = models.DateTimeField(default=timezone.now)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -32,7 +36,8 @@ class ChatMessage(ModelRecord):
 
     A participant's message is stored before generation starts; the assistant's reply is stored as a
     placeholder, grows while it streams (flushed every half second) and is finalised with its metrics.
-    `reset` rows mark where the model's context was emptied: the history stays visible, the model forgets.
+    A message sent while a reply is streaming is stored at once as `queued` and answered when that reply
+    ends. `reset` rows mark where the model's context was emptied: the history stays visible, the model forgets.
     """
 
     class Role(models.TextChoices):
@@ -43,6 +48,9 @@ class ChatMessage(ModelRecord):
     class Status(models.TextChoices):
         COMPLETE = "complete", "Complete"
         STREAMING = "streaming", "Streaming"
+        # A participant's message waiting for the reply before it to end; `complete` once a reply answers it.
+        QUEUED = "queued", "Queued (not yet sent to the model)"
+        STOPPED = "stopped", "Stopped by the participant"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
         INTERRUPTED = "interrupted", "Interrupted (server stopped mid-reply)"

@@ -349,7 +349,9 @@ TABLES: tuple[Table, ...] = (
             C(
                 "status",
                 "string",
-                "complete, streaming, failed, cancelled, interrupted (the server stopped mid-reply).",
+                "complete, streaming, failed, cancelled, interrupted (the server stopped mid-reply), stopped (the "
+                "participant pressed Stop; the text is what they were shown), queued (a participant's message sent "
+                "while a reply streamed and never sent to the model: the chat closed first).",
                 nullable=False,
             ),
             C(

@@ -55,6 +55,7 @@ LAG_BUCKETS_S = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 FINISHED_REPLY = (
     ChatMessage.Status.COMPLETE,
+    ChatMessage.Status.STOPPED,
     ChatMessage.Status.FAILED,
     ChatMessage.Status.CANCELLED,
     ChatMessage.Status.INTERRUPTED,

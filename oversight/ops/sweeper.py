@@ -20,7 +20,7 @@ def _run(interval_s: float) -> None:
         rounds += 1
         try:
             finalize_expired_trials()
-            if rounds % 10 == 0:
+            if rounds % 2 == 0:  # every second: a dead reply is found ~2 s after its last heartbeat
                 interrupt_stale_generations()
         except Exception:  # noqa: BLE001 - a transient DB error must not kill the sweeper
             log.exception("deadline sweep failed")

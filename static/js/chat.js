@@ -1,6 +1,9 @@
 // The assisted trial's chat pane. The server is the source of truth: on every (re)connect it sends the whole
 // history, including the text so far of a reply still being generated, and then live frames. Frames carry the
 // offset of their text, so overlap between the snapshot and the stream is dropped, never duplicated.
+// What a participant types is never lost: it stays in the box until the server has stored it (the server echoes
+// it back with its client_id), and a message sent while a reply streams is queued on the server and sent when
+// that reply ends, so it survives a refresh.
 (function () {
   "use strict";
   const pane = document.getElementById("chat");
@@ -10,6 +13,7 @@
   const input = document.getElementById("chat-input");
   const sendButton = document.getElementById("chat-send");
   const resetButton = document.getElementById("chat-reset");
+  const stopButton = document.getElementById("chat-stop");
   const errorBox = document.getElementById("chat-error");
   const proto = window.location.protocol === "https:" ? "wss://" : "ws://";
   const url = proto + window.location.host + pane.dataset.wsPath;
@@ -19,24 +23,40 @@
   let backoff = 500;
   let open = true;
   let generating = false;
+  let inflight = null; // the message sent and not yet stored: it stays in the box until the server echoes it
+  const unconfirmed = {}; // client_id -> text of every message sent and not yet seen stored
   const pending = []; // messages typed while the socket was down: resent with the same client_id
+  const idlePlaceholder = input.placeholder;
 
   function newId() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
     return Date.now().toString(36) + Math.random().toString(36).slice(2);
   }
 
-  function showError(text) {
+  function showError(text, kind) {
     errorBox.textContent = text || "";
     errorBox.hidden = !text;
+    errorBox.classList.toggle("info", kind === "info");
   }
 
   function updateControls() {
-    const disabled = !open || generating;
     input.disabled = !open;
-    sendButton.disabled = disabled;
-    resetButton.disabled = disabled;
+    input.readOnly = !!inflight;
+    sendButton.disabled = !open || !!inflight;
+    resetButton.disabled = !open || generating;
+    stopButton.hidden = !generating;
+    stopButton.disabled = !generating;
     if (!open) input.placeholder = "The chat is closed for this question.";
+    else if (generating) input.placeholder = "Type your next message: it is sent when the reply ends.";
+    else input.placeholder = idlePlaceholder;
+  }
+
+  // The server has stored the message being sent: only now may the box be emptied.
+  function stored(message) {
+    if (message.role !== "user" || !(message.client_id in unconfirmed)) return;
+    if (input.value.trim() === unconfirmed[message.client_id]) input.value = "";
+    delete unconfirmed[message.client_id];
+    if (inflight && inflight.client_id === message.client_id) inflight = null;
   }
 
   function element(message) {
@@ -64,6 +84,16 @@
       return;
     }
     el.classList.add("msg", message.role, message.status);
+    const speaker = document.createElement("div");
+    speaker.className = "speaker";
+    speaker.textContent = message.role === "user" ? "You" : "Assistant";
+    if (message.status === "queued") {
+      const note = document.createElement("span");
+      note.className = "queued-note";
+      note.textContent = " · queued: sent when the reply ends";
+      speaker.appendChild(note);
+    }
+    el.appendChild(speaker);
     const body = document.createElement("div");
     body.className = "body";
     if (message.html !== undefined) {
@@ -77,12 +107,14 @@
       const notice = document.createElement("div");
       notice.className = "notice";
       notice.textContent = message.notice + " ";
-      const retry = document.createElement("button");
-      retry.type = "button";
-      retry.className = "secondary small retry";
-      retry.textContent = "Retry";
-      retry.addEventListener("click", function () { send({ type: "retry" }); });
-      notice.appendChild(retry);
+      if (message.retry) {
+        const retry = document.createElement("button");
+        retry.type = "button";
+        retry.className = "secondary small retry";
+        retry.textContent = "Retry";
+        retry.addEventListener("click", function () { send({ type: "retry" }); });
+        notice.appendChild(retry);
+      }
       el.appendChild(notice);
     }
     // Only a failed reply that is still the last message can be retried (as services.chat_retry requires):
@@ -103,8 +135,23 @@
   }
 
   function refreshGenerating() {
+    const was = generating;
     generating = !!log.querySelector(".msg.assistant.streaming");
+    // A "please wait" refusal (or any other) is out of date once the reply it was about has ended.
+    if (was && !generating && !errorBox.classList.contains("info")) showError("");
     updateControls();
+    if (!generating && open && log.querySelector(".msg.user.queued")) settleSoon();
+  }
+
+  // Messages still queued with no reply streaming: the reply they waited for ended where nobody could send
+  // them on (its process died). A hello makes the server send them; normally the next reply starts first.
+  let settleTimer = null;
+  function settleSoon() {
+    if (settleTimer) return;
+    settleTimer = setTimeout(function () {
+      settleTimer = null;
+      if (!generating && open && log.querySelector(".msg.user.queued")) send({ type: "hello", reconnect: false });
+    }, 1500);
   }
 
   function send(payload) {
@@ -128,14 +175,19 @@
       if (data.type === "history") {
         log.textContent = "";
         data.messages.forEach(render);
+        data.messages.forEach(stored);
         open = data.open;
         showError("");
       } else if (data.type === "message") {
         render(data.message);
+        stored(data.message);
       } else if (data.type === "delta") {
         applyDelta(data);
       } else if (data.type === "error") {
+        inflight = null; // refused: the text stays in the box to be changed and sent again
         showError(data.message);
+      } else if (data.type === "notice") {
+        showError(data.message, "info");
       }
       refreshGenerating();
       log.scrollTop = log.scrollHeight;
@@ -151,16 +203,19 @@
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
     const text = input.value.trim();
-    if (!text || !open) return;
+    if (!text || !open || inflight) return;
     const payload = { type: "send", text: text, client_id: newId() };
+    inflight = payload;
+    unconfirmed[payload.client_id] = text;
     if (!send(payload)) pending.push(payload);
-    input.value = "";
     showError("");
+    updateControls();
   });
   input.addEventListener("keydown", function (ev) {
     if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit(); }
   });
   resetButton.addEventListener("click", function () { send({ type: "reset" }); });
+  stopButton.addEventListener("click", function () { stopButton.disabled = true; send({ type: "stop" }); });
 
   // A verified quote scrolls the story to the quoted passage and highlights it.
   log.addEventListener("click", function (ev) {

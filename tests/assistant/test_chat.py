@@ -11,9 +11,9 @@ from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 from django.utils import timezone
 
-from oversight.assistant import generation
+from oversight.assistant import chat, generation, live, pages, services
 from oversight.assistant.models import ChatMessage
-from oversight.assistant.services import RATE_LIMIT_MESSAGES, RATE_LIMIT_WINDOW_S, STALE_AFTER_S
+from oversight.assistant.services import DEAD_AFTER_S, RATE_LIMIT_MESSAGES, RATE_LIMIT_WINDOW_S, STALE_AFTER_S
 from oversight.core import counters
 from oversight.core.broadcast import bind_event_loop
 from oversight.core.models import Condition, Event, ModelEndpoint, Trial
@@ -93,6 +93,59 @@ async def send(ws, text, client_id="") -> None:
     await ws.send_json_to({"type": "send", "text": text, "client_id": client_id})
 
 
+async def asked(ws, text, client_id="") -> dict:
+    """Send a message that starts a reply: returns the reply's placeholder (after the message itself)."""
+    await send(ws, text, client_id)
+    assert (await ws.receive_json_from(timeout=5))["message"]["role"] == "user"
+    placeholder = (await ws.receive_json_from(timeout=5))["message"]
+    assert placeholder["status"] == "streaming"
+    return placeholder
+
+
+async def queued(ws, text, client_id="", streaming="") -> tuple[dict, str]:
+    """Send a message while a reply streams: returns it as stored, queued behind that reply, and the streaming
+    reply's text so far (`streaming` plus the deltas that came first)."""
+    await send(ws, text, client_id)
+    frame = await ws.receive_json_from(timeout=5)
+    while frame["type"] == "delta":
+        assert frame["offset"] <= len(streaming), "a gap in the stream"
+        streaming += frame["text"][len(streaming) - frame["offset"] :]
+        frame = await ws.receive_json_from(timeout=5)
+    assert frame["message"]["role"] == "user" and frame["message"]["status"] == "queued", frame
+    return frame["message"], streaming
+
+
+async def streamed(ws, at_least: int) -> str:
+    """Collect deltas (as the page applies them) until the reply's text is `at_least` characters long."""
+    text = ""
+    while len(text) < at_least:
+        frame = await ws.receive_json_from(timeout=5)
+        if frame["type"] == "delta":
+            assert frame["offset"] <= len(text), "a gap in the stream"
+            text += frame["text"][len(text) - frame["offset"] :]
+    return text
+
+
+async def left_streaming(trial, *, content: str, owner: str = "", silent_s: float = 0.0) -> ChatMessage:
+    """A participant's message and a reply to it that another web process is (or was) generating: `content` is
+    its last flush, `silent_s` the age of its last heartbeat."""
+
+    def store():
+        user = ChatMessage.objects.create(trial=trial, seq=1, role="user", content="Hi")
+        return ChatMessage.objects.create(
+            trial=trial,
+            seq=2,
+            role="assistant",
+            status="streaming",
+            content=content,
+            reply_to=user,
+            owner=owner,
+            heartbeat_at=timezone.now() - timedelta(seconds=silent_s),
+        )
+
+    return await sync_to_async(store)()
+
+
 async def messages(trial) -> list[ChatMessage]:
     return await sync_to_async(lambda: list(ChatMessage.objects.filter(trial=trial).order_by("seq")))()
 
@@ -131,11 +184,7 @@ async def test_a_reconnect_mid_stream_shows_the_history_and_the_reply_continues_
         trial = await setup(tgi.url)
         ws, _ = await connect(trial)
         await send(ws, "Tell me a long story.")
-        seen = ""
-        while len(seen) < 40:
-            frame = await ws.receive_json_from(timeout=5)
-            if frame["type"] == "delta":
-                seen += frame["text"]
+        seen = await streamed(ws, 40)
         await ws.disconnect()  # the page is refreshed mid-stream
         await asyncio.sleep(0.2)
         ws2, history = await connect(trial, reconnect=True)
@@ -252,8 +301,8 @@ async def test_a_verified_quote_is_marked_with_its_place_in_the_passage():
         await ws.disconnect()
 
 
-async def test_it_enforces_the_message_cap_the_turn_cap_and_one_generation_at_a_time():
-    async with AsyncFakeTGI(ttft_ms=300, reply="ok") as tgi:
+async def test_it_enforces_the_message_cap_and_the_turn_cap_counting_a_queued_message():
+    async with AsyncFakeTGI(ttft_ms=800, reply="ok") as tgi:
         trial = await setup(tgi.url, max_message_chars=20, max_turns=2)
         ws, _ = await connect(trial)
         await send(ws, "x" * 21)
@@ -262,20 +311,97 @@ async def test_it_enforces_the_message_cap_the_turn_cap_and_one_generation_at_a_
             "type": "error",
             "message": "Your message is 21 characters long; the limit is 20. Please shorten it.",
         }
-        await send(ws, "one")
-        await ws.receive_json_from(timeout=5)  # user
-        await ws.receive_json_from(timeout=5)  # placeholder
-        await send(ws, "two")
-        busy = await ws.receive_json_from(timeout=5)
-        assert busy["message"] == "Please wait for the assistant to finish its reply."
-        await until_final(ws)
-        await send(ws, "two")
-        await until_final(ws)
+        await asked(ws, "one")
+        assert (await queued(ws, "two"))[0]["text"] == "two"  # while the reply to "one" waits for its first token
         await send(ws, "three")
         capped = await ws.receive_json_from(timeout=5)
         assert capped["message"] == "You have used all 2 messages for this question."
+        await until_final(ws)
+        await until_final(ws)
         assert [m.content for m in await messages(trial) if m.role == "user"] == ["one", "two"]
         await ws.disconnect()
+
+
+async def test_a_message_sent_while_a_reply_streams_is_queued_and_answered_once_the_reply_ends():
+    first_answer = "First answer, told slowly " + " ".join(["over"] * 40) + " many tokens."
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=60, reply=first_answer) as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        first = await asked(ws, "Why?", client_id="c1")
+        waiting, so_far = await queued(ws, "And how?", client_id="c2")
+        assert waiting["client_id"] == "c2"
+        # Stored at once, before the reply it waits for has ended.
+        assert [(m.role, m.status) for m in await messages(trial)] == [
+            ("user", "complete"),
+            ("assistant", "streaming"),
+            ("user", "queued"),
+        ]
+        await tgi.configure(reply="Second answer.")
+        text, final = await until_final(ws, text=so_far)
+        assert final["id"] == first["id"] and final["status"] == "complete"
+        # Then the queued message is sent, and answered.
+        sent = await ws.receive_json_from(timeout=5)
+        assert sent["message"]["id"] == waiting["id"] and sent["message"]["status"] == "complete"
+        second_text, second = await until_final(ws)
+        assert second["status"] == "complete" and second_text == "Second answer."
+        stored = await messages(trial)
+        assert [(m.role, m.status) for m in stored] == [
+            ("user", "complete"),
+            ("assistant", "complete"),
+            ("user", "complete"),
+            ("assistant", "complete"),
+        ]
+        assert stored[3].reply_to_id == stored[2].pk
+        # One reply at a time: the model was asked the second question after its first answer was finished,
+        # with the whole conversation so far.
+        first_request, second_request = [r for r in tgi.requests if r.path == "/v1/chat/completions"]
+        assert second_request.time >= stored[1].finished_at.timestamp() - 0.01
+        turns = second_request.json["messages"]
+        assert [m["role"] for m in turns] == ["system", "user", "assistant", "user"]
+        assert turns[2]["content"] == text and turns[3]["content"] == "And how?"
+        await ws.disconnect()
+
+
+async def test_messages_queued_behind_a_reply_are_answered_together_as_one_turn():
+    async with AsyncFakeTGI(ttft_ms=800, reply="ok") as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await asked(ws, "One.")
+        for text in ("Two.", "Three."):
+            await queued(ws, text)
+        await until_final(ws)
+        _, final = await until_final(ws)
+        assert final["status"] == "complete"
+        second_request = [r for r in tgi.requests if r.path == "/v1/chat/completions"][1].json["messages"]
+        assert [m["role"] for m in second_request] == ["system", "user", "assistant", "user"]
+        assert second_request[3]["content"] == "Two.\n\nThree."
+        stored = await messages(trial)
+        assert [m.status for m in stored] == ["complete"] * 5
+        assert stored[4].context["message_ids"] == [stored[0].pk, stored[1].pk, stored[2].pk, stored[3].pk]
+        await ws.disconnect()
+
+
+async def test_a_queued_message_outlives_the_page_and_is_answered_while_it_is_closed():
+    async with AsyncFakeTGI(ttft_ms=800, reply="Answered.") as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await asked(ws, "First?")
+        await queued(ws, "Second?")
+        await ws.disconnect()  # the participant refreshes (or closes the tab) before the first reply ends
+        for _ in range(50):
+            stored = await messages(trial)
+            if len(stored) == 4 and stored[3].status == "complete":
+                break
+            await asyncio.sleep(0.1)
+        assert [(m.role, m.status, m.content) for m in stored] == [
+            ("user", "complete", "First?"),
+            ("assistant", "complete", "Answered."),
+            ("user", "complete", "Second?"),
+            ("assistant", "complete", "Answered."),
+        ]
+        ws2, history = await connect(trial, reconnect=True)
+        assert [m["status"] for m in history["messages"]] == ["complete"] * 4
+        await ws2.disconnect()
 
 
 async def test_a_resent_message_with_the_same_client_id_is_stored_once():
@@ -310,32 +436,23 @@ async def test_the_deadline_cancels_a_running_generation_and_closes_the_chat():
 async def test_a_reply_whose_process_died_is_marked_interrupted_keeping_its_partial_text():
     async with AsyncFakeTGI(reply="Fresh answer.") as tgi:
         trial = await setup(tgi.url)
-
-        def orphan():
-            user = ChatMessage.objects.create(trial=trial, seq=1, role="user", content="Hi")
-            old = timezone.now() - timedelta(seconds=STALE_AFTER_S + 5)
-            return ChatMessage.objects.create(
-                trial=trial,
-                seq=2,
-                role="assistant",
-                status="streaming",
-                content="Half an ans",
-                reply_to=user,
-                heartbeat_at=old,
-            )
-
-        await sync_to_async(orphan)()
+        orphan = await left_streaming(trial, content="Half an ans")  # from before owners: the long rule
+        watching, history = await connect(trial)
+        assert history["messages"][-1]["status"] == "streaming"
+        silent_since = timezone.now() - timedelta(seconds=STALE_AFTER_S + 5)
+        await sync_to_async(ChatMessage.objects.filter(pk=orphan.pk).update)(heartbeat_at=silent_since)
         ws, history = await connect(trial, reconnect=True)
         last = history["messages"][-1]
         assert last["status"] == "interrupted" and "interrupted" in last["notice"]
         assert (await messages(trial))[1].content == "Half an ans"
         # Pages already watching the trial are told too.
-        announced = await ws.receive_json_from(timeout=5)
+        announced = await watching.receive_json_from(timeout=5)
         assert announced["type"] == "message" and announced["message"]["status"] == "interrupted"
         await ws.send_json_to({"type": "retry"})
         _, final = await until_final(ws)
         assert final["status"] == "complete"
         await ws.disconnect()
+        await watching.disconnect()
 
 
 async def test_the_simulated_assistant_answers_without_a_server():
@@ -371,9 +488,7 @@ async def test_a_slow_first_token_keeps_the_reply_heartbeating_so_it_is_not_take
     async with AsyncFakeTGI(ttft_ms=700, tokens_per_s=200, reply="Late but fine.") as tgi:
         trial = await setup(tgi.url)
         ws, _ = await connect(trial)
-        await send(ws, "Think hard.")
-        await ws.receive_json_from(timeout=5)  # user
-        placeholder = (await ws.receive_json_from(timeout=5))["message"]
+        placeholder = await asked(ws, "Think hard.")
         await asyncio.sleep(0.5)  # no token yet
         stored = await sync_to_async(ChatMessage.objects.get)(pk=placeholder["id"])
         assert stored.status == "streaming" and stored.content == ""
@@ -401,20 +516,19 @@ async def test_a_growing_reply_is_persisted_while_it_streams(monkeypatch):
         await ws.disconnect()
 
 
-async def test_a_frame_the_channel_layer_refuses_does_not_end_the_reply(monkeypatch):
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    real_group_send = layer.group_send
+async def test_a_frame_that_cannot_be_relayed_does_not_end_the_reply(monkeypatch):
+    # Every frame's relay starts with one Redis trip (its live text, and whether pages are open elsewhere), or
+    # with storing the live text in-process: that is what fails while Redis restarts.
+    real_elsewhere = pages._elsewhere
     failures = {"left": 3}
 
-    async def flaky_group_send(group, message):
-        if message["type"] == "chat.delta" and failures["left"]:
+    async def flaky_elsewhere(trial_id, live_text):
+        if live_text is not None and failures["left"]:
             failures["left"] -= 1
             raise ConnectionError("Redis is restarting")
-        return await real_group_send(group, message)
+        return await real_elsewhere(trial_id, live_text)
 
-    monkeypatch.setattr(layer, "group_send", flaky_group_send)
+    monkeypatch.setattr(pages, "_elsewhere", flaky_elsewhere)
     reply = " ".join(f"t{i}" for i in range(30))
     async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=150, reply=reply) as tgi:
         trial = await setup(tgi.url)
@@ -431,4 +545,145 @@ async def test_a_frame_the_channel_layer_refuses_does_not_end_the_reply(monkeypa
         assert frame["message"]["status"] == "complete"
         assert failures["left"] == 0
         assert (await messages(trial))[1].content == reply
+        await ws.disconnect()
+
+
+async def test_stop_ends_the_reply_keeping_what_was_shown_and_cancels_the_model_request():
+    reply = " ".join(f"word{i}" for i in range(200))
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=40, reply=reply) as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await send(ws, "Tell me everything.")
+        text = await streamed(ws, 30)
+        assert tgi.in_flight == 1
+        await ws.send_json_to({"type": "stop"})
+        text, final = await until_final(ws, text=text)
+        assert final["status"] == "stopped" and final["notice"] == "You stopped this reply."
+        assert "retry" not in final
+        stored = (await messages(trial))[1]
+        assert stored.status == "stopped" and stored.content == text and reply.startswith(text)
+        assert len(text) < len(reply) and stored.ttft_ms is not None and stored.finished_at
+        # The model's stream was closed: the server stops generating.
+        for _ in range(20):
+            if tgi.in_flight == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert tgi.in_flight == 0
+        sent_then = tgi.tokens_sent
+        await asyncio.sleep(0.3)
+        assert tgi.tokens_sent == sent_then
+        # The conversation goes on, and the model sees the part of its reply the participant saw.
+        await tgi.configure(reply="Short now.")
+        await send(ws, "Shorter, please.")
+        _, again = await until_final(ws)
+        assert again["status"] == "complete"
+        turns = [r for r in tgi.requests if r.path == "/v1/chat/completions"][-1].json["messages"]
+        assert [m["role"] for m in turns] == ["system", "user", "assistant", "user"] and turns[2]["content"] == text
+        await ws.disconnect()
+
+
+async def test_stop_with_a_message_queued_sends_that_message_next():
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=20, reply=" ".join(["slow"] * 100)) as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        await asked(ws, "Go on.")
+        await queued(ws, "Actually, a different question.")
+        await tgi.configure(reply="The different answer.", tokens_per_s=0)
+        await ws.send_json_to({"type": "stop"})
+        _, stopped = await until_final(ws)
+        assert stopped["status"] == "stopped"
+        text, answered = await until_final(ws)
+        assert answered["status"] == "complete" and text == "The different answer."
+        assert [m.status for m in await messages(trial)] == ["complete", "stopped", "complete", "complete"]
+        await ws.disconnect()
+
+
+async def test_stop_when_no_reply_is_streaming_changes_nothing():
+    trial = await setup("", kind="simulated")
+    ws, _ = await connect(trial)
+    await ws.send_json_to({"type": "stop"})
+    assert await ws.receive_nothing(timeout=0.3)
+    assert await messages(trial) == []
+    await ws.disconnect()
+
+
+async def test_a_reply_generated_by_another_process_is_stopped_with_the_text_its_pages_were_shown():
+    async with AsyncFakeTGI(reply="ok") as tgi:
+        trial = await setup(tgi.url)
+        reply = await left_streaming(trial, content="Half", owner="another-web-process")
+        await live.aset(reply.pk, "Half an answer")  # the last frame its pages were sent
+        ws, history = await connect(trial)
+        assert history["messages"][-1]["status"] == "streaming"
+        await ws.send_json_to({"type": "stop"})
+        stopped = await ws.receive_json_from(timeout=5)
+        assert stopped["message"]["status"] == "stopped" and "Half an answer" in stopped["message"]["html"]
+        stored = (await messages(trial))[1]
+        assert (stored.status, stored.content) == ("stopped", "Half an answer")
+        await ws.disconnect()
+
+
+async def test_a_reply_stopped_from_another_process_stops_generating_here_and_publishes_nothing_more(monkeypatch):
+    monkeypatch.setattr(generation, "FLUSH_INTERVAL_S", 0.05)
+    async with AsyncFakeTGI(ttft_ms=0, tokens_per_s=30, reply=" ".join(["more"] * 200)) as tgi:
+        trial = await setup(tgi.url)
+        ws, _ = await connect(trial)
+        reply = await asked(ws, "Go.")
+        await ws.receive_json_from(timeout=5)  # a first frame
+        # What a Stop on a page served by another process does: the database side of it.
+        await sync_to_async(services.chat_stop)(trial_id=trial.pk)
+        stored = await sync_to_async(ChatMessage.objects.get)(pk=reply["id"])
+        assert stored.status == "stopped"
+        for _ in range(40):
+            if tgi.in_flight == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert tgi.in_flight == 0, "the generating process did not notice the stop"
+        await asyncio.sleep(0.2)
+        assert reply["id"] not in generation._running
+        again = await sync_to_async(ChatMessage.objects.get)(pk=reply["id"])
+        assert (again.status, again.content) == ("stopped", stored.content)
+        await ws.disconnect()
+
+
+async def test_a_send_after_the_generating_process_died_is_answered_once_its_reply_has_been_silent_two_seconds():
+    async with AsyncFakeTGI(reply="Here now.") as tgi:
+        trial = await setup(tgi.url)
+        dead = await left_streaming(trial, content="Cut sh", owner="a-killed-web-process")
+        ws, history = await connect(trial)
+        assert history["messages"][-1]["status"] == "streaming"
+        # Its process is killed: no more heartbeats (and no lease). Two seconds later the participant asks again.
+        silent_since = timezone.now() - timedelta(seconds=DEAD_AFTER_S + 0.1)
+        await sync_to_async(ChatMessage.objects.filter(pk=dead.pk).update)(heartbeat_at=silent_since)
+        await send(ws, "Are you there?")
+        frames = [(await ws.receive_json_from(timeout=5))["message"] for _ in range(3)]
+        assert [(m["role"], m["status"]) for m in frames] == [
+            ("assistant", "interrupted"),
+            ("user", "complete"),
+            ("assistant", "streaming"),
+        ]
+        text, final = await until_final(ws)
+        assert final["status"] == "complete" and text == "Here now."
+        stored = await messages(trial)
+        assert stored[1].pk == dead.pk and (stored[1].status, stored[1].content) == ("interrupted", "Cut sh")
+        await ws.disconnect()
+
+
+async def test_a_send_behind_a_reply_that_just_went_silent_is_queued_then_answered_when_it_is_found_dead(
+    monkeypatch,
+):
+    monkeypatch.setattr(chat, "WATCH_EVERY_S", 0.2)
+    async with AsyncFakeTGI(reply="Back.") as tgi:
+        trial = await setup(tgi.url)
+        await left_streaming(trial, content="Cut", owner="a-killed-web-process", silent_s=0.5)
+        ws, history = await connect(trial)
+        assert history["messages"][-1]["status"] == "streaming"  # not silent long enough to call it dead
+        waiting, _ = await queued(ws, "Hello?")
+        # Nobody else will answer it: the process that owed the reply is gone. This one checks, and ~2 s after
+        # the reply's last heartbeat ends it and sends the message.
+        interrupted = await ws.receive_json_from(timeout=5)
+        assert interrupted["message"]["status"] == "interrupted"
+        sent = await ws.receive_json_from(timeout=5)
+        assert sent["message"]["id"] == waiting["id"] and sent["message"]["status"] == "complete"
+        text, final = await until_final(ws)
+        assert final["status"] == "complete" and text == "Back."
         await ws.disconnect()

@@ -8,7 +8,10 @@ condition's "Demo TGI" endpoint streams from the fake at a human-visible speed. 
    received), a verified quote highlights the story, and the answer is recorded;
 2. a mid-stream model error becomes a human message with a Retry button, the question stays answerable, and
    Retry brings a complete reply;
-3. a reply (and a participant message) carrying <script> and an onerror <img> renders inert.
+3. a reply (and a participant message) carrying <script> and an onerror <img> renders inert;
+4. a message typed while a reply streams is kept, queued on the server (through a refresh) and sent when the
+   reply ends, with speaker labels on every message;
+5. Stop ends the reply where it is, keeps its text, and the model's request is cancelled.
 
 Screenshots go to test-artifacts/browser/chat-*.png.
 """
@@ -394,4 +397,89 @@ def test_script_and_event_handlers_in_a_reply_render_inert(page, chat_server, tg
     # The watcher is not vacuous: an <img> put into the log is recorded.
     page.evaluate("document.getElementById('chat-log').appendChild(document.createElement('img'))")
     page.wait_for_function("() => window.__chatInserted.length === 1", timeout=WAIT_MS)
+    assert_no_script_errors(page)
+
+
+# --- 4. a message typed while a reply streams is sent afterwards --------------------------------------------------
+
+
+def test_a_message_typed_while_a_reply_streams_is_sent_when_it_ends_even_through_a_refresh(
+    page, chat_server, tgi, artifacts
+):
+    join(page, chat_server, "chat-pid-queue")
+    token, position = go_to_assisted_item(page, with_passage=False)
+    tgi.push_reply(LONG_REPLY, SHORT_REPLY)
+
+    ask(page, "What is the story about?")
+    page.wait_for_selector("#chat-log .msg.assistant.streaming", timeout=WAIT_MS)
+    assert page.is_visible("#chat-stop")
+    follow_up = "And who is the quartermaster?"
+    page.fill("#chat-input", follow_up)
+    page.press("#chat-input", "Enter")
+    page.wait_for_selector("#chat-log .msg.user.queued", timeout=WAIT_MS)
+    assert page.input_value("#chat-input") == ""  # emptied only now that the server has it
+    assert _norm(page.inner_text("#chat-log .msg.user.queued .body")) == follow_up
+    assert "queued" in page.inner_text("#chat-log .msg.user.queued .speaker")
+    assert last_assistant(page)["streaming"], "the first reply ended before the follow-up was queued"
+    page.screenshot(path=str(artifacts / "chat-queued.png"), full_page=True)
+
+    page.reload()  # the queued message lives on the server
+    wait_connected(page)
+    page.wait_for_selector("#chat-log .msg.user.queued", timeout=WAIT_MS)
+
+    wait_assistant_count(page, 2, "complete")
+    assert page.locator("#chat-log .msg.user.queued").count() == 0
+    assert page.is_hidden("#chat-error"), page.inner_text("#chat-error")
+    assert page.is_hidden("#chat-stop")
+    speakers = [_norm(t) for t in page.locator("#chat-log .msg .speaker").all_inner_texts()]
+    assert speakers == ["You", "Assistant", "You", "Assistant"], speakers
+    assert _norm(last_assistant(page)["text"]) == _norm(SHORT_REPLY)
+    page.screenshot(path=str(artifacts / "chat-queued-answered.png"), full_page=True)
+
+    db = trial_db(chat_server, token, position)
+    assert [(m["role"], m["status"], m["content"]) for m in db["messages"]] == [
+        ("user", "complete", "What is the story about?"),
+        ("assistant", "complete", LONG_REPLY),
+        ("user", "complete", follow_up),
+        ("assistant", "complete", SHORT_REPLY),
+    ]
+    assert_no_script_errors(page)
+
+
+# --- 5. Stop ----------------------------------------------------------------------------------------------------
+
+
+def test_stop_ends_the_reply_where_it_is_and_keeps_what_was_shown(page, chat_server, tgi, artifacts):
+    join(page, chat_server, "chat-pid-stop")
+    token, position = go_to_assisted_item(page, with_passage=False)
+    ask(page, "Please explain the whole story in detail.")
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#chat-log .msg.assistant.streaming .body');"
+        " return b && b.textContent.length > 40; }",
+        timeout=WAIT_MS,
+    )
+    page.click("#chat-stop")
+    page.wait_for_selector("#chat-log .msg.assistant.stopped", timeout=WAIT_MS)
+    stopped = last_assistant(page)
+    notice = _norm(page.inner_text("#chat-log .msg.assistant.stopped .notice"))
+    assert notice == "You stopped this reply.", notice
+    assert page.locator("#chat-log .msg.assistant.stopped button.retry").count() == 0
+    assert page.is_hidden("#chat-stop")
+    assert 40 <= stopped["length"] < len(LONG_REPLY)
+    page.screenshot(path=str(artifacts / "chat-stopped.png"), full_page=True)
+    deadline = time.monotonic() + 5
+    while tgi.in_flight and time.monotonic() < deadline:  # the model's request was cancelled
+        time.sleep(0.1)
+    assert tgi.in_flight == 0
+
+    db = trial_db(chat_server, token, position)
+    reply = db["messages"][1]
+    assert reply["status"] == "stopped" and _norm(reply["content"]) == _norm(stopped["text"])
+    assert LONG_REPLY.startswith(reply["content"])
+
+    # The chat goes on after a Stop.
+    tgi.push_reply(SHORT_REPLY)
+    ask(page, "A short answer then?")
+    wait_assistant_count(page, 1, "complete")
+    assert _norm(last_assistant(page)["text"]) == _norm(SHORT_REPLY)
     assert_no_script_errors(page)

@@ -114,6 +114,18 @@ def test_a_transcript_shows_the_chat_with_resets_and_verified_quotes(client, stu
     assert "<script>alert(1)" not in body
 
 
+def test_a_transcript_shows_a_stopped_reply_with_its_text_and_a_message_that_was_never_sent(client, study, alice):
+    p = enrol(study, "x")
+    trial = p.trials.get(position=0)
+    ChatMessage.objects.create(trial=trial, seq=1, role="user", content="Explain it all")
+    ChatMessage.objects.create(trial=trial, seq=2, role="assistant", status="stopped", content="Well, first of")
+    ChatMessage.objects.create(trial=trial, seq=3, role="user", status="queued", content="Too late to ask")
+    client.force_login(alice)
+    body = client.get(url("transcript", study, participant_id=p.pk)).content.decode()
+    assert "Well, first of" in body and "Stopped by the participant" in body
+    assert "Too late to ask" in body and "Queued (not yet sent to the model)" in body
+
+
 def test_an_exclusion_is_recorded_with_who_and_why_and_can_be_revoked(client, study, alice):
     p = enrol(study, "x")
     client.force_login(alice)

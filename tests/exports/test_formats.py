@@ -46,6 +46,18 @@ def test_text_with_commas_quotes_new_lines_and_unicode_survives_every_format(stu
         assert "It says: “Once upon a time”." in contents
 
 
+def test_a_stopped_reply_and_a_message_that_was_never_sent_are_exported_as_such(study, tmp_path):
+    from oversight.assistant.models import ChatMessage
+
+    reply = ChatMessage.objects.filter(trial__participant__study=study, role="assistant").first()
+    ChatMessage.objects.filter(pk=reply.pk).update(status="stopped", content="It says: “Once")
+    late = ChatMessage.objects.create(trial=reply.trial, seq=99, role="user", status="queued", content="Too late")
+    export_study(study=study, formats=["csv"], out_dir=tmp_path)
+    rows = {m["message_id"]: m for m in all_rows(tmp_path, "csv")["messages"]}
+    assert (rows[reply.pk]["status"], rows[reply.pk]["content"]) == ("stopped", "It says: “Once")
+    assert (rows[late.pk]["status"], rows[late.pk]["content"]) == ("queued", "Too late")
+
+
 def test_nested_values_keep_their_shape(study, tmp_path):
     export_study(study=study, formats="all", out_dir=tmp_path)
     for fmt in FORMATS:

@@ -66,3 +66,93 @@ async def test_a_refused_action_is_told_to_its_sender_only_and_publishes_nothing
     assert not await sync_to_async(ChatMessage.objects.filter(trial=trial).exists)()
     await sender.disconnect()
     await other.disconnect()
+
+
+# --- Hostile input: an error frame, never a closed socket, and nothing lost -------------------------------------
+
+
+async def assert_still_chatting(ws) -> None:
+    await send(ws, "Still there?")
+    _, final = await until_final(ws)
+    assert final["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [{"bytes_data": b"\x00\x01binary"}, {"text_data": "not json {"}, {"text_data": "[" * 100_000 + "]" * 100_000}],
+    ids=["binary", "not-json", "nested-too-deep"],
+)
+async def test_a_frame_that_is_not_json_text_gets_an_error_frame_and_the_socket_stays_open(frame):
+    trial = await simulated_trial()
+    ws, _ = await connect(trial)
+    if "bytes_data" in frame:
+        await ws.send_to(bytes_data=frame["bytes_data"])
+    else:
+        await ws.send_to(text_data=frame["text_data"])
+    assert await ws.receive_json_from(timeout=5) == {
+        "type": "error",
+        "message": "The chat could not read that message.",
+    }
+    await assert_still_chatting(ws)
+    await ws.disconnect()
+
+
+async def test_a_message_with_nul_characters_is_stored_without_them_and_the_sender_is_told():
+    trial = await simulated_trial()
+    ws, _ = await connect(trial)
+    await send(ws, "Which\x00 option\x00?", client_id="nul\x00id")
+    frames = []
+    while not any(f["type"] == "message" and f["message"].get("html") for f in frames):  # until the reply is final
+        frames.append(await ws.receive_json_from(timeout=5))
+    notices = [f for f in frames if f["type"] == "notice"]  # to the sender alone
+    user = next(f for f in frames if f["type"] == "message" and f["message"]["role"] == "user")
+    assert user["message"]["text"] == "Which option?" and user["message"]["status"] == "complete"
+    assert notices == [
+        {
+            "type": "notice",
+            "message": "2 invisible NUL characters were removed from your message; the rest was sent as you wrote it.",
+        }
+    ]
+    assert frames[-1]["message"]["status"] == "complete"
+    stored = (await messages(trial))[0]
+    assert (stored.content, stored.client_id) == ("Which option?", "nulid")
+    event = await sync_to_async(lambda: trial.events.get(kind="chat_sent"))()
+    assert event.data["nul_removed"] == 2
+    await ws.disconnect()
+
+
+async def test_a_message_with_a_lone_surrogate_is_stored_with_a_replacement_character():
+    trial = await simulated_trial()
+    ws, _ = await connect(trial)
+    await ws.send_to(text_data='{"type": "send", "text": "half an emoji \\ud83d here", "client_id": "s1"}')
+    user = await ws.receive_json_from(timeout=5)
+    assert user["message"]["text"] == "half an emoji \ufffd here"
+    await until_final(ws)
+    assert (await messages(trial))[0].content == "half an emoji \ufffd here"
+    await ws.disconnect()
+
+
+async def test_a_megabyte_message_is_refused_with_its_real_length_and_nothing_is_stored():
+    trial = await simulated_trial()
+    ws, _ = await connect(trial)
+    await send(ws, "x" * 1_000_000)
+    assert await ws.receive_json_from(timeout=10) == {
+        "type": "error",
+        "message": "Your message is 1,000,000 characters long; the limit is 2,000. Please shorten it.",
+    }
+    assert await messages(trial) == []
+    await assert_still_chatting(ws)
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("text", [["a", "list"], {"an": "object"}, 42, None], ids=["list", "object", "number", "null"])
+async def test_a_send_whose_text_is_not_a_string_is_refused(text):
+    trial = await simulated_trial()
+    ws, _ = await connect(trial)
+    await ws.send_json_to({"type": "send", "text": text, "client_id": "x"})
+    assert await ws.receive_json_from(timeout=5) == {
+        "type": "error",
+        "message": "The chat could not read that message.",
+    }
+    assert await messages(trial) == []
+    await ws.disconnect()

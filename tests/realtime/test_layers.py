@@ -23,6 +23,18 @@ async def test_a_group_message_reaches_every_member_as_its_own_copy():
     assert got_b["nested"]["n"] == 1 and message["nested"]["n"] == 1
 
 
+async def test_a_message_of_plain_values_is_copied_for_each_member_too():
+    layer = InProcessChannelLayer()
+    a, b = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("trial", a)
+    await layer.group_add("trial", b)
+    frame = {"type": "chat.delta", "id": 7, "offset": 0, "text": "hi"}
+    await layer.group_send("trial", frame)
+    got_a, got_b = await layer.receive(a), await layer.receive(b)
+    got_a["text"] = "changed"
+    assert got_b == frame == {"type": "chat.delta", "id": 7, "offset": 0, "text": "hi"}
+
+
 async def test_a_full_member_misses_a_group_message_and_the_others_still_get_it():
     layer = InProcessChannelLayer(capacity=2)
     full, fine = await layer.new_channel(), await layer.new_channel()
