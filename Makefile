@@ -19,6 +19,9 @@ LOCK_FLAGS := --universal --python-version 3.11 --custom-compile-command "make l
 
 .PHONY: run test lint format check-deploy lock clean distclean
 
+# SERVE_LOCALLY=1: DEBUG off (no query recording or debug pages for participants) over plain HTTP on this machine,
+# with a signing key generated once into var/ (oversight/settings.py). The server: bench/README.md ("Server").
+run: export SERVE_LOCALLY = 1
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py collectstatic --noinput -v 0

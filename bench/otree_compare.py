@@ -64,14 +64,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from oversight_dev.servers import DEFAULT as DEFAULT_SERVER  # noqa: E402
+from oversight_dev.servers import SERVERS, group_cpu_s, web_command  # noqa: E402
+
 OTREE_VERSION = "6.0.15"
 OTREE_APP = Path(__file__).resolve().parent / "otree_app"
 ITEMS_PER_PARTICIPANT = 20
 TIME_LIMIT_S = 300
 LIKERT = (25, 42, 60, 80, 100)
 SLUG = "otree-compare"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVERS = ("daphne", "uvicorn", "granian")
 
 # --- the items: generated, the same for both sides ----------------------------------------------------------
 
@@ -400,21 +401,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def group_cpu_s(pgid: int) -> float:
-    """utime+stime of every live process in a process group (children that already exited are not counted)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # pgrp
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
-
-
 def stop_group(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
@@ -508,21 +494,6 @@ def embedded_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in scrub}
     env.update({"DATA_DIR": str(tmp / "var"), "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "oversight.settings"})
     return env
-
-
-def server_command(server: str, port: int, workers: int = 1) -> list[str]:
-    """The embedded default's web server, as `make run` starts it (SERVER= picks another for this benchmark)."""
-    py = sys.executable
-    if server == "daphne":
-        return [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "oversight.asgi:application"]
-    if server == "uvicorn":
-        return [py, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                "--loop", "uvloop", "--http", "httptools", "oversight.asgi:application"]  # fmt: skip
-    if server == "granian":
-        return [py, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", str(workers), "--no-ws" if False else "--ws", "--log-level", "warning",
-                "oversight.asgi:application"]  # fmt: skip
-    raise ValueError(server)
 
 
 def manage(env: dict, *args: str, timeout: float = 300) -> str:
@@ -635,7 +606,7 @@ def serve_embedded(tmp: Path, n: int, items: list[dict], args):
     log = tmp / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            server_command(args.server, port),
+            web_command(args.server, "127.0.0.1", port),
             cwd=REPO,
             env=env,
             stdout=out,
@@ -797,15 +768,8 @@ def parse_args(argv=None):
     ap.add_argument("--keep-logs", help="copy the embedded server's log into this folder")
     args = ap.parse_args(argv)
     if args.server is None:
-        args.server = default_server()
+        args.server = DEFAULT_SERVER
     return args
-
-
-def default_server() -> str:
-    """The server `make run` uses (read from the Makefile, so the benchmark follows it)."""
-    makefile = (REPO / "Makefile").read_text()
-    match = re.search(r"^SERVER \?= (\w+)", makefile, re.M)
-    return match.group(1) if match else "daphne"
 
 
 def main(argv=None) -> int:
