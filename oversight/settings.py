@@ -281,6 +281,9 @@ CELERY_BEAT_SCHEDULE = {
     # Export files hold participants' data: delete them once past EXPORT_TTL_HOURS (the job rows stay).
     "delete-expired-exports": {"task": "oversight.exports.tasks.delete_expired_exports", "schedule": 3600.0},
 }
+# Without a worker, long jobs (bank imports, exports) run in a thread of the web process rather than in the
+# request that asked for them (oversight/core/enqueue.py). The test suite runs them in place.
+JOBS_IN_THREAD = CELERY_TASK_ALWAYS_EAGER
 # The in-process deadline sweeper runs in the web process when there is no broker (embedded default).
 DEADLINE_SWEEPER = env_bool("DEADLINE_SWEEPER", CELERY_TASK_ALWAYS_EAGER)
 # A worker executes a baseline run for at most this many seconds, then re-enqueues it, so a deploy or restart

@@ -39,6 +39,13 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _jobs_in_place(settings):
+    # Without a worker, imports and exports run in a background thread of the web process; tests run them in
+    # the caller (as a worker would have by the time they look), except those about that thread.
+    settings.JOBS_IN_THREAD = False
+
+
+@pytest.fixture(autouse=True)
 def _close_chat_threads_connections():
     """The chat's own database threads (PostgreSQL) keep their connections under channels' test communicator."""
     yield

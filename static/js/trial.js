@@ -8,12 +8,42 @@
   const timer = document.getElementById("timer");
   let submitted = false;
 
-  function post(url, data) {
+  // Seconds the server asked us to wait (503 + Retry-After: its request gate is full; oversight/ops/gate.py).
+  function retryAfter(value) {
+    const s = parseFloat(value);
+    return (isFinite(s) && s > 0 ? Math.min(s, 30) : 2) * 1000;
+  }
+
+  function post(url, data, attempt) {
     const body = new URLSearchParams(data);
     body.set("csrfmiddlewaretoken", csrf);
     return fetch(url, { method: "POST", body: body, credentials: "same-origin",
-                        headers: { "X-CSRFToken": csrf } });
+                        headers: { "X-CSRFToken": csrf, "Accept": "application/json" } })
+      .then(function (r) {
+        // A busy server: send the same selection again when it says, rather than lose it.
+        if (r.status === 503 && (attempt || 0) < 20) {
+          return new Promise(function (resolve) {
+            setTimeout(function () { resolve(post(url, data, (attempt || 0) + 1)); },
+                       retryAfter(r.headers.get("Retry-After")));
+          });
+        }
+        return r;
+      });
   }
+
+  // An answer sent with htmx that the server was too busy to take (503): nothing is swapped in, and the same
+  // form is submitted again after Retry-After, so the answer is never lost and the page never shows an error.
+  document.body.addEventListener("htmx:beforeSwap", function (ev) {
+    const xhr = ev.detail.xhr;
+    if (!xhr || xhr.status !== 503) return;
+    ev.detail.shouldSwap = false;
+    ev.detail.isError = false;
+    const source = ev.detail.requestConfig && ev.detail.requestConfig.elt;
+    const again = source && source.tagName === "FORM" ? source : form;
+    setTimeout(function () {
+      if (document.body.contains(again)) again.requestSubmit();
+    }, retryAfter(xhr.getResponseHeader("Retry-After")));
+  });
 
   // Report every change of option or confidence.
   form.addEventListener("change", function (ev) {

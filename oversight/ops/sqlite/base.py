@@ -4,7 +4,7 @@ SQLite allows one writer per database file. With many request threads, each `BEG
 file locked is left to SQLite's busy handler, which sleeps and retries with growing pauses and no order: under a
 burst some writers lose every round until the busy timeout runs out ("database is locked", an HTTP 500; issue 15
 measured 267 of them at 200 participants) while the others busy-wait. Here every write transaction of the
-process first takes one lock per database file (a `threading.Lock`: waiters are woken in turn, no polling), and
+process first takes one lock per database file (handed to its waiters in turn: no polling, no starving), and
 so do single write statements outside a transaction. SQLite's busy timeout is left for what the lock cannot see:
 another process (a `manage.py` command) writing to the same file.
 
@@ -15,6 +15,7 @@ this engine with the same options. In-memory databases (the test suite's) keep D
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 from django.db.backends.sqlite3 import base
 
@@ -23,13 +24,47 @@ from django.db.backends.sqlite3 import base
 LOCK_WAIT_S = 60.0
 _READS = ("SELECT", "PRAGMA", "EXPLAIN", "WITH", "VALUES")
 
-_locks: dict[str, threading.Lock] = {}
+
+class FairLock:
+    """A lock handed to its waiters in the order they came. A plain Lock lets the thread that releases it take it
+    straight back: a loop of short transactions (the deadline sweep, a bank import's batches) would starve the
+    request threads waiting for it, and they it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held = False
+        self._waiters: deque[threading.Event] = deque()
+
+    def acquire(self, timeout: float = -1) -> bool:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(None if timeout < 0 else timeout):
+            return True  # handed over by release()
+        with self._guard:
+            if turn.is_set():
+                return True  # handed over just as the wait ran out
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._guard:
+            if self._waiters:
+                self._waiters.popleft().set()  # still held: it passes straight to the next in line
+            else:
+                self._held = False
+
+
+_locks: dict[str, FairLock] = {}
 _locks_guard = threading.Lock()
 
 
-def write_lock(name: str) -> threading.Lock:
+def write_lock(name: str) -> FairLock:
     with _locks_guard:
-        return _locks.setdefault(name, threading.Lock())
+        return _locks.setdefault(name, FairLock())
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
