@@ -1,6 +1,6 @@
 """The ASGI servers the benchmarks compare, and the one the project serves with (`DEFAULT`).
 
-`make run` (SERVER ?=), the image's web role (deploy/Dockerfile), tests/live_server.py, tests/topology.py and
+`make run`, the image's web role (deploy/Dockerfile), tests/live_server.py, tests/topology.py and
 the benchmarks start the web process with `web_command(DEFAULT, …)` or its shell equivalent; a test keeps them
 in step (tests/deploy/test_server_choice.py). Why this one: bench/README.md ("Server").
 """
@@ -12,13 +12,15 @@ import sys
 from pathlib import Path
 
 SERVERS = ("daphne", "uvicorn", "granian")
-DEFAULT = "daphne"
+DEFAULT = "granian"
 APP = "oversight.asgi:application"
 
 
-def web_command(server: str, host: str, port: int, *, proxy_headers: bool = False, python: str | None = None) -> list:
-    """argv of one web process serving HTTP and websockets on host:port."""
-    py = python or sys.executable
+def web_command(server: str, host: str, port: int, *, proxy_headers: bool = False) -> list:
+    """argv of one web process serving HTTP and websockets on host:port. `proxy_headers`: take the client's address
+    from nginx's X-Forwarded-For (daphne, uvicorn; granian has no such option, and nothing in oversight reads the
+    client's address but /metrics, which refuses every forwarded request anyway)."""
+    py = sys.executable
     if server == "daphne":
         extra = ["--proxy-headers"] if proxy_headers else []
         return [py, "-m", "daphne", "-b", host, "-p", str(port), *extra, "--application-close-timeout", "10", APP]
@@ -28,7 +30,7 @@ def web_command(server: str, host: str, port: int, *, proxy_headers: bool = Fals
                 "--ws", "websockets", "--lifespan", "off", "--no-access-log", *extra, APP]  # fmt: skip
     if server == "granian":
         return [py, "-m", "granian", "--interface", "asgi", "--host", host, "--port", str(port), "--workers", "1",
-                "--loop", "uvloop", "--ws", "--log-level", "warning", APP]  # fmt: skip
+                "--loop", "auto", "--ws", "--log-level", "warning", APP]  # fmt: skip
     raise ValueError(f"unknown server {server!r}; one of {', '.join(SERVERS)}")
 
 
