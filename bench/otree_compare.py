@@ -636,7 +636,7 @@ def serve_topology(tmp: Path, n: int, items: list[dict], args):
 
     items_path = tmp / "items.jsonl"
     write_items_jsonl(items, items_path)
-    extra_env = {"LOG_LEVEL": "WARNING"}
+    extra_env = {"LOG_LEVEL": "WARNING", **dict(kv.split("=", 1) for kv in args.env)}
     with topology(tmp / "topo", web_workers=args.web, celery_workers=1, extra_env=extra_env) as topo:
         topo.shell(STUDY.format(path=str(items_path), slug=SLUG, n=ITEMS_PER_PARTICIPANT, limit=TIME_LIMIT_S))
         pids = [topo.procs[role].popen.pid for role in topo.web_roles()]
@@ -755,6 +755,7 @@ def parse_args(argv=None):
     ap.add_argument("--targets", nargs="+", choices=list(TARGETS), default=["otree", "embedded", "topology"])
     ap.add_argument("--server", choices=SERVERS, default=None, help="the embedded default's server (make run's)")
     ap.add_argument("--web", type=int, default=2, help="web processes in the topology")
+    ap.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="extra settings for the topology")
     ap.add_argument(
         "--mode",
         choices=["classic", "htmx"],

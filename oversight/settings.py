@@ -183,7 +183,12 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL and not DATABASE_URL.startswith("sqlite:"):
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0), conn_health_checks=True
+            DATABASE_URL,
+            # Kept for a minute: each of the gate's WEB_THREADS threads keeps one (a bound: threads × processes),
+            # instead of a new connection per request (half the topology's throughput; bench/README.md). Without
+            # the gate every request has a thread of its own and a kept connection would be left behind with it.
+            conn_max_age=env_int("DB_CONN_MAX_AGE", 60 if WEB_THREADS > 0 else 0),
+            conn_health_checks=True,
         )
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", False):

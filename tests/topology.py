@@ -263,7 +263,7 @@ class Topology:
                 "SECURE_HSTS_SECONDS": "0",
                 "DEADLINE_SWEEPER": "0",
                 "DATABASE_URL": self.database_url,
-                "DB_CONN_MAX_AGE": "0",
+                "DB_CONN_MAX_AGE": "60",
                 "DB_POOL": "0",
                 "REDIS_URL": self.redis_url,
                 "CELERY_QUEUE": self.queue,
