@@ -63,6 +63,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+# What the embedded target serves: this checkout, or with --app another one (a "before" row from an older commit:
+# `git archive <commit> | tar -x -C /tmp/before`), run with this checkout's virtualenv.
+APP_DIR = REPO
 
 from oversight_dev.servers import DEFAULT as DEFAULT_SERVER  # noqa: E402
 from oversight_dev.servers import SERVERS, group_cpu_s, web_command  # noqa: E402
@@ -490,15 +493,32 @@ def embedded_env(tmp: Path) -> dict[str, str]:
     """What `make run` runs with: the caller's environment without any of the settings' variables."""
     from tests.live_server import SCRUBBED_ENV
 
-    scrub = set(SCRUBBED_ENV) | {"DEBUG", "DB_CONN_MAX_AGE", "DB_POOL", "SQLITE_PATH", "DATA_DIR", "LOG_LEVEL"}
+    scrub = set(SCRUBBED_ENV) | {
+        "SERVE_LOCALLY",
+        "WEB_THREADS",
+        "WEB_QUEUE_S",
+        "DEBUG",
+        "DB_CONN_MAX_AGE",
+        "DB_POOL",
+        "SQLITE_PATH",
+        "DATA_DIR",
+        "LOG_LEVEL",
+    }
     env = {k: v for k, v in os.environ.items() if k not in scrub}
-    env.update({"DATA_DIR": str(tmp / "var"), "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "oversight.settings"})
+    env.update(
+        {
+            "DATA_DIR": str(tmp / "var"),
+            "PYTHONUNBUFFERED": "1",
+            "DJANGO_SETTINGS_MODULE": "oversight.settings",
+            "SERVE_LOCALLY": "1",  # as the Makefile's run target exports it
+        }
+    )
     return env
 
 
 def manage(env: dict, *args: str, timeout: float = 300) -> str:
     proc = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "manage.py", *args], cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=timeout
     )
     if proc.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args[:2])}: {proc.stderr[-3000:]}")
@@ -607,7 +627,7 @@ def serve_embedded(tmp: Path, n: int, items: list[dict], args):
     with open(log, "w") as out:
         proc = subprocess.Popen(
             web_command(args.server, "127.0.0.1", port),
-            cwd=REPO,
+            cwd=APP_DIR,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -766,6 +786,7 @@ def parse_args(argv=None):
     ap.add_argument("--settle", type=float, default=1.0, help="seconds between a server's start and its run")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "oversight-bench-cache"))
     ap.add_argument("--out", help="write every run's numbers here (JSON)")
+    ap.add_argument("--app", help="serve this checkout of oversight as the embedded target (default: this one)")
     ap.add_argument("--keep-logs", help="copy the embedded server's log into this folder")
     args = ap.parse_args(argv)
     if args.server is None:
@@ -775,6 +796,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    global APP_DIR
+    if args.app:
+        APP_DIR = Path(args.app).resolve()
     items = generate_items()
     if args.keep_logs:
         Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
