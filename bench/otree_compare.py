@@ -657,7 +657,11 @@ def serve_topology(tmp: Path, n: int, items: list[dict], args):
     items_path = tmp / "items.jsonl"
     write_items_jsonl(items, items_path)
     extra_env = {"LOG_LEVEL": "WARNING", **dict(kv.split("=", 1) for kv in args.env)}
-    with topology(tmp / "topo", web_workers=args.web, celery_workers=1, extra_env=extra_env) as topo:
+    # nginx needs two connections per participant in flight (theirs and the upstream's): at N = 500 the
+    # topology's default of 1,024 dropped new connections ("connection closed before a response").
+    with topology(
+        tmp / "topo", web_workers=args.web, celery_workers=1, extra_env=extra_env, nginx_worker_connections=4096
+    ) as topo:
         topo.shell(STUDY.format(path=str(items_path), slug=SLUG, n=ITEMS_PER_PARTICIPANT, limit=TIME_LIMIT_S))
         pids = [topo.procs[role].popen.pid for role in topo.web_roles()]
 
