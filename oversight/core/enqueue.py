@@ -8,6 +8,7 @@ sweep, where no transaction is open, call `apply_async` themselves.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -21,13 +22,15 @@ log = logging.getLogger(__name__)
 # upload's request for as long as they take (issue 15: a 22 MB bank, 26-52 s) and hold one of the web process's
 # threads. They run here instead, one after another, and their job page shows the progress as with a worker.
 _jobs: ThreadPoolExecutor | None = None
+_jobs_guard = threading.Lock()
 
 
 def _jobs_thread() -> ThreadPoolExecutor:
     global _jobs
-    if _jobs is None:
-        _jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="long-jobs")
-    return _jobs
+    with _jobs_guard:  # two requests' threads may enqueue at once: still one thread, so one job at a time
+        if _jobs is None:
+            _jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="long-jobs")
+        return _jobs
 
 
 def _run_in_background(task, args: tuple) -> None:
