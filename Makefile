@@ -27,7 +27,7 @@ run: $(VENV)/.installed
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py seed_demo
 	@echo "==> oversight on http://$(HOST):$(PORT)/ (demo link and researcher login above; Ctrl-C stops)"
-	$(VENV)/bin/granian --interface asgi --host $(HOST) --port $(PORT) --workers 1 --ws oversight.asgi:application
+	$(VENV)/bin/granian --interface asginl --host $(HOST) --port $(PORT) --workers 1 --ws oversight.asgi:application
 
 # make exits 2 whenever pytest fails; pytest's own code (e.g. 5: no tests collected) is in make's message.
 test: $(VENV)/.installed-dev

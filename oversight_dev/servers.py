@@ -29,7 +29,7 @@ def web_command(server: str, host: str, port: int, *, proxy_headers: bool = Fals
         return [py, "-m", "uvicorn", "--host", host, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                 "--ws", "websockets", "--lifespan", "off", "--no-access-log", *extra, APP]  # fmt: skip
     if server == "granian":
-        return [py, "-m", "granian", "--interface", "asgi", "--host", host, "--port", str(port), "--workers", "1",
+        return [py, "-m", "granian", "--interface", "asginl", "--host", host, "--port", str(port), "--workers", "1",
                 "--loop", "auto", "--ws", "--log-level", "warning", APP]  # fmt: skip
     raise ValueError(f"unknown server {server!r}; one of {', '.join(SERVERS)}")
 

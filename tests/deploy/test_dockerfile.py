@@ -340,7 +340,7 @@ def test_the_entrypoint_is_valid_posix_shell(entrypoint):
 def test_the_entrypoint_starts_one_process_per_role(entrypoint):
     out, role = run_entrypoint(entrypoint)
     assert role == "web"
-    assert out == "granian --interface asgi --host 0.0.0.0 --port 8000 --workers 1 --ws oversight.asgi:application"
+    assert out == "granian --interface asginl --host 0.0.0.0 --port 8000 --workers 1 --ws oversight.asgi:application"
     out, _ = run_entrypoint(entrypoint, "web", PORT="9000")
     assert "--port 9000" in out
 
