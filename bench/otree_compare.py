@@ -617,7 +617,7 @@ def serve_otree(tmp: Path, n: int, items: list[dict], args):
 
 @contextlib.contextmanager
 def serve_embedded(tmp: Path, n: int, items: list[dict], args):
-    env = embedded_env(tmp)
+    env = {**embedded_env(tmp), **dict(kv.split("=", 1) for kv in args.env)}
     items_path = tmp / "items.jsonl"
     write_items_jsonl(items, items_path)
     manage(env, "migrate", "--noinput", "-v", "0")
@@ -779,7 +779,9 @@ def parse_args(argv=None):
     ap.add_argument("--targets", nargs="+", choices=list(TARGETS), default=["otree", "embedded", "topology"])
     ap.add_argument("--server", choices=SERVERS, default=None, help="the embedded default's server (make run's)")
     ap.add_argument("--web", type=int, default=2, help="web processes in the topology")
-    ap.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="extra settings for the topology")
+    ap.add_argument(
+        "--env", nargs="*", default=[], metavar="NAME=VALUE", help="extra settings for the platform's targets"
+    )
     ap.add_argument(
         "--mode",
         choices=["classic", "htmx"],
