@@ -118,7 +118,7 @@ if importlib.util.find_spec("oversight_dev") is not None:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "oversight.ops.middleware.AsyncWhiteNoiseMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
