@@ -20,10 +20,13 @@ LOCK_FLAGS := --universal --python-version 3.11 --custom-compile-command "make l
 
 .PHONY: run test lint format check-deploy lock clean distclean
 
+# SERVE_LOCALLY=1: DEBUG off (no query recording or debug pages for participants) over plain HTTP on this machine,
+# with a signing key generated once into var/ (oversight/settings.py). The server: bench/README.md ("Server").
+run: export SERVE_LOCALLY = 1
 run: $(VENV)/.installed
 	$(PY) manage.py seed_demo --setup --base-url http://$(HOST):$(PORT)
 	@echo "==> oversight on http://$(HOST):$(PORT)/ (demo link and researcher login above; Ctrl-C stops)"
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) oversight.asgi:application
+	$(VENV)/bin/granian --interface asginl --host $(HOST) --port $(PORT) --workers 1 --ws oversight.asgi:application
 
 # make exits 2 whenever pytest fails; pytest's own code (e.g. 5: no tests collected) is in make's message.
 test: $(VENV)/.installed-dev

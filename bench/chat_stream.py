@@ -62,6 +62,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from oversight_dev.servers import DEFAULT as DEFAULT_SERVER  # noqa: E402
+from oversight_dev.servers import SERVERS, group_cpu_s  # noqa: E402
+
 MESSAGE = "Which answer do you think is right, and why?"
 WORDS = ("the", "passage", "suggests", "option", "because", "evidence", "story", "answer", "likely", "reason")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -85,9 +88,8 @@ def ms(x: float | None) -> str:
 
 
 def proc_cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """utime + stime of the process and the group it leads, in seconds."""
+    return group_cpu_s(pid)
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -182,14 +184,15 @@ def start_fake(tmp: Path, args, max_streams: int) -> Proc:
     raise RuntimeError(f"faketgi did not start in 20 s: {log_path.read_text()}")
 
 
-def start_daphne(tmp: Path, env: dict[str, str], port: int, *, instrument: bool) -> Proc:
+def start_daphne(tmp: Path, env: dict[str, str], port: int, *, instrument: bool, server: str = "daphne") -> Proc:
+    from oversight_dev.servers import web_command
     from tests.live_server import _wait_until_up
 
     log_path = tmp / f"daphne-{port}.log"
     if instrument:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
-    else:  # exactly as production and tests/live_server.py run it
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "oversight.asgi:application"]
+    else:  # exactly as production and tests/live_server.py run it (--server: another server, to compare)
+        cmd = web_command(server, "127.0.0.1", port)
     log = open(log_path, "w")  # noqa: SIM115 - handed to the child; closed with the process
     popen = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -735,11 +738,13 @@ async def main_async(args) -> int:
             "assert ModelEndpoint.objects.filter(name='Demo TGI').update(max_concurrency=100000, "
             "request_timeout_s=300) == 1",
         )
-        daphnes = [start_daphne(tmp, env, free_port(), instrument=args.instrument) for _ in range(args.web)]
+        daphnes = [
+            start_daphne(tmp, env, free_port(), instrument=args.instrument, server=args.server) for _ in range(args.web)
+        ]
         servers = ", ".join(f"{d.url} (pid {d.pid})" for d in daphnes)
         print(
             f"chat_stream: fake TGI {fake.url} (TTFT {args.ttft_ms:g} ms, {args.tokens_per_s:g} tokens/s, "
-            f"replies of {args.reply_tokens} tokens); daphne {servers}; {backend}; "
+            f"replies of {args.reply_tokens} tokens); {args.server} {servers}; {backend}; "
             f"DEBUG={int(args.debug)}; direct client {args.direct_client}; {os.cpu_count()} CPUs; "
             f"{f'sends spread over {args.spread:g} s; ' if args.spread else 'sends at one barrier; '}"
             f"{'instrumented; ' if args.instrument else ''}"
@@ -824,6 +829,7 @@ def parse_args(argv=None):
         help="seconds over which the N sends are spread evenly (0: all at the barrier) [0]",
     )
     parser.add_argument("--debug", action="store_true", help="run daphne with DEBUG=1 (default: DEBUG=0)")
+    parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER, help=f"the web server [{DEFAULT_SERVER}]")
     parser.add_argument("--database-url", help="PostgreSQL: a database to create, use and drop")
     parser.add_argument("--redis-url", help="Redis for the channel layer and cache (e.g. redis://127.0.0.1:6379/15)")
     parser.add_argument("--instrument", action="store_true", help="time the server's chat path (slows it)")

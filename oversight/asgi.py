@@ -13,6 +13,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from oversight.core.broadcast import bind_event_loop  # noqa: E402
+from oversight.ops import gate  # noqa: E402
 from oversight.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 if settings.DEADLINE_SWEEPER:
@@ -24,7 +25,14 @@ if settings.DEADLINE_SWEEPER:
 application = bind_event_loop(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            # A fixed set of threads for the views, and 503 + Retry-After past them (oversight/ops/gate.py).
+            "http": gate.wrap(
+                django_asgi_app,
+                threads=settings.WEB_THREADS,
+                queue_s=settings.WEB_QUEUE_S,
+                queue_max=settings.WEB_QUEUE_MAX,
+                static_url=settings.STATIC_URL,
+            ),
             # Participants are addressed by their token; researchers (the monitor) by their session.
             "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }

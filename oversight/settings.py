@@ -50,20 +50,42 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 # --- Core -------------------------------------------------------------------------------------------------
 
+# `make run` serves a pilot from this machine: production behaviour (DEBUG off: no query recording, no debug
+# pages) over plain HTTP on localhost, with a signing key generated once and kept in DATA_DIR. Nothing to set.
+SERVE_LOCALLY = env_bool("SERVE_LOCALLY", False)
+
 # The embedded default is a demo/development setup; production sets DEBUG=0 explicitly.
-DEBUG = env_bool("DEBUG", True)
-
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0 (see deploy/.env.example)")
-    SECRET_KEY = "insecure-embedded-default-key-do-not-use-in-production"  # noqa: S105
-
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG else [])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+DEBUG = env_bool("DEBUG", not SERVE_LOCALLY)
 
 # Where the embedded default keeps its SQLite file, uploads and export files.
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var")))
+
+
+def local_secret_key(data_dir: Path) -> str:
+    """SERVE_LOCALLY's signing key: made on first start, kept (owner-only) so sessions survive a restart."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        import secrets
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(60))
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if SERVE_LOCALLY:
+        SECRET_KEY = local_secret_key(DATA_DIR)
+    elif not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0 (see deploy/.env.example)")
+    else:
+        SECRET_KEY = "insecure-embedded-default-key-do-not-use-in-production"  # noqa: S105
+
+LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", LOCAL_HOSTS if DEBUG or SERVE_LOCALLY else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     # daphne first: it makes `runserver` serve ASGI (websockets) in development.
@@ -107,6 +129,13 @@ MIDDLEWARE = [
     "oversight.core.middleware.ContentSecurityPolicyMiddleware",
 ]
 
+# The web process's request gate (oversight/ops/gate.py): this many threads run the views, each keeping its
+# database connection; a request that waits WEB_QUEUE_S seconds for one (or finds WEB_QUEUE_MAX waiting) is
+# answered 503 + Retry-After, which the pages ride out. WEB_THREADS=0: Django's own thread per request.
+WEB_THREADS = env_int("WEB_THREADS", 8)
+WEB_QUEUE_S = env_int("WEB_QUEUE_S", 20)
+WEB_QUEUE_MAX = 5000
+
 ROOT_URLCONF = "oversight.urls"
 ASGI_APPLICATION = "oversight.asgi.application"
 
@@ -128,11 +157,38 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------------------------
 
+
+def sqlite_database(name: str) -> dict:
+    """Every SQLite configuration, whichever way it is named (SQLITE_PATH or DATABASE_URL=sqlite:///…)."""
+    return {
+        # Django's SQLite backend plus one in-process lock for writes (oversight/ops/sqlite/base.py): writers
+        # wait in line instead of polling the file lock until the busy timeout fails them.
+        "ENGINE": "oversight.ops.sqlite",
+        "NAME": name,
+        # Kept open: with 0, every trip to the database thread reconnected, and closing the last connection
+        # checkpoints the WAL (about 9 ms each, most of a chat send's cost under load; bench/README.md).
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
+        "OPTIONS": {
+            # WAL lets the bots, the web process and the sweeper read while one writes; IMMEDIATE
+            # transactions take the write lock up front instead of failing with "database is locked".
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            # Only another process (a manage.py command) can make a write wait here now.
+            "timeout": 20,
+        },
+    }
+
+
 DATABASE_URL = env_str("DATABASE_URL")
-if DATABASE_URL:
+if DATABASE_URL and not DATABASE_URL.startswith("sqlite:"):
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0), conn_health_checks=True
+            DATABASE_URL,
+            # Kept for a minute: each of the gate's WEB_THREADS threads keeps one (a bound: threads × processes),
+            # instead of a new connection per request (half the topology's throughput; bench/README.md). Without
+            # the gate every request has a thread of its own and a kept connection would be left behind with it.
+            conn_max_age=env_int("DB_CONN_MAX_AGE", 60 if WEB_THREADS > 0 else 0),
+            conn_health_checks=True,
         )
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", False):
@@ -141,24 +197,13 @@ if DATABASE_URL:
         # timeout: how long a request waits for a connection. psycopg's default (30 s) made every request hang
         # 30 s while PostgreSQL refused connections (tests/faults, scenario d): fail in seconds instead.
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 20, "timeout": 5}
+elif DATABASE_URL:
+    # dj_database_url would give Django's plain backend without WAL, IMMEDIATE or a timeout (issue 15: 188
+    # "database is locked" errors at 50 participants); only the file name is taken from the URL.
+    DATABASES = {"default": sqlite_database(dj_database_url.parse(DATABASE_URL)["NAME"])}
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": env_str("SQLITE_PATH", str(DATA_DIR / "db.sqlite3")),
-            # Kept open: with 0, every trip to the database thread reconnected, and closing the last connection
-            # checkpoints the WAL (about 9 ms each, most of a chat send's cost under load; bench/README.md).
-            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
-            "OPTIONS": {
-                # WAL lets the bots, the web process and the sweeper read while one writes; IMMEDIATE
-                # transactions take the write lock up front instead of failing with "database is locked".
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
-        }
-    }
+    DATABASES = {"default": sqlite_database(env_str("SQLITE_PATH", str(DATA_DIR / "db.sqlite3")))}
 
 # Threads for the chat's database work in each web process (oversight/assistant/executor.py): 0 keeps it on
 # asgiref's one thread-sensitive thread (the only safe choice for SQLite).
@@ -250,6 +295,9 @@ CELERY_BEAT_SCHEDULE = {
     # Export files hold participants' data: delete them once past EXPORT_TTL_HOURS (the job rows stay).
     "delete-expired-exports": {"task": "oversight.exports.tasks.delete_expired_exports", "schedule": 3600.0},
 }
+# Without a worker, long jobs (bank imports, exports) run in a thread of the web process rather than in the
+# request that asked for them (oversight/core/enqueue.py). The test suite runs them in place.
+JOBS_IN_THREAD = CELERY_TASK_ALWAYS_EAGER
 # The in-process deadline sweeper runs in the web process when there is no broker (embedded default).
 DEADLINE_SWEEPER = env_bool("DEADLINE_SWEEPER", CELERY_TASK_ALWAYS_EAGER)
 # A worker executes a baseline run for at most this many seconds, then re-enqueues it, so a deploy or restart
@@ -302,12 +350,13 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
 if not DEBUG:
-    # TLS ends at nginx, which sets X-Forwarded-Proto (deploy/nginx.conf).
+    # TLS ends at nginx, which sets X-Forwarded-Proto (deploy/nginx.conf). SERVE_LOCALLY is plain HTTP on this
+    # machine: no redirect to HTTPS, cookies over HTTP, no HSTS (unless set).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not SERVE_LOCALLY)
+    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not SERVE_LOCALLY)
+    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not SERVE_LOCALLY)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if SERVE_LOCALLY else 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 
@@ -326,7 +375,7 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json" if not DEBUG else "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain" if DEBUG or SERVE_LOCALLY else "json"},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {

@@ -39,6 +39,13 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _jobs_in_place(settings):
+    # Without a worker, imports and exports run in a background thread of the web process; tests run them in
+    # the caller (as a worker would have by the time they look), except those about that thread.
+    settings.JOBS_IN_THREAD = False
+
+
+@pytest.fixture(autouse=True)
 def _close_chat_threads_connections():
     """The chat's own database threads (PostgreSQL) keep their connections under channels' test communicator."""
     yield
@@ -52,9 +59,15 @@ def _close_chat_threads_connections_at_the_end(django_db_setup):
     """A reply cancelled when its test's loop closed may finish on a fresh chat thread after the per-test
     shutdown; close that too before the test database is dropped (torn down before django_db_setup)."""
     yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
     from oversight.assistant import executor
 
     executor.shutdown()
+    # channels' database_sync_to_async thread keeps its connection too now that DB_CONN_MAX_AGE defaults to 60
+    # on PostgreSQL: close it there, or the test database cannot be dropped.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
-"""A real server for end-to-end tests: daphne in a subprocess on the embedded default, on a temp SQLite file.
+"""A real server for end-to-end tests: the web server in a subprocess on the embedded default, on a temp SQLite
+file.
 
 Used by tests/browser (Playwright) and tests/dev/test_bots.py (the HTTP bots). Not pytest-django's
 `live_server`: that runs in the test process on the test database; this runs the same process as
-production (`daphne oversight.asgi:application`, with the in-process deadline sweeper) on its own database,
-which the tests prepare and inspect through `manage.py` subprocesses.
+production (`oversight_dev.servers.web_command`: the server `make run` and the image use, with the in-process
+deadline sweeper) on its own database, which the tests prepare and inspect through `manage.py` subprocesses.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +21,9 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from oversight_dev.servers import DEFAULT as DEFAULT_SERVER
+from oversight_dev.servers import web_command
 
 REPO = Path(__file__).resolve().parent.parent
 # Anything that would switch on a production part (or point at another database) is removed.
@@ -107,12 +112,14 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log_path: Path, deadline_s:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"daphne exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+            raise RuntimeError(f"the web server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
         with contextlib.suppress(OSError), urllib.request.urlopen(url + "/healthz", timeout=1) as response:
             if response.status == 200:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"daphne did not answer on {url} in {deadline_s} s:\n{log_path.read_text(errors='replace')}")
+    raise RuntimeError(
+        f"the web server did not answer on {url} in {deadline_s} s:\n{log_path.read_text(errors='replace')}"
+    )
 
 
 @contextlib.contextmanager
@@ -128,7 +135,7 @@ def live_server(
     `{port}` in a seed argument is replaced by the server's port (e.g. a completion URL on the server).
     `extra_env` is merged into the server's environment after the scrub, so a test can switch on a part on
     purpose (e.g. `{"TGI_URL": tgi.url}` for the demo's "Demo TGI" endpoint); it applies to the seed too.
-    The daphne process is always stopped on exit.
+    The server's processes are always stopped on exit.
     """
     tmp.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -142,7 +149,7 @@ def live_server(
     log_path = tmp / "daphne.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "oversight.asgi:application"],
+            web_command(DEFAULT_SERVER, "127.0.0.1", port),
             cwd=REPO,
             env=env,
             stdout=log,
@@ -153,9 +160,12 @@ def live_server(
         _wait_until_up(base_url, proc, log_path)
         yield LiveServer(base_url=base_url, port=port, env=env, tmp=tmp, log_path=log_path)
     finally:
-        proc.terminate()
+        # The whole group: granian serves from a worker process of its own.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)

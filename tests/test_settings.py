@@ -25,6 +25,8 @@ print(json.dumps({
     "db_engine": settings.DATABASES["default"]["ENGINE"],
     "db_name": str(settings.DATABASES["default"]["NAME"]),
     "db_host": settings.DATABASES["default"].get("HOST", ""),
+    "db_options": settings.DATABASES["default"].get("OPTIONS", {}),
+    "db_conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
     "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "channel_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts"),
     "cache": settings.CACHES["default"]["BACKEND"],
@@ -76,7 +78,7 @@ def test_it_rejects_a_boolean_it_cannot_read():
 def test_it_runs_embedded_with_no_environment_at_all():
     values = show_settings()
     assert values["DEBUG"] is True
-    assert values["db_engine"] == "django.db.backends.sqlite3"
+    assert values["db_engine"] == "oversight.ops.sqlite"
     assert values["channel_layer"] == "oversight.realtime.layers.InProcessChannelLayer"
     assert values["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert values["celery_eager"] is True
@@ -96,6 +98,20 @@ def test_the_embedded_broker_names_a_host_so_kombu_does_not_warn():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["memory", "localhost"]
     assert "hostname" not in result.stderr, result.stderr
+
+
+def test_every_sqlite_configuration_gets_the_same_options_whichever_way_it_is_named(tmp_path):
+    by_path = show_settings(SQLITE_PATH=str(tmp_path / "a.sqlite3"))
+    by_url = show_settings(DATABASE_URL=f"sqlite:///{tmp_path / 'b.sqlite3'}")
+    assert (by_path["db_name"], by_url["db_name"]) == (str(tmp_path / "a.sqlite3"), str(tmp_path / "b.sqlite3"))
+    for values in (by_path, by_url):
+        assert values["db_engine"] == "oversight.ops.sqlite"  # writers wait in line (oversight/ops/sqlite)
+        assert values["db_options"] == {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+        assert values["db_conn_max_age"] == 600
 
 
 def test_it_switches_to_postgresql_with_database_url():
@@ -180,3 +196,33 @@ def test_only_the_settings_module_reads_the_environment():
         if readers.search(line)
     ]
     assert not offenders, f"read the variable in oversight/settings.py instead: {offenders}"
+
+
+SHOW_LOCAL = """
+import json
+from django.conf import settings
+print(json.dumps({"DEBUG": settings.DEBUG, "SECRET_KEY": settings.SECRET_KEY, "ALLOWED_HOSTS": settings.ALLOWED_HOSTS,
+                  "ssl_redirect": settings.SECURE_SSL_REDIRECT, "secure_cookies": settings.SESSION_COOKIE_SECURE,
+                  "hsts": settings.SECURE_HSTS_SECONDS}))
+"""
+
+
+def test_make_run_serves_with_debug_off_and_a_generated_key_kept_in_the_data_dir(tmp_path):
+    first = run(["-c", SHOW_LOCAL], SERVE_LOCALLY="1", DATA_DIR=str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    values = json.loads(first.stdout.strip().splitlines()[-1])
+    assert values["DEBUG"] is False  # no query recording, no debug pages for participants
+    assert "localhost" in values["ALLOWED_HOSTS"] and "127.0.0.1" in values["ALLOWED_HOSTS"]
+    assert (values["ssl_redirect"], values["secure_cookies"], values["hsts"]) == (False, False, 0)
+    key = (tmp_path / "secret_key").read_text().strip()
+    assert values["SECRET_KEY"] == key and len(key) >= 50 and "insecure" not in key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    again = json.loads(run(["-c", SHOW_LOCAL], SERVE_LOCALLY="1", DATA_DIR=str(tmp_path)).stdout.splitlines()[-1])
+    assert again["SECRET_KEY"] == key  # sessions survive a restart
+
+
+def test_the_makefile_serves_locally_without_debug():
+    makefile = (BASE_DIR / "Makefile").read_text()
+    run_target = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r"export SERVE_LOCALLY\s*=\s*1\b", run_target)
+    assert not re.search(r"DEBUG\s*=\s*1", run_target)

@@ -9,13 +9,13 @@
 * the fake TGI (`python -m oversight_dev.faketgi`) with a control port that survives `down`;
 * `manage.py migrate`, `collectstatic` (into the temp dir, which nginx serves) and `seed_demo` with
   `TGI_URL` pointing at the fake;
-* N daphne web processes (production settings: `DEBUG=0`, a `SECRET_KEY`, `ALLOWED_HOSTS=127.0.0.1,localhost`,
+* N web processes (production settings: `DEBUG=0`, a `SECRET_KEY`, `ALLOWED_HOSTS=127.0.0.1,localhost`,
   `SECURE_SSL_REDIRECT=0`/`SECURE_COOKIES=0` as there is no TLS on loopback, `DEADLINE_SWEEPER=0`), run as
-  deploy/Dockerfile's `web` role runs them (`--proxy-headers --application-close-timeout 10`);
-* nginx in front, with deploy/nginx.conf itself (the upstream pointed at the daphne ports, round-robin, no
+  deploy/Dockerfile's `web` role runs them (the server of oversight_dev/servers.py);
+* nginx in front, with deploy/nginx.conf itself (the upstream pointed at the web ports, round-robin, no
   stickiness; private pid/log/temp paths as tests/deploy/test_nginx.py does). Two additions for the tests
   only: the access log records `$upstream_addr`, and proxied responses (the websocket's 101 too) carry
-  `X-Oversight-Upstream: <daphne address>` so a test knows which process serves it;
+  `X-Oversight-Upstream: <web process address>` so a test knows which process serves it;
 * M Celery workers (`--pool=solo`, on a private queue through `CELERY_QUEUE`) and one celery beat (its
   schedule file in the temp dir).
 
@@ -46,6 +46,9 @@ from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
+
+from oversight_dev.servers import DEFAULT as DEFAULT_SERVER
+from oversight_dev.servers import web_command
 
 REPO = Path(__file__).resolve().parent.parent
 NGINX_CONF = REPO / "deploy" / "nginx.conf"
@@ -176,6 +179,7 @@ class TopologyError(RuntimeError):
 class Topology:
     tmp: Path
     web_workers: int = 2
+    server: str = DEFAULT_SERVER  # the web server (oversight_dev/servers.py): what the image's web role runs
     celery_workers: int = 2
     beat: bool = True
     redis_db: int = 2
@@ -259,7 +263,7 @@ class Topology:
                 "SECURE_HSTS_SECONDS": "0",
                 "DEADLINE_SWEEPER": "0",
                 "DATABASE_URL": self.database_url,
-                "DB_CONN_MAX_AGE": "0",
+                "DB_CONN_MAX_AGE": "60",
                 "DB_POOL": "0",
                 "REDIS_URL": self.redis_url,
                 "CELERY_QUEUE": self.queue,
@@ -349,19 +353,7 @@ class Topology:
             port = free_port()
             self._add(
                 role,
-                [
-                    PYTHON,
-                    "-m",
-                    "daphne",
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--proxy-headers",
-                    "--application-close-timeout",
-                    "10",
-                    "oversight.asgi:application",
-                ],
+                web_command(self.server, "127.0.0.1", port, proxy_headers=True),
                 port=port,
             )
         for role in self.worker_roles():

@@ -365,7 +365,7 @@ def export_request(
     )
     from oversight.exports.tasks import run_export
 
-    enqueue_on_commit(run_export, job.pk, on_failure=lambda: job.fail(NOT_QUEUED))
+    enqueue_on_commit(run_export, job.pk, on_failure=lambda: job.fail(NOT_QUEUED), background=True)
     return job
 
 

@@ -1,7 +1,7 @@
 """Celery tasks for exports: thin, take ids, safe to run twice (the service claims the job with a conditional
-UPDATE). `run_export` is enqueued by `services.export_request` after commit; on the embedded default Celery runs
-it eagerly, in the request. Schedule `delete_expired_exports` with beat (e.g. hourly) to enforce
-EXPORT_TTL_HOURS."""
+UPDATE). `run_export` is enqueued by `services.export_request` after commit; on the embedded default (no worker)
+it runs in the web process's long-jobs thread, not in the request. Schedule `delete_expired_exports` with beat
+(e.g. hourly) to enforce EXPORT_TTL_HOURS."""
 
 from celery import shared_task
 

@@ -24,10 +24,26 @@
     return input ? input.value : "";
   }
 
-  function post(form, url, body) {
+  // Seconds the server asked us to wait (503 + Retry-After: its request gate is full; oversight/ops/gate.py).
+  function retryAfter(value) {
+    const s = parseFloat(value);
+    return (isFinite(s) && s > 0 ? Math.min(s, 30) : 2) * 1000;
+  }
+
+  function post(form, url, body, attempt) {
     body.set("csrfmiddlewaretoken", csrfOf(form));
     return fetch(url, { method: "POST", body: body, credentials: "same-origin",
-                        headers: { "X-CSRFToken": csrfOf(form) } });
+                        headers: { "X-CSRFToken": csrfOf(form), "Accept": "application/json" } })
+      .then(function (r) {
+        // A busy server: send the same selection again when it says, rather than lose it.
+        if (r.status === 503 && (attempt || 0) < 20) {
+          return new Promise(function (resolve) {
+            setTimeout(function () { resolve(post(form, url, body, (attempt || 0) + 1)); },
+                       retryAfter(r.headers.get("Retry-After")));
+          });
+        }
+        return r;
+      });
   }
 
   function submitNow(form) {
@@ -139,8 +155,20 @@
   }
 
   document.addEventListener("htmx:beforeSwap", function (ev) {
-    // Only a page of ours has a <main> to swap in; anything else (a proxy's error page) would leave none.
     const xhr = ev.detail.xhr;
+    // A step (an answer) the server was too busy to take (503): nothing is swapped in, and the same form is sent
+    // again after Retry-After, so the answer is never lost and the page never shows an error.
+    if (xhr && xhr.status === 503) {
+      ev.detail.shouldSwap = false;
+      ev.detail.isError = false;
+      const source = ev.detail.requestConfig && ev.detail.requestConfig.elt;
+      setTimeout(function () {
+        if (source && source.isConnected && source.tagName === "FORM") source.requestSubmit();
+        else window.location.reload();
+      }, retryAfter(xhr.getResponseHeader("Retry-After")));
+      return;
+    }
+    // Only a page of ours has a <main> to swap in; anything else (a proxy's error page) would leave none.
     if (ev.detail.shouldSwap && !/<main[\s>]/.test(xhr.responseText || "")) {
       ev.detail.shouldSwap = false;
       trouble();

@@ -190,6 +190,32 @@ def test_it_writes_nothing_when_the_database_fails_halfway(mmlu_tree):
     assert row_counts() == (0, 0, 0)
 
 
+def test_an_update_that_fails_halfway_leaves_the_existing_bank_as_it_was(mmlu_tree, write):
+    # On SQLite the rows are written in short transactions (the deadline sweep must not wait for a whole
+    # import); a failure then takes back the rows added and the content changed, as one transaction would.
+    import_mmlu(path=mmlu_tree)
+    before = (db_snapshot(), list(Item.objects.order_by("external_id").values_list("text", "gold_index")))
+    write("mmlu/test/abstract_algebra_test.csv", ALGEBRA_TEST.replace("none,A", "none,D"))
+    write("mmlu/dev/abstract_algebra_dev.csv", ANATOMY_DEV)
+    real_bulk_update = Item.objects.bulk_update
+    calls = []
+
+    def failing_bulk_update(rows, *args, **kwargs):
+        calls.append(len(rows))
+        if len(calls) == 1:  # the import's update of the changed item; the revert's own update goes through
+            raise RuntimeError("the database went away")
+        return real_bulk_update(rows, *args, **kwargs)
+
+    with (
+        mock.patch.object(Item.objects, "bulk_update", failing_bulk_update),
+        pytest.raises(RuntimeError),
+    ):
+        import_mmlu(path=mmlu_tree)
+
+    after = (db_snapshot(), list(Item.objects.order_by("external_id").values_list("text", "gold_index")))
+    assert after == before
+
+
 # --- Bad input: one message `file:line: problem`, and nothing written --------------------------------------
 
 

@@ -317,7 +317,7 @@ def entrypoint(instructions, tmp_path) -> Path:
     # Stand-ins for the programs it execs: each prints its name and arguments.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for program in ("daphne", "celery", "python"):
+    for program in ("granian", "celery", "python"):
         stub = bin_dir / program
         stub.write_text(f'#!/bin/sh\necho {program} "$@"\n')
         stub.chmod(0o755)
@@ -340,9 +340,7 @@ def test_the_entrypoint_is_valid_posix_shell(entrypoint):
 def test_the_entrypoint_starts_one_process_per_role(entrypoint):
     out, role = run_entrypoint(entrypoint)
     assert role == "web"
-    assert out == (
-        "daphne --bind 0.0.0.0 --port 8000 --proxy-headers --application-close-timeout 10 oversight.asgi:application"
-    )
+    assert out == "granian --interface asginl --host 0.0.0.0 --port 8000 --workers 1 --ws oversight.asgi:application"
     out, _ = run_entrypoint(entrypoint, "web", PORT="9000")
     assert "--port 9000" in out
 

@@ -530,7 +530,7 @@ def test_e_tgi_down_and_up(topo_ok):
 
 
 def test_f_handshake_timeouts_do_not_take_the_site_down(topo_ok):
-    """Under overload daphne drops websocket handshakes its consumer did not accept within 5 s. nginx must not
+    """Under overload daphne dropped websocket handshakes its consumer did not accept within 5 s. nginx must not
     hold that against the processes once they answer again (with deploy/nginx.conf's former `max_fails=3
     fail_timeout=10s` every page got 502 "no live upstreams" for up to 10 s afterwards: bench/README.md)."""
     topo = topo_ok
@@ -544,7 +544,7 @@ def test_f_handshake_timeouts_do_not_take_the_site_down(topo_ok):
         from websockets.exceptions import InvalidStatus
 
         try:
-            ChatSocket(topo.base_url, p.ws_path, timeout_s=30, auto_reconnect=False).connect().close()
+            ChatSocket(topo.base_url, p.ws_path, timeout_s=15, auto_reconnect=False).connect().close()
             results.append(101)
         except InvalidStatus as exc:
             results.append(exc.response.status_code)
@@ -566,9 +566,11 @@ def test_f_handshake_timeouts_do_not_take_the_site_down(topo_ok):
     released_at = time.monotonic()
     OBSERVED["f_sockets_during_stall"] = results
     OBSERVED["f_stall_s"] = round(stall_s, 1)
-    # Each socket was tried on both processes and dropped by both (5 s each), so nginx answered 502: the page
-    # retries (chat.js reconnects). That is the stall; what matters is what comes after it.
-    assert results == [502] * 4, results
+    # No socket opened during the stall. daphne dropped each handshake after 5 s on both processes, so nginx
+    # answered 502; granian (the server now) keeps the handshake open until the consumer accepts, so the client's
+    # own timeout ends it. Either way the page retries (chat.js reconnects). That is the stall; what matters is
+    # what comes after it.
+    assert len(results) == 4 and all(r == 502 or "timed out" in str(r) for r in results), results
 
     # The processes answer again at once: so must the site, through nginx.
     pages = []

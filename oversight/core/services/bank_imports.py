@@ -2,7 +2,7 @@
 
 `bank_import_request` keeps the upload and creates the Job → `core.tasks.run_bank_import`, enqueued after
 commit → `bank_import_run` runs the banks importer → the console's job page polls the row. On the embedded
-default Celery runs eagerly, so the import runs inline in the upload request.
+default (no worker) the job runs in the web process's long-jobs thread, never in the upload's request.
 
 This lives in core rather than banks: the Job row is core's, and banks imports no other app.
 """
@@ -83,7 +83,7 @@ def bank_import_request(*, upload, format: str, custom_format: str | None, bank_
     )
     from oversight.core.tasks import run_bank_import
 
-    enqueue_on_commit(run_bank_import, job.pk, on_failure=lambda: _not_queued(job))
+    enqueue_on_commit(run_bank_import, job.pk, on_failure=lambda: _not_queued(job), background=True)
     return job
 
 

@@ -314,7 +314,10 @@ def _finalize(trial: Trial, now) -> Trial:
 @transaction.atomic
 def trial_finalize_if_expired(*, trial_id: int, now=None) -> bool:
     """Finalise one trial if its deadline has passed. Safe to call any number of times."""
-    now = now or timezone.now()
+    return _finalize_if_expired(trial_id, now or timezone.now())
+
+
+def _finalize_if_expired(trial_id: int, now) -> bool:
     trial = Trial.objects.select_for_update().select_related("item", "participant").filter(pk=trial_id).first()
     if trial is None or trial.status != Trial.Status.SHOWN or not trial.is_expired(now):
         return False
@@ -322,12 +325,25 @@ def trial_finalize_if_expired(*, trial_id: int, now=None) -> bool:
     return True
 
 
+# Trials finalised per transaction by the sweep: one write transaction for 500 expiries at once held SQLite's one
+# write lock for seconds; one each took 500 turns at it behind the page load. A few dozen keeps both short.
+SWEEP_BATCH = 25
+
+
 def finalize_expired_trials(*, now=None, limit: int = 500) -> int:
-    """The sweep: finalise every shown trial whose deadline has passed."""
-    now = now or timezone.now()
+    """The sweep: finalise every shown trial whose deadline has passed.
+
+    Each trial is stamped with the moment it is itself finalised (a sweep of hundreds takes a while, and one
+    timestamp for all of them understated how late the last ones were); `now` fixes the clock (tests).
+    """
+    clock = (lambda: now) if now is not None else timezone.now
     ids = list(
-        Trial.objects.filter(status=Trial.Status.SHOWN, deadline_at__lte=now)
+        Trial.objects.filter(status=Trial.Status.SHOWN, deadline_at__lte=clock())
         .order_by("deadline_at")
         .values_list("id", flat=True)[:limit]
     )
-    return sum(trial_finalize_if_expired(trial_id=trial_id, now=now) for trial_id in ids)
+    done = 0
+    for start in range(0, len(ids), SWEEP_BATCH):
+        with transaction.atomic():
+            done += sum(_finalize_if_expired(trial_id, clock()) for trial_id in ids[start : start + SWEEP_BATCH])
+    return done
