@@ -146,7 +146,7 @@ def live_server(
     run_manage(env, "migrate", "--noinput", "-v", "0")
     if seed_args is not None:
         run_manage(env, "seed_demo", *[a.replace("{port}", str(port)) for a in seed_args])
-    log_path = tmp / "daphne.log"
+    log_path = tmp / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             web_command(DEFAULT_SERVER, "127.0.0.1", port),

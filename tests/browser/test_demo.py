@@ -1,6 +1,6 @@
 """The demo a new user meets (issue 13.11), in a real browser (Debian chromium via Playwright), 1366×900.
 
-Against daphne on the seeded demo: the home page's demo link makes a new participant at each visit; its
+Against the embedded server on the seeded demo: the home page's demo link makes a new participant at each visit; its
 Prolific-style form arrives as Prolific sends participants, and the same id comes back to where it left off; the
 simulated assistant's reply is rendered Markdown (bold, a list). Screenshots: test-artifacts/browser/demo-*.png.
 """
@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM, continue_to_items
 
 pytestmark = [
     pytest.mark.browser,
@@ -46,6 +46,7 @@ def test_the_demo_link_makes_a_new_participant_at_each_visit(browser_server, pag
         pg.goto(browser_server.base_url + "/")
         pg.click("text=Start the demo as a participant")
         pg.click("#consent-yes")
+        continue_to_items(pg)
         pg.wait_for_url(TRIAL_URL)
         tokens.append(TRIAL_URL.search(pg.url).group(1))
     pg.screenshot(path=str(artifacts / "demo-first-item.png"))
@@ -60,6 +61,7 @@ def test_the_prolific_style_form_resumes_the_same_id(browser_server, page, artif
     pg.click("text=Start as this participant")
     assert "PROLIFIC_PID=browser-7&STUDY_ID=demo-study&SESSION_ID=demo-session" in pg.url
     pg.click("#consent-yes")
+    continue_to_items(pg)
     pg.wait_for_url(TRIAL_URL)
     first = TRIAL_URL.search(pg.url).group(1)
 
@@ -69,6 +71,7 @@ def test_the_prolific_style_form_resumes_the_same_id(browser_server, page, artif
     again.click("text=Start as this participant")
     assert "Welcome back" in again.inner_text("h1")
     again.click("#consent-yes")
+    continue_to_items(again)
     again.wait_for_url(TRIAL_URL)
     assert TRIAL_URL.search(again.url).group(1) == first
     n = browser_server.query(
@@ -82,6 +85,7 @@ def test_the_simulated_assistant_s_reply_is_rendered_markdown(browser_server, pa
     pg = page()
     pg.goto(browser_server.base_url + "/s/demo/")
     pg.click("#consent-yes")
+    continue_to_items(pg)
     pg.wait_for_url(TRIAL_URL)  # the demo's order is fixed, assisted first: the first item has the chat
     pg.wait_for_selector("#chat-connecting", state="detached")
     pg.wait_for_function("() => !document.getElementById('chat-send').disabled")
