@@ -1,0 +1,341 @@
+"""Execute a judge run: claim it, judge each unit not judged yet, record every answer as a model participant's
+trial, finish once.
+
+The units: replay, every final scored trial of the condition's people (pilots left out); live, every scored item
+of the condition's frozen sample, in its order. A unit is judged outside any transaction (the model may take
+seconds) and written in one transaction with its trial, so a run that dies resumes where it stopped and never
+writes an answer twice (`JudgeVerdict`'s constraint, and the trial's own). The run heartbeats before each unit and
+stops at the first unit after a cancel.
+
+The model calls go through the baselines' backends (`baselines.clients`): one event loop and one connection pool
+per execution, the same retries and error kinds, the same letter scoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from oversight.assistant.backends import AssistantError, request_for_endpoint, stream_reply
+from oversight.assistant.models import ChatMessage
+from oversight.assistant.services import ChatRejected, chat_send, generation_finish
+from oversight.baselines.clients import ItemError, ItemSpec, Settings, backend_for
+from oversight.baselines.prompts import PromptItem
+from oversight.baselines.scoring import normalise, predict
+from oversight.core.models import Condition, ConditionItem, Participant, Trial
+
+from .material import Material, material_for
+from .models import AnswerMethod, JudgeRun, JudgeVerdict, Mode
+from .prompts import letter_prompt, parse_probabilities, question_prompt, verbal_prompt
+
+FINAL = frozenset({Trial.Status.ANSWERED, Trial.Status.TIMED_OUT})
+
+
+class RunError(Exception):
+    """A judge run that cannot be made as asked (a draft study, a live mode the condition does not have, …)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str  # done | cancelled | skipped | failed
+    judged: int = 0
+    errors: int = 0
+
+
+def model_record(run: JudgeRun, **extra) -> dict:
+    """The record a model participant carries (no token: secrets never leave the endpoint's row)."""
+    endpoint = run.endpoint
+    return {
+        "endpoint": {"id": endpoint.pk, "name": endpoint.name, "kind": endpoint.kind},
+        "model_id": endpoint.model_label or endpoint.name,
+        "sampling": {"temperature": run.params.get("temperature", 0.0)},
+        "method": run.answer,
+        "judge_run": run.pk,
+        "mode": run.mode,
+        **extra,
+    }
+
+
+class Judge:
+    """One execution of one run: the backend, its event loop, and the model participants made so far."""
+
+    def __init__(self, run: JudgeRun):
+        self.run = run
+        self.chat = run.endpoint.kind == "openai"
+        self.settings = Settings(
+            top_n=int(run.params.get("top_n", 5)),
+            max_retries=int(run.params.get("max_retries", 5)),
+            retry_base_s=float(run.params.get("retry_base_s", 0.5)),
+            retry_cap_s=float(run.params.get("retry_cap_s", 8.0)),
+            temperature=float(run.params.get("temperature", 0.0)),
+            max_reasoning_tokens=int(run.params.get("max_tokens", 200)),
+        )
+        self.loop = asyncio.new_event_loop()
+        self.backend = backend_for(request_for_endpoint(run.endpoint), self.settings)
+        self.participants: dict[int | None, Participant] = {}
+
+    def close(self) -> None:
+        try:
+            self.loop.run_until_complete(self.backend.aclose())
+        finally:
+            self.loop.close()
+
+    # -- units -------------------------------------------------------------------------------------------------
+
+    def units(self) -> list:
+        run = self.run
+        if run.mode == Mode.REPLAY:
+            return list(
+                Trial.objects.filter(
+                    condition=run.condition,
+                    role=ConditionItem.Role.SCORED,
+                    status__in=FINAL,
+                    participant__kind=Participant.Kind.HUMAN,
+                    participant__is_pilot=False,
+                )
+                .select_related("participant", "item__passage", "condition", "transcript")
+                .order_by("participant_id", "position")
+            )
+        return list(
+            ConditionItem.objects.filter(condition=run.condition, role=ConditionItem.Role.SCORED)
+            .select_related("item__passage")
+            .order_by("position")
+        )
+
+    def judged(self, unit) -> bool:
+        if self.run.mode == Mode.REPLAY:
+            return JudgeVerdict.objects.filter(run=self.run, source_trial=unit).exists()
+        return JudgeVerdict.objects.filter(run=self.run, trial__item_id=unit.item_id).exists()
+
+    def judge(self, unit) -> str:
+        """Judge one unit and store the answer; returns the method used."""
+        if self.run.mode == Mode.REPLAY:
+            trial = unit
+            participant = self.participant(mirrors=trial.participant)
+        else:
+            participant = self.participant(mirrors=None)
+            trial = self.live_trial(participant, unit)
+        material = material_for(trial)
+        started = timezone.now()
+        probabilities, method, prompt, response = self.answer(material, trial)
+        self.store(participant, trial, material, probabilities, method, prompt, response, started)
+        return method
+
+    # -- the model participant and its trials ------------------------------------------------------------------
+
+    def participant(self, *, mirrors: Participant | None) -> Participant:
+        """Replay: one model participant per person judged (their trials mirror the person's, position for
+        position); live: one for the run."""
+        key = mirrors.pk if mirrors else None
+        if key in self.participants:
+            return self.participants[key]
+        run = self.run
+        found = Participant.objects.filter(study=run.study, kind=Participant.Kind.MODEL, model__judge_run=run.pk)
+        found = found.filter(model__mirrors=key) if key else found
+        participant = found.order_by("pk").first()
+        if participant is None:
+            now = timezone.now()
+            participant = Participant.objects.create(
+                study=run.study,
+                kind=Participant.Kind.MODEL,
+                model=model_record(run, **({"mirrors": key} if key else {})),
+                status=Participant.Status.COMPLETED,
+                condition_order=[run.condition_id],
+                is_pilot=bool(mirrors and mirrors.is_pilot),
+                consented_at=now,
+                completed_at=now,
+            )
+        self.participants[key] = participant
+        return participant
+
+    def live_trial(self, participant: Participant, unit: ConditionItem) -> Trial:
+        """The model's own trial of a live unit: shown, and for an assisted condition with its chat (asked once;
+        a resumed run finds the chat already there)."""
+        trial, _ = Trial.objects.get_or_create(
+            participant=participant,
+            condition=self.run.condition,
+            item=unit.item,
+            defaults={"role": ConditionItem.Role.SCORED, "position": unit.position, "status": Trial.Status.SHOWN},
+        )
+        if trial.shown_at is None:
+            Trial.objects.filter(pk=trial.pk).update(shown_at=timezone.now())
+        if self.run.condition.kind == Condition.Kind.ASSISTED and not trial.messages.exists():
+            for _ in range(int(self.run.params.get("questions", 1))):
+                self.ask(trial)
+        return Trial.objects.select_related("item__passage", "condition", "participant").get(pk=trial.pk)
+
+    def ask(self, trial: Trial) -> None:
+        """The judge writes a message to the assistant, which answers it exactly as it answers a person (the chat
+        service stores both, with the assistant's model record)."""
+        material = material_for(Trial.objects.select_related("item__passage", "condition").get(pk=trial.pk))
+        prompt = question_prompt(material.text, chat=self.chat)
+        question, _ = self.loop.run_until_complete(self.backend.sample(prompt, self.spec(material, trial), 0, stop=[]))
+        text = question.strip() or "Which answer is correct, and why?"
+        sent = chat_send(trial_id=trial.pk, text=text[: trial.condition.max_message_chars])
+        if sent.job is not None:
+            self.reply(sent.job)
+
+    def reply(self, job) -> None:
+        """Generate the assistant's reply to the judge in full and finalise it (no page is watching)."""
+
+        async def collect() -> dict:
+            text, started, ttft = "", time.monotonic(), None
+            fields = {"status": ChatMessage.Status.COMPLETE, "error_kind": "", "error": ""}
+            try:
+                async for chunk in stream_reply(job.request):
+                    if chunk.text:
+                        ttft = ttft if ttft is not None else (time.monotonic() - started) * 1000
+                        text += chunk.text
+                    if chunk.finish_reason:
+                        fields["finish_reason"] = chunk.finish_reason
+            except AssistantError as exc:
+                fields.update(status=ChatMessage.Status.FAILED, error_kind=exc.kind, error=exc.detail)
+            return {"text": text, "ttft_ms": ttft, "total_ms": (time.monotonic() - started) * 1000, **fields}
+
+        fields = self.loop.run_until_complete(collect())
+        generation_finish(message_id=job.message_id, **fields)
+
+    # -- the answer --------------------------------------------------------------------------------------------
+
+    def spec(self, material: Material, trial: Trial) -> ItemSpec:
+        item = trial.item
+        gold = material.options.index(item.gold_index) if item.gold_index in material.options else None
+        return ItemSpec(
+            id=item.pk,
+            key=f"{item.bank_id}:{item.external_id}",
+            item=PromptItem(question=item.text, options=material.answers),
+            gold_index=gold,  # read by the simulated endpoint only (its configured accuracy); never in a prompt
+        )
+
+    def answer(self, material: Material, trial: Trial) -> tuple[list[float], str, str, dict]:
+        """(probability per letter, method, the prompt sent, the raw answer)."""
+        spec = self.spec(material, trial)
+        method = self.run.answer
+        if method in (AnswerMethod.AUTO, AnswerMethod.LOGPROBS):
+            prompt = letter_prompt(material.text, material.letters, chat=self.chat)
+            try:
+                dist = self.loop.run_until_complete(self.backend.distribution(prompt, spec))
+            except ItemError as err:
+                if not (method == AnswerMethod.AUTO and err.kind == "no_logprobs"):
+                    raise
+            else:
+                used = "simulated" if self.run.endpoint.kind == "simulated" else "logprobs"
+                return normalise(dist.logprobs), used, prompt.display(), {**dist.response, "missing": dist.missing}
+        prompt = verbal_prompt(material.text, material.letters, chat=self.chat)
+        reply, detail = self.loop.run_until_complete(self.backend.sample(prompt, spec, 0, stop=[]))
+        stated = parse_probabilities(reply, material.letters)
+        if stated is None:
+            raise ItemError("unparsed", f"no probability per answer in the reply: {reply[:300]!r}")
+        return stated, "verbal", prompt.display(), {"reply": reply, **detail}
+
+    def store(self, participant, trial, material, probabilities, method, prompt, response, started) -> None:
+        """The answer as the model participant's trial (a replay's new trial, a live trial's final state) and its
+        verdict, in one transaction."""
+        item = trial.item
+        letter = predict(probabilities)
+        choice = material.options[letter]
+        per_option = [0.0] * len(item.options)
+        for k, index in enumerate(material.options):
+            per_option[index] = probabilities[k]
+        answer = {
+            "status": Trial.Status.ANSWERED,
+            "choice": choice,
+            "confidence": 100 * per_option[choice],
+            "selected_choice": choice,
+            "selected_confidence": 100 * per_option[choice],
+            "distribution": [100 * p for p in per_option],
+            "correct": item.is_correct(choice),
+            "submitted_at": timezone.now(),
+            "submit_kind": Trial.SubmitKind.MODEL,
+        }
+        with transaction.atomic():
+            if self.run.mode == Mode.REPLAY:
+                own = Trial.objects.create(
+                    participant=participant,
+                    condition_id=trial.condition_id,
+                    item=item,
+                    role=trial.role,
+                    position=trial.position,
+                    transcript_id=trial.transcript_id,
+                    shown_at=started,
+                    **answer,
+                )
+                source = trial
+            else:
+                Trial.objects.filter(pk=trial.pk).update(**answer)
+                own, source = trial, None
+            JudgeVerdict.objects.create(
+                run=self.run,
+                trial=own,
+                source_trial=source,
+                material=material.text,
+                prompt=prompt,
+                probabilities=per_option,
+                method=method,
+                response=response,
+            )
+
+
+def execute(run_id: int) -> Outcome:
+    """Execute run `run_id` to its end (see the module docstring). Safe to call twice: a run done, cancelled or
+    held by a live executor is left alone."""
+    token = secrets.token_hex(16)
+    run = JudgeRun.objects.select_related("study", "condition", "endpoint").get(pk=run_id)
+    if not run.claim(token):
+        return Outcome("skipped")
+    mine = Q(claimed_by=token)
+    judge = None
+    methods: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    try:
+        judge = Judge(run)
+        units = judge.units()
+        run.set_progress(where=mine, total=len(units), message="Judging")
+        judged = 0
+        for unit in units:
+            if JudgeRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+                run.finish(JudgeRun.Status.CANCELLED, message="Cancelled: the answers so far are kept", where=mine)
+                return Outcome("cancelled", judged, sum(errors.values()))
+            if not run.set_progress(where=mine, heartbeat_at=timezone.now()):
+                return Outcome("skipped", judged, sum(errors.values()))  # taken over by another executor
+            if not judge.judged(unit):
+                try:
+                    methods[judge.judge(unit)] += 1
+                except (ItemError, ChatRejected) as err:
+                    errors[getattr(err, "kind", "chat_rejected")] += 1
+                except IntegrityError:
+                    pass  # written meanwhile by an executor that was presumed dead: its answer stands
+            judged += 1
+            run.set_progress(where=mine, done=judged, errors=sum(errors.values()))
+        summary = run_summary(run, methods, errors)
+        message = f"{summary['answered']} answered" + (f", {summary['errors']} errors" if errors else "")
+        run.finish(JudgeRun.Status.DONE, message=message, where=mine, summary=summary)
+        return Outcome("done", judged, sum(errors.values()))
+    except Exception as exc:  # noqa: BLE001 - the run must end visibly; the log has the traceback
+        run.fail_unexpectedly(exc)
+        return Outcome("failed")
+    finally:
+        if judge is not None:
+            judge.close()
+
+
+def run_summary(run: JudgeRun, methods: Counter, errors: Counter) -> dict:
+    """Over every answer of the run (this execution's and earlier ones'): answered, right, methods, errors."""
+    verdicts = JudgeVerdict.objects.filter(run=run)
+    correct = list(verdicts.values_list("trial__correct", flat=True))
+    labelled = [c for c in correct if c is not None]
+    return {
+        "answered": len(correct),
+        "n_correct": sum(labelled),
+        "accuracy": 100 * sum(labelled) / len(labelled) if labelled else None,
+        "methods": dict(Counter(verdicts.values_list("method", flat=True))),
+        "errors": sum(errors.values()),
+        "errors_by_kind": dict(sorted(errors.items())),
+    }
