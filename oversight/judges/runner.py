@@ -106,7 +106,7 @@ class Judge:
         return list(
             ConditionItem.objects.filter(condition=run.condition, role=ConditionItem.Role.SCORED)
             .select_related("item__passage")
-            .order_by("position")
+            .order_by("task__position", "task_id", "position")
         )
 
     def judged(self, unit) -> bool:
@@ -114,14 +114,14 @@ class Judge:
             return JudgeVerdict.objects.filter(run=self.run, source_trial=unit).exists()
         return JudgeVerdict.objects.filter(run=self.run, trial__item_id=unit.item_id).exists()
 
-    def judge(self, unit) -> str:
-        """Judge one unit and store the answer; returns the method used."""
+    def judge(self, unit, index: int) -> str:
+        """Judge one unit (the `index`-th) and store the answer; returns the method used."""
         if self.run.mode == Mode.REPLAY:
             trial = unit
             participant = self.participant(mirrors=trial.participant)
         else:
             participant = self.participant(mirrors=None)
-            trial = self.live_trial(participant, unit)
+            trial = self.live_trial(participant, unit, index)
         material = material_for(trial)
         started = timezone.now()
         probabilities, method, prompt, response = self.answer(material, trial)
@@ -155,14 +155,14 @@ class Judge:
         self.participants[key] = participant
         return participant
 
-    def live_trial(self, participant: Participant, unit: ConditionItem) -> Trial:
+    def live_trial(self, participant: Participant, unit: ConditionItem, position: int) -> Trial:
         """The model's own trial of a live unit: shown, and for an assisted condition with its chat (asked once;
         a resumed run finds the chat already there)."""
         trial, _ = Trial.objects.get_or_create(
             participant=participant,
             condition=self.run.condition,
             item=unit.item,
-            defaults={"role": ConditionItem.Role.SCORED, "position": unit.position, "status": Trial.Status.SHOWN},
+            defaults={"role": ConditionItem.Role.SCORED, "position": position, "status": Trial.Status.SHOWN},
         )
         if trial.shown_at is None:
             Trial.objects.filter(pk=trial.pk).update(shown_at=timezone.now())
@@ -299,7 +299,7 @@ def execute(run_id: int) -> Outcome:
         units = judge.units()
         run.set_progress(where=mine, total=len(units), message="Judging")
         judged = 0
-        for unit in units:
+        for index, unit in enumerate(units):
             if JudgeRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
                 run.finish(JudgeRun.Status.CANCELLED, message="Cancelled: the answers so far are kept", where=mine)
                 return Outcome("cancelled", judged, sum(errors.values()))
@@ -307,11 +307,14 @@ def execute(run_id: int) -> Outcome:
                 return Outcome("skipped", judged, sum(errors.values()))  # taken over by another executor
             if not judge.judged(unit):
                 try:
-                    methods[judge.judge(unit)] += 1
+                    methods[judge.judge(unit, index)] += 1
                 except (ItemError, ChatRejected) as err:
                     errors[getattr(err, "kind", "chat_rejected")] += 1
                 except IntegrityError:
-                    pass  # written meanwhile by an executor that was presumed dead: its answer stands
+                    # Written meanwhile by an executor that was presumed dead: its answer stands. Anything else
+                    # is a real conflict, counted as an error of its own.
+                    if not judge.judged(unit):
+                        errors["conflict"] += 1
             judged += 1
             run.set_progress(where=mine, done=judged, errors=sum(errors.values()))
         summary = run_summary(run, methods, errors)
