@@ -90,9 +90,7 @@ def deferred(humans: dict[int, float], model: dict[int, float], threshold: float
 
 def log_linear_pool(humans: dict[int, float], model: dict[int, float], weight: float) -> dict[int, float]:
     """p(o) ∝ humans(o)^(1 − weight) · model(o)^weight (each floored at 1e-6 so a zero does not absorb the rest)."""
-    logs = {
-        o: (1 - weight) * math.log(max(humans[o], 1e-6)) + weight * math.log(max(model[o], 1e-6)) for o in humans
-    }
+    logs = {o: (1 - weight) * math.log(max(humans[o], 1e-6)) + weight * math.log(max(model[o], 1e-6)) for o in humans}
     top = max(logs.values())
     weights = {o: math.exp(v - top) for o, v in logs.items()}
     total = sum(weights.values())

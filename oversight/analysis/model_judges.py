@@ -103,12 +103,10 @@ def model_judge_section(tables: StudyTables, *, seed: int, resamples: int) -> di
         if _final(t) and t.participant_id not in tables.pilots and t.participant_id not in tables.excluded
     ]
     rows = []
-    for (run_id, condition_id), trials in sorted(by_judge.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+    for (_run, condition_id), trials in sorted(by_judge.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         info = tables.model_judges.get(trials[0].participant_id, {})
         gold = {t.item_id: t.gold for t in trials}
-        options = {
-            t.item_id: shown.get((condition_id, t.item_id), tuple(range(t.n_options))) for t in trials
-        }
+        options = {t.item_id: shown.get((condition_id, t.item_id), tuple(range(t.n_options))) for t in trials}
         model_vectors: dict[int, list[dict[int, float]]] = defaultdict(list)
         for t in trials:
             model_vectors[t.item_id].append(_model_vector(t, options[t.item_id]))
