@@ -2,6 +2,7 @@
 study, the model gets its own labelled rows and hybrid verdicts, and the exported files give the same report."""
 
 import pytest
+from django.urls import reverse
 
 from oversight.analysis.report import build_report
 from oversight.core.models import ModelEndpoint
@@ -60,3 +61,14 @@ def test_the_exported_files_carry_the_kind_and_give_the_same_report(judged_study
     from_files = build_report(study_tables(tmp_path, "parquet"), seed=SEED, resamples=RESAMPLES)
     from_db = build_report(load_tables(judged_study), seed=SEED, resamples=RESAMPLES)
     assert from_files.to_json() == from_db.to_json()
+
+
+def test_the_console_report_shows_the_model_judge_beside_the_people(judged_study, client, alice, empty_cache):
+    judged_study.owner = alice
+    judged_study.save(update_fields=["owner"])
+    client.force_login(alice)
+    response = client.get(reverse("console:report", kwargs={"slug": judged_study.slug}))
+    page = response.content.decode()
+    assert response.status_code == 200 and 'id="report-model-judges"' in page
+    assert page.count('class="model-judge"') == 2  # one row per condition judged
+    assert "people, same items" in page and "Deferral (model when confident, else humans)" in page
