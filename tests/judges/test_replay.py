@@ -11,9 +11,7 @@ from oversight.core.models import ModelEndpoint, Participant, Trial
 from oversight.judges.models import JudgeRun, JudgeVerdict
 from oversight.judges.runner import execute
 from oversight.judges.services import judge_run_request
-from oversight_dev.bots import BotConfig, check_run, run_bots_in_process
 from oversight_dev.faketgi import FakeTGI
-from tests.factories import make_protocol_study
 
 pytestmark = pytest.mark.django_db
 
@@ -34,20 +32,6 @@ def tgi():
 @pytest.fixture
 def judge_endpoint(tgi):
     return ModelEndpoint.objects.create(name="judge-tgi", kind="tgi", base_url=tgi.url, request_timeout_s=5)
-
-
-@pytest.fixture
-def bot_study():
-    study = make_protocol_study(
-        slug="replay",
-        conditions=(("unaided", {}), ("debate", {"transcripts": "static", "rounds": 2})),
-        n_items=3,
-        disjoint=False,
-        confidence_format="slider",
-    )
-    run = run_bots_in_process(BotConfig(slug="replay", participants=2, seed=3, timeout_rate=0.0, messages_per_item=0))
-    assert run.errors == [] and check_run(run).ok
-    return study
 
 
 def replay(study, kind, endpoint):
