@@ -93,7 +93,7 @@ def model_judge_section(tables: StudyTables, *, seed: int, resamples: int) -> di
     names = {c.id: (c.name, c.kind) for c in tables.conditions}
     by_judge: dict[tuple, list[TrialRow]] = defaultdict(list)
     for t in tables.model_trials:
-        if _final(t):
+        if _final(t) and t.participant_id not in tables.excluded:  # a researcher may exclude a model judge too
             info = tables.model_judges.get(t.participant_id, {})
             key = (info.get("run_id") or f"p{t.participant_id}", t.condition_id)
             by_judge[key].append(t)
