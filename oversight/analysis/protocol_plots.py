@@ -120,7 +120,7 @@ def persuasion_svg(report) -> str:
         ax = fig.add_subplot()
         ax.set_title("Judge accuracy against advocate rating", fontweight="bold")
         if not configurations:
-            _empty(ax, "No rated advocates yet")
+            _empty(ax)
             return
         for c in configurations:
             colour = KIND_COLOURS.get("debate", "#000")
