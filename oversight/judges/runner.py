@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from oversight.assistant.backends import AssistantError, request_for_endpoint, stream_reply
 from oversight.assistant.models import ChatMessage
-from oversight.assistant.services import ChatRejected, chat_send, generation_finish
+from oversight.assistant.services import ChatRejected, chat_send, generation_finish, generation_flush
 from oversight.baselines.clients import ItemError, ItemSpec, Settings, backend_for
 from oversight.baselines.prompts import PromptItem
 from oversight.baselines.scoring import normalise, predict
@@ -36,6 +36,7 @@ from .models import AnswerMethod, JudgeRun, JudgeVerdict, Mode
 from .prompts import letter_prompt, parse_probabilities, question_prompt, verbal_prompt
 
 FINAL = frozenset({Trial.Status.ANSWERED, Trial.Status.TIMED_OUT})
+FLUSH_S = 0.5  # as the chat's own generation flushes: the reply's heartbeat and its text so far
 
 
 class RunError(Exception):
@@ -183,24 +184,32 @@ class Judge:
             self.reply(sent.job)
 
     def reply(self, job) -> None:
-        """Generate the assistant's reply to the judge in full and finalise it (no page is watching)."""
-
-        async def collect() -> dict:
-            text, started, ttft = "", time.monotonic(), None
-            fields = {"status": ChatMessage.Status.COMPLETE, "error_kind": "", "error": ""}
+        """Generate the assistant's reply to the judge in full and finalise it. The stream is driven from this
+        thread, which stores the text so far every half second (`generation_flush`): that is the reply's
+        heartbeat, so no sweep takes it for a reply whose process died, and a watcher sees it grow."""
+        stream = stream_reply(job.request).__aiter__()
+        text, started, ttft, flushed = "", time.monotonic(), None, time.monotonic()
+        fields = {"status": ChatMessage.Status.COMPLETE, "error_kind": "", "error": ""}
+        while True:
             try:
-                async for chunk in stream_reply(job.request):
-                    if chunk.text:
-                        ttft = ttft if ttft is not None else (time.monotonic() - started) * 1000
-                        text += chunk.text
-                    if chunk.finish_reason:
-                        fields["finish_reason"] = chunk.finish_reason
+                chunk = self.loop.run_until_complete(stream.__anext__())
+            except StopAsyncIteration:
+                break
             except AssistantError as exc:
                 fields.update(status=ChatMessage.Status.FAILED, error_kind=exc.kind, error=exc.detail)
-            return {"text": text, "ttft_ms": ttft, "total_ms": (time.monotonic() - started) * 1000, **fields}
-
-        fields = self.loop.run_until_complete(collect())
-        generation_finish(message_id=job.message_id, **fields)
+                break
+            if chunk.text:
+                ttft = ttft if ttft is not None else (time.monotonic() - started) * 1000
+                text += chunk.text
+            if chunk.finish_reason:
+                fields["finish_reason"] = chunk.finish_reason
+            if time.monotonic() - flushed >= FLUSH_S:
+                flushed = time.monotonic()
+                if generation_flush(texts={job.message_id: text}):
+                    break  # ended elsewhere (stopped from the console): what it stored stands
+        self.loop.run_until_complete(stream.aclose())
+        total = (time.monotonic() - started) * 1000
+        generation_finish(message_id=job.message_id, text=text, ttft_ms=ttft, total_ms=total, **fields)
 
     # -- the answer --------------------------------------------------------------------------------------------
 

@@ -61,3 +61,25 @@ def test_a_live_run_of_an_assisted_condition_without_an_assistant_is_refused(dem
     condition.endpoint = None
     with pytest.raises(RunError, match="no assistant endpoint"):
         judge_run_request(study=demo, condition=condition, endpoint=endpoint, mode="live", enqueue=False)
+
+
+def test_the_assistant_s_reply_to_the_judge_is_stored_as_it_grows_which_is_its_heartbeat(demo, monkeypatch):
+    from oversight.judges import runner
+
+    flushed = []
+
+    def recording_flush(*, texts, now=None):
+        flushed.extend(texts.items())
+        return original(texts=texts, now=now)
+
+    original = runner.generation_flush
+    monkeypatch.setattr(runner, "generation_flush", recording_flush)
+    monkeypatch.setattr(runner, "FLUSH_S", 0.0)
+    assisted = demo.conditions.get(kind="assisted")
+    judge = ModelEndpoint.objects.create(name="sim judge", kind="simulated", simulation={"seed": 3})
+    run = judge_run_request(study=demo, condition=assisted, endpoint=judge, mode="live", enqueue=False)
+    assert execute(run.pk).outcome == "done"
+    assert flushed
+    for message_id, text in flushed:
+        final = ChatMessage.objects.get(pk=message_id)
+        assert final.role == ChatMessage.Role.ASSISTANT and final.content.startswith(text)
