@@ -1,10 +1,14 @@
 """Acceptance (c) of issue 17: a live model-judge assisted run on the demo completes, the simulated assistant as the
 strong model and the fake TGI as the judge: "weak model assisted by strong model" (Kenton et al. 2024)."""
 
+import html
+
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from oversight.assistant.models import ChatMessage
+from oversight.assistant.services import message_payload
 from oversight.core.demo import DEMO_STUDY_SLUG
 from oversight.core.models import ModelEndpoint, Participant, Study, Trial
 from oversight.judges.models import JudgeRun, JudgeVerdict
@@ -83,3 +87,19 @@ def test_the_assistant_s_reply_to_the_judge_is_stored_as_it_grows_which_is_its_h
     for message_id, text in flushed:
         final = ChatMessage.objects.get(pk=message_id)
         assert final.role == ChatMessage.Role.ASSISTANT and final.content.startswith(text)
+
+
+def test_the_transcript_viewer_shows_the_model_judge_s_chat_unchanged(demo, client):
+    assisted = demo.conditions.get(kind="assisted")
+    judge = ModelEndpoint.objects.create(name="sim judge", kind="simulated", simulation={"seed": 3})
+    run = judge_run_request(study=demo, condition=assisted, endpoint=judge, mode="live", enqueue=False)
+    execute(run.pk)
+    model = Participant.objects.get(study=demo, kind="model")
+    client.force_login(demo.owner)
+    page = client.get(reverse("console:transcript", kwargs={"slug": demo.slug, "participant_id": model.pk}))
+    assert page.status_code == 200
+    reply = ChatMessage.objects.filter(trial__participant=model, role="assistant").first()
+    shown = page.content.decode()
+    assert message_payload(reply)["html"] in shown  # the reply exactly as the viewer renders any chat
+    for trial in model.trials.select_related("item"):
+        assert html.escape(trial.item.text.split("\n")[0]) in shown
