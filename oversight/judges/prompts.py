@@ -59,14 +59,20 @@ ASK = (
 )
 
 
-def question_prompt(material: str, *, chat: bool) -> Prompt:
-    """Live assisted: the prompt for the judge's own message to the assistant (the material holds the chat so
-    far)."""
+ASK_ADVOCATES = (
+    "The round is over. Before the next one you may ask the advocates one question; both will read it. Write only "
+    "the question."
+)
+
+
+def question_prompt(material: str, *, chat: bool, ask: str = ASK) -> Prompt:
+    """Live: the prompt for the judge's own message, to the assistant (the material holds the chat so far) or to
+    the advocates between rounds (`ask=ASK_ADVOCATES`; the material holds the transcript so far)."""
     if chat:
         return Prompt(
-            messages=({"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": f"{material}\n\n{ASK}"})
+            messages=({"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": f"{material}\n\n{ask}"})
         )
-    return Prompt(text=f"{INSTRUCTIONS}\n\n{material}\n\n{ASK}\n\nMessage:")
+    return Prompt(text=f"{INSTRUCTIONS}\n\n{material}\n\n{ask}\n\nMessage:")
 
 
 _STATED = re.compile(r"(?<![A-Za-z])\(?([A-Z])\)?\s*[:=\-]\s*(\d{1,3}(?:\.\d+)?)\s*%")

@@ -24,18 +24,22 @@ from django.db.models import Q
 from django.utils import timezone
 
 from oversight.assistant.backends import AssistantError, request_for_endpoint, stream_reply
+from oversight.assistant.debate import transcript_question
 from oversight.assistant.models import ChatMessage
+from oversight.assistant.selfplay import generate_transcript, generate_turns
 from oversight.assistant.services import ChatRejected, chat_send, generation_finish, generation_flush
 from oversight.baselines.clients import ItemError, ItemSpec, Settings, backend_for
 from oversight.baselines.prompts import PromptItem
 from oversight.baselines.scoring import normalise, predict
 from oversight.core.models import Condition, ConditionItem, Participant, Trial
+from oversight.core.services.protocols import trial_transcripts
 
 from .material import Material, material_for
 from .models import AnswerMethod, JudgeRun, JudgeVerdict, Mode
-from .prompts import letter_prompt, parse_probabilities, question_prompt, verbal_prompt
+from .prompts import ASK_ADVOCATES, letter_prompt, parse_probabilities, question_prompt, verbal_prompt
 
 FINAL = frozenset({Trial.Status.ANSWERED, Trial.Status.TIMED_OUT})
+MAX_STEPS = 50  # a debate's steps: rounds and the judge's turns between them (a guard, never reached by design)
 FLUSH_S = 0.5  # as the chat's own generation flushes: the reply's heartbeat and its text so far
 
 
@@ -115,14 +119,14 @@ class Judge:
             return JudgeVerdict.objects.filter(run=self.run, source_trial=unit).exists()
         return JudgeVerdict.objects.filter(run=self.run, trial__item_id=unit.item_id).exists()
 
-    def judge(self, unit, index: int) -> str:
-        """Judge one unit (the `index`-th) and store the answer; returns the method used."""
+    def judge(self, unit) -> str:
+        """Judge one unit and store the answer; returns the method used."""
         if self.run.mode == Mode.REPLAY:
             trial = unit
             participant = self.participant(mirrors=trial.participant)
         else:
             participant = self.participant(mirrors=None)
-            trial = self.live_trial(participant, unit, index)
+            trial = self.live_trial(participant, unit)
         material = material_for(trial)
         started = timezone.now()
         probabilities, method, prompt, response = self.answer(material, trial)
@@ -133,7 +137,7 @@ class Judge:
 
     def participant(self, *, mirrors: Participant | None) -> Participant:
         """Replay: one model participant per person judged (their trials mirror the person's, position for
-        position); live: one for the run."""
+        position); live: one for the run, its trials laid out up front (`lay_out`)."""
         key = mirrors.pk if mirrors else None
         if key in self.participants:
             return self.participants[key]
@@ -143,34 +147,75 @@ class Judge:
         participant = found.order_by("pk").first()
         if participant is None:
             now = timezone.now()
-            participant = Participant.objects.create(
-                study=run.study,
-                kind=Participant.Kind.MODEL,
-                model=model_record(run, **({"mirrors": key} if key else {})),
-                status=Participant.Status.COMPLETED,
-                condition_order=[run.condition_id],
-                is_pilot=bool(mirrors and mirrors.is_pilot),
-                consented_at=now,
-                completed_at=now,
-            )
+            with transaction.atomic():
+                participant = Participant.objects.create(
+                    study=run.study,
+                    kind=Participant.Kind.MODEL,
+                    model=model_record(run, **({"mirrors": key} if key else {})),
+                    status=Participant.Status.COMPLETED,
+                    condition_order=[run.condition_id],
+                    order_seed=secrets.randbits(62),
+                    is_pilot=bool(mirrors and mirrors.is_pilot),
+                    consented_at=now,
+                    completed_at=now,
+                )
+                if run.mode == Mode.LIVE:
+                    self.lay_out(participant)
         self.participants[key] = participant
         return participant
 
-    def live_trial(self, participant: Participant, unit: ConditionItem, position: int) -> Trial:
-        """The model's own trial of a live unit: shown, and for an assisted condition with its chat (asked once;
-        a resumed run finds the chat already there)."""
-        trial, _ = Trial.objects.get_or_create(
-            participant=participant,
-            condition=self.run.condition,
-            item=unit.item,
-            defaults={"role": ConditionItem.Role.SCORED, "position": position, "status": Trial.Status.SHOWN},
+    def lay_out(self, participant: Participant) -> None:
+        """A live judge's trials, one per unit in order, made up front as a person's are: a live protocol's
+        transcripts come from the same rule (`trial_transcripts`, which alternates which answer is shown first
+        along the judge's sequence, from a side drawn from its seed)."""
+        units = self.units()
+        sequence = [(self.run.condition_id, unit.item_id, ConditionItem.Role.SCORED) for unit in units]
+        transcripts = trial_transcripts(participant, sequence)
+        Trial.objects.bulk_create(
+            Trial(
+                participant=participant,
+                condition_id=self.run.condition_id,
+                item_id=unit.item_id,
+                role=ConditionItem.Role.SCORED,
+                position=position,
+                transcript=transcript,
+            )
+            for position, (unit, transcript) in enumerate(zip(units, transcripts, strict=True))
         )
-        if trial.shown_at is None:
-            Trial.objects.filter(pk=trial.pk).update(shown_at=timezone.now())
+
+    def live_trial(self, participant: Participant, unit: ConditionItem) -> Trial:
+        """The model's own trial of a live unit, shown, with what the judge does in it: the chat of an assisted
+        condition (asked once; a resumed run finds it there), the debate of a live protocol (run to its end,
+        the judge questioning the advocates where the condition lets it)."""
+        trial = Trial.objects.get(participant=participant, condition=self.run.condition, item=unit.item)
+        if trial.status == Trial.Status.PENDING:
+            Trial.objects.filter(pk=trial.pk).update(status=Trial.Status.SHOWN, shown_at=timezone.now())
         if self.run.condition.kind == Condition.Kind.ASSISTED and not trial.messages.exists():
             for _ in range(int(self.run.params.get("questions", 1))):
                 self.ask(trial)
-        return Trial.objects.select_related("item__passage", "condition", "participant").get(pk=trial.pk)
+        if trial.transcript_id and not trial.transcript.shared:
+            self.debate(trial)
+        return Trial.objects.select_related("item__passage", "condition", "participant", "transcript").get(pk=trial.pk)
+
+    def debate(self, trial: Trial) -> None:
+        """Run the trial's transcript to its end. Between rounds of an interactive condition the judge writes a
+        question (`questions` times per transcript, default 1; afterwards it goes on without one)."""
+        asked = sum(1 for _ in trial.transcript.turns.filter(role="judge").exclude(content=""))
+        limit = int(self.run.params.get("questions", 1))
+        for _ in range(MAX_STEPS):
+            transcript = generate_transcript(trial.transcript_id)  # to its end, or until it waits for the judge
+            if transcript.is_finished:
+                return
+            text = ""
+            if asked < limit:
+                material = material_for(Trial.objects.select_related("item", "condition").get(pk=trial.pk))
+                prompt = question_prompt(material.text, chat=self.chat, ask=ASK_ADVOCATES)
+                text, _ = self.loop.run_until_complete(self.backend.sample(prompt, self.spec(material, trial), 0, []))
+                text = text.strip()[: trial.condition.max_message_chars]
+                asked += 1
+            advanced = transcript_question(trial_id=trial.pk, text=text)
+            generate_turns(advanced.jobs)
+        raise ItemError("debate", f"the transcript did not end within {MAX_STEPS} steps")
 
     def ask(self, trial: Trial) -> None:
         """The judge writes a message to the assistant, which answers it exactly as it answers a person (the chat
@@ -308,7 +353,7 @@ def execute(run_id: int) -> Outcome:
         units = judge.units()
         run.set_progress(where=mine, total=len(units), message="Judging")
         judged = 0
-        for index, unit in enumerate(units):
+        for unit in units:
             if JudgeRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
                 run.finish(JudgeRun.Status.CANCELLED, message="Cancelled: the answers so far are kept", where=mine)
                 return Outcome("cancelled", judged, sum(errors.values()))
@@ -316,7 +361,7 @@ def execute(run_id: int) -> Outcome:
                 return Outcome("skipped", judged, sum(errors.values()))  # taken over by another executor
             if not judge.judged(unit):
                 try:
-                    methods[judge.judge(unit, index)] += 1
+                    methods[judge.judge(unit)] += 1
                 except (ItemError, ChatRejected) as err:
                     errors[getattr(err, "kind", "chat_rejected")] += 1
                 except IntegrityError:

@@ -12,9 +12,6 @@ from .models import AnswerMethod, JudgeRun, Mode
 from .runner import RunError
 from .tasks import start_run
 
-# What a model judge can play live: the item page, alone or with the assistant. A live protocol judge (asking
-# questions in an interactive debate) is not built yet (docs/judges.md); replay covers every kind.
-LIVE_KINDS = frozenset({Condition.Kind.UNAIDED, Condition.Kind.ASSISTED})
 PARAMS = {"questions": int, "top_n": int, "temperature": float, "max_tokens": int, "max_retries": int}
 
 
@@ -33,12 +30,10 @@ def judge_run_problems(*, study: Study, condition: Condition, endpoint: ModelEnd
         problems.append(f"Unknown mode {mode!r}.")
     if answer not in AnswerMethod.values:
         problems.append(f"Unknown answer method {answer!r}.")
-    if mode == Mode.LIVE and condition.kind not in LIVE_KINDS:
-        problems.append("Live judging is built for unaided and assisted conditions; replay the others.")
     if mode == Mode.LIVE and condition.kind == Condition.Kind.ASSISTED and condition.endpoint_id is None:
         problems.append("This assisted condition has no assistant endpoint.")
     if mode == Mode.LIVE and not study.is_live:
-        problems.append("Live judging chats with the assistant, which answers only while the study is live.")
+        problems.append("Live judging asks the study's models, which answer only while the study is live.")
     return problems
 
 

@@ -70,8 +70,8 @@ def test_a_cancelled_run_stops_before_the_next_answer_and_keeps_what_it_has(bot_
     judged = []
     original = runner.Judge.judge
 
-    def judge_then_cancel(self, unit, index):
-        method = original(self, unit, index)
+    def judge_then_cancel(self, unit):
+        method = original(self, unit)
         judged.append(unit)
         if len(judged) == 2:
             JudgeRun.objects.get(pk=self.run.pk).request_cancel()

@@ -48,5 +48,5 @@ def test_it_names_the_conditions_and_endpoints_to_choose_from(bot_study, judge):
         run_judge("replay", "--condition", "Nope", "--endpoint", "sim judge")
     with pytest.raises(CommandError, match="sim judge"):
         run_judge("replay", "--condition", "Debate", "--endpoint", "nope")
-    with pytest.raises(CommandError, match="Live judging is built for unaided and assisted"):
-        run_judge("replay", "--condition", "Debate", "--endpoint", "sim judge", "--mode", "live")
+    with pytest.raises(CommandError, match="no study 'nope'"):
+        run_judge("nope", "--condition", "Debate", "--endpoint", "sim judge")
