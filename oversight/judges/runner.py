@@ -36,15 +36,16 @@ from oversight.core.services.protocols import trial_transcripts
 
 from .material import Material, material_for
 from .models import AnswerMethod, JudgeRun, JudgeVerdict, Mode
-from .prompts import ASK_ADVOCATES, letter_prompt, parse_probabilities, question_prompt, verbal_prompt
+from .prompts import ASK, ASK_ADVOCATES, letter_prompt, parse_probabilities, question_prompt, verbal_prompt
 
 FINAL = frozenset({Trial.Status.ANSWERED, Trial.Status.TIMED_OUT})
+SIMULATED_QUESTION = "Which answer is right, and what in the story shows it?"
 MAX_STEPS = 50  # a debate's steps: rounds and the judge's turns between them (a guard, never reached by design)
 FLUSH_S = 0.5  # as the chat's own generation flushes: the reply's heartbeat and its text so far
 
 
 class RunError(Exception):
-    """A judge run that cannot be made as asked (a draft study, a live mode the condition does not have, …)."""
+    """A judge run that cannot be made as asked (a draft study, a live run of a study no longer live, …)."""
 
 
 @dataclass(frozen=True)
@@ -208,23 +209,26 @@ class Judge:
                 return
             text = ""
             if asked < limit:
-                material = material_for(Trial.objects.select_related("item", "condition").get(pk=trial.pk))
-                prompt = question_prompt(material.text, chat=self.chat, ask=ASK_ADVOCATES)
-                text, _ = self.loop.run_until_complete(self.backend.sample(prompt, self.spec(material, trial), 0, []))
-                text = text.strip()[: trial.condition.max_message_chars]
+                text = self.write(trial, ASK_ADVOCATES)
                 asked += 1
             advanced = transcript_question(trial_id=trial.pk, text=text)
             generate_turns(advanced.jobs)
         raise ItemError("debate", f"the transcript did not end within {MAX_STEPS} steps")
 
+    def write(self, trial: Trial, ask: str) -> str:
+        """The judge's own message on the material so far (`ask` says to whom). The simulated endpoint writes no
+        text of its own (its samples are placeholders), so as a judge it asks a fixed, neutral question."""
+        if self.run.endpoint.kind == "simulated":
+            return SIMULATED_QUESTION
+        material = material_for(Trial.objects.select_related("item__passage", "condition").get(pk=trial.pk))
+        prompt = question_prompt(material.text, chat=self.chat, ask=ask)
+        text, _ = self.loop.run_until_complete(self.backend.sample(prompt, self.spec(material, trial), 0, []))
+        return (text.strip() or SIMULATED_QUESTION)[: trial.condition.max_message_chars]
+
     def ask(self, trial: Trial) -> None:
         """The judge writes a message to the assistant, which answers it exactly as it answers a person (the chat
         service stores both, with the assistant's model record)."""
-        material = material_for(Trial.objects.select_related("item__passage", "condition").get(pk=trial.pk))
-        prompt = question_prompt(material.text, chat=self.chat)
-        question, _ = self.loop.run_until_complete(self.backend.sample(prompt, self.spec(material, trial), 0, stop=[]))
-        text = question.strip() or "Which answer is correct, and why?"
-        sent = chat_send(trial_id=trial.pk, text=text[: trial.condition.max_message_chars])
+        sent = chat_send(trial_id=trial.pk, text=self.write(trial, ASK))
         if sent.job is not None:
             self.reply(sent.job)
 

@@ -84,6 +84,10 @@ def test_the_assistant_s_reply_to_the_judge_is_stored_as_it_grows_which_is_its_h
     run = judge_run_request(study=demo, condition=assisted, endpoint=judge, mode="live", enqueue=False)
     assert execute(run.pk).outcome == "done"
     assert flushed
+    asked = set(
+        ChatMessage.objects.filter(trial__participant__kind="model", role="user").values_list("content", flat=True)
+    )
+    assert asked == {runner.SIMULATED_QUESTION}  # a simulated judge writes nothing of its own: a fixed question
     for message_id, text in flushed:
         final = ChatMessage.objects.get(pk=message_id)
         assert final.role == ChatMessage.Role.ASSISTANT and final.content.startswith(text)
