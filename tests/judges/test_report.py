@@ -72,3 +72,4 @@ def test_the_console_report_shows_the_model_judge_beside_the_people(judged_study
     assert response.status_code == 200 and 'id="report-model-judges"' in page
     assert page.count('class="model-judge"') == 2  # one row per condition judged
     assert "people, same items" in page and "Deferral (model when confident, else humans)" in page
+    assert 'id="plot-persuasion"' in page  # the study has a consultancy: its consultant is rated
