@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "oversight.console",
     "oversight.assistant",
     "oversight.baselines",
+    "oversight.judges",
     "oversight.reports",
     "oversight.realtime",
     "oversight.exports",
@@ -292,6 +293,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stale-generations": {"task": "oversight.assistant.tasks.sweep_stale_generations", "schedule": 1.0},
     # Baseline runs whose worker was killed outright are resumed (idempotently) by another worker.
     "resume-stale-baselines": {"task": "oversight.baselines.tasks.resume_stale_baselines", "schedule": 60.0},
+    "resume-stale-judge-runs": {"task": "oversight.judges.tasks.resume_stale_judge_runs", "schedule": 60.0},
     # Export files hold participants' data: delete them once past EXPORT_TTL_HOURS (the job rows stay).
     "delete-expired-exports": {"task": "oversight.exports.tasks.delete_expired_exports", "schedule": 3600.0},
 }

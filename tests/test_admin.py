@@ -25,7 +25,8 @@ def test_a_superuser_can_change_raw_data(client, django_user_model):
 
 
 @pytest.mark.parametrize(
-    "app,model", [("banks", "bank"), ("banks", "item"), ("assistant", "chatmessage"), ("core", "job")]
+    "app,model",
+    [("banks", "bank"), ("banks", "item"), ("assistant", "chatmessage"), ("core", "job"), ("judges", "judgerun")],
 )
 def test_every_app_s_admin_is_read_only_for_staff_and_writable_for_superusers(
     client, alice, django_user_model, app, model

@@ -59,6 +59,7 @@ PLOTS = {
     "participants": "Per-participant accuracy, unaided vs assisted",
     "protocol_accuracy": "Judge accuracy by protocol",  # analysis/protocol_plots.py
     "protocol_reliability": "Reliability diagram per protocol",
+    "persuasion": "Judge accuracy against advocate rating",  # analysis/protocol_plots.py
 }
 VARIANTS = ("with_exclusions", "without_exclusions")
 
@@ -603,4 +604,8 @@ def render(
 
         draw = protocol_plots.accuracy_svg if name == "protocol_accuracy" else protocol_plots.reliability_svg
         return draw(report, variant=variant)
+    if name == "persuasion":
+        from oversight.analysis import protocol_plots
+
+        return protocol_plots.persuasion_svg(report)
     raise KeyError(name)

@@ -3,7 +3,8 @@
 (`analysis.protocols`); a report without one draws an empty panel saying so.
 
 Series carry ids for tests and readers: `protocols-accuracy-<condition id>` (and `…-ci`),
-`protocols-reliability-<condition id>` (and `…-diagonal`).
+`protocols-reliability-<condition id>` (and `…-diagonal`), `persuasion-<configuration key>` (issue 17: judge
+accuracy against the advocate configuration's Bradley–Terry rating, one point per configuration).
 """
 
 from __future__ import annotations
@@ -105,3 +106,35 @@ def reliability_svg(report, *, variant: str = "with_exclusions") -> str:
         axes[0].set_ylabel("Share right (%)")
 
     return _render(draw, "Reliability per protocol", figsize=(max(5.0, 3.6 * max(len(conditions), 1)), 4.2))
+
+
+def persuasion_svg(report) -> str:
+    """Judge accuracy against advocate rating: one point per advocate configuration (the report's `persuasion`)."""
+    configurations = [
+        c
+        for c in (_data(report).get("persuasion") or {}).get("configurations", [])
+        if _finite(c.get("rating")) and _finite(c.get("judge_accuracy"))
+    ]
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        ax.set_title("Judge accuracy against advocate rating", fontweight="bold")
+        if not configurations:
+            _empty(ax)
+            return
+        for c in configurations:
+            colour = KIND_COLOURS.get("debate", "#000")
+            ax.scatter(
+                c["rating"],
+                c["judge_accuracy"],
+                s=40 + 4 * c["n_trials"] ** 0.5,
+                color=colour,
+                gid=f"persuasion-{c['key'].replace(':', '-')}",
+            )
+            ax.annotate(c["label"], (c["rating"], c["judge_accuracy"]), textcoords="offset points", xytext=(5, 4))
+        ax.axhline(50, color="#888", linestyle=":", linewidth=1)
+        ax.set_ylim(0, 105)
+        ax.set_xlabel("Advocate rating (Bradley–Terry, Elo scale; 0 = judge not persuaded)")
+        ax.set_ylabel("Judge accuracy (%) in the trials it argued")
+
+    return _render(draw, "Judge accuracy against advocate rating", figsize=(6.4, 4.6))

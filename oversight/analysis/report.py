@@ -38,6 +38,8 @@ from oversight.analysis.metrics import (
     point_vote,
     tie_priority,
 )
+from oversight.analysis.model_judges import model_judge_markdown, model_judge_section
+from oversight.analysis.persuasion import persuasion_markdown, persuasion_section
 from oversight.analysis.protocols import has_protocols, protocol_markdown, protocol_section, sandwich_only
 from oversight.analysis.tables import (
     ASSISTED,
@@ -233,6 +235,11 @@ def build_report(
     if has_protocols(full):
         with threadpool_limits(limits=1, user_api="blas"):
             data["protocols"] = protocol_section(full, seed=seed, resamples=resamples)
+        data["persuasion"] = persuasion_section(full)
+    if full.model_trials:
+        # Model judges (issue 17): their own block, never in the people's rows above.
+        with threadpool_limits(limits=1, user_api="blas"):
+            data["model_judges"] = model_judge_section(full, seed=seed, resamples=resamples)
     return Report(data=_clean(data))
 
 
@@ -1192,6 +1199,10 @@ def render_markdown(data: dict) -> str:
         ]
     if "protocols" in data:
         lines += ["", *protocol_markdown(data["protocols"])]
+    if data.get("persuasion", {}).get("configurations"):
+        lines += ["", *persuasion_markdown(data["persuasion"])]
+    if "model_judges" in data:
+        lines += ["", *model_judge_markdown(data["model_judges"])]
     lines += ["", "## Method", ""]
     for key in METHOD_KEYS:
         lines.append(f"- **{key.replace('_', ' ').capitalize()}.** {method[key]}")

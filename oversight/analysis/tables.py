@@ -225,3 +225,25 @@ class StudyTables:
     participant_status: dict[int, str] = field(default_factory=dict)
     # Protocol conditions (consultancy, debate, …): what each trial's transcript showed (`protocols.ProtocolTables`).
     protocols: object | None = None
+    # Model judges (issue 17): their trials, kept out of `trials` so nothing above pools them with people's, and
+    # per model participant its label and record (`model_judge`).
+    model_trials: list[TrialRow] = field(default_factory=list)
+    model_judges: dict[int, dict] = field(default_factory=dict)
+
+
+def model_judge(participant_id: int, record: dict | None) -> dict:
+    """One entry of `StudyTables.model_judges`: a model participant's record and the label its rows carry."""
+    record = dict(record or {})
+    endpoint = record.get("endpoint") or {}
+    name = record.get("model_id") or endpoint.get("name") or f"model {participant_id}"
+    mode = record.get("mode", "")
+    label = f"Model judge: {name}" + (f" ({mode})" if mode else "")
+    return {
+        "participant_id": participant_id,
+        "label": label,
+        "run_id": record.get("judge_run"),
+        "mode": mode,
+        "method": record.get("method", ""),
+        "endpoint": endpoint.get("name", ""),
+        "model_id": record.get("model_id", ""),
+    }

@@ -134,9 +134,15 @@ def generate_transcript(transcript_id: int) -> Transcript:
         advanced = transcript_advance(transcript_id=transcript_id)
         if not advanced.jobs:
             return Transcript.objects.get(pk=transcript_id)
-        results = _generate(advanced.jobs)
-        for job, fields in zip(advanced.jobs, results, strict=True):
-            turn_finish(message_id=job.message_id, **fields)
+        generate_turns(advanced.jobs)
+
+
+def generate_turns(jobs: list[TurnJob]) -> None:
+    """Generate turns already stored as placeholders and finalise each: a step of `generate_transcript`, and the
+    round a model judge's question starts (judges.runner)."""
+    results = _generate(jobs)
+    for job, fields in zip(jobs, results, strict=True):
+        turn_finish(message_id=job.message_id, **fields)
 
 
 def _generate(jobs: list[TurnJob]) -> list[dict]:

@@ -39,6 +39,7 @@ CHAT_TRIAL_FIELDS = (
     "item",
     "condition",
     "participant",
+    "participant__kind",
     "participant__study",
     "participant__study__status",
     "condition__kind",
@@ -299,7 +300,9 @@ def chat_send(*, trial_id: int, text: str, client_id: str = "", now=None) -> Sen
             turns = sum(m.role == ChatMessage.Role.USER for m in chat.history)
             if turns >= condition.max_turns:
                 raise ChatRejected(f"You have used all {condition.max_turns} messages for this question.")
-            _rate_limit(trial.participant_id)
+            if trial.participant.kind != trial.participant.Kind.MODEL:
+                # The limit stops a script posing as a person; a model judge is the platform's own (issue 17).
+                _rate_limit(trial.participant_id)
             queued = chat.streaming is not None
             user = ChatMessage.objects.create(
                 trial=trial,

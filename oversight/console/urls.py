@@ -8,6 +8,7 @@ from oversight.console import (
     views_design,
     views_endpoints,
     views_export,
+    views_judges,
     views_report,
     views_run,
 )
@@ -67,6 +68,8 @@ urlpatterns = [
     path("studies/<slug:slug>/report/<slug:name>.svg", views_report.report_plot, name="report_plot"),
     path("studies/<slug:slug>/baselines/", views_baselines.baselines, name="baselines"),
     path("studies/<slug:slug>/baselines/<int:run_id>/cancel", views_baselines.baseline_cancel, name="baseline_cancel"),
+    path("studies/<slug:slug>/judges/", views_judges.judges, name="judges"),
+    path("studies/<slug:slug>/judges/<int:run_id>/cancel", views_judges.judge_cancel, name="judge_cancel"),
     # end report
     # exports and payments
     path("studies/<slug:slug>/export/", views_export.export_page, name="export"),

@@ -33,9 +33,8 @@ def study_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_study_for_user(request.user, slug)
-    by_status = dict(
-        study.participants.filter(is_pilot=False).values("status").annotate(n=Count("id")).values_list("status", "n")
-    )
+    people = study.participants.filter(is_pilot=False, kind=Participant.Kind.HUMAN)  # model judges are not counted
+    by_status = dict(people.values("status").annotate(n=Count("id")).values_list("status", "n"))
     conditions = list(
         study.conditions.select_related("endpoint")
         .annotate(

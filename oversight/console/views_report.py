@@ -358,7 +358,7 @@ def report(request: HttpRequest, slug: str) -> HttpResponse:
                     "download": reverse("console:report_plot", kwargs={"slug": slug, "name": name})
                     + _query(variant, resamples, download=1),
                 }
-                for name in PLOT_ORDER
+                for name in PLOT_ORDER + (("persuasion",) if data.get("persuasion", {}).get("configurations") else ())
             ],
             "method": [(key.replace("_", " ").capitalize(), data["method"][key]) for key in METHOD_KEYS],
             "bootstrap": data["method"]["bootstrap"],

@@ -337,6 +337,14 @@ class Transcript(models.Model):
 
 
 class Participant(models.Model):
+    """Someone, or a model, in the judge's seat. A `model` participant is made by a judge run (issue 17): its
+    trials are ordinary trials, so exports, exclusions, the bootstrap and the transcript viewer read them unchanged,
+    while the report keeps it apart from the people (it never pools the two kinds silently)."""
+
+    class Kind(models.TextChoices):
+        HUMAN = "human", "Person"
+        MODEL = "model", "Model judge"
+
     class Status(models.TextChoices):
         CONSENT = "consent", "Not yet consented"
         DECLINED = "declined", "Declined consent"
@@ -346,6 +354,10 @@ class Participant(models.Model):
         RETURNED = "returned", "Returned / abandoned"
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="participants")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.HUMAN)
+    # A model participant's record, as a chat message carries one: endpoint (id, name, kind), model id, sampling,
+    # how it answers (letter log-probs or a stated probability) and the judge run that made it. Empty for people.
+    model = models.JSONField(default=dict, blank=True)
     token = models.CharField(max_length=64, unique=True, default=new_token)
     # "prolific:<PID>", "mturk:<workerId>", "pid:<pid>"; empty for anonymous joins.
     external_id = models.CharField(max_length=300, blank=True)
@@ -374,7 +386,11 @@ class Participant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"P{self.pk}"
+        return f"M{self.pk}" if self.kind == self.Kind.MODEL else f"P{self.pk}"
+
+    @property
+    def is_model(self) -> bool:
+        return self.kind == self.Kind.MODEL
 
 
 class Trial(models.Model):
@@ -390,6 +406,7 @@ class Trial(models.Model):
         MANUAL = "manual", "Submitted by the participant"
         AUTO = "auto", "Auto-submitted by the page at the deadline"
         SERVER = "server", "Finalised by the server at the deadline"
+        MODEL = "model", "Answered by a model judge"
 
     participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="trials")
     condition = models.ForeignKey(Condition, on_delete=models.PROTECT, related_name="trials")

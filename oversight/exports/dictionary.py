@@ -103,6 +103,20 @@ TABLES: tuple[Table, ...] = (
         (
             PID,
             C(
+                "kind",
+                "string",
+                "human (a person) or model (a model judge made by a judge run, issue 17: its record is in "
+                "model). Reports keep the two apart; never pool them without saying so.",
+                nullable=False,
+            ),
+            C(
+                "model",
+                "json",
+                "A model judge's record: endpoint (id, name, kind), model id, sampling, answer method "
+                "(logprobs, verbal or simulated), judge run id and mode (replay or live); {} for people.",
+                nullable=False,
+            ),
+            C(
                 "status",
                 "string",
                 "Where the participant got to: consent (has not answered the consent form), "
@@ -270,6 +284,12 @@ TABLES: tuple[Table, ...] = (
             C("trial_id", "int64", "Trial id (messages.trial_id, events.trial_id).", nullable=False),
             PID,
             C(
+                "participant_kind",
+                "string",
+                "human or model (participants.kind): a model judge's answers are trials too; analyse them apart.",
+                nullable=False,
+            ),
+            C(
                 "condition_id",
                 "int64",
                 "The condition the item was shown in (conditions.condition_id).",
@@ -295,7 +315,7 @@ TABLES: tuple[Table, ...] = (
                 "submit_kind",
                 "string",
                 "manual (submitted), auto (the page submitted at the deadline), server "
-                "(finalised by the server at the deadline); empty while not final.",
+                "(finalised by the server at the deadline), model (a model judge's answer); empty while not final.",
                 nullable=False,
             ),
             C("seconds_used", "float64", "submitted_at − shown_at; null unless both are set.", SECONDS),

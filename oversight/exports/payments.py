@@ -82,7 +82,7 @@ def payment_rows(*, study: Study, per_correct: Decimal | str, withhold_excluded:
     )
     active = Exclusion.objects.filter(participant=OuterRef("pk"), revoked_at__isnull=True)
     participants = (
-        Participant.objects.filter(study=study)
+        Participant.objects.filter(study=study, kind=Participant.Kind.HUMAN)  # model judges are not paid
         .annotate(
             n_scored=Count("trials", filter=scored),
             n_correct=Count("trials", filter=scored & Q(trials__correct=True)),

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from oversight.analysis.protocols import PROTOCOL_KINDS, JudgementRow, ProtocolTables, turn_row
-from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow, baseline_run
+from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow, baseline_run, model_judge
 from oversight.assistant.advocates import speaker_label
 from oversight.exports import dictionary
 from oversight.exports.writers import EXTENSIONS, read_rows
@@ -68,10 +68,14 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
                 counts[2] += 1
                 counts[3] += bool(isinstance(quote, dict) and quote.get("verified"))
 
-    raw = sorted(read_table(folder, "trials", fmt), key=lambda r: (participant_pk(r["participant_id"]), r["position"]))
+    everyone = sorted(
+        read_table(folder, "trials", fmt), key=lambda r: (participant_pk(r["participant_id"]), r["position"])
+    )
+    # A model judge's trials go to their own rows, as `reports.load.load_tables` keeps them (never pooled).
+    raw = [r for r in everyone if r.get("participant_kind", "human") != "model"]
     block_rank: dict[tuple[int, int], int] = defaultdict(int)
-    trials = []
-    for r in raw:
+    trials, model_trials = [], []
+    for r in everyone:
         participant = participant_pk(r["participant_id"])
         item = items[r["item_id"]]
         position = 0
@@ -79,7 +83,7 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
             position = block_rank[participant, r["condition_id"]]
             block_rank[participant, r["condition_id"]] += 1
         n_turns, n_resets, n_quotes, n_verified = turns.get(r["trial_id"], (0, 0, 0, 0))
-        trials.append(
+        (model_trials if r.get("participant_kind", "human") == "model" else trials).append(
             TrialRow(
                 participant_id=participant,
                 condition_id=r["condition_id"],
@@ -143,7 +147,9 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
         if r["item_id"] in shown
     ]
 
-    participants = list(read_table(folder, "participants", fmt))
+    everybody = list(read_table(folder, "participants", fmt))
+    participants = [p for p in everybody if p.get("kind", "human") != "model"]
+    models = [p for p in everybody if p.get("kind", "human") == "model"]
     protocols = protocol_tables(folder, fmt, raw=raw, conditions=condition_rows, items=items)
     return StudyTables(
         task_formats=study.get("task_formats", {}),
@@ -165,7 +171,19 @@ def study_tables(folder: Path | str, fmt: str = "parquet") -> StudyTables:
         pilots=frozenset(participant_pk(p["participant_id"]) for p in participants if p["is_pilot"]),
         participant_status={participant_pk(p["participant_id"]): p["status"] for p in participants},
         protocols=protocols,
+        model_trials=model_trials,
+        model_judges={
+            participant_pk(p["participant_id"]): model_judge(participant_pk(p["participant_id"]), _record(p["model"]))
+            for p in models
+        },
     )
+
+
+def _record(value) -> dict:
+    """A model record as read back: JSON text in Parquet and CSV, a dict in JSONL."""
+    if isinstance(value, str):
+        return json.loads(value or "{}")
+    return dict(value or {})
 
 
 def protocol_tables(

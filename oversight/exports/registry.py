@@ -163,6 +163,8 @@ class ParticipantsExporter(Exporter):
     identifier = "participants"
     fields = (
         "participant_id",
+        "kind",
+        "model",
         "status",
         "is_pilot",
         "excluded",
@@ -184,6 +186,8 @@ class ParticipantsExporter(Exporter):
         qs = self.queryset().annotate(excluded=Exists(active)).order_by("pk")
         for (
             pk,
+            kind,
+            model,
             status,
             is_pilot,
             excluded,
@@ -198,6 +202,8 @@ class ParticipantsExporter(Exporter):
         ) in self.stream(
             qs,
             "pk",
+            "kind",
+            "model",
             "status",
             "is_pilot",
             "excluded",
@@ -213,6 +219,8 @@ class ParticipantsExporter(Exporter):
             source = (recruitment or {}).get("source", "") if isinstance(recruitment, dict) else ""
             yield (
                 pid(pk),
+                kind,
+                model or {},
                 status,
                 is_pilot,
                 excluded,
@@ -376,6 +384,7 @@ class TrialsExporter(Exporter):
     fields = (
         "trial_id",
         "participant_id",
+        "participant_kind",
         "condition_id",
         "condition_kind",
         "condition_name",
@@ -418,6 +427,7 @@ class TrialsExporter(Exporter):
         for (
             pk,
             participant_id,
+            participant_kind,
             condition_id,
             item_id,
             role,
@@ -439,6 +449,7 @@ class TrialsExporter(Exporter):
             qs,
             "pk",
             "participant_id",
+            "participant__kind",
             "condition_id",
             "item_id",
             "role",
@@ -463,6 +474,7 @@ class TrialsExporter(Exporter):
             yield (
                 pk,
                 pid(participant_id),
+                participant_kind,
                 condition_id,
                 kind,
                 name,

@@ -17,7 +17,7 @@ from datetime import datetime
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow, baseline_run
+from oversight.analysis.tables import BaselineRow, ConditionRow, StudyTables, TrialRow, baseline_run, model_judge
 from oversight.assistant.models import ChatMessage
 from oversight.banks.models import Item
 from oversight.baselines.models import BaselineResult
@@ -49,6 +49,9 @@ def as_analysed(row: dict, gold: int | None, now: datetime) -> dict:
 
 
 def load_tables(study: Study, *, now: datetime | None = None) -> StudyTables:
+    """The study's tables. The existing rows (trials, participants, Table 1, protocols) hold people only; a model
+    judge's trials (`Participant.kind == "model"`, issue 17) go to `model_trials`, labelled by `model_judges`, so
+    no table pools the two kinds without saying so."""
     now = now or timezone.now()
     conditions = [
         ConditionRow(id=c.pk, kind=c.kind, name=c.name, position=c.position)
@@ -85,6 +88,7 @@ def load_tables(study: Study, *, now: datetime | None = None) -> StudyTables:
         .values(
             "id",
             "participant_id",
+            "participant__kind",
             "condition_id",
             "item_id",
             "role",
@@ -110,7 +114,7 @@ def load_tables(study: Study, *, now: datetime | None = None) -> StudyTables:
     }
 
     block_rank: dict[tuple[int, int], int] = defaultdict(int)
-    trials = []
+    trials, model_trials = [], []
     for row in raw:
         item = items[row["item_id"]]
         row = as_analysed(row, item["gold_index"], now)
@@ -123,7 +127,7 @@ def load_tables(study: Study, *, now: datetime | None = None) -> StudyTables:
             block_rank[row["participant_id"], row["condition_id"]] += 1
         turns, resets = chat.get(row["id"], (0, 0))
         n_quotes, n_verified = quotes.get(row["id"], (0, 0))
-        trials.append(
+        (model_trials if row["participant__kind"] == Participant.Kind.MODEL else trials).append(
             TrialRow(
                 participant_id=row["participant_id"],
                 condition_id=row["condition_id"],
@@ -152,7 +156,8 @@ def load_tables(study: Study, *, now: datetime | None = None) -> StudyTables:
             )
         )
 
-    participants = Participant.objects.filter(study=study)
+    participants = Participant.objects.filter(study=study, kind=Participant.Kind.HUMAN)
+    models = Participant.objects.filter(study=study, kind=Participant.Kind.MODEL).order_by("pk")
     baselines, runs = load_baselines(study, item_ids=set(items))
     return StudyTables(
         task_formats=dict(study.tasks.filter(role="scored").values_list("name", "bank__format")),
@@ -171,6 +176,8 @@ def load_tables(study: Study, *, now: datetime | None = None) -> StudyTables:
                 "participant_id", flat=True
             )
         ),
+        model_trials=model_trials,
+        model_judges={pk: model_judge(pk, record) for pk, record in models.values_list("pk", "model")},
         pilots=frozenset(participants.filter(is_pilot=True).values_list("id", flat=True)),
         participant_status=dict(participants.values_list("id", "status")),
         protocols=load_protocol_tables(study),

@@ -36,7 +36,7 @@ def load_protocol_tables(study: Study) -> ProtocolTables | None:
             rounds_done=t.rounds_done,
         )
         for participant_id, condition_id, item_id, transcript_id in Trial.objects.filter(
-            participant__study=study, transcript__isnull=False
+            participant__study=study, participant__kind="human", transcript__isnull=False
         ).values_list("participant_id", "condition_id", "item_id", "transcript_id")
         for t in [transcripts[transcript_id]]
     ]

@@ -26,7 +26,7 @@ from oversight.reports.items import item_rows
 from oversight.reports.load import load_tables
 
 CACHE_SECONDS = 24 * 3600
-CACHE_FORMAT = 2  # bump when the cached bundle's shape changes
+CACHE_FORMAT = 3  # bump when the cached bundle's shape changes (3: model judges, persuasion)
 
 
 def data_version(study: Study, *, now=None) -> str:

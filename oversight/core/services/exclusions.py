@@ -62,7 +62,7 @@ def exclusion_revoke(*, exclusion: Exclusion, by, now=None) -> Exclusion:
 
 def exclusion_candidates(*, study: Study, rule: str, k: float = 2.0, min_seconds: float = 5.0) -> list[dict]:
     """Who a rule would exclude, with the evidence, for the researcher to review before applying."""
-    participants = Participant.objects.filter(study=study, is_pilot=False).exclude(
+    participants = Participant.objects.filter(study=study, is_pilot=False, kind=Participant.Kind.HUMAN).exclude(
         status__in=[Participant.Status.CONSENT, Participant.Status.DECLINED]
     )
     final = [Trial.Status.ANSWERED, Trial.Status.TIMED_OUT]

@@ -113,9 +113,10 @@ def assign_conditions(participant: Participant) -> list[int]:
     """
     study = participant.study
     conditions = list(study.conditions.order_by("position", "id").values_list("id", flat=True))
-    enrolled = Participant.objects.filter(study=study, is_pilot=participant.is_pilot).exclude(
-        Q(pk=participant.pk) | Q(consented_at__isnull=True)
-    )
+    # People only: a model judge (issue 17) must not shift the rotation or the balance of the people who follow.
+    enrolled = Participant.objects.filter(
+        study=study, is_pilot=participant.is_pilot, kind=Participant.Kind.HUMAN
+    ).exclude(Q(pk=participant.pk) | Q(consented_at__isnull=True))
     if study.design == Study.Design.BETWEEN:
         counts = {cid: 0 for cid in conditions}
         for order in enrolled.values_list("condition_order", flat=True):
