@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from oversight.assistant.transcripts import judge_view, render_transcript
 from oversight.core.launched import launched_study
 from oversight.core.models import Condition, Event, Participant, Study, Trial
 from oversight.core.services.participants import (
@@ -42,6 +43,7 @@ from oversight.core.services.steps import (
     participant_start_block,
 )
 from oversight.core.services.trials import (
+    JUDGE_RANGE,
     LIKERT_LEVELS,
     Answer,
     AnswerError,
@@ -125,7 +127,7 @@ def _swappable(step: Step) -> bool:
     """Whether the step's page can replace the current one in place. Not a page with the chat (chat.js is set up
     once per page load), nor the done page (its <head> sends a Prolific participant back after 3 s)."""
     if step.kind == StepKind.TRIAL:
-        return step.trial.condition.kind != Condition.Kind.ASSISTED
+        return not _has_socket(step.trial)
     return step.kind not in {StepKind.DONE, StepKind.COMPLETE, StepKind.CONSENT}
 
 
@@ -326,7 +328,56 @@ def passage_paragraphs(text: str) -> list[tuple[int, str]]:
     return paragraphs
 
 
+def _has_socket(trial: Trial) -> bool:
+    """A page that keeps a websocket (the chat, a live debate) is entered and left by a full page load."""
+    return trial.condition.kind == Condition.Kind.ASSISTED or trial.transcript_id is not None
+
+
+def _judge_response(request, progress: Progress, trial: Trial, *, status: int = 200, error: str = "") -> HttpResponse:
+    """A protocol trial: the question, the two answers and the transcript as it stands (so a refresh or a page
+    without the socket reads everything stored so far), the judge's probability and the server's clock. Never
+    the item's other options, nor the story unless the condition shows it (`judge_view` decides)."""
+    participant = progress.participant
+    view = judge_view(trial.transcript)
+    p_first = _selected_p_first(trial, trial.transcript.options[0])
+    context = {
+        "participant": participant,
+        "study": participant.study,
+        "trial": trial,
+        "view": view,
+        "transcript_html": render_transcript(view),
+        "live": not trial.transcript.shared,
+        "answers": [(a["letter"], a["text"]) for a in view.answers],
+        "p_first": p_first,
+        "p_second": None if p_first is None else 100 - p_first,
+        "judge_range": JUDGE_RANGE,
+        "seconds_left": trial.seconds_left(timezone.now()),
+        "number": trial.position + 1,
+        "total": progress.total,
+        "part": progress.block_of(trial),
+        "condition_label": condition_label(trial.condition),
+        "error": error,
+        "timed_out": _timed_out_notice(progress, trial.position),
+        "swappable": False,
+        "settings": trial.condition.protocol_settings(),
+    }
+    response = render(request, "participant/judge.html", context, status=status)
+    if request.htmx and status != 200:
+        response["HX-Push-Url"] = "false"
+    return response
+
+
+def _selected_p_first(trial: Trial, first: int) -> float | None:
+    """The judge's last probability for the first answer, as the server recorded it (a refresh keeps it)."""
+    distribution = trial.distribution
+    if not distribution or first >= len(distribution):
+        return None
+    return distribution[first]
+
+
 def _trial_response(request, progress: Progress, trial: Trial, *, status: int = 200, error: str = "") -> HttpResponse:
+    if trial.transcript_id is not None:
+        return _judge_response(request, progress, trial, status=status, error=error)
     participant = progress.participant
     study = participant.study
     item = trial.item
@@ -348,7 +399,7 @@ def _trial_response(request, progress: Progress, trial: Trial, *, status: int = 
         "likert": [(level, LIKERT_LABELS[level]) for level in LIKERT_LEVELS],
         "error": error,
         "timed_out": _timed_out_notice(progress, trial.position),
-        "swappable": trial.condition.kind != Condition.Kind.ASSISTED,
+        "swappable": not _has_socket(trial),
     }
     response = render(request, "participant/trial.html", context, status=status)
     if request.htmx and status != 200:

@@ -63,7 +63,8 @@
 
     // Report every change of option or confidence.
     form.addEventListener("change", function (ev) {
-      if (!ev.target.name && !ev.target.hasAttribute("data-confidence-slider")) return;
+      if (!ev.target.name && !ev.target.hasAttribute("data-confidence-slider") &&
+          !ev.target.hasAttribute("data-judge-slider")) return;
       const data = new URLSearchParams(new FormData(form));
       data.delete("auto");
       post(form, form.dataset.selectUrl, data).catch(function () { /* retried on the next change or at submit */ });
@@ -75,6 +76,22 @@
         document.getElementById("conf-value").value = slider.value;
         document.getElementById("conf-out").textContent = slider.value + "%";
         document.getElementById("conf-fieldset").classList.remove("untouched");
+        const error = document.getElementById("form-error");
+        if (error && error.dataset.slider) error.remove();
+      });
+    }
+
+    // A protocol judge's slider: the probability of answer A (B gets the rest), untouched until moved.
+    const judge = form.querySelector("[data-judge-slider]");
+    if (judge) {
+      judge.addEventListener("input", function () {
+        const a = parseInt(judge.value, 10);
+        document.getElementById("p-first").value = a;
+        document.getElementById("p-a").textContent = "A: " + a + "%";
+        document.getElementById("p-b").textContent = "B: " + (100 - a) + "%";
+        const hint = document.getElementById("judge-hint");
+        if (hint) hint.remove();
+        document.getElementById("judge-fieldset").classList.remove("untouched");
         const error = document.getElementById("form-error");
         if (error && error.dataset.slider) error.remove();
       });
@@ -105,7 +122,7 @@
   document.addEventListener("submit", function (ev) {
     const form = ev.target;
     if (form.id !== "answer-form" || form.querySelector("#auto-flag").value === "1") return;
-    const value = form.querySelector("#conf-value");
+    const value = form.querySelector("#conf-value") || form.querySelector("#p-first");
     if (value && !value.value) {
       ev.preventDefault();
       ev.stopPropagation(); // htmx listens on the form: the request is not sent
@@ -118,7 +135,8 @@
         form.querySelector("#question").before(error);
       }
       error.dataset.slider = "1";
-      error.textContent = "Please move the slider to say how confident you are.";
+      error.textContent = value.id === "p-first" ? "Please move the slider to say which answer is more likely."
+                                                 : "Please move the slider to say how confident you are.";
       if (current) current.submitted = false;
     }
   }, true);

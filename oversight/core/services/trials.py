@@ -42,8 +42,45 @@ def _finite(raw) -> float:
     return value
 
 
+# A protocol judge's probability for the first answer shown (percent). Never 0 or 100: a judge scored by the log
+# score (Michael et al. 2023) who says "certain" and is wrong would score minus infinity.
+JUDGE_RANGE = (1, 99)
+JUDGE_FIELD = "p_first"
+
+
+def parse_judgement(*, trial: Trial, data, require_choice: bool) -> Answer:
+    """A protocol judge's answer: the probability of the first of the two answers shown (`p_first`, percent; the
+    second gets the rest). Stored as the answer the judge leans to (`choice`), its probability (`confidence`,
+    at least 50) and both probabilities over the item's options (`distribution`, 0 for the options not shown),
+    so the report reads p(correct) the same way whatever the study's confidence format. 50% leans to neither:
+    refused as an answer, kept as a selection (the deadline records it with no choice)."""
+    first, second = trial.transcript.options
+    raw = data.get(JUDGE_FIELD)
+    if raw in (None, ""):
+        if require_choice:
+            raise AnswerError("Please move the slider to say which answer is more likely.")
+        return Answer(choice=None, confidence=None)
+    try:
+        p = _finite(raw)
+    except (TypeError, ValueError):
+        raise AnswerError("The probability must be a number.") from None
+    if not JUDGE_RANGE[0] <= p <= JUDGE_RANGE[1]:
+        raise AnswerError(f"The probability must be between {JUDGE_RANGE[0]}% and {JUDGE_RANGE[1]}%.")
+    if p == 50 and require_choice:
+        raise AnswerError("At 50% neither answer is more likely: please move the slider towards the one you favour.")
+    distribution = [0.0] * len(trial.item.options)
+    distribution[first], distribution[second] = p, 100 - p
+    choice = None if p == 50 else (first if p > 50 else second)
+    return Answer(choice=choice, confidence=max(p, 100 - p), distribution=distribution)
+
+
 def parse_answer(*, trial: Trial, data, require_choice: bool) -> Answer:
     """Validate raw form/JSON values against this trial's item and the study's confidence format."""
+    # A judge's page posts `p_first`; a client that posts a choice and a confidence, or a distribution, is read the
+    # ordinary way, limited to the two answers shown.
+    answered_otherwise = data.get("choice") not in (None, "") or data.get("p0") not in (None, "")
+    if trial.transcript_id and (data.get(JUDGE_FIELD) is not None or not answered_otherwise):
+        return parse_judgement(trial=trial, data=data, require_choice=require_choice)
     study: Study = trial.participant.study
     n_options = len(trial.item.options)
     # A protocol trial's judge chooses between the two answers its transcript shows (core.Transcript.options).
@@ -112,7 +149,7 @@ TRIAL_STATE = (
     "submit_kind",
 )
 # What a posted answer may carry; kept, truncated, on a late or refused POST's event for the researcher.
-POSTED_FIELDS = ("choice", "confidence", "auto", *(f"p{i}" for i in range(10)))
+POSTED_FIELDS = ("choice", "confidence", "auto", JUDGE_FIELD, *(f"p{i}" for i in range(10)))
 POSTED_MAX_CHARS = 100
 
 
