@@ -379,6 +379,8 @@ class Decision:
     intended_correct: bool
 
 
+# A protocol judge's page posts the probability of answer A under this name (core.services.trials.JUDGE_FIELD).
+JUDGE_FIELD = "p_first"
 LIKERT_WEIGHTS_RIGHT = (1, 2, 3, 4, 3)
 LIKERT_WEIGHTS_WRONG = (3, 4, 3, 2, 1)
 
@@ -803,6 +805,8 @@ class Bot:
         info = await lookup_trial(self.result.token, position)
         if info is None:
             raise BotFailure(url, f"no trial at position {position} for this participant in the database")
+        if info.options_shown:
+            return await self.judge(response, form, info, position)
         choices = form.values("choice")
         if sorted(int(v) for v in choices) != list(range(info.n_options)):
             raise BotFailure(url, f"page shows options {choices}, the item has {info.n_options}")
@@ -848,7 +852,10 @@ class Bot:
             timed_out=decision.time_out,
             intended_correct=decision.intended_correct,
         )
-        if decision.time_out:
+        return await self.submit(url, form, data, outcome, seconds_left)
+
+    async def submit(self, url: str, form: Form, data: dict, outcome: Outcome, seconds_left: str | None):
+        if outcome.timed_out:
             # Select, then sit out the deadline (not holding a slot) and come back: the server finalises.
             await self.slot.idle(float(seconds_left) + DEADLINE_MARGIN_S)
             response = await self.request("GET", url)
@@ -860,6 +867,43 @@ class Bot:
                 raise BotFailure(url, "the submit did not move on from the item")
         self.result.outcomes.append(outcome)
         return response
+
+    async def judge(self, response, form: Form, info: TrialInfo, position: int):
+        """A protocol trial's page: the judge's slider gives the probability of answer A (`p_first`); the bot
+        leans to the answer it decided on by its confidence. It does not open the debate's socket (the
+        transcript of a live condition stays unwritten), as a judge who answers without reading."""
+        url = page_url(response)
+        slider = form.input(JUDGE_FIELD)
+        if slider is None or "choice" in {i.name for i in form.inputs}:
+            raise BotFailure(url, "a protocol trial's page without the judge's probability, or with the options")
+        seconds_left = form.attrs.get("data-seconds-left")
+        decision = decide(
+            rng=random.Random(f"{self.config.seed}:{self.index}:{info.item_id}"),
+            info=info,
+            accuracy=self.config.accuracy_for(info.condition_kind),
+            timeout_rate=self.config.timeout_rate,
+            confidence_levels=None,
+            slider=(51.0, 99.0),
+            has_deadline=seconds_left is not None and info.time_limit_s is not None,
+        )
+        leaning = round(decision.confidence)
+        p_first = leaning if decision.choice == info.options_shown[0] else 100 - leaning
+        data = {JUDGE_FIELD: str(p_first)}
+        csrf = form.hidden().get("csrfmiddlewaretoken", "")
+        await self.think(0.5)
+        select_url = urljoin(url, form.attrs.get("data-select-url", ""))
+        state = (await self.request("POST", select_url, data={**data, "csrfmiddlewaretoken": csrf})).json()
+        if state.get("status") != "shown" or state.get("selected_choice") != decision.choice:
+            raise BotFailure(select_url, f"selection not recorded: {state}")
+        outcome = Outcome(
+            position=position,
+            item_id=info.item_id,
+            choice=decision.choice,
+            confidence=float(leaning),
+            timed_out=decision.time_out,
+            intended_correct=decision.intended_correct,
+        )
+        return await self.submit(url, form, data, outcome, seconds_left)
 
 
 def page_url(response) -> str:

@@ -62,7 +62,7 @@ def test_it_shows_the_question_the_two_answers_and_the_transcript_and_nothing_el
     for i, option in enumerate(item.options):
         assert (option in body) == (i in shown)  # the two answers of the reduction, never the other two
     assert body.index(item.options[shown[0]]) < body.index(item.options[shown[1]])  # A, then B, as the transcript
-    assert item.text in body
+    assert item.text in body and '<p class="context-line">Debate</p>' in body
     assert "Debater A" in body and "Debater B" in body and body.count('class="turn turn-advocate"') == 6
     assert "The survey ship" not in body  # the story stays hidden by default
     assert 'data-ws-path="/ws/judge/' in body and 'name="p_first"' in body

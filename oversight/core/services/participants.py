@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from oversight.core import protocols
 from oversight.core.models import Condition, ConditionItem, Event, Participant, Study, Trial
 from oversight.core.services.monitor import monitor_changed
 from oversight.core.services.protocols import trial_transcripts
@@ -226,4 +227,6 @@ def participant_complete(*, participant: Participant, now=None) -> Participant:
 
 
 def condition_label(condition: Condition) -> str:
+    if condition.is_protocol:
+        return protocols.LABELS.get(condition.kind, condition.get_kind_display())  # "Debate", "Consultancy", …
     return "With the AI assistant" if condition.kind == Condition.Kind.ASSISTED else "On your own"
