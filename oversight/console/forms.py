@@ -13,6 +13,7 @@ import json
 import re
 import tarfile
 import zipfile
+from dataclasses import fields as dataclass_fields
 from pathlib import PurePosixPath
 
 from django import forms
@@ -24,7 +25,9 @@ from oversight.assistant.backends import SAMPLING_KEYS  # the keys the backends 
 from oversight.assistant.simulated import SimulationSettings
 from oversight.banks.importers import mmlu, quality
 from oversight.banks.models import Bank
-from oversight.core.models import Collaborator, Condition, ModelEndpoint, Study, Task
+from oversight.core import protocols
+from oversight.core.models import Advocate, Collaborator, Condition, ModelEndpoint, Study, Task
+from oversight.core.protocols import ProtocolSettings
 from oversight.core.services.studies import study_design_problems_added
 
 # Slugs that would collide with a URL: /s/p/<token>/ is the participant's own page, /console/studies/new
@@ -256,7 +259,8 @@ class _DesignPartForm(_NoColon, forms.ModelForm):
         cleaned = super().clean()
         if not self.errors:
             candidate = construct_instance(self, copy.copy(self.instance))
-            for problem in study_design_problems_added(study=self.study, change=candidate):
+            extra = {"advocates": self.candidate_advocates(candidate)} if hasattr(self, "candidate_advocates") else {}
+            for problem in study_design_problems_added(study=self.study, change=candidate, **extra):
                 self.add_error(self.problem_field if f"“{candidate.name}”" in problem else None, problem)
         return cleaned
 
@@ -300,7 +304,29 @@ class TaskForm(_DesignPartForm):
         return value
 
 
+def _sampling(value) -> dict:
+    value = value or {}
+    if not isinstance(value, dict):
+        raise forms.ValidationError('Give a JSON object, e.g. {"temperature": 0.7, "max_tokens": 512}.')
+    unknown = sorted(set(value) - set(SAMPLING_KEYS))
+    if unknown:
+        raise forms.ValidationError(
+            f"Unknown sampling setting(s) {', '.join(unknown)}; allowed: {', '.join(SAMPLING_KEYS)}."
+        )
+    return value
+
+
+# The advocates' fields, per position (core.Advocate): 0 is the consultant, the evidence finder or Debater A's
+# configuration, 1 Debater B's.
+ADVOCATE_FIELDS = ("endpoint", "system_prompt", "sampling", "name")
+ADVOCATE_ROLES = ("Consultant, evidence finder or Debater A", "Debater B (debates only)")
+
+
 class ConditionForm(_DesignPartForm):
+    """A condition; for a protocol kind also its settings (`Condition.protocol`, JSON validated by
+    `core.protocols.ProtocolSettings`) and its advocates (one, or two for a debate). The launch rules
+    (`condition_protocol_problems`) run with the advocates as the form has them, before anything is saved."""
+
     problem_field = "endpoint"
 
     class Meta:
@@ -315,30 +341,94 @@ class ConditionForm(_DesignPartForm):
             "send_question",
             "max_message_chars",
             "max_turns",
+            "protocol",
             "instructions",
             "position",
         ]
-        labels = {"position": "Order", "sampling": "Sampling (JSON)", "instructions": "Instructions for this block"}
+        labels = {
+            "position": "Order",
+            "sampling": "Sampling (JSON)",
+            "instructions": "Instructions for this block",
+            "protocol": "Protocol settings (JSON)",
+        }
         help_texts = {
             "instructions": "Shown before this condition's items, e.g. “You may chat with the AI assistant” or “Answer "
-            "on your own, without outside resources”."
+            "on your own, without outside resources”.",
+            "protocol": "Consultancy, debate and their variants only; empty: the defaults of Khan et al. 2024 (3 "
+            "rounds, simultaneous, 150 words, a 50-word quote budget, the story hidden). Keys: "
+            + ", ".join(f.name for f in dataclass_fields(ProtocolSettings))
+            + ' — e.g. {"rounds": 2, "transcripts": "static"}. docs/protocols.md explains each.',
         }
         widgets = {
             "system_prompt": forms.Textarea(attrs={"rows": 4}),
             "sampling": forms.Textarea(attrs={"rows": 2}),
             "instructions": forms.Textarea(attrs={"rows": 3}),
+            "protocol": forms.Textarea(attrs={"rows": 3}),
         }
 
-    def clean_sampling(self):
-        value = self.cleaned_data.get("sampling") or {}
-        if not isinstance(value, dict):
-            raise forms.ValidationError('Give a JSON object, e.g. {"temperature": 0.7, "max_tokens": 512}.')
-        unknown = sorted(set(value) - set(SAMPLING_KEYS))
-        if unknown:
-            raise forms.ValidationError(
-                f"Unknown sampling setting(s) {', '.join(unknown)}; allowed: {', '.join(SAMPLING_KEYS)}."
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = {a.position: a for a in self.instance.advocates.all()} if self.instance.pk else {}
+        endpoints = ModelEndpoint.objects.order_by("name")
+        for position, role in enumerate(ADVOCATE_ROLES):
+            advocate = stored.get(position)
+            prefix = f"advocate_{position}_"
+            self.fields[prefix + "endpoint"] = forms.ModelChoiceField(
+                endpoints, required=False, label=f"{role}: endpoint", initial=advocate and advocate.endpoint_id
             )
+            self.fields[prefix + "system_prompt"] = forms.CharField(
+                required=False,
+                widget=forms.Textarea(attrs={"rows": 3}),
+                label=f"{role}: system prompt",
+                help_text="Empty: the platform's default for the protocol (frozen in the manifest at launch).",
+                initial=advocate and advocate.system_prompt,
+            )
+            self.fields[prefix + "sampling"] = forms.JSONField(
+                required=False,
+                widget=forms.Textarea(attrs={"rows": 2}),
+                label=f"{role}: sampling (JSON)",
+                initial=advocate.sampling if advocate else {},
+            )
+            self.fields[prefix + "name"] = forms.CharField(
+                required=False, max_length=100, label=f"{role}: label", initial=advocate and advocate.name
+            )
+
+    def clean_sampling(self):
+        return _sampling(self.cleaned_data.get("sampling"))
+
+    def clean_advocate_0_sampling(self):
+        return _sampling(self.cleaned_data.get("advocate_0_sampling"))
+
+    def clean_advocate_1_sampling(self):
+        return _sampling(self.cleaned_data.get("advocate_1_sampling"))
+
+    def clean_protocol(self):
+        value = self.cleaned_data.get("protocol") or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Give a JSON object, e.g. {"rounds": 3, "word_limit": 150}.')
         return value
+
+    def candidate_advocates(self, condition: Condition) -> list[Advocate]:
+        """The advocates the form describes (unsaved): one per position whose endpoint is set, up to the number
+        the kind has (extra ones are not kept, so they are not counted either)."""
+        if not condition.is_protocol:
+            return []
+        advocates = []
+        for position in range(protocols.advocates_needed(condition.kind)):
+            endpoint = self.cleaned_data.get(f"advocate_{position}_endpoint")
+            if endpoint is None:
+                continue
+            advocates.append(
+                Advocate(
+                    condition=condition,
+                    position=position,
+                    endpoint=endpoint,
+                    system_prompt=self.cleaned_data.get(f"advocate_{position}_system_prompt") or "",
+                    sampling=self.cleaned_data.get(f"advocate_{position}_sampling") or {},
+                    name=self.cleaned_data.get(f"advocate_{position}_name") or "",
+                )
+            )
+        return advocates
 
     def clean(self):
         kind, endpoint = self.cleaned_data.get("kind"), self.cleaned_data.get("endpoint")
@@ -346,7 +436,22 @@ class ConditionForm(_DesignPartForm):
             self.add_error("endpoint", "An assisted condition needs a model endpoint.")
         elif kind == Condition.Kind.UNAIDED and endpoint is not None:
             self.add_error("endpoint", "An unaided condition has no assistant; leave the endpoint empty.")
+        if kind and not protocols.is_protocol(kind) and self.cleaned_data.get("protocol"):
+            self.add_error("protocol", "Only consultancy, debate and their variants take protocol settings.")
         return super().clean()
+
+    def save(self, commit=True):
+        condition = super().save(commit=commit)
+        if commit:
+            advocates = self.candidate_advocates(condition)
+            condition.advocates.exclude(position__in=[a.position for a in advocates]).delete()
+            for advocate in advocates:
+                Advocate.objects.update_or_create(
+                    condition=condition,
+                    position=advocate.position,
+                    defaults={f: getattr(advocate, f) for f in ADVOCATE_FIELDS},
+                )
+        return condition
 
 
 class CollaboratorForm(_NoColon, forms.Form):

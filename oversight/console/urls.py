@@ -37,6 +37,7 @@ urlpatterns = [
     path("studies/<slug:slug>/conditions/new", views_design.condition_create, name="condition_create"),
     path("studies/<slug:slug>/conditions/<int:pk>", views_design.condition_edit, name="condition_edit"),
     path("studies/<slug:slug>/conditions/<int:pk>/delete", views_design.condition_delete, name="condition_delete"),
+    path("studies/<slug:slug>/selfplay", views_design.study_selfplay, name="selfplay"),
     path("studies/<slug:slug>/collaborators", views_design.collaborators, name="collaborators"),
     path(
         "studies/<slug:slug>/collaborators/<int:pk>/remove",

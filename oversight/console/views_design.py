@@ -7,7 +7,8 @@ Who may do what:
 - the design (study fields, tasks, conditions) can be edited only while the study is a draft: from launch on
   it is frozen in the manifest, and a 403 page says so and offers a clone;
 - recruitment settings (completion URL and codes) are not part of the manifest and stay editable while live;
-- only the owner adds and removes collaborators.
+- only the owner adds and removes collaborators;
+- self-play (the static protocol conditions' transcripts, written before launch) is started by an editor of the draft.
 """
 
 from django.contrib import messages
@@ -20,6 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from oversight.assistant.selfplay import SelfPlayError, selfplay_request, static_conditions
 from oversight.console.access import can_edit, get_study_for_user, require_staff
 from oversight.console.forms import (
     CloneForm,
@@ -29,7 +31,10 @@ from oversight.console.forms import (
     StudyForm,
     TaskForm,
 )
-from oversight.core.models import Collaborator, Condition, Study, StudyLogEntry, Task
+from oversight.core.models import Collaborator, Condition, Study, StudyLogEntry, Task, Transcript
+from oversight.core.protocols import ProtocolSettingsError
+from oversight.core.services.protocols import condition_settings_hash
+from oversight.core.services.samples import draw_samples
 from oversight.core.services.studies import study_clone, study_design_problems
 from oversight.core.services.study_log import changed_names, field_changes, field_values, study_log_add
 
@@ -61,6 +66,7 @@ def _editable_draft(request: HttpRequest, slug: str) -> tuple[Study, HttpRespons
 
 
 def _design_context(request: HttpRequest, study: Study, **extra) -> dict:
+    selfplay = _selfplay_status(study) if study.status == Study.Status.DRAFT else []
     return {
         "study": study,
         "can_edit": can_edit(request.user, study),
@@ -68,8 +74,38 @@ def _design_context(request: HttpRequest, study: Study, **extra) -> dict:
         "tasks": study.tasks.select_related("bank"),
         "conditions": study.conditions.select_related("endpoint"),
         "problems": study_design_problems(study) if study.status == Study.Status.DRAFT else [],
+        "selfplay": selfplay,
+        "selfplay_missing": any(s["ready"] < s["needed"] for s in selfplay),
         **extra,
     }
+
+
+def _selfplay_status(study: Study) -> list[dict]:
+    """Per static protocol condition: how many of the items launch will draw have a finished transcript written
+    under the condition's current settings and advocates (launch refuses the study until all have)."""
+    try:
+        conditions = static_conditions(study)
+        if not conditions:
+            return []
+        drawn: dict[int, set[int]] = {}
+        for row in draw_samples(study):
+            if row.condition is not None:
+                drawn.setdefault(row.condition.pk, set()).add(row.item_id)
+        hashes = {c.pk: condition_settings_hash(c) for c in conditions}
+    except (ProtocolSettingsError, ValueError):  # a design launch refuses anyway: its problems say why
+        return []
+    status = []
+    for condition in conditions:
+        items = drawn.get(condition.pk, set())
+        ready = Transcript.objects.filter(
+            condition=condition,
+            shared=True,
+            settings_hash=hashes[condition.pk],
+            status=Transcript.Status.COMPLETE,
+            item_id__in=items,
+        ).count()
+        status.append({"condition": condition, "ready": ready, "needed": len(items)})
+    return status
 
 
 @login_required
@@ -312,3 +348,19 @@ def collaborator_remove(request: HttpRequest, slug: str, pk: int) -> HttpRespons
         return response
     messages.success(request, f"{collaborator.user.username} no longer has access to this study.")
     return redirect(reverse("console:collaborators", kwargs={"slug": study.slug}))
+
+
+@login_required
+@require_POST
+def study_selfplay(request: HttpRequest, slug: str) -> HttpResponse:
+    """Write the static conditions' transcripts (self-play) as a job; its page shows the progress."""
+    study, frozen = _editable_draft(request, slug)
+    if frozen:
+        return frozen
+    try:
+        job = selfplay_request(study=study, by=request.user)
+    except SelfPlayError as exc:
+        messages.error(request, str(exc))
+        return redirect("console:design", slug=study.slug)
+    _log(request, study, f"Self-play started: {job.total} transcripts to write")
+    return redirect("console:job", pk=job.pk)

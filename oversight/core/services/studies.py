@@ -30,10 +30,13 @@ def study_design_problems(study: Study) -> list[str]:
     )
 
 
-def study_design_problems_added(*, study: Study, change: Study | Task | Condition) -> list[str]:
+def study_design_problems_added(
+    *, study: Study, change: Study | Task | Condition, advocates: list[Advocate] | None = None
+) -> list[str]:
     """The launch problems `change` would add to `study`: an edited copy of the study, or a new or edited task or
     condition of it, not saved. Nothing is written: the launch rules run over the study's stored parts with the
-    change in place, so a design form refuses an edit in the very words launch would use."""
+    change in place, so a design form refuses an edit in the very words launch would use. `advocates`: a changed
+    protocol condition's advocates as the form has them (unsaved), in place of its stored ones."""
     conditions = list(study.conditions.select_related("endpoint"))
     tasks = list(study.tasks.select_related("bank"))
     if isinstance(change, Study):
@@ -41,7 +44,8 @@ def study_design_problems_added(*, study: Study, change: Study | Task | Conditio
     elif isinstance(change, Task):
         after = _design_problems(study, conditions, _with_change(tasks, change))
     elif isinstance(change, Condition):
-        after = _design_problems(study, _with_change(conditions, change), tasks)
+        changed = None if advocates is None else (change, advocates)
+        after = _design_problems(study, _with_change(conditions, change), tasks, changed_advocates=changed)
     else:
         raise TypeError(f"cannot check a change of {type(change).__name__}")
     before = set(_design_problems(study, conditions, tasks))
@@ -55,7 +59,9 @@ def _with_change(parts: list, change) -> list:
     return sorted([*kept, change], key=lambda part: (part.position, part.pk is None, part.pk or 0))
 
 
-def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task]) -> list[str]:
+def _design_problems(
+    study: Study, conditions: list[Condition], tasks: list[Task], *, changed_advocates: tuple | None = None
+) -> list[str]:
     problems = []
     if not conditions:
         problems.append("Add at least one condition.")
@@ -68,9 +74,11 @@ def _design_problems(study: Study, conditions: list[Condition], tasks: list[Task
     for condition in conditions:
         if condition.kind == Condition.Kind.ASSISTED and condition.endpoint is None:
             problems.append(f"The assisted condition “{condition.name}” needs a model endpoint.")
-        problems += condition_protocol_problems(
-            condition=condition, advocates=advocates.get(condition.pk, []), tasks=tasks
-        )
+        if changed_advocates is not None and condition is changed_advocates[0]:
+            mine = changed_advocates[1]
+        else:
+            mine = advocates.get(condition.pk, [])
+        problems += condition_protocol_problems(condition=condition, advocates=mine, tasks=tasks)
     for index, task in enumerate(tasks):
         filters = task_filters(task)
         available = task.bank.items.filter(**task_item_filters(task)).count()
