@@ -13,7 +13,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from oversight.assistant.models import ChatMessage
-from oversight.core.models import Condition, Participant, Study, Trial
+from oversight.core.models import Condition, Participant, Study, Transcript, Trial
+from oversight.core.protocols import ProtocolSettingsError
 
 IDLE_AFTER = timedelta(minutes=3)  # active but silent this long: flagged as possibly stuck or abandoned
 TEMPLATE = "console/monitor.html"
@@ -31,9 +32,10 @@ def monitor_rows(study: Study, *, participant_ids=None, blind: bool = False, now
 
     trials = defaultdict(list)
     for t in Trial.objects.filter(participant_id__in=ids).values(
-        "participant_id", "position", "status", "deadline_at", "condition_id", "correct", "role"
+        "participant_id", "position", "status", "deadline_at", "condition_id", "correct", "role", "transcript_id"
     ):
         trials[t["participant_id"]].append(t)
+    debates = _debates_now_on(trials, conditions)
 
     chat = {
         row["trial__participant_id"]: row
@@ -71,6 +73,7 @@ def monitor_rows(study: Study, *, participant_ids=None, blind: bool = False, now
                 "total": len(mine),
                 "item": None if current is None else current["position"] + 1,
                 "condition": None if current is None else getattr(conditions.get(current["condition_id"]), "name", ""),
+                "round": None if current is None else debates.get(current["transcript_id"]),
                 "deadline": current["deadline_at"].isoformat() if current and current["deadline_at"] else None,
                 "generating": bool(chat.get(p.pk, {}).get("generating")),
                 "messages": chat.get(p.pk, {}).get("messages", 0),
@@ -80,6 +83,25 @@ def monitor_rows(study: Study, *, participant_ids=None, blind: bool = False, now
             }
         )
     return rows
+
+
+def _debates_now_on(trials: dict, conditions: dict) -> dict[int, str]:
+    """Where each judge's live transcript is, for the trial they are on: "round 2 of 3", "debate over"."""
+    final = {Trial.Status.ANSWERED, Trial.Status.TIMED_OUT}
+    ids = [
+        t["transcript_id"] for rows in trials.values() for t in rows if t["transcript_id"] and t["status"] not in final
+    ]
+    where = {}
+    for t in Transcript.objects.filter(pk__in=ids, shared=False).values("pk", "condition_id", "rounds_done", "status"):
+        try:
+            rounds = conditions[t["condition_id"]].protocol_settings().rounds
+        except (KeyError, ProtocolSettingsError):
+            continue
+        if t["status"] in {Transcript.Status.COMPLETE, Transcript.Status.FAILED}:
+            where[t["pk"]] = f"over after {t['rounds_done']} of {rounds} rounds"
+        else:
+            where[t["pk"]] = f"round {min(t['rounds_done'] + 1, rounds)} of {rounds}"
+    return where
 
 
 def monitor_summary(study: Study, *, blind: bool = False) -> dict:

@@ -6,11 +6,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from oversight.assistant.advocates import speaker_label
 from oversight.assistant.models import ChatMessage
 from oversight.assistant.services import message_payload
+from oversight.assistant.transcripts import judge_view, render_transcript
 from oversight.console.access import get_study_for_user, viewer_is_blind
 from oversight.console.monitor import condition_names, monitor_rows, monitor_summary
-from oversight.core.models import Exclusion, Participant
+from oversight.core.models import Exclusion, Participant, Trial
 from oversight.core.services.exclusions import RULES, exclusion_add, exclusion_candidates, exclusion_revoke
 from oversight.core.services.participants import participant_join
 
@@ -34,6 +36,37 @@ def monitor(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+def _debate(trial: Trial, *, blind: bool) -> dict | None:
+    """A protocol trial's whole transcript as its judge saw it, and, for a researcher who is not blind, which
+    answer was gold and which side argued it (never on the judge's page)."""
+    transcript = trial.transcript
+    if transcript is None:
+        return None
+    debate = {
+        "html": render_transcript(judge_view(transcript)),
+        "transcript": transcript,
+        "shown": [trial.item.letters[i] for i in transcript.options],
+        "probabilities": [
+            (letter, trial.distribution[i] if trial.distribution and i < len(trial.distribution) else None)
+            for letter, i in zip("AB", transcript.options, strict=True)
+        ],
+    }
+    gold = trial.item.gold_index
+    if not blind and gold in transcript.options:
+        shown = transcript.options.index(gold)
+        debate["gold"] = "AB"[shown]
+        debate["right_speakers"] = [
+            speaker_label(transcript.protocol, position)
+            for position, argued in enumerate(transcript.argues or [])
+            if argued == shown
+        ]
+        debate["argued"] = [
+            (speaker_label(transcript.protocol, position), "AB"[argued])
+            for position, argued in enumerate(transcript.argues or [])
+        ]
+    return debate
+
+
 @login_required
 @require_GET
 def transcript(request: HttpRequest, slug: str, participant_id: int) -> HttpResponse:
@@ -41,7 +74,9 @@ def transcript(request: HttpRequest, slug: str, participant_id: int) -> HttpResp
     study = get_study_for_user(request.user, slug)
     participant = get_object_or_404(Participant, study=study, pk=participant_id)
     blind = viewer_is_blind(request.user, study)
-    trials = list(participant.trials.select_related("item", "item__passage", "condition").order_by("position"))
+    trials = list(
+        participant.trials.select_related("item", "item__passage", "condition", "transcript").order_by("position")
+    )
     chat: dict[int, list] = {}
     for message in ChatMessage.objects.filter(trial__participant=participant).order_by("trial_id", "seq"):
         chat.setdefault(message.trial_id, []).append((message, message_payload(message)))
@@ -60,6 +95,7 @@ def transcript(request: HttpRequest, slug: str, participant_id: int) -> HttpResp
                 "gold": None if blind else item.gold_letter,
                 "seconds": seconds,
                 "messages": chat.get(trial.pk, []),
+                "debate": _debate(trial, blind=blind),
             }
         )
     return render(
