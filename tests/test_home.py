@@ -39,6 +39,7 @@ def test_it_links_to_the_demo_that_seed_demo_creates(client):
     call_command("seed_demo", stdout=out)
     html = client.get("/").content.decode()
     assert f'href="{DEMO_LINK}"' in html
+    assert 'href="/s/demo-debate/" id="debate-demo"' in html  # the debate demo is seeded too
     # `make run` relies on seed_demo printing the same link and the researcher login.
     assert (
         f"Participant demo link:  http://127.0.0.1:8000{DEMO_LINK}  (a new participant at each visit)" in out.getvalue()

@@ -1,12 +1,13 @@
 """The debate demo: a live study of unaided, consultancy and debate conditions on the demo story, argued by the
-simulated assistant, so a protocol study runs end to end with no GPU (`manage.py seed_demo --debate`; bots judge it
-with `manage.py run_bots demo-debate --in-process -n 20 --messages-per-item 0`)."""
+simulated assistant, so a protocol study runs end to end with no GPU (`manage.py seed_demo` seeds it unless told
+`--no-debate`; bots judge it with `manage.py run_bots demo-debate --in-process -n 20 --messages-per-item 0`)."""
 
 from oversight.banks.models import Bank
+from oversight.core.demo import DEBATE_DEMO_SLUG
 from oversight.core.models import Advocate, Condition, ModelEndpoint, Study, Task
 from oversight.core.services.studies import study_launch
 
-DEBATE_STUDY_SLUG = "demo-debate"
+DEBATE_STUDY_SLUG = DEBATE_DEMO_SLUG
 
 CONSENT = """This is a demonstration of a research study on judging arguments about a story you cannot read.
 

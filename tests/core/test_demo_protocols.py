@@ -1,4 +1,4 @@
-"""The debate demo: seeded on request, live, and judged by bots end to end with no GPU."""
+"""The debate demo: seeded by default, live, and judged by bots end to end with no GPU."""
 
 import pytest
 from django.core.management import call_command
@@ -11,10 +11,10 @@ from oversight.reports.load import load_tables
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_demo_adds_the_debate_demo_only_when_asked_and_only_once(capsys):
-    call_command("seed_demo")
+def test_seed_demo_adds_the_debate_demo_unless_told_not_to_and_only_once(capsys):
+    call_command("seed_demo", "--no-debate")
     assert not Study.objects.filter(slug=DEBATE_STUDY_SLUG).exists()
-    call_command("seed_demo", "--debate")
+    call_command("seed_demo")
     call_command("seed_demo", "--debate")
     study = Study.objects.get(slug=DEBATE_STUDY_SLUG)
     assert study.is_live and [c["kind"] for c in study.manifest["conditions"]] == ["unaided", "consultancy", "debate"]

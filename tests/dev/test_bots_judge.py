@@ -10,7 +10,7 @@ from tests.live_server import live_server
 
 @pytest.mark.slow
 def test_bots_judge_consultancy_and_debate_through_the_judges_page(tmp_path_factory, tmp_path):
-    seed = ("--mmlu-time-limit", "20", "--quality-time-limit", "20", "--debate")
+    seed = ("--mmlu-time-limit", "20", "--quality-time-limit", "20")  # the debate demo is seeded by default
     with live_server(tmp_path_factory.mktemp("bots-judge-server"), seed_args=seed) as server:
         summary_path = tmp_path / "summary.json"
         proc = server.manage(

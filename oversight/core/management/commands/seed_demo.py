@@ -1,5 +1,6 @@
 """Load the demo: demo banks, a researcher account, an endpoint and a live demo study. Idempotent."""
 
+import argparse
 from pathlib import Path
 
 from django.conf import settings
@@ -58,7 +59,12 @@ class Command(BaseCommand):
             help="first migrate the database and collect the static files, in this same process (make run: one "
             "Django start-up instead of three)",
         )
-        parser.add_argument("--debate", action="store_true", help="also a live consultancy and debate demo study")
+        parser.add_argument(
+            "--debate",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="also the live consultancy and debate demo study (on by default; --no-debate leaves it out)",
+        )
 
     def handle(self, *args, **options):
         if options["setup"]:
