@@ -818,14 +818,8 @@ class Bot:
             slider = (float(slider_input.attrs.get("min", 5)), float(slider_input.attrs.get("max", 95)))
         distribution = form.input("p0") is not None
         seconds_left = form.attrs.get("data-seconds-left")
-        decision = decide(
-            rng=random.Random(f"{self.config.seed}:{self.index}:{info.item_id}"),
-            info=info,
-            accuracy=self.config.accuracy_for(info.condition_kind),
-            timeout_rate=self.config.timeout_rate,
-            confidence_levels=levels,
-            slider=slider or ((5.0, 95.0) if distribution else None),
-            has_deadline=seconds_left is not None and info.time_limit_s is not None,
+        decision = self.decide(
+            info, seconds_left, levels=levels, slider=slider or ((5.0, 95.0) if distribution else None)
         )
         if info.condition_kind == "assisted" and "chat" in page.ids and self.config.messages_per_item > 0:
             await chat(
@@ -868,6 +862,17 @@ class Bot:
         self.result.outcomes.append(outcome)
         return response
 
+    def decide(self, info: TrialInfo, seconds_left: str | None, *, levels, slider) -> Decision:
+        return decide(
+            rng=random.Random(f"{self.config.seed}:{self.index}:{info.item_id}"),
+            info=info,
+            accuracy=self.config.accuracy_for(info.condition_kind),
+            timeout_rate=self.config.timeout_rate,
+            confidence_levels=levels,
+            slider=slider,
+            has_deadline=seconds_left is not None and info.time_limit_s is not None,
+        )
+
     async def judge(self, response, form: Form, info: TrialInfo, position: int):
         """A protocol trial's page: the judge's slider gives the probability of answer A (`p_first`); the bot
         leans to the answer it decided on by its confidence. It does not open the debate's socket (the
@@ -877,15 +882,7 @@ class Bot:
         if slider is None or "choice" in {i.name for i in form.inputs}:
             raise BotFailure(url, "a protocol trial's page without the judge's probability, or with the options")
         seconds_left = form.attrs.get("data-seconds-left")
-        decision = decide(
-            rng=random.Random(f"{self.config.seed}:{self.index}:{info.item_id}"),
-            info=info,
-            accuracy=self.config.accuracy_for(info.condition_kind),
-            timeout_rate=self.config.timeout_rate,
-            confidence_levels=None,
-            slider=(51.0, 99.0),
-            has_deadline=seconds_left is not None and info.time_limit_s is not None,
-        )
+        decision = self.decide(info, seconds_left, levels=None, slider=(51.0, 99.0))
         leaning = round(decision.confidence)
         p_first = leaning if decision.choice == info.options_shown[0] else 100 - leaning
         data = {JUDGE_FIELD: str(p_first)}

@@ -153,6 +153,17 @@ def test_at_the_deadline_the_selected_probability_is_what_is_recorded(client):
     assert (trial.choice, trial.confidence, trial.distribution[first]) == (first, 65, 65)
 
 
+def test_a_slider_moved_back_to_fifty_percent_leans_to_neither_answer_at_the_deadline(client):
+    p, trial, _ = judge(client, time_limit_s=60)
+    client.post(item_url(p, trial.position, "select"), {"p_first": "70"})
+    state = client.post(item_url(p, trial.position, "select"), {"p_first": "50"}).json()
+    assert state["selected_choice"] is None and state["selected_confidence"] == 50
+    Trial.objects.filter(pk=trial.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
+    client.get(item_url(p, trial.position))
+    trial.refresh_from_db()
+    assert trial.status == Trial.Status.TIMED_OUT and trial.choice is None and trial.correct is not True
+
+
 def test_when_the_page_was_closed_at_the_deadline_the_server_records_the_last_selection(client):
     p, trial, _ = judge(client, time_limit_s=60)
     client.post(item_url(p, trial.position, "select"), {"p_first": "20"})

@@ -222,6 +222,10 @@ def apply_select(*, trial: Trial, answer: Answer, now) -> list[Event]:
     if answer.choice is not None and answer.choice != trial.selected_choice:
         fields["selected_choice"] = answer.choice
         events.append(_event(trial, Event.Kind.SELECTION, now, {"choice": answer.choice}))
+    elif answer.choice is None and answer.distribution is not None and trial.selected_choice is not None:
+        # A protocol judge moved the slider back to 50%: leaning to neither, so the deadline records no choice.
+        fields["selected_choice"] = None
+        events.append(_event(trial, Event.Kind.SELECTION, now, {"choice": None}))
     if answer.confidence is not None and answer.confidence != trial.selected_confidence:
         fields["selected_confidence"] = answer.confidence
         events.append(
