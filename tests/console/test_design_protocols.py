@@ -5,7 +5,7 @@ and the self-play button for static conditions."""
 import pytest
 from django.urls import reverse
 
-from oversight.core.models import Advocate, Condition, Job, ModelEndpoint, Transcript
+from oversight.core.models import Advocate, Collaborator, Condition, Job, ModelEndpoint, Transcript
 from tests.factories import make_protocol_study, make_study
 
 pytestmark = pytest.mark.django_db
@@ -131,8 +131,24 @@ def test_the_self_play_button_writes_the_static_transcripts_as_a_job(
     assert "4 of 4 written" in client.get(url("design", study)).content.decode()
 
 
-def test_only_an_editor_of_the_study_may_run_self_play(client, study, charlie):
+def test_only_an_editor_of_the_study_may_run_self_play(client, study, bob, charlie):
+    response = client.post(url("selfplay", study))
+    assert response.status_code == 302 and "/console/login" in response["Location"]  # anonymous
     client.force_login(charlie)
-    assert client.post(url("selfplay", study)).status_code == 404
-    assert client.get(url("selfplay", study)).status_code in {404, 405}
+    assert client.post(url("selfplay", study)).status_code == 404  # an outsider does not learn it exists
+    Collaborator.objects.create(study=study, user=bob, role=Collaborator.Role.VIEWER)
+    client.force_login(bob)
+    assert client.post(url("selfplay", study)).status_code == 403  # a viewer
+    assert not Job.objects.exists()
+
+
+def test_self_play_answers_only_post(client, study, alice):
+    client.force_login(alice)
+    assert client.get(url("selfplay", study)).status_code == 405
+
+
+def test_self_play_without_a_static_condition_says_so(client, study, alice):
+    client.force_login(alice)
+    response = client.post(url("selfplay", study), follow=True)
+    assert "No condition of this study shows pre-generated transcripts." in response.content.decode()
     assert not Job.objects.exists()
