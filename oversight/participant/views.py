@@ -124,8 +124,9 @@ def step_url(participant: Participant, step: Step) -> str:
 
 
 def _swappable(step: Step) -> bool:
-    """Whether the step's page can replace the current one in place. Not a page with the chat (chat.js is set up
-    once per page load), nor the done page (its <head> sends a Prolific participant back after 3 s)."""
+    """Whether the step's page can replace the current one in place. Not a page with the chat or a protocol's
+    transcript (their socket is set up once per page load), nor the done page (its <head> sends a Prolific
+    participant back after 3 s)."""
     if step.kind == StepKind.TRIAL:
         return not _has_socket(step.trial)
     return step.kind not in {StepKind.DONE, StepKind.COMPLETE, StepKind.CONSENT}
@@ -329,7 +330,8 @@ def passage_paragraphs(text: str) -> list[tuple[int, str]]:
 
 
 def _has_socket(trial: Trial) -> bool:
-    """A page that keeps a websocket (the chat, a live debate) is entered and left by a full page load."""
+    """A page that keeps a websocket (the chat, a live debate; a static one too, for simplicity: one rule for
+    every protocol trial) is entered and left by a full page load."""
     return trial.condition.kind == Condition.Kind.ASSISTED or trial.transcript_id is not None
 
 
@@ -347,7 +349,6 @@ def _judge_response(request, progress: Progress, trial: Trial, *, status: int = 
         "view": view,
         "transcript_html": render_transcript(view),
         "live": not trial.transcript.shared,
-        "answers": [(a["letter"], a["text"]) for a in view.answers],
         "p_first": p_first,
         "p_second": None if p_first is None else 100 - p_first,
         "judge_range": JUDGE_RANGE,
@@ -359,7 +360,6 @@ def _judge_response(request, progress: Progress, trial: Trial, *, status: int = 
         "error": error,
         "timed_out": _timed_out_notice(progress, trial.position),
         "swappable": False,
-        "settings": trial.condition.protocol_settings(),
     }
     response = render(request, "participant/judge.html", context, status=status)
     if request.htmx and status != 200:

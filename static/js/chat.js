@@ -15,23 +15,13 @@
   const resetButton = document.getElementById("chat-reset");
   const stopButton = document.getElementById("chat-stop");
   const errorBox = document.getElementById("chat-error");
-  const proto = window.location.protocol === "https:" ? "wss://" : "ws://";
-  const url = proto + window.location.host + pane.dataset.wsPath;
-
-  let socket = null;
-  let connectedBefore = false;
-  let backoff = 500;
+  let live = null; // live_socket.js: hello on every (re)connect, reconnects with backoff
   let open = true;
   let generating = false;
   let inflight = null; // the message sent and not yet stored: it stays in the box until the server echoes it
   const unconfirmed = {}; // client_id -> text of every message sent and not yet seen stored
   const pending = []; // messages typed while the socket was down: resent with the same client_id
   const idlePlaceholder = input.placeholder;
-
-  function newId() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    return Date.now().toString(36) + Math.random().toString(36).slice(2);
-  }
 
   function showError(text, kind) {
     errorBox.textContent = text || "";
@@ -155,56 +145,36 @@
   }
 
   function send(payload) {
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify(payload));
-      return true;
-    }
-    return false;
+    return live ? live.send(payload) : false;
   }
 
-  function connect() {
-    socket = new WebSocket(url);
-    socket.addEventListener("open", function () {
-      backoff = 500;
-      send({ type: "hello", reconnect: connectedBefore });
-      connectedBefore = true;
-      while (pending.length) send(pending.shift());
-    });
-    socket.addEventListener("message", function (ev) {
-      const data = JSON.parse(ev.data);
-      if (data.type === "history") {
-        log.textContent = "";
-        data.messages.forEach(render);
-        data.messages.forEach(stored);
-        open = data.open;
-        showError("");
-      } else if (data.type === "message") {
-        render(data.message);
-        stored(data.message);
-      } else if (data.type === "delta") {
-        applyDelta(data);
-      } else if (data.type === "error") {
-        inflight = null; // refused: the text stays in the box to be changed and sent again
-        showError(data.message);
-      } else if (data.type === "notice") {
-        showError(data.message, "info");
-      }
-      refreshGenerating();
-      log.scrollTop = log.scrollHeight;
-    });
-    socket.addEventListener("close", function (ev) {
-      if (ev.code === 4404) { showError("The assistant is not available for this question."); return; }
-      showError("Connection lost — reconnecting… Your answer is safe; you can still submit it.");
-      setTimeout(connect, backoff);
-      backoff = Math.min(backoff * 2, 5000);
-    });
+  function onFrame(data) {
+    if (data.type === "history") {
+      log.textContent = "";
+      data.messages.forEach(render);
+      data.messages.forEach(stored);
+      open = data.open;
+      showError("");
+    } else if (data.type === "message") {
+      render(data.message);
+      stored(data.message);
+    } else if (data.type === "delta") {
+      applyDelta(data);
+    } else if (data.type === "error") {
+      inflight = null; // refused: the text stays in the box to be changed and sent again
+      showError(data.message);
+    } else if (data.type === "notice") {
+      showError(data.message, "info");
+    }
+    refreshGenerating();
+    log.scrollTop = log.scrollHeight;
   }
 
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
     const text = input.value.trim();
     if (!text || !open || inflight) return;
-    const payload = { type: "send", text: text, client_id: newId() };
+    const payload = { type: "send", text: text, client_id: window.liveSocket.newId() };
     inflight = payload;
     unconfirmed[payload.client_id] = text;
     if (!send(payload)) pending.push(payload);
@@ -251,5 +221,10 @@
     setTimeout(function () { open = false; updateControls(); },
                parseFloat(answerForm.dataset.secondsLeft) * 1000);
   }
-  connect();
+  live = window.liveSocket(pane.dataset.wsPath, {
+    frame: onFrame,
+    open: function () { while (pending.length) send(pending.shift()); },
+    unavailable: function () { showError("The assistant is not available for this question."); },
+    lost: function () { showError("Connection lost — reconnecting… Your answer is safe; you can still submit it."); },
+  });
 })();

@@ -15,13 +15,9 @@
   const questionInput = document.getElementById("judge-question");
   const continueButton = document.getElementById("judge-continue");
   const endButton = document.getElementById("end-debate");
-  const proto = window.location.protocol === "https:" ? "wss://" : "ws://";
-  const url = proto + window.location.host + pane.dataset.wsPath;
   const stateData = document.getElementById("debate-state-data");
 
-  let socket = null;
-  let connectedBefore = false;
-  let backoff = 500;
+  let live = null; // live_socket.js: hello on every (re)connect, reconnects with backoff
   let closed = false; // the question's time is up: no more actions
   let turns = []; // the turn payloads, in server order (seq)
 
@@ -31,17 +27,10 @@
   }
 
   function send(payload) {
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify(payload));
-      return true;
-    }
-    return false;
+    return live ? live.send(payload) : false;
   }
 
-  function newId() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    return Date.now().toString(36) + Math.random().toString(36).slice(2);
-  }
+  const newId = window.liveSocket.newId;
 
   // One turn as the partial protocols/_transcript.html renders it.
   function turnElement(turn) {
@@ -128,36 +117,21 @@
     if (!questionForm.hidden && document.activeElement === document.body) questionInput.focus();
   }
 
-  function connect() {
-    socket = new WebSocket(url);
-    socket.addEventListener("open", function () {
-      backoff = 500;
-      send({ type: "hello", reconnect: connectedBefore });
-      connectedBefore = true;
-    });
-    socket.addEventListener("message", function (ev) {
-      const data = JSON.parse(ev.data);
-      if (data.type === "history") {
-        turns = data.transcript.turns.slice();
-        render();
-        applyState(data.transcript.state, data.state_text);
-        showError("");
-      } else if (data.type === "message") {
-        upsert(data.message);
-      } else if (data.type === "delta") {
-        applyDelta(data);
-      } else if (data.type === "state") {
-        applyState(data.state, data.text);
-      } else if (data.type === "error") {
-        showError(data.message);
-      }
-    });
-    socket.addEventListener("close", function (ev) {
-      if (ev.code === 4404) return; // no live debate for this question: the page as rendered is all there is
-      showError("Connection lost — reconnecting… Your answer is safe; you can still submit it.");
-      setTimeout(connect, backoff);
-      backoff = Math.min(backoff * 2, 5000);
-    });
+  function onFrame(data) {
+    if (data.type === "history") {
+      turns = data.transcript.turns.slice();
+      render();
+      applyState(data.transcript.state, data.state_text);
+      showError("");
+    } else if (data.type === "message") {
+      upsert(data.message);
+    } else if (data.type === "delta") {
+      applyDelta(data);
+    } else if (data.type === "state") {
+      applyState(data.state, data.text);
+    } else if (data.type === "error") {
+      showError(data.message);
+    }
   }
 
   questionForm.addEventListener("submit", function (ev) {
@@ -187,5 +161,8 @@
                parseFloat(answerForm.dataset.secondsLeft) * 1000);
   }
   if (stateData) applyState(JSON.parse(stateData.textContent), "");
-  connect();
+  live = window.liveSocket(pane.dataset.wsPath, {
+    frame: onFrame,
+    lost: function () { showError("Connection lost — reconnecting… Your answer is safe; you can still submit it."); },
+  });
 })();
