@@ -285,7 +285,7 @@ def transcript_advance(*, transcript_id: int, now=None) -> Advanced:
             return NOTHING
         if trial is not None:
             if trial.is_expired(now) or trial.is_final:
-                _end(transcript, status=Transcript.Status.COMPLETE, ended_by=Transcript.EndedBy.DEADLINE, now=now)
+                _end(transcript, status=Transcript.Status.COMPLETE, ended_by=_ended_by(transcript, trial), now=now)
                 return Advanced([], [], state=transcript_state(transcript))
             if trial.status != Trial.Status.SHOWN or not trial.participant.study.is_live:
                 return NOTHING
@@ -334,6 +334,20 @@ def transcript_advance(*, transcript_id: int, now=None) -> Advanced:
             jobs.append(job)
         _running(transcript)
         return Advanced(payloads, jobs, state=transcript_state(transcript))
+
+
+def _ended_by(transcript: Transcript, trial: Trial) -> str:
+    """Why a trial's transcript ends with the trial: every round was written after all; the judge answered before
+    the last round (an early end, as "End the debate" is: the judge's page lets them answer at any time); or the
+    clock ran out (the page's submission at zero, or the server's)."""
+    turns = list(transcript.turns.order_by("seq"))
+    if not any(t.status == Status.STREAMING for t in turns):
+        _settle(transcript, turns)
+    if transcript.rounds_done >= transcript.condition.protocol_settings().rounds:
+        return Transcript.EndedBy.ROUNDS
+    if trial.status == Trial.Status.ANSWERED:
+        return Transcript.EndedBy.JUDGE
+    return Transcript.EndedBy.DEADLINE
 
 
 def _settle(transcript: Transcript, turns: list[TranscriptTurn]) -> bool:

@@ -153,6 +153,26 @@ def test_at_the_deadline_the_selected_probability_is_what_is_recorded(client):
     assert (trial.choice, trial.confidence, trial.distribution[first]) == (first, 65, 65)
 
 
+def test_an_answer_before_the_last_round_ends_the_debate_early_as_the_judges(client):
+    p, trial, _ = judge(client, rounds=3)
+    jobs = transcript_advance(transcript_id=trial.transcript_id).jobs  # round 1 is being written
+    assert client.post(item_url(p, trial.position, "submit"), {"p_first": "60"}).status_code == 303
+    for job in jobs:  # its turns end; the transcript's next step finds the trial answered
+        turn_finish(message_id=job.message_id, text="An argument.", status="complete")
+    assert transcript_advance(transcript_id=trial.transcript_id).jobs == []
+    transcript = Transcript.objects.get(pk=trial.transcript_id)
+    assert (transcript.status, transcript.ended_by, transcript.rounds_done) == ("complete", "judge", 1)
+
+
+def test_an_answer_after_the_last_turn_is_written_leaves_the_debate_ended_by_its_rounds(client):
+    p, trial, _ = judge(client, rounds=1)
+    for job in transcript_advance(transcript_id=trial.transcript_id).jobs:
+        turn_finish(message_id=job.message_id, text="An argument.", status="complete")
+    client.post(item_url(p, trial.position, "submit"), {"p_first": "60"})  # before the step that would end it
+    transcript_advance(transcript_id=trial.transcript_id)
+    assert Transcript.objects.get(pk=trial.transcript_id).ended_by == "rounds"
+
+
 def test_a_slider_moved_back_to_fifty_percent_leans_to_neither_answer_at_the_deadline(client):
     p, trial, _ = judge(client, time_limit_s=60)
     client.post(item_url(p, trial.position, "select"), {"p_first": "70"})
