@@ -21,9 +21,11 @@ TEMPLATE = "console/monitor.html"
 
 
 def monitor_rows(study: Study, *, participant_ids=None, blind: bool = False, now=None) -> list[dict]:
-    """One row per participant: status, where they are, time left, chat activity, accuracy so far."""
+    """One row per participant: status, where they are, time left, chat activity, accuracy so far. People only:
+    a model judge's progress is its judge run's (console's model-judges page), and its trials would swell the
+    counts a researcher watches to decide when the study is full."""
     now = now or timezone.now()
-    participants = Participant.objects.filter(study=study).order_by("pk")
+    participants = Participant.objects.filter(study=study, kind=Participant.Kind.HUMAN).order_by("pk")
     if participant_ids is not None:
         participants = participants.filter(pk__in=list(participant_ids))
     participants = list(participants.annotate(last_event=Max("events__at")))
@@ -107,7 +109,7 @@ def _debates_now_on(trials: dict, conditions: dict) -> dict[int, str]:
 def monitor_summary(study: Study, *, blind: bool = False) -> dict:
     """Counts by status and accuracy so far per condition (pilots left out, as in analysis)."""
     by_status = dict(
-        Participant.objects.filter(study=study, is_pilot=False)
+        Participant.objects.filter(study=study, is_pilot=False, kind=Participant.Kind.HUMAN)
         .values("status")
         .annotate(n=Count("id"))
         .values_list("status", "n")
@@ -120,6 +122,7 @@ def monitor_summary(study: Study, *, blind: bool = False) -> dict:
                 condition=condition,
                 role="scored",
                 participant__is_pilot=False,
+                participant__kind=Participant.Kind.HUMAN,
                 status__in=[Trial.Status.ANSWERED, Trial.Status.TIMED_OUT],
             ).aggregate(n=Count("id"), right=Count("id", filter=Q(correct=True)))
             accuracy[condition.name] = {

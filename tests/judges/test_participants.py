@@ -5,6 +5,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from oversight.console.monitor import monitor_rows, monitor_summary
 from oversight.core.models import Participant
 from oversight.core.services.participants import participant_join
 from tests.factories import make_study
@@ -39,3 +40,11 @@ def test_the_study_page_counts_people_only(client, alice):
     client.force_login(alice)
     page = client.get(reverse("console:study", kwargs={"slug": study.slug}))
     assert dict(page.context["statuses"])["Completed"] == 0
+
+
+def test_the_live_monitor_lists_and_counts_people_only():
+    study = make_study(slug="watched")
+    person = participant_join(study=study, params={"pid": "someone"}, consent=True)
+    model_participant(study)
+    assert [row["id"] for row in monitor_rows(study)] == [person.pk]
+    assert monitor_summary(study)["by_status"]["Completed"] == 0
