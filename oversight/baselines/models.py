@@ -10,17 +10,13 @@ finished run means.
 
 import hashlib
 import json
-from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
-from django.utils import timezone
 
-from oversight.core.models import JobLifecycle, JobStatus
+from oversight.core.models import JobStatus, ResumableJob
 
-STALE_AFTER_S = 60.0  # a running run whose heartbeat is older than this may be claimed by another executor
-CANCELLED_BEFORE_START = "cancelled before it started"
+STALE_AFTER_S = ResumableJob.STALE_AFTER_S  # a running run whose heartbeat is older may be claimed by another
 
 
 class Method(models.TextChoices):
@@ -61,7 +57,7 @@ class PromptTemplate(models.Model):
         return template_hash(method=self.method, text=self.text, chat=self.chat)
 
 
-class BaselineRun(JobLifecycle, models.Model):
+class BaselineRun(ResumableJob, models.Model):
     """A run has the lifecycle of every job (`core.models.JobLifecycle`: the statuses, the claim, progress, finish
     and cancel rules) and mirrors it onto its `Job` for the console. What is its own: runs are long and
     resumable, so an executor holds a run by a token and proves it alive with a heartbeat (a run is stale after
@@ -120,22 +116,6 @@ class BaselineRun(JobLifecycle, models.Model):
         scope = self.study.slug if self.study_id else (self.bank.name if self.bank_id else "?")
         split = f"/{self.split}" if self.split else ""
         return f"Baseline {self.pk}: {self.method} on {scope}{split} ({self.status})"
-
-    def claim(self, token: str, *, now: datetime | None = None) -> bool:
-        """Take the run for the executor `token` (see `JobLifecycle.take`): queued, or running with a heartbeat
-        older than STALE_AFTER_S. A queued run whose cancel arrived before anyone claimed it is cancelled instead."""
-        now = now or timezone.now()
-        stale = Q(heartbeat_at__lt=now - timedelta(seconds=STALE_AFTER_S)) | Q(heartbeat_at__isnull=True)
-        if self.take(stale=stale, where=Q(cancel_requested=False), claimed_by=token, heartbeat_at=now, message=""):
-            self.update_if(Q(started_at__isnull=True), started_at=now)  # a resumed run keeps its first start
-            return True
-        self.cancel(where=Q(cancel_requested=True), message=CANCELLED_BEFORE_START, now=now)
-        return False
-
-    def request_cancel(self, *, now: datetime | None = None) -> None:
-        """Ask the executor to stop after its current batch; a run nobody executes yet is cancelled at once."""
-        self.update_if(Q(), cancel_requested=True)
-        self.cancel(message=CANCELLED_BEFORE_START, now=now)
 
 
 class BaselineResult(models.Model):

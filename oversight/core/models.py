@@ -648,6 +648,32 @@ class JobLifecycle:
         )
 
 
+class ResumableJob(JobLifecycle):
+    """The rules of a long, resumable run on top of `JobLifecycle` (baselines.BaselineRun, judges.JudgeRun): an
+    executor holds the run by a random token (`claimed_by`) and proves it alive with `heartbeat_at`; a run whose
+    heartbeat is older than STALE_AFTER_S may be claimed by another executor (its own died); a running run is
+    stopped cooperatively (`cancel_requested`), between two units of work, keeping what it has written."""
+
+    STALE_AFTER_S = 60.0
+    CANCELLED_BEFORE_START = "cancelled before it started"
+
+    def claim(self, token: str, *, now: datetime | None = None) -> bool:
+        """Take the run for the executor `token`: queued, or running with a stale heartbeat. A queued run whose
+        cancel arrived before anyone claimed it is cancelled instead."""
+        now = now or timezone.now()
+        stale = Q(heartbeat_at__lt=now - timedelta(seconds=self.STALE_AFTER_S)) | Q(heartbeat_at__isnull=True)
+        if self.take(stale=stale, where=Q(cancel_requested=False), claimed_by=token, heartbeat_at=now, message=""):
+            self.update_if(Q(started_at__isnull=True), started_at=now)  # a resumed run keeps its first start
+            return True
+        self.cancel(where=Q(cancel_requested=True), message=self.CANCELLED_BEFORE_START, now=now)
+        return False
+
+    def request_cancel(self, *, now: datetime | None = None) -> None:
+        """Ask the executor to stop after the unit of work in hand; a run nobody executes yet is cancelled at once."""
+        self.update_if(Q(), cancel_requested=True)
+        self.cancel(message=self.CANCELLED_BEFORE_START, now=now)
+
+
 class Job(JobLifecycle, models.Model):
     """One pattern for every long researcher action: a service creates the job and enqueues its task after commit
     (`core.enqueue`); the task claims the row, reports progress and finishes it (`JobLifecycle`); a status

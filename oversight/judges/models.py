@@ -14,17 +14,13 @@ the material as text, the prompt, the probability per option and how it was read
 stated probability parsed from the reply).
 """
 
-from datetime import datetime, timedelta
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 
-from oversight.core.models import JobLifecycle, JobStatus
+from oversight.core.models import JobStatus, ResumableJob
 
-STALE_AFTER_S = 60.0  # a running run whose heartbeat is older than this may be claimed by another executor
-CANCELLED_BEFORE_START = "cancelled before it started"
+STALE_AFTER_S = ResumableJob.STALE_AFTER_S  # a running run whose heartbeat is older may be claimed by another
 
 
 class Mode(models.TextChoices):
@@ -38,7 +34,7 @@ class AnswerMethod(models.TextChoices):
     VERBAL = "verbal", "A stated probability per answer, parsed from the reply"
 
 
-class JudgeRun(JobLifecycle, models.Model):
+class JudgeRun(ResumableJob, models.Model):
     """One endpoint judging one condition of a launched study. Resumable: every answer is written with its trial
     in one transaction, and a resumed run skips what has an answer."""
 
@@ -72,22 +68,6 @@ class JudgeRun(JobLifecycle, models.Model):
 
     def __str__(self) -> str:
         return f"Judge run {self.pk}: {self.get_mode_display()} on {self.condition} ({self.status})"
-
-    def claim(self, token: str, *, now: datetime | None = None) -> bool:
-        """Take the run for the executor `token`: queued, or running with a heartbeat older than STALE_AFTER_S
-        (its executor died). A queued run whose cancel came first is cancelled instead."""
-        now = now or timezone.now()
-        stale = Q(heartbeat_at__lt=now - timedelta(seconds=STALE_AFTER_S)) | Q(heartbeat_at__isnull=True)
-        if self.take(stale=stale, where=Q(cancel_requested=False), claimed_by=token, heartbeat_at=now, message=""):
-            self.update_if(Q(started_at__isnull=True), started_at=now)
-            return True
-        self.cancel(where=Q(cancel_requested=True), message=CANCELLED_BEFORE_START, now=now)
-        return False
-
-    def request_cancel(self, *, now: datetime | None = None) -> None:
-        """Ask the executor to stop after the answer in hand; a run nobody executes yet is cancelled at once."""
-        self.update_if(Q(), cancel_requested=True)
-        self.cancel(message=CANCELLED_BEFORE_START, now=now)
 
 
 class JudgeVerdict(models.Model):
