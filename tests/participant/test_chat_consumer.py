@@ -19,11 +19,13 @@ async def test_an_unknown_token_or_an_unaided_trial_gets_no_chat():
     ws = WebsocketCommunicator(APP, f"/ws/chat/nope/{trial.position}/")
     connected, code = await ws.connect()
     assert not connected and code == 4404
+    await ws.disconnect()  # ends the refused consumer here, not by cancelling it when the test's loop closes
     unaided = await sync_to_async(lambda: trial.participant.trials.filter(condition__kind="unaided").first())()
     token = await sync_to_async(lambda: trial.participant.token)()
     ws = WebsocketCommunicator(APP, f"/ws/chat/{token}/{unaided.position}/")
     connected, code = await ws.connect()
     assert not connected and code == 4404
+    await ws.disconnect()
 
 
 @pytest.mark.parametrize("frame", [{"type": "dance"}, {"text": "no type"}, ["not", "an", "object"], "hello"])

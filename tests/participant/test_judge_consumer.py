@@ -2,6 +2,7 @@
 hello, relays the advocates' turns, the deltas and the debate's state, and passes on the judge's question or end.
 No frame says which answer is gold or which side argued it."""
 
+import asyncio
 import json
 
 import pytest
@@ -152,6 +153,14 @@ async def test_the_judge_ends_the_debate_and_it_is_recorded():
     transcript = await sync_to_async(Transcript.objects.get)(pk=trial.transcript_id)
     assert transcript.ended_by == "judge"
     assert await sync_to_async(Event.objects.filter(kind=Event.Kind.DEBATE_ENDED).count)() == 1
+    # The turns the end interrupted are finalised too (a moment after the state says so: their generation
+    # writes its last flush), and none is left streaming.
+    streaming = TranscriptTurn.objects.filter(transcript_id=trial.transcript_id, status=TranscriptTurn.Status.STREAMING)
+    for _ in range(100):
+        if not await sync_to_async(streaming.exists)():
+            break
+        await asyncio.sleep(0.1)
+    assert not await sync_to_async(streaming.exists)()
     await ws.disconnect()
 
 
