@@ -602,10 +602,10 @@ async def test_stop_with_a_message_queued_sends_that_message_next():
         trial = await setup(tgi.url)
         ws, _ = await connect(trial)
         await asked(ws, "Go on.")
-        await queued(ws, "Actually, a different question.")
+        _, so_far = await queued(ws, "Actually, a different question.")  # the reply may have begun to stream
         await tgi.configure(reply="The different answer.", tokens_per_s=0)
         await ws.send_json_to({"type": "stop"})
-        _, stopped = await until_final(ws)
+        _, stopped = await until_final(ws, so_far)
         assert stopped["status"] == "stopped"
         text, answered = await until_final(ws)
         assert answered["status"] == "complete" and text == "The different answer."
