@@ -114,9 +114,8 @@ def test_turning_a_debate_into_a_consultancy_keeps_one_advocate(client, study, a
 
 
 def test_the_self_play_button_writes_the_static_transcripts_as_a_job(
-    client, study, alice, endpoint, settings, django_capture_on_commit_callbacks
+    client, study, alice, endpoint, tasks_inline, django_capture_on_commit_callbacks
 ):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     client.force_login(alice)
     static = '{"rounds": 1, "transcripts": "static"}'
     client.post(url("condition_create", study), debate_data(endpoint, protocol=static))

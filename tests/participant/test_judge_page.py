@@ -64,14 +64,15 @@ def test_it_shows_the_question_the_two_answers_and_the_transcript_and_nothing_el
     assert body.index(item.options[shown[0]]) < body.index(item.options[shown[1]])  # A, then B, as the transcript
     assert item.text in body and '<p class="context-line">Debate</p>' in body
     assert "Debater A" in body and "Debater B" in body and body.count('class="turn turn-advocate"') == 6
-    assert "The survey ship" not in body  # the story stays hidden by default
+    # The story stays hidden by default (an advocate's verified quote of it may be on the page, the story not).
+    assert 'class="story"' not in body and 'class="story-text"' not in body
     assert 'data-ws-path="/ws/judge/' in body and 'name="p_first"' in body
     assert 'name="choice"' not in body  # the judge answers with a probability, not the four-option radio
 
 
 def test_the_story_is_on_the_page_when_the_condition_shows_it(client):
     _, _, response = judge(client, "consultancy", judge_sees_story=True)
-    assert "The survey ship" in response.content.decode()
+    assert "The survey ship" in response.content.decode() and 'class="story-text"' in response.content.decode()
 
 
 @pytest.mark.parametrize("kind", PROTOCOL_KINDS)
