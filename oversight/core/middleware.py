@@ -7,11 +7,8 @@ class ContentSecurityPolicyMiddleware:
     Model output is rendered as sanitised Markdown; the CSP is the second line of defence should a payload
     ever slip through the sanitiser.
 
-    Sync-only on purpose, and last in MIDDLEWARE: under ASGI Django then runs the whole chain in the request's
-    thread, one hop from the event loop. Made async-capable (with WhiteNoise's), the chain ran on the loop and
-    Django's own middleware hopped to a thread and back for each of their hooks: 3.1 ms of CPU per page instead
-    of 2.4, 3.6 per static file instead of 0.9 (bench/middleware.py; bench/README.md, "What else changed on the
-    request path").
+    Sync-only, like every middleware here: oversight.ops.handler runs the whole chain, the view and the
+    response in one thread hop, as Django's WSGI handler would.
     """
 
     sync_capable = True

@@ -21,6 +21,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from oversight.assistant.transcripts import judge_view, render_transcript
 from oversight.core.launched import launched_study
 from oversight.core.models import Condition, Event, Participant, Study, Trial
+from oversight.core.prepared import PreparedQuery
 from oversight.core.services.participants import (
     RECRUITMENT_KEYS,
     RecruitmentError,
@@ -77,10 +78,15 @@ def _study_open(request, study: Study) -> HttpResponse | None:
     return None
 
 
+# The study comes along (one join): its status is the one thing about a launched study that changes. Its
+# manifest is left behind; the frozen parts a page needs come from the per-process cache (core.launched).
+_PARTICIPANT_BY_TOKEN = PreparedQuery(
+    lambda token: Participant.objects.select_related("study").defer("study__manifest").filter(token=token), str
+)
+
+
 def _participant(token: str) -> Participant:
-    # The study comes along (one join): its status is the one thing about a launched study that changes. Its
-    # manifest is left behind; the frozen parts a page needs come from the per-process cache (core.launched).
-    participant = Participant.objects.select_related("study").defer("study__manifest").filter(token=token).first()
+    participant = _PARTICIPANT_BY_TOKEN.first(token)
     if participant is None:
         raise Http404("Unknown participant link")
     return participant
@@ -136,7 +142,8 @@ def _respond(request: HttpRequest, progress: Progress, step: Step) -> HttpRespon
     """The step's page in this response (htmx), or a redirect to it."""
     url = step_url(progress.participant, step)
     if request.htmx and _swappable(step):
-        response = _render_step(request, progress, step)
+        # The title and <main> alone, except for htmx restoring its history from the server (it wants a page).
+        response = _render_step(request, progress, step, fragment=not request.htmx.history_restore_request)
         response["HX-Push-Url"] = url
         return response
     if request.htmx:
@@ -149,7 +156,7 @@ def _render_step(request: HttpRequest, progress: Progress, step: Step, *, status
     if step.kind == StepKind.TRIAL:
         return _trial_response(request, progress, step.trial, status=status, **extra)
     if step.kind == StepKind.FEEDBACK:
-        return _feedback_response(request, progress, step.trial)
+        return _feedback_response(request, progress, step.trial, fragment=extra.get("fragment", False))
     if step.kind == StepKind.DECLINED:
         return render(request, "participant/declined.html", {"study": p.study})
     context = {"participant": p, "study": p.study, "step": step, **extra}
@@ -375,7 +382,9 @@ def _selected_p_first(trial: Trial, first: int) -> float | None:
     return distribution[first]
 
 
-def _trial_response(request, progress: Progress, trial: Trial, *, status: int = 200, error: str = "") -> HttpResponse:
+def _trial_response(
+    request, progress: Progress, trial: Trial, *, status: int = 200, error: str = "", fragment: bool = False
+) -> HttpResponse:
     if trial.transcript_id is not None:
         return _judge_response(request, progress, trial, status=status, error=error)
     participant = progress.participant
@@ -400,6 +409,7 @@ def _trial_response(request, progress: Progress, trial: Trial, *, status: int = 
         "error": error,
         "timed_out": _timed_out_notice(progress, trial.position),
         "swappable": not _has_socket(trial),
+        "fragment": fragment,
     }
     response = render(request, "participant/trial.html", context, status=status)
     if request.htmx and status != 200:
@@ -495,7 +505,7 @@ def trial_submit_view(request: HttpRequest, token: str, position: int) -> HttpRe
     return _respond(request, progress, step)
 
 
-def _feedback_response(request, progress: Progress, trial: Trial) -> HttpResponse:
+def _feedback_response(request, progress: Progress, trial: Trial, *, fragment: bool = False) -> HttpResponse:
     item = trial.item
     participant = progress.participant
     return render(
@@ -512,6 +522,7 @@ def _feedback_response(request, progress: Progress, trial: Trial) -> HttpRespons
             "timed_out": trial.status == Trial.Status.TIMED_OUT,
             "number": trial.position + 1,
             "total": progress.total,
+            "fragment": fragment,
         },
     )
 

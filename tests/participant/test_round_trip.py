@@ -160,3 +160,21 @@ def test_declining_with_htmx_shows_the_thanks_at_the_participant_s_own_address(c
     assert "You chose not to take part" in response.content.decode()
     assert response["HX-Push-Url"] == url("next", p)
     assert "You chose not to take part" in client.get(url("next", p)).content.decode()
+
+
+def test_the_page_in_an_htmx_answer_is_its_title_and_main_without_the_document_around_them(client):
+    study = make_unaided_study(n_items=2)
+    p = enrol(client, study)
+    page = client.post(item_url(p, 0, "submit"), ANSWER, headers=HX).content.decode()
+    assert page.lstrip().startswith("<title>Question 2 of ")
+    assert '<main class="participant-main">' in page and 'id="answer-form"' in page
+    assert re.search(r"<(!doctype|html|head|body|script)[\s>]", page, re.I) is None
+
+
+def test_htmx_restoring_its_history_from_the_server_gets_the_whole_page(client):
+    study = make_unaided_study(n_items=2)
+    p = enrol(client, study)
+    response = client.get(url("next", p), headers={**HX, "HX-History-Restore-Request": "true"})
+    page = response.content.decode()
+    assert response.status_code == 200 and page.startswith("<!doctype html>")
+    assert "<script" in page and 'id="answer-form"' in page

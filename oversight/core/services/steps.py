@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from oversight.core.launched import LaunchedStudy, launched_study
 from oversight.core.models import Condition, ConditionItem, Event, Participant, Study, Trial
+from oversight.core.prepared import PreparedQuery, insert_rows
 from oversight.core.services.monitor import monitor_changed
 from oversight.core.services.participants import participant_complete
 from oversight.core.services.trials import Answer, AnswerError, apply_show, apply_submit
@@ -63,6 +64,15 @@ class Step:
     block: Block | None = None
 
 
+# Every request on the participant path reads these rows: compiled once per process (core.prepared).
+_TRIALS_OF = PreparedQuery(
+    lambda participant_id: Trial.objects.filter(participant_id=participant_id).order_by("position"), int
+)
+
+
+_PARTICIPANT, _ITEM, _CONDITION = (Trial._meta.get_field(name) for name in ("participant", "item", "condition"))
+
+
 class Progress:
     """A participant, their trials (one query) and their study's frozen parts (cached per process)."""
 
@@ -70,19 +80,18 @@ class Progress:
         self.participant = participant
         self.trials = trials
         self.launched = launched
+        # Attached, not fetched: the item, its passage and the condition come from the launched study. Put in
+        # the related-object caches directly: the descriptors' checks cost more than the rest of this request's
+        # Python, twenty trials at a time, and these objects are the trials' own by construction.
         for trial in trials:
-            # Attached, not fetched: the item, its passage and the condition come from the launched study.
-            trial.participant = participant
-            trial.item = launched.item(trial.item_id)
-            trial.condition = launched.condition(trial.condition_id)
+            _PARTICIPANT.set_cached_value(trial, participant)
+            _ITEM.set_cached_value(trial, launched.item(trial.item_id))
+            _CONDITION.set_cached_value(trial, launched.condition(trial.condition_id))
         self._by_position = {trial.position: trial for trial in trials}
 
     @classmethod
     def load(cls, participant: Participant) -> Progress:
-        launched = launched_study(participant.study)
-        return cls(
-            participant, list(Trial.objects.filter(participant_id=participant.pk).order_by("position")), launched
-        )
+        return cls(participant, _TRIALS_OF(participant.pk), launched_study(participant.study))
 
     @property
     def study(self) -> Study:
@@ -177,7 +186,7 @@ def participant_advance(*, progress: Progress, now=None) -> Step:
     now = now or timezone.now()
     events: list[Event] = []
     step = _advance(progress, now, events)
-    Event.objects.bulk_create(events)
+    insert_rows(events)
     return step
 
 
@@ -192,7 +201,7 @@ def participant_read_instructions(*, progress: Progress, now=None) -> Step:
             events.append(Event(participant=p, kind=Event.Kind.INSTRUCTIONS_READ, at=now))
         p.instructions_read_at = p.instructions_read_at or now
     step = _advance(progress, now, events)
-    Event.objects.bulk_create(events)
+    insert_rows(events)
     return step
 
 
@@ -281,7 +290,7 @@ def participant_check_comprehension(
     for trial in progress.trials:
         trial.participant = p
     step = _advance(progress, now, events) if not wrong else progress.step()
-    Event.objects.bulk_create(events)
+    insert_rows(events)
     result = CheckResult(
         attempt=p.comprehension_attempts,
         wrong=wrong,
@@ -309,7 +318,7 @@ def participant_start_block(*, progress: Progress, number: int, now=None) -> Ste
             )
         p.blocks_started = max(p.blocks_started, number)
     step = _advance(progress, now, events)
-    Event.objects.bulk_create(events)
+    insert_rows(events)
     return step
 
 
@@ -325,7 +334,7 @@ def participant_answer(
         step = Step(StepKind.FEEDBACK, trial=trial)
     else:
         step = _advance(progress, now, events)
-    Event.objects.bulk_create(events)
+    insert_rows(events)
     return step
 
 

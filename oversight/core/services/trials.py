@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from oversight.core.enqueue import enqueue_on_commit
 from oversight.core.models import Event, Study, Trial
+from oversight.core.prepared import insert_rows, update_where
 from oversight.core.services.monitor import monitor_changed
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def _update_if_shown(trial: Trial, **fields) -> bool:
     """Write `fields` if the trial is still shown, in one conditional UPDATE (no lock held across a round trip):
     of a submit, the page's auto-submit, a selection and the deadline sweep, whichever commits first decides. On
     False the row changed first, and `trial` now holds what it became."""
-    if not Trial.objects.filter(pk=trial.pk, status=Trial.Status.SHOWN).update(**fields):
+    if not update_where(Trial, where={"id": trial.pk, "status": Trial.Status.SHOWN}, values=fields):
         trial.refresh_from_db(fields=TRIAL_STATE)
         return False
     for name, value in fields.items():
@@ -192,9 +193,8 @@ def apply_show(*, trial: Trial, now) -> list[Event]:
     if trial.status != Trial.Status.PENDING:
         return []
     deadline = trial.deadline_for(now)
-    if not Trial.objects.filter(pk=trial.pk, status=Trial.Status.PENDING).update(
-        status=Trial.Status.SHOWN, shown_at=now, deadline_at=deadline
-    ):
+    shown = {"status": Trial.Status.SHOWN, "shown_at": now, "deadline_at": deadline}
+    if not update_where(Trial, where={"id": trial.pk, "status": Trial.Status.PENDING}, values=shown):
         trial.refresh_from_db(fields=TRIAL_STATE)  # another request showed it first: its clock stands
         return []
     trial.status, trial.shown_at, trial.deadline_at = Trial.Status.SHOWN, now, deadline
@@ -298,7 +298,7 @@ def trial_show(*, trial: Trial, now=None) -> Trial:
     """Mark the trial shown and fix its deadline — once. A refresh shows the same clock still running."""
     now = now or timezone.now()
     trial = _locked(trial)
-    Event.objects.bulk_create(apply_show(trial=trial, now=now))
+    insert_rows(apply_show(trial=trial, now=now))
     return trial
 
 
@@ -306,7 +306,7 @@ def trial_show(*, trial: Trial, now=None) -> Trial:
 def trial_select(*, trial: Trial, answer: Answer, now=None) -> Trial:
     """Record the participant's current selection as it changes (a closed browser still has it recorded)."""
     now = now or timezone.now()
-    Event.objects.bulk_create(apply_select(trial=trial, answer=answer, now=now))
+    insert_rows(apply_select(trial=trial, answer=answer, now=now))
     return trial
 
 
@@ -316,7 +316,7 @@ def trial_submit(
 ) -> Trial:
     """Commit an answer (see `apply_submit`): idempotent, and the deadline holds against a late POST."""
     now = now or timezone.now()
-    Event.objects.bulk_create(apply_submit(trial=trial, answer=answer, kind=kind, now=now, posted=posted))
+    insert_rows(apply_submit(trial=trial, answer=answer, kind=kind, now=now, posted=posted))
     return trial
 
 
