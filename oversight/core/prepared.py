@@ -48,30 +48,43 @@ class PreparedQuery:
         self._lock = threading.Lock()
 
     def __call__(self, *values, using: str = "default") -> list[Model]:
-        connection = connections[using]
-        compiled = self._compiled.get((using, connection.vendor)) or self._compile(using)
-        params = [compiled.params[i] if slot is None else values[slot] for i, slot in enumerate(compiled.slots)]
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
-            rows = cursor.fetchall()
-        objects = []
-        for row in rows:
-            if compiled.converters:
-                row = list(row)
-                for position, converters, expression in compiled.converters:
-                    value = row[position]
-                    for converter in converters:
-                        value = converter(value, expression, connection)
-                    row[position] = value
-            obj = compiled.model.from_db(using, compiled.init_list, row[compiled.fields_slice])
-            for populator in compiled.populators:
-                populator.populate(row, obj)
-            objects.append(obj)
-        return objects
+        return [self.instance(row, using=using) for row in self.rows(*values, using=using)]
 
     def first(self, *values, using: str = "default") -> Model | None:
-        found = self(*values, using=using)
-        return found[0] if found else None
+        rows = self.rows(*values, using=using)
+        return self.instance(rows[0], using=using) if rows else None
+
+    def rows(self, *values, using: str = "default") -> list[tuple]:
+        """The rows as the database gave them: for a caller that turns only some of them into instances."""
+        compiled = self._compiled_for(using)
+        params = [compiled.params[i] if slot is None else values[slot] for i, slot in enumerate(compiled.slots)]
+        with connections[using].cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            return cursor.fetchall()
+
+    def instance(self, row: tuple, *, using: str = "default") -> Model:
+        """One of `rows()` as the model instance Django's own iterator would have made of it."""
+        compiled = self._compiled_for(using)
+        if compiled.converters:
+            connection = connections[using]
+            row = list(row)
+            for position, converters, expression in compiled.converters:
+                value = row[position]
+                for converter in converters:
+                    value = converter(value, expression, connection)
+                row[position] = value
+        obj = compiled.model.from_db(using, compiled.init_list, row[compiled.fields_slice])
+        for populator in compiled.populators:
+            populator.populate(row, obj)
+        return obj
+
+    def index(self, attname: str, *, using: str = "default") -> int:
+        """Where the model's field `attname` is in a row of `rows()` (unconverted there: plain columns only)."""
+        compiled = self._compiled_for(using)
+        return compiled.fields_slice.start + compiled.init_list.index(attname)
+
+    def _compiled_for(self, using: str) -> _Compiled:
+        return self._compiled.get((using, connections[using].vendor)) or self._compile(using)
 
     def _compile(self, using: str) -> _Compiled:
         markers = [_MARKERS[t](i) for i, t in enumerate(self._types)]

@@ -74,24 +74,25 @@ _PARTICIPANT, _ITEM, _CONDITION = (Trial._meta.get_field(name) for name in ("par
 
 
 class Progress:
-    """A participant, their trials (one query) and their study's frozen parts (cached per process)."""
+    """A participant, their trials (one query) and their study's frozen parts (cached per process).
 
-    def __init__(self, participant: Participant, trials: list[Trial], launched: LaunchedStudy):
+    The trials' rows are all read, but a row becomes a `Trial` only when asked for: a step needs two of twenty,
+    and making all twenty was the largest single cost of an answer (issue 15's py-spy). What decides the step for
+    every trial (its position, condition and role, which never change, and its status) is read from the rows,
+    the status from the `Trial` once there is one (the services change it in place)."""
+
+    def __init__(self, participant: Participant, rows: list[tuple], launched: LaunchedStudy):
         self.participant = participant
-        self.trials = trials
         self.launched = launched
-        # Attached, not fetched: the item, its passage and the condition come from the launched study. Put in
-        # the related-object caches directly: the descriptors' checks cost more than the rest of this request's
-        # Python, twenty trials at a time, and these objects are the trials' own by construction.
-        for trial in trials:
-            _PARTICIPANT.set_cached_value(trial, participant)
-            _ITEM.set_cached_value(trial, launched.item(trial.item_id))
-            _CONDITION.set_cached_value(trial, launched.condition(trial.condition_id))
-        self._by_position = {trial.position: trial for trial in trials}
+        position, status, condition, role = map(_TRIALS_OF.index, ("position", "status", "condition_id", "role"))
+        self._rows = {row[position]: row for row in rows}  # in position order
+        self._statuses = {row[position]: row[status] for row in rows}
+        self._shape = [(row[position], row[condition], row[role]) for row in rows]
+        self._built: dict[int, Trial] = {}
 
     @classmethod
     def load(cls, participant: Participant) -> Progress:
-        return cls(participant, _TRIALS_OF(participant.pk), launched_study(participant.study))
+        return cls(participant, _TRIALS_OF.rows(participant.pk), launched_study(participant.study))
 
     @property
     def study(self) -> Study:
@@ -99,27 +100,52 @@ class Progress:
 
     @property
     def total(self) -> int:
-        return len(self.trials)
+        return len(self._rows)
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial, in order (all of them made into instances)."""
+        return [self.trial_at(position) for position in self._rows]
 
     def trial_at(self, position: int) -> Trial | None:
-        return self._by_position.get(position)
+        trial = self._built.get(position)
+        if trial is None and position in self._rows:
+            trial = self._built[position] = _TRIALS_OF.instance(self._rows[position])
+            # Attached, not fetched: the item, its passage and the condition come from the launched study. Put in
+            # the related-object caches directly (the descriptors' checks are for objects of unknown origin).
+            _PARTICIPANT.set_cached_value(trial, self.participant)
+            _ITEM.set_cached_value(trial, self.launched.item(trial.item_id))
+            _CONDITION.set_cached_value(trial, self.launched.condition(trial.condition_id))
+        return trial
+
+    def _status(self, position: int) -> str:
+        trial = self._built.get(position)
+        return self._statuses[position] if trial is None else trial.status
 
     def current_trial(self) -> Trial | None:
         """The first trial not yet answered: the only one the participant may work on."""
-        return next((t for t in self.trials if not t.is_final), None)
+        final = {Trial.Status.ANSWERED, Trial.Status.TIMED_OUT}
+        return next((self.trial_at(p) for p in self._rows if self._status(p) not in final), None)
 
     def timed_out_before(self, position: int) -> Trial | None:
         """The trial just before `position`, if the clock ended it: the next page says so."""
-        previous = self.trial_at(position - 1)
-        return previous if previous is not None and previous.status == Trial.Status.TIMED_OUT else None
+        if position - 1 not in self._rows or self._status(position - 1) != Trial.Status.TIMED_OUT:
+            return None
+        return self.trial_at(position - 1)
+
+    def rebind(self, participant: Participant) -> None:
+        """The participant's row was read again (locked): the trials made so far and to come point to it."""
+        self.participant = participant
+        for trial in self._built.values():
+            _PARTICIPANT.set_cached_value(trial, participant)
 
     @cached_property
     def blocks(self) -> list[Block]:
         order = [cid for cid in self.participant.condition_order if cid in self.launched.conditions]
-        has_practice = any(t.role == ConditionItem.Role.PRACTICE for t in self.trials)
+        has_practice = any(role == ConditionItem.Role.PRACTICE for _, _, role in self._shape)
         blocks = []
         for index, cid in enumerate(order):
-            positions = [t.position for t in self.trials if t.condition_id == cid and t.role != "practice"]
+            positions = [pos for pos, condition, role in self._shape if condition == cid and role != "practice"]
             if positions:
                 blocks.append(
                     Block(
@@ -147,7 +173,7 @@ class Progress:
             return Step(StepKind.DONE)
         if p.status == Participant.Status.CONSENT:
             return Step(StepKind.CONSENT)
-        untouched = all(t.status == Trial.Status.PENDING for t in self.trials)
+        untouched = all(self._status(position) == Trial.Status.PENDING for position in self._rows)
         if untouched and self.study.instructions.strip() and p.instructions_read_at is None:
             return Step(StepKind.INSTRUCTIONS)
         if untouched and self.study.comprehension_questions and p.comprehension_passed_at is None:
@@ -255,7 +281,7 @@ def participant_check_comprehension(
     # Locked: two tabs submitting at once must count as two attempts, never lose one.
     p = Participant.objects.select_for_update().get(pk=progress.participant.pk)
     if p.status != Participant.Status.ACTIVE or p.comprehension_passed_at is not None:
-        progress.participant = p
+        progress.rebind(p)
         return progress.step(), None
     wrong = [i for i, (q, a) in enumerate(zip(study.comprehension_questions, answers, strict=True)) if a != q["answer"]]
     p.comprehension_attempts += 1
@@ -286,9 +312,7 @@ def participant_check_comprehension(
         monitor_changed(study_id=study.pk, participant_id=p.pk)
     p.save(update_fields=fields)
     p.study = study
-    progress.participant = p
-    for trial in progress.trials:
-        trial.participant = p
+    progress.rebind(p)
     step = _advance(progress, now, events) if not wrong else progress.step()
     insert_rows(events)
     result = CheckResult(
