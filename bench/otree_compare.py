@@ -439,6 +439,18 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def speed_probe_ms() -> float:
+    """A fixed pure-Python workload, timed (best of 3) just before a run. On the shared 2-vCPU VM the same work
+    has cost anywhere between 1× and 2× its quietest time over a few minutes; this says which kind of minute a
+    run had, so rows measured minutes apart are not read as if the machine were the same."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        sum(len(str(i)) for i in range(300_000))
+        best = min(best, time.process_time() - start)
+    return round(best * 1000, 1)
+
+
 def pct(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -691,6 +703,7 @@ def run_once(target: str, n: int, rep: int, items: list[dict], args) -> dict:
         with TARGETS[target](tmp, n, items, args) as served:
             time.sleep(args.settle)
             load_before = loadavg()
+            probe_ms = speed_probe_ms()
             stats = Stats()
             rng = random.Random(rep * 100_003 + n)
             cpu0 = sum(group_cpu_s(pid) for pid in served.cpu_pids)
@@ -710,6 +723,7 @@ def run_once(target: str, n: int, rep: int, items: list[dict], args) -> dict:
         "rep": rep,
         "note": note,
         "load_before": load_before,
+        "speed_probe_ms": probe_ms,
         "wall_s": round(wall, 2),
         "answers": stats.answers,
         "answers_per_s": round(stats.answers / wall, 2) if wall else 0,
@@ -740,8 +754,8 @@ def summarise(rows: list[dict], targets: list[str], ns: list[int]) -> str:
     out = [
         "| N | target | answers/s (median; runs) | ÷ oTree | GET p50/p95/p99 ms | POST p50/p95/p99 ms | errors | "
         "stored / 20·N | req/answer | server CPU ms/answer | client CPU ms/answer (share of a core) | "
-        "load avg before |",
-        "|---:|---|---|---:|---|---|---:|---|---:|---:|---|---|",
+        "load avg before | speed probe ms |",
+        "|---:|---|---|---:|---|---|---:|---|---:|---:|---|---|---|",
     ]
     for n in ns:
         medians = {}
@@ -763,11 +777,12 @@ def summarise(rows: list[dict], targets: list[str], ns: list[int]) -> str:
             stored = ", ".join(f"{r['stored']}/{r['expected']}" for r in runs)
             errors = ", ".join(str(r["errors"]) for r in runs)
             loads = "; ".join(r["load_before"].split()[0] for r in runs)
+            probes = "; ".join(str(r.get("speed_probe_ms", "–")) for r in runs)
             out.append(
                 f"| {n} | {target} | {medians[target]:.1f} ({rates}) | {ratio} | {fmt_ms(mid['get_ms'])} | "
                 f"{fmt_ms(mid['post_ms'])} | {errors} | {stored} | {mid['requests_per_answer']} | "
                 f"{mid['server_cpu_ms_per_answer']} | {mid['client_cpu_ms_per_answer']} "
-                f"({mid['client_cpu_share']:.0%}) | {loads} |"
+                f"({mid['client_cpu_share']:.0%}) | {loads} | {probes} |"
             )
     return "\n".join(out)
 
@@ -826,7 +841,8 @@ def main(argv=None) -> int:
                         f"(503 waited {row['retried_503']})  stored {row['stored']}/{row['expected']}  "
                         f"{row['requests_per_answer']} req/answer  server {row['server_cpu_ms_per_answer']} ms/answer "
                         f"({row['server_cpu_share']:.0%})  client {row['client_cpu_ms_per_answer']} ms/answer "
-                        f"({row['client_cpu_share']:.0%})  load {row['load_before']}  [{row['note']}]",
+                        f"({row['client_cpu_share']:.0%})  load {row['load_before']}  "
+                        f"probe {row['speed_probe_ms']} ms  [{row['note']}]",
                         flush=True,
                     )
                     for sample in row["error_samples"][:3]:
