@@ -84,6 +84,11 @@ _PARTICIPANT_BY_TOKEN = PreparedQuery(
     lambda token: Participant.objects.select_related("study").defer("study__manifest").filter(token=token), str
 )
 
+# The page reports each change of selection and re-syncs its clock: one trial, by position.
+_TRIAL_AT = PreparedQuery(
+    lambda participant_id, position: Trial.objects.filter(participant_id=participant_id, position=position), int, int
+)
+
 
 def _participant(token: str) -> Participant:
     participant = _PARTICIPANT_BY_TOKEN.first(token)
@@ -446,7 +451,7 @@ def trial_select_view(request: HttpRequest, token: str, position: int) -> HttpRe
     participant = _participant(token)
     if closed := _study_open(request, participant.study):
         return closed
-    trial = Trial.objects.filter(participant_id=participant.pk, position=position).first()
+    trial = _TRIAL_AT.first(participant.pk, position)
     if trial is None:
         raise Http404("No such item")
     trial.participant, trial.item = participant, launched_study(participant.study).item(trial.item_id)
@@ -472,7 +477,7 @@ def _state(trial: Trial) -> dict:
 def trial_state(request: HttpRequest, token: str, position: int) -> HttpResponse:
     """The server's clock for this trial; the page re-syncs its countdown with it."""
     participant = _participant(token)
-    trial = Trial.objects.filter(participant_id=participant.pk, position=position).first()
+    trial = _TRIAL_AT.first(participant.pk, position)
     if trial is None:
         raise Http404("No such item")
     return JsonResponse(_state(trial))
