@@ -260,6 +260,12 @@ async def join(base_url: str, pids: list[str], concurrency: int = 8) -> list[str
             consent = next(f for f in parse_page(page.text).forms if f.input("consent") is not None)
             action = urljoin(str(page.url), consent.attrs.get("action") or "")
             trial = await client.post(action, data={**consent.hidden(), "consent": "yes"})
+            for _ in range(4):  # the study's instructions and the block's introduction come first: their button
+                page = parse_page(trial.text)
+                form = next((f for f in page.forms if f.attrs.get("id") == "continue-form"), None)
+                if "chat" in page.ids or form is None or trial.status_code != 200:
+                    break
+                trial = await client.post(urljoin(str(trial.url), form.attrs.get("action") or ""), data=form.hidden())
             chat = parse_page(trial.text).ids.get("chat")
             if trial.status_code != 200 or chat is None:
                 raise RuntimeError(f"{pid}: landed on {trial.url} (HTTP {trial.status_code}) without a chat pane")

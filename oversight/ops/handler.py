@@ -37,25 +37,26 @@ class OneHopASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
-        response, content = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)
-        if content is None:  # streaming: sent chunk by chunk, closed after
-            try:
-                await self.send_response(response, send)
-            finally:
-                await sync_to_async(response.close, thread_sensitive=True)()
-            return
-        await send({"type": "http.response.start", "status": response.status_code, "headers": _headers(response)})
-        for chunk, last in self.chunk_bytes(content):
-            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+        try:
+            response, content = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)
+            if content is None:  # streaming: sent chunk by chunk, closed after
+                try:
+                    await self.send_response(response, send)
+                finally:
+                    await sync_to_async(response.close, thread_sensitive=True)()
+                return
+            await send({"type": "http.response.start", "status": response.status_code, "headers": _headers(response)})
+            for chunk, last in self.chunk_bytes(content):
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+        finally:
+            body_file.close()  # as Django's handler does (a large upload's body is a temporary file on disk)
 
     def _respond(self, scope, body_file):
         """The sync part, on the lane: (response, its content), or (response, None) for a streaming one."""
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
-        if request is None:
-            body_file.close()
-        else:
-            response = self.get_response(request)  # it closes the request (and the body file) when it is closed
+        if request is not None:
+            response = self.get_response(request)  # closing the response closes the request
             response._handler_class = self.__class__
         if response.streaming:
             if isinstance(response, FileResponse):
