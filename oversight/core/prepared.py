@@ -21,8 +21,10 @@ from django.db import connections
 from django.db.models import Model, QuerySet
 from django.db.models.query import ModelIterable, get_related_populators
 
-# Stand-ins the queryset is compiled with, found again in the compiled parameters: unlike any real value.
-_MARKERS = {str: lambda i: f"\x1eprepared-parameter-{i}\x1e", int: lambda i: -7_391_000_000_017 - i}
+# Stand-ins the queryset is compiled with, found again in the compiled parameters. An int must lie within every
+# integer field's range (Django turns an out-of-range lookup into "no rows" before any SQL exists), so it cannot
+# be unlike every real value: a constant equal to one in the queryset is caught by the count in `_compile`.
+_MARKERS = {str: lambda i: f"\x1eprepared-parameter-{i}\x1e", int: lambda i: 32_017 + i}
 
 
 @dataclass(frozen=True)

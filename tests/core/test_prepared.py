@@ -94,3 +94,12 @@ def test_update_where_changes_only_rows_that_still_match_and_says_how_many(parti
     trial.refresh_from_db()
     assert (trial.status, trial.choice, trial.distribution, trial.correct) == ("answered", 2, None, False)
     assert update_where(Trial, where={"id": trial.pk, "status": Trial.Status.SHOWN}, values=values) == 0
+
+
+def test_a_prepared_query_takes_parameters_of_positive_and_small_integer_fields(participant):
+    # Django refuses an out-of-range stand-in before any SQL exists: the stand-ins must fit every integer field.
+    at = PreparedQuery(lambda pid, position: Trial.objects.filter(participant_id=pid, position=position), int, int)
+    assert at.first(participant.pk, 1).position == 1
+    assert at.first(participant.pk, 99) is None
+    chosen = PreparedQuery(lambda choice: Trial.objects.filter(selected_choice=choice), int)
+    assert chosen(3) == []
