@@ -102,11 +102,6 @@ class Progress:
     def total(self) -> int:
         return len(self._rows)
 
-    @property
-    def trials(self) -> list[Trial]:
-        """Every trial, in order (all of them made into instances)."""
-        return [self.trial_at(position) for position in self._rows]
-
     def trial_at(self, position: int) -> Trial | None:
         trial = self._built.get(position)
         if trial is None and position in self._rows:
